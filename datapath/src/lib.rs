@@ -1,0 +1,17 @@
+//! The rstwall packet engine.
+//!
+//! Frames go in, verdicts and telemetry come out; the engine does no I/O of
+//! its own, so the same code runs behind AF_XDP workers, over pcap files,
+//! in fuzzers and in benchmarks.
+//!
+//! * [`wire`] — zero-copy views over frames, down to the TCP header.
+//! * [`table`] — the bounded, randomly keyed LRU table everything else uses.
+//! * [`flow`] — bidirectional flow tracking and the RST judgment.
+//! * [`class`] — the RST classes ([`RstClass`]) and TCP flag classes.
+
+pub mod class;
+pub mod seq;
+pub mod table;
+pub mod wire;
+
+pub use class::{FlagClass, RstClass};

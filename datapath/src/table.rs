@@ -1,0 +1,518 @@
+//! A bounded hash table with per-class LRU lists: the one structure behind
+//! the flow table, the per-source rate-limit buckets and the per-host and
+//! per-port statistics.
+//!
+//! * Fixed capacity chosen at construction; nothing allocates afterwards.
+//! * Keys are hashed with a per-process random seed (foldhash), so nobody can
+//!   precompute colliding keys.
+//! * Open addressing with linear probing and backward-shift deletion: no
+//!   tombstones, so churn never degrades probes or forces a rehash pause.
+//!   (We hand-write this instead of using `hashbrown::HashTable` because its
+//!   tombstones trigger an O(n) in-place rehash under steady churn — a
+//!   multi-millisecond stall on the per-packet path.)
+//! * Every entry sits on one of `L` intrusive LRU lists (the caller picks the
+//!   list, e.g. one per idle-timeout class). Lists are ordered by last use
+//!   at one-second granularity: an entry is moved to its list's tail at most
+//!   once per second, which keeps the per-packet cost to the lookup alone.
+//! * Under pressure the least recently used entry across all lists is
+//!   evicted (oldest first); expiry walks list heads only.
+
+use std::hash::{BuildHasher, Hash};
+
+const NIL: u32 = u32::MAX;
+
+/// Where an entry's slot and list membership live.
+#[derive(Clone, Copy, Debug)]
+struct Links {
+    prev: u32,
+    next: u32,
+    /// Last use, in seconds of the caller's clock.
+    last_seen: u32,
+    list: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// Index slot: entry index plus the high bits of the hash, so most probes
+/// that do not match never touch the entry.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    tag: u32,
+    entry: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        tag: 0,
+        entry: NIL,
+    };
+}
+
+/// Result of [`BoundedTable::get_or_insert`].
+#[derive(Debug)]
+pub enum Insert<'a, V> {
+    /// The key was present.
+    Found(&'a mut V),
+    /// A new entry was created (possibly after evicting the oldest one).
+    Inserted { value: &'a mut V, evicted: bool },
+}
+
+/// Bounded LRU hash table with `L` lists.
+pub struct BoundedTable<K, V, const L: usize> {
+    slots: Box<[Slot]>,
+    mask: usize,
+    keys: Vec<K>,
+    values: Vec<V>,
+    links: Vec<Links>,
+    /// Free entry indices (entries below `keys.len()` that were removed).
+    free: Vec<u32>,
+    lists: [List; L],
+    capacity: usize,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
+    /// A table for `capacity` entries (at least 1). The index is sized to a
+    /// load factor of at most 0.5 .. 0.75 depending on rounding.
+    pub fn with_capacity(capacity: usize) -> Self {
+        assert!(L > 0 && L < 256, "list count out of range");
+        let capacity = capacity.clamp(1, (u32::MAX / 2) as usize);
+        let slots = (capacity + capacity / 3 + 1).next_power_of_two();
+        BoundedTable {
+            slots: vec![Slot::EMPTY; slots].into_boxed_slice(),
+            mask: slots - 1,
+            keys: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity),
+            links: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            lists: [List::EMPTY; L],
+            capacity,
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn list_len(&self, list: usize) -> usize {
+        self.lists[list].len as usize
+    }
+
+    /// Bytes of memory held per entry of capacity (index + entries + links).
+    pub fn bytes_per_entry(&self) -> usize {
+        let index = self.slots.len() * std::mem::size_of::<Slot>();
+        let entries = self.capacity
+            * (std::mem::size_of::<K>()
+                + std::mem::size_of::<V>()
+                + std::mem::size_of::<Links>()
+                + std::mem::size_of::<u32>());
+        (index + entries).div_ceil(self.capacity)
+    }
+
+    #[inline]
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn tag(hash: u64) -> u32 {
+        (hash >> 32) as u32
+    }
+
+    /// Slot index holding `key`, if present.
+    #[inline]
+    fn find_slot(&self, key: &K, hash: u64) -> Option<usize> {
+        let tag = Self::tag(hash);
+        let mut i = hash as usize & self.mask;
+        loop {
+            let s = self.slots[i];
+            if s.entry == NIL {
+                return None;
+            }
+            if s.tag == tag && self.keys[s.entry as usize] == *key {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Look a key up without touching its recency.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        let h = self.hash(key);
+        self.find_slot(key, h)
+            .map(|i| &self.values[self.slots[i].entry as usize])
+    }
+
+    /// Look a key up and mark it used at `now` (seconds).
+    #[inline]
+    pub fn get_mut(&mut self, key: &K, now: u32) -> Option<&mut V> {
+        let h = self.hash(key);
+        let i = self.find_slot(key, h)?;
+        let e = self.slots[i].entry;
+        self.touch(e, now);
+        Some(&mut self.values[e as usize])
+    }
+
+    /// Find `key` or insert `make()` on list `list`, evicting the least
+    /// recently used entry when full.
+    #[inline]
+    pub fn get_or_insert(
+        &mut self,
+        key: K,
+        now: u32,
+        list: usize,
+        make: impl FnOnce() -> V,
+    ) -> Insert<'_, V> {
+        let h = self.hash(&key);
+        if let Some(i) = self.find_slot(&key, h) {
+            let e = self.slots[i].entry;
+            self.touch(e, now);
+            return Insert::Found(&mut self.values[e as usize]);
+        }
+        let evicted = if self.len() == self.capacity {
+            let victim = self.oldest().expect("full table has entries");
+            self.remove_entry(victim);
+            true
+        } else {
+            false
+        };
+        let e = self.alloc(key, make());
+        self.links[e as usize] = Links {
+            prev: NIL,
+            next: NIL,
+            last_seen: now,
+            list: list as u8,
+        };
+        self.push_tail(e, list);
+        self.insert_slot(h, e);
+        Insert::Inserted {
+            value: &mut self.values[e as usize],
+            evicted,
+        }
+    }
+
+    /// Insert only if there is room (never evicts). `None` when full.
+    #[inline]
+    pub fn try_insert(&mut self, key: K, now: u32, list: usize, value: V) -> Option<&mut V> {
+        if self.len() == self.capacity {
+            return None;
+        }
+        match self.get_or_insert(key, now, list, || value) {
+            Insert::Found(v) => Some(v),
+            Insert::Inserted { value, .. } => Some(value),
+        }
+    }
+
+    /// Move an existing key to another list (e.g. its timeout class changed).
+    #[inline]
+    pub fn set_list(&mut self, key: &K, list: usize) {
+        let h = self.hash(key);
+        if let Some(i) = self.find_slot(key, h) {
+            let e = self.slots[i].entry;
+            if self.links[e as usize].list as usize != list {
+                self.unlink(e);
+                self.links[e as usize].list = list as u8;
+                self.push_tail(e, list);
+            }
+        }
+    }
+
+    /// Remove a key, returning its value's last-seen time if it was present.
+    pub fn remove(&mut self, key: &K) -> bool {
+        let h = self.hash(key);
+        match self.find_slot(key, h) {
+            Some(i) => {
+                let e = self.slots[i].entry;
+                self.remove_entry(e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove entries of `list` idle for longer than `timeout` seconds,
+    /// calling `on_expire` for each. Returns how many were removed. Only
+    /// list heads are visited, so the cost is proportional to the removals.
+    pub fn expire(
+        &mut self,
+        list: usize,
+        now: u32,
+        timeout: u32,
+        mut on_expire: impl FnMut(&K, &V),
+    ) -> usize {
+        let mut n = 0;
+        loop {
+            let e = self.lists[list].head;
+            if e == NIL {
+                break;
+            }
+            if now.wrapping_sub(self.links[e as usize].last_seen) <= timeout {
+                break;
+            }
+            on_expire(&self.keys[e as usize], &self.values[e as usize]);
+            self.remove_entry(e);
+            n += 1;
+        }
+        n
+    }
+
+    /// Seconds since `key` was last used.
+    pub fn idle(&self, key: &K, now: u32) -> Option<u32> {
+        let h = self.hash(key);
+        self.find_slot(key, h)
+            .map(|i| now.wrapping_sub(self.links[self.slots[i].entry as usize].last_seen))
+    }
+
+    /// Iterate over live entries (unordered), with each entry's list and
+    /// last-seen time.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V, usize, u32)> + '_ {
+        // Entries on no list are free; a live entry is always on one.
+        (0..self.keys.len()).filter_map(move |e| {
+            let l = &self.links[e];
+            (l.list != u8::MAX).then(|| (&self.keys[e], &self.values[e], l.list as usize, l.last_seen))
+        })
+    }
+
+    /// Drop everything (keeps the memory).
+    pub fn clear(&mut self) {
+        self.slots.fill(Slot::EMPTY);
+        self.keys.clear();
+        self.values.clear();
+        self.links.clear();
+        self.free.clear();
+        self.lists = [List::EMPTY; L];
+    }
+
+    // --- internals ---
+
+    #[inline]
+    fn touch(&mut self, e: u32, now: u32) {
+        let l = self.links[e as usize];
+        if l.last_seen != now {
+            self.links[e as usize].last_seen = now;
+            if self.lists[l.list as usize].tail != e {
+                self.unlink(e);
+                self.push_tail(e, l.list as usize);
+            }
+        }
+    }
+
+    /// Least recently used entry across all lists.
+    fn oldest(&self) -> Option<u32> {
+        let mut best: Option<(u32, u32)> = None;
+        for list in &self.lists {
+            if list.head == NIL {
+                continue;
+            }
+            let age = self.links[list.head as usize].last_seen;
+            // Compare ages with wrapping arithmetic relative to the newest
+            // possible time: smaller last_seen (mod 2^32 window) is older.
+            match best {
+                Some((_, b)) if !((age.wrapping_sub(b) as i32) < 0) => {}
+                _ => best = Some((list.head, age)),
+            }
+        }
+        best.map(|(e, _)| e)
+    }
+
+    fn alloc(&mut self, key: K, value: V) -> u32 {
+        if let Some(e) = self.free.pop() {
+            self.keys[e as usize] = key;
+            self.values[e as usize] = value;
+            e
+        } else {
+            self.keys.push(key);
+            self.values.push(value);
+            self.links.push(Links {
+                prev: NIL,
+                next: NIL,
+                last_seen: 0,
+                list: u8::MAX,
+            });
+            (self.keys.len() - 1) as u32
+        }
+    }
+
+    #[inline]
+    fn insert_slot(&mut self, hash: u64, e: u32) {
+        let mut i = hash as usize & self.mask;
+        while self.slots[i].entry != NIL {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = Slot {
+            tag: Self::tag(hash),
+            entry: e,
+        };
+    }
+
+    fn remove_entry(&mut self, e: u32) {
+        let key = self.keys[e as usize];
+        let h = self.hash(&key);
+        let mut i = self.find_slot(&key, h).expect("entry is indexed");
+        // Backward-shift deletion: pull later members of the probe run back
+        // into the hole so lookups never need tombstones.
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let s = self.slots[j];
+            if s.entry == NIL {
+                break;
+            }
+            let home = self.hash(&self.keys[s.entry as usize]) as usize & self.mask;
+            // Move s into the hole at i unless its home lies cyclically in (i, j].
+            let in_range = if i <= j {
+                home > i && home <= j
+            } else {
+                home > i || home <= j
+            };
+            if !in_range {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = Slot::EMPTY;
+        self.unlink(e);
+        self.links[e as usize].list = u8::MAX;
+        self.free.push(e);
+    }
+
+    #[inline]
+    fn unlink(&mut self, e: u32) {
+        let Links {
+            prev, next, list, ..
+        } = self.links[e as usize];
+        let list = &mut self.lists[list as usize];
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.links[prev as usize].next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.links[next as usize].prev = prev;
+        }
+        list.len -= 1;
+        self.links[e as usize].prev = NIL;
+        self.links[e as usize].next = NIL;
+    }
+
+    #[inline]
+    fn push_tail(&mut self, e: u32, list: usize) {
+        let tail = self.lists[list].tail;
+        self.links[e as usize].prev = tail;
+        self.links[e as usize].next = NIL;
+        if tail == NIL {
+            self.lists[list].head = e;
+        } else {
+            self.links[tail as usize].next = e;
+        }
+        self.lists[list].tail = e;
+        self.lists[list].len += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn evicts_oldest_first() {
+        let mut t: BoundedTable<u32, u32, 2> = BoundedTable::with_capacity(3);
+        t.get_or_insert(1, 10, 0, || 1);
+        t.get_or_insert(2, 11, 1, || 2);
+        t.get_or_insert(3, 12, 0, || 3);
+        // Touch 1 so 2 is now the oldest.
+        assert!(t.get_mut(&1, 13).is_some());
+        match t.get_or_insert(4, 14, 0, || 4) {
+            Insert::Inserted { evicted, .. } => assert!(evicted),
+            _ => panic!(),
+        }
+        assert!(t.get(&2).is_none());
+        assert!(t.get(&1).is_some() && t.get(&3).is_some() && t.get(&4).is_some());
+        assert_eq!(t.len(), 3);
+        assert!(t.try_insert(5, 15, 0, 5).is_none());
+    }
+
+    #[test]
+    fn expiry_per_list() {
+        let mut t: BoundedTable<u32, (), 2> = BoundedTable::with_capacity(10);
+        for k in 0..5 {
+            t.get_or_insert(k, k, (k % 2) as usize, || ());
+        }
+        let mut gone = vec![];
+        assert_eq!(t.expire(0, 10, 7, |k, _| gone.push(*k)), 2); // 0 and 2 idle > 7
+        assert_eq!(gone, vec![0, 2]);
+        assert_eq!(t.list_len(0), 1);
+        assert_eq!(t.list_len(1), 2);
+        t.set_list(&1, 0);
+        assert_eq!(t.list_len(0), 2);
+    }
+
+    /// Differential test against std's HashMap under heavy churn, small
+    /// capacity (lots of probe-run collisions and wraparound).
+    #[test]
+    fn matches_hashmap_under_churn() {
+        let cap = 64;
+        let mut t: BoundedTable<u64, u64, 1> = BoundedTable::with_capacity(cap);
+        let mut m: HashMap<u64, u64> = HashMap::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for step in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % 150;
+            if x & 0x300 == 0 {
+                assert_eq!(t.remove(&k), m.remove(&k).is_some());
+            } else if m.len() < cap || m.contains_key(&k) {
+                match t.get_or_insert(k, step, 0, || k * 2) {
+                    Insert::Found(v) => assert_eq!(*v, m[&k]),
+                    Insert::Inserted { evicted, .. } => {
+                        assert!(!evicted);
+                        m.insert(k, k * 2);
+                    }
+                }
+            }
+            assert_eq!(t.len(), m.len());
+        }
+        for (k, v) in &m {
+            assert_eq!(t.get(k), Some(v));
+        }
+        assert_eq!(t.iter().count(), m.len());
+    }
+
+    #[test]
+    fn no_allocation_after_construction_is_structural() {
+        let mut t: BoundedTable<u64, [u8; 16], 1> = BoundedTable::with_capacity(1000);
+        let cap_before = (t.keys.capacity(), t.free.capacity());
+        for i in 0..10_000u64 {
+            t.get_or_insert(i, i as u32, 0, || [0; 16]);
+        }
+        assert_eq!((t.keys.capacity(), t.free.capacity()), cap_before);
+        assert_eq!(t.len(), 1000);
+    }
+}

@@ -1,0 +1,162 @@
+//! Link layers: Ethernet for live ports, plus the link types people capture
+//! on (`tcpdump -i any` gives Linux cooked v1/v2, BSD loopback gives NULL).
+
+use super::{be16, ethernet, ParseError};
+
+/// Link-layer header types, numbered as in pcap/pcapng (`LINKTYPE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_NULL (0): 4-byte address family in the writer's byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): 4-byte address family in network byte order.
+    Loop,
+    /// LINKTYPE_RAW (101), and DLT_RAW's platform numbers 12 and 14: bare IP.
+    Raw,
+    /// LINKTYPE_IPV4 (228).
+    Ipv4,
+    /// LINKTYPE_IPV6 (229).
+    Ipv6,
+    /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
+    LinuxSll2,
+}
+
+impl LinkType {
+    /// Map a pcap link-type number; `None` for link types we do not read.
+    pub fn from_pcap(linktype: u32) -> Option<LinkType> {
+        Some(match linktype {
+            1 => LinkType::Ethernet,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            101 | 12 | 14 => LinkType::Raw,
+            228 => LinkType::Ipv4,
+            229 => LinkType::Ipv6,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            _ => return None,
+        })
+    }
+
+    /// The pcap number we write back out.
+    pub fn to_pcap(self) -> u32 {
+        match self {
+            LinkType::Ethernet => 1,
+            LinkType::Null => 0,
+            LinkType::Loop => 108,
+            LinkType::Raw => 101,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkType::Ethernet => "ethernet",
+            LinkType::Null => "null",
+            LinkType::Loop => "loop",
+            LinkType::Raw => "raw",
+            LinkType::Ipv4 => "ipv4",
+            LinkType::Ipv6 => "ipv6",
+            LinkType::LinuxSll => "linux_sll",
+            LinkType::LinuxSll2 => "linux_sll2",
+        }
+    }
+}
+
+/// What the link layer says sits above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Network {
+    Ipv4,
+    Ipv6,
+    /// Bare IP whose version nibble decides.
+    ByVersion,
+    Unknown,
+}
+
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+#[inline]
+fn by_ethertype(ethertype: u16) -> Network {
+    match ethertype {
+        ETHERTYPE_IPV4 => Network::Ipv4,
+        ETHERTYPE_IPV6 => Network::Ipv6,
+        _ => Network::Unknown,
+    }
+}
+
+/// BSD address families for IPv6 differ per OS (24 NetBSD/OpenBSD, 28
+/// FreeBSD, 30 macOS); 2 is AF_INET everywhere.
+#[inline]
+fn by_bsd_family(family: u32) -> Network {
+    match family {
+        2 => Network::Ipv4,
+        10 | 24 | 28 | 30 => Network::Ipv6,
+        _ => Network::Unknown,
+    }
+}
+
+/// Strip the link layer: what protocol follows and the bytes where it starts.
+#[inline]
+pub(crate) fn network_layer(link: LinkType, f: &[u8]) -> Result<(Network, &[u8]), ParseError> {
+    match link {
+        LinkType::Ethernet => {
+            let (ethertype, rest) = ethernet::strip(f)?;
+            Ok((by_ethertype(ethertype), rest))
+        }
+        LinkType::Null | LinkType::Loop => {
+            if f.len() < 4 {
+                return Err(ParseError::TruncatedLink);
+            }
+            let raw = [f[0], f[1], f[2], f[3]];
+            let family = if link == LinkType::Loop {
+                u32::from_be_bytes(raw)
+            } else {
+                // Written in the capturing host's byte order, which the file
+                // does not record; a family number is small, so the order in
+                // which it is small is the right one.
+                let le = u32::from_le_bytes(raw);
+                if le <= 0xffff {
+                    le
+                } else {
+                    u32::from_be_bytes(raw)
+                }
+            };
+            Ok((by_bsd_family(family), &f[4..]))
+        }
+        LinkType::Raw => Ok((Network::ByVersion, f)),
+        LinkType::Ipv4 => Ok((Network::Ipv4, f)),
+        LinkType::Ipv6 => Ok((Network::Ipv6, f)),
+        LinkType::LinuxSll => {
+            // packet type(2) ARPHRD(2) addr len(2) addr(8) protocol(2)
+            if f.len() < 16 {
+                return Err(ParseError::TruncatedLink);
+            }
+            Ok((sll_protocol(be16(f, 2), be16(f, 14)), &f[16..]))
+        }
+        LinkType::LinuxSll2 => {
+            // protocol(2) reserved(2) ifindex(4) ARPHRD(2) type(1) addr len(1) addr(8)
+            if f.len() < 20 {
+                return Err(ParseError::TruncatedLink);
+            }
+            Ok((sll_protocol(be16(f, 8), be16(f, 0)), &f[20..]))
+        }
+    }
+}
+
+/// In cooked captures the protocol field is an ethertype, except for a few
+/// ARPHRD types where it means something else (netlink, CAN...).
+#[inline]
+fn sll_protocol(arphrd: u16, protocol: u16) -> Network {
+    const ARPHRD_NETLINK: u16 = 824;
+    const ARPHRD_CAN: u16 = 280;
+    match arphrd {
+        ARPHRD_NETLINK | ARPHRD_CAN => Network::Unknown,
+        _ => by_ethertype(protocol),
+    }
+}

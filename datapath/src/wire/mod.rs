@@ -1,0 +1,170 @@
+//! Zero-copy parsing of captured frames down to the TCP header.
+//!
+//! Every view here follows the same contract: a `new_checked` constructor
+//! validates lengths once, after which no accessor can index out of bounds.
+//! Nothing allocates, nothing loops without a bound (VLAN tags ≤ 2, IPv6
+//! extension headers ≤ [`ipv6::MAX_EXT_HEADERS`], TCP options ≤ 40 bytes), and
+//! every malformed input becomes a [`ParseError`] — never a panic.
+//!
+//! [`parse`] is the one entry point used by the engine, the pcap reader, the
+//! fuzzers and the benchmarks.
+
+pub mod ethernet;
+pub mod ipv4;
+pub mod ipv6;
+pub mod link;
+pub mod tcp;
+
+use std::net::IpAddr;
+
+pub use link::LinkType;
+pub use tcp::{TcpFlags, TcpOptions};
+
+/// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
+/// the per-packet path and counted, never formatted there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParseError {
+    /// The link-layer header was cut short.
+    TruncatedLink,
+    /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
+    TooManyVlanTags,
+    /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
+    BadIpv4Header,
+    /// IPv6 header cut short or an extension header running past the data.
+    BadIpv6Header,
+    /// More IPv6 extension headers than we walk.
+    TooManyExtHeaders,
+    /// The version nibble does not match the link layer's protocol.
+    IpVersionMismatch,
+    /// TCP header too short to hold the flags byte, or data offset < 5.
+    BadTcpHeader,
+}
+
+impl ParseError {
+    pub const COUNT: usize = 7;
+    pub const ALL: [ParseError; Self::COUNT] = [
+        ParseError::TruncatedLink,
+        ParseError::TooManyVlanTags,
+        ParseError::BadIpv4Header,
+        ParseError::BadIpv6Header,
+        ParseError::TooManyExtHeaders,
+        ParseError::IpVersionMismatch,
+        ParseError::BadTcpHeader,
+    ];
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ParseError::TruncatedLink => "truncated_link",
+            ParseError::TooManyVlanTags => "too_many_vlan_tags",
+            ParseError::BadIpv4Header => "bad_ipv4_header",
+            ParseError::BadIpv6Header => "bad_ipv6_header",
+            ParseError::TooManyExtHeaders => "too_many_ext_headers",
+            ParseError::IpVersionMismatch => "ip_version_mismatch",
+            ParseError::BadTcpHeader => "bad_tcp_header",
+        }
+    }
+}
+
+/// A well-formed frame that carries no TCP header we can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotTcp {
+    /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
+    NonIp,
+    /// IP carrying another transport (UDP, ICMP, GRE, ...).
+    OtherTransport,
+    /// An IP fragment other than the first: the TCP header is elsewhere.
+    LaterFragment,
+}
+
+impl NotTcp {
+    pub const COUNT: usize = 3;
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NotTcp::NonIp => "non_ip",
+            NotTcp::OtherTransport => "other_transport",
+            NotTcp::LaterFragment => "later_fragment",
+        }
+    }
+}
+
+/// The parsed summary of a TCP segment: what the engine needs, copied out
+/// of the frame, plus a borrow of the captured payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window field; 0 when the header was cut before it.
+    pub window: u16,
+    pub options: TcpOptions,
+    /// Payload length the IP header announces (not what was captured).
+    pub payload_len: u32,
+    /// False when the capture ended inside the TCP header (only fields up to
+    /// the flags byte are then reliable; window and options are zero).
+    pub header_complete: bool,
+    /// The first fragment of a fragmented IP datagram.
+    pub fragmented: bool,
+    /// Captured payload bytes (may be shorter than `payload_len`).
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    /// Sequence space the segment occupies: payload plus one for SYN and FIN.
+    #[inline]
+    pub fn seq_len(&self) -> u32 {
+        self.payload_len
+            .wrapping_add(self.flags.syn() as u32)
+            .wrapping_add(self.flags.fin() as u32)
+    }
+
+    #[inline]
+    pub fn is_ipv6(&self) -> bool {
+        self.dst.is_ipv6()
+    }
+}
+
+/// Outcome of parsing one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    Tcp(Segment<'a>),
+    NotTcp(NotTcp),
+}
+
+/// Parse a frame of the given link type down to its TCP header.
+#[inline]
+pub fn parse(link: LinkType, frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    let (l3, data) = link::network_layer(link, frame)?;
+    match l3 {
+        link::Network::Ipv4 => ipv4::parse_tcp(data),
+        link::Network::Ipv6 => ipv6::parse_tcp(data),
+        link::Network::Unknown => Ok(Parsed::NotTcp(NotTcp::NonIp)),
+        link::Network::ByVersion => match data.first().map(|b| b >> 4) {
+            Some(4) => ipv4::parse_tcp(data),
+            Some(6) => ipv6::parse_tcp(data),
+            Some(_) => Ok(Parsed::NotTcp(NotTcp::NonIp)),
+            None => Err(ParseError::TruncatedLink),
+        },
+    }
+}
+
+/// Read a big-endian u16 at `at`; callers have checked the length.
+#[inline(always)]
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
