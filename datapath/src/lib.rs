@@ -9,7 +9,9 @@
 //! * [`flow`] — bidirectional flow tracking and the RST judgment.
 //! * [`class`] — the RST classes ([`RstClass`]) and TCP flag classes.
 
+pub mod capture;
 pub mod class;
+pub mod policy;
 pub mod seq;
 pub mod table;
 pub mod wire;

@@ -1,0 +1,3 @@
+//! One integration-test binary; each module is one area.
+
+mod corpus;
