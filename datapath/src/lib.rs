@@ -8,12 +8,20 @@
 //! * [`table`] — the bounded, randomly keyed LRU table everything else uses.
 //! * [`flow`] — bidirectional flow tracking and the RST judgment.
 //! * [`class`] — the RST classes ([`RstClass`]) and TCP flag classes.
+//! * [`policy`] — monitor/enforce, per-class actions, rate limits, CIDR lists.
+//! * [`telemetry`] — counters, per-host/port tables, rates, alerts.
+//! * [`engine`] — one frame in, one verdict out.
+//! * [`capture`] and [`analyze`] — pcap/pcapng files through the engine.
 
+pub mod analyze;
 pub mod capture;
 pub mod class;
+pub mod engine;
+pub mod flow;
 pub mod policy;
 pub mod seq;
 pub mod table;
+pub mod telemetry;
 pub mod wire;
 
 pub use class::{FlagClass, RstClass};

@@ -148,11 +148,20 @@ mod tests {
         );
         let mut h = header(40, 5, 0, 6);
         h[0] = 0x4f; // IHL 60 bytes, only 20 captured
-        assert_eq!(Ipv4Packet::new_checked(&h).unwrap_err(), ParseError::BadIpv4Header);
-        assert_eq!(Ipv4Packet::new_checked(&h[..19]).unwrap_err(), ParseError::BadIpv4Header);
+        assert_eq!(
+            Ipv4Packet::new_checked(&h).unwrap_err(),
+            ParseError::BadIpv4Header
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&h[..19]).unwrap_err(),
+            ParseError::BadIpv4Header
+        );
         let mut v6 = header(20, 5, 0, 6);
         v6[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&v6).unwrap_err(), ParseError::IpVersionMismatch);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v6).unwrap_err(),
+            ParseError::IpVersionMismatch
+        );
     }
 
     #[test]
@@ -169,6 +178,9 @@ mod tests {
         let p = header(40, 5, 185, PROTO_TCP);
         let mut p2 = p.clone();
         p2.extend_from_slice(&[0; 20]);
-        assert_eq!(parse_tcp(&p2).unwrap(), Parsed::NotTcp(NotTcp::LaterFragment));
+        assert_eq!(
+            parse_tcp(&p2).unwrap(),
+            Parsed::NotTcp(NotTcp::LaterFragment)
+        );
     }
 }

@@ -152,7 +152,10 @@ mod tests {
         assert!(matches!(parse_tcp(&p).unwrap(), Parsed::Tcp(s) if s.fragmented));
         let later = [TCP, 0, 0x00, 0x10, 0, 0, 0, 1]; // offset 2
         let p = v6(FRAGMENT, &later, &tcp_hdr());
-        assert_eq!(parse_tcp(&p).unwrap(), Parsed::NotTcp(NotTcp::LaterFragment));
+        assert_eq!(
+            parse_tcp(&p).unwrap(),
+            Parsed::NotTcp(NotTcp::LaterFragment)
+        );
     }
 
     #[test]
@@ -176,6 +179,9 @@ mod tests {
     #[test]
     fn udp_is_other_transport() {
         let p = v6(17, &[], &[0; 8]);
-        assert_eq!(parse_tcp(&p).unwrap(), Parsed::NotTcp(NotTcp::OtherTransport));
+        assert_eq!(
+            parse_tcp(&p).unwrap(),
+            Parsed::NotTcp(NotTcp::OtherTransport)
+        );
     }
 }

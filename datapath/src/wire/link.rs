@@ -22,6 +22,12 @@ pub enum LinkType {
     LinuxSll,
     /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
     LinuxSll2,
+    /// LINKTYPE_PPP (9): PPP, with or without the 0xff 0x03 HDLC address
+    /// and control bytes, with a 1- or 2-byte protocol field.
+    Ppp,
+    /// LINKTYPE_PPP_HDLC (50): PPP in HDLC-like framing, which on serial
+    /// lines may also carry Cisco HDLC frames.
+    PppSerial,
 }
 
 impl LinkType {
@@ -36,6 +42,8 @@ impl LinkType {
             229 => LinkType::Ipv6,
             113 => LinkType::LinuxSll,
             276 => LinkType::LinuxSll2,
+            9 => LinkType::Ppp,
+            50 => LinkType::PppSerial,
             _ => return None,
         })
     }
@@ -51,6 +59,8 @@ impl LinkType {
             LinkType::Ipv6 => 229,
             LinkType::LinuxSll => 113,
             LinkType::LinuxSll2 => 276,
+            LinkType::Ppp => 9,
+            LinkType::PppSerial => 50,
         }
     }
 
@@ -64,6 +74,8 @@ impl LinkType {
             LinkType::Ipv6 => "ipv6",
             LinkType::LinuxSll => "linux_sll",
             LinkType::LinuxSll2 => "linux_sll2",
+            LinkType::Ppp => "ppp",
+            LinkType::PppSerial => "ppp_serial",
         }
     }
 }
@@ -146,7 +158,44 @@ pub(crate) fn network_layer(link: LinkType, f: &[u8]) -> Result<(Network, &[u8])
             }
             Ok((sll_protocol(be16(f, 8), be16(f, 0)), &f[20..]))
         }
+        LinkType::Ppp | LinkType::PppSerial => ppp(f),
     }
+}
+
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+const CHDLC_UNICAST: u8 = 0x0f;
+const CHDLC_MULTICAST: u8 = 0x8f;
+
+/// PPP as Wireshark and tcpdump read it: a first byte of 0xff is the HDLC
+/// address (followed by control), 0x0f/0x8f starts a Cisco HDLC frame
+/// (address, control, ethertype); otherwise address and control were
+/// compressed away. A protocol whose first byte is odd is one byte long
+/// (protocol-field compression, RFC 1661 §6.5).
+#[inline]
+fn ppp(f: &[u8]) -> Result<(Network, &[u8]), ParseError> {
+    let rest = match f.first() {
+        None => return Err(ParseError::TruncatedLink),
+        Some(&(CHDLC_UNICAST | CHDLC_MULTICAST)) => {
+            if f.len() < 4 {
+                return Err(ParseError::TruncatedLink);
+            }
+            return Ok((by_ethertype(be16(f, 2)), &f[4..]));
+        }
+        Some(&0xff) => f.get(2..).ok_or(ParseError::TruncatedLink)?,
+        Some(_) => f,
+    };
+    let (protocol, rest) = match rest {
+        [p, tail @ ..] if p & 1 == 1 => (u16::from(*p), tail),
+        [hi, lo, tail @ ..] => (u16::from_be_bytes([*hi, *lo]), tail),
+        _ => return Err(ParseError::TruncatedLink),
+    };
+    let network = match protocol {
+        PPP_IPV4 => Network::Ipv4,
+        PPP_IPV6 => Network::Ipv6,
+        _ => Network::Unknown,
+    };
+    Ok((network, rest))
 }
 
 /// In cooked captures the protocol field is an ethertype, except for a few

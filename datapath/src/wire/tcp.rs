@@ -245,7 +245,11 @@ pub(crate) fn parse(
         };
         (be16(buf, field::WINDOW), opts, &buf[hlen..])
     } else {
-        (h.window().unwrap_or(0), TcpOptions::default(), &buf[buf.len()..])
+        (
+            h.window().unwrap_or(0),
+            TcpOptions::default(),
+            &buf[buf.len()..],
+        )
     };
     Ok(Segment {
         src,
@@ -287,7 +291,9 @@ mod tests {
 
     #[test]
     fn sack_blocks_highest_edge() {
-        let opts = [1, 1, 5, 18, 0, 0, 0, 10, 0, 0, 0, 20, 0, 0, 0, 30, 0, 0, 0, 40];
+        let opts = [
+            1, 1, 5, 18, 0, 0, 0, 10, 0, 0, 0, 20, 0, 0, 0, 30, 0, 0, 0, 40,
+        ];
         assert_eq!(TcpOptions::parse(&opts).sack_right_edge, Some(40));
     }
 
@@ -311,7 +317,10 @@ mod tests {
         assert!(s.flags.rst() && s.flags.ack());
         assert!(!s.header_complete);
         assert_eq!(s.window, 0);
-        assert_eq!(parse(A, B, &h[..13], 20, false), Err(ParseError::BadTcpHeader));
+        assert_eq!(
+            parse(A, B, &h[..13], 20, false),
+            Err(ParseError::BadTcpHeader)
+        );
         h[12] = 4 << 4;
         assert_eq!(parse(A, B, &h, 20, false), Err(ParseError::BadTcpHeader));
     }

@@ -1,0 +1,838 @@
+//! Bidirectional TCP flow tracking and the RST judgment.
+//!
+//! A flow is keyed by its 5-tuple in canonical order (lower endpoint first),
+//! so both directions find the same entry. For each endpoint we keep what
+//! it has shown on the wire as a sender: its ISN, the next sequence number
+//! after everything it sent, the latest ACK it sent, the right edge of the
+//! window it advertised, its window scale, its highest SACK edge and its FIN.
+//! From the two halves we can reconstruct, for any RST, what the receiving
+//! kernel holds: RCV.NXT, RCV.WUP, the window, and its RFC 793 state.
+//!
+//! # How a RST is judged (and where we differ from Linux)
+//!
+//! [`Flow::judge_rst`] follows Linux (net/ipv4/tcp_input.c, tcp_minisocks.c):
+//!
+//! * **SYN-SENT receiver** (`tcp_rcv_synsent_state_process`): a RST is acted
+//!   on only with ACK set and `SND.UNA < ack <= SND.NXT` — for a SYN that is
+//!   ack = ISN+1 (more with TFO data) → `refused`; anything else is ignored →
+//!   `syn_sent_bad_ack`.
+//! * **SYN-RECV receiver** (`tcp_check_req`): a request socket accepts any
+//!   RST whose seq lies in `[RCV.NXT, RCV.NXT + SYN-ACK window]` → `abort`
+//!   (the embryonic connection dies); otherwise `out_of_window`. Linux sends
+//!   no challenge ACK here, so `in_window` cannot occur.
+//! * **Synchronized receiver** (`tcp_validate_incoming`, RFC 5961 §3.2): the
+//!   connection is reset when seq == RCV.NXT, or seq == RCV.NXT-1 in
+//!   CLOSE-WAIT, LAST-ACK or CLOSING (`tcp_reset_check`), or seq equals the
+//!   right edge of the highest SACK block the receiver advertises. Accepted
+//!   resets are `teardown` when a FIN was seen in either direction, else
+//!   `abort`. Anything else inside `[RCV.WUP, RCV.WUP + RCV.WND]` — the range
+//!   `tcp_sequence()` lets through — is challenge-ACKed → `in_window`;
+//!   the rest is dropped → `out_of_window`.
+//! * **TIME-WAIT receiver** (`tcp_timewait_state_process`): only seq ==
+//!   RCV.NXT kills the time-wait socket → `teardown`.
+//! * **Receiver with no socket** (it completed LAST-ACK, or a RST already
+//!   reset the flow): nothing to reset → `no_flow`.
+//!
+//! Deliberate differences, each because the wire cannot show the state:
+//!
+//! * RCV.NXT is estimated as the later of the sender's next sequence and
+//!   the receiver's latest ACK; RCV.WUP as the receiver's latest ACK (Linux
+//!   moves RCV.WUP exactly when it sends a window, i.e. an ACK). Data lost
+//!   between us and the receiver would make the kernel's RCV.NXT lower.
+//! * FIN-WAIT-2: Linux accepts any in-window RST once the socket is orphaned
+//!   (a `tcp_timewait_sock` in FIN-WAIT-2 substate) but only exact ones while
+//!   the application still holds it. Orphaned is the common case and the
+//!   safe one for enforcement, so an in-window RST to a receiver in FIN-WAIT-2
+//!   is judged accepted (`teardown`).
+//! * Flows picked up midstream have no window scale on record. We assume
+//!   a shift of [`MIDSTREAM_WSCALE`] (Linux's default with default buffers).
+//!   Only the in_window/out_of_window split depends on it; the accept
+//!   decision (exact match) does not.
+//! * PAWS is ignored: Linux accepts RSTs that fail PAWS too.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::class::RstClass;
+use crate::seq;
+use crate::table::{BoundedTable, Insert};
+use crate::wire::Segment;
+
+/// Window shift assumed for flows whose handshake we never saw.
+pub const MIDSTREAM_WSCALE: u8 = 7;
+/// Linux clamps window scale to 14 (RFC 7323).
+const MAX_WSCALE: u8 = 14;
+/// SYN-ACK windows are never scaled.
+const MAX_UNSCALED_WINDOW: u32 = 65_535;
+
+/// Which endpoint of a canonical key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The endpoint that sorts lower (address, then port).
+    Lo = 0,
+    Hi = 1,
+}
+
+impl Side {
+    #[inline]
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Lo => Side::Hi,
+            Side::Hi => Side::Lo,
+        }
+    }
+}
+
+/// The 5-tuple in canonical order. IPv4 addresses are stored as
+/// v4-mapped IPv6 with `v6` false, so the two families never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    lo_addr: [u8; 16],
+    hi_addr: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    v6: bool,
+}
+
+#[inline]
+fn addr_bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl std::hash::Hash for FlowKey {
+    /// Whole words rather than byte slices: the hasher sees five integers.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let w = |b: &[u8; 16]| {
+            let (a, c) = b.split_at(8);
+            (
+                u64::from_ne_bytes(a.try_into().unwrap()),
+                u64::from_ne_bytes(c.try_into().unwrap()),
+            )
+        };
+        let (a0, a1) = w(&self.lo_addr);
+        let (b0, b1) = w(&self.hi_addr);
+        // Every word goes in unmixed: folding two together would let an
+        // attacker build keys that collide whatever the seed.
+        h.write_u64(a0);
+        h.write_u64(a1);
+        h.write_u64(b0);
+        h.write_u64(b1);
+        h.write_u64(((self.lo_port as u64) << 32) | ((self.hi_port as u64) << 16) | self.v6 as u64);
+    }
+}
+
+impl FlowKey {
+    /// Key of a segment and the side its sender is on.
+    #[inline]
+    pub fn of(seg: &Segment<'_>) -> (FlowKey, Side) {
+        let (s, d) = (addr_bytes(seg.src), addr_bytes(seg.dst));
+        let v6 = seg.src.is_ipv6();
+        if (s, seg.src_port) <= (d, seg.dst_port) {
+            let key = FlowKey {
+                lo_addr: s,
+                hi_addr: d,
+                lo_port: seg.src_port,
+                hi_port: seg.dst_port,
+                v6,
+            };
+            (key, Side::Lo)
+        } else {
+            let key = FlowKey {
+                lo_addr: d,
+                hi_addr: s,
+                lo_port: seg.dst_port,
+                hi_port: seg.src_port,
+                v6,
+            };
+            (key, Side::Hi)
+        }
+    }
+
+    fn addr(&self, b: [u8; 16]) -> IpAddr {
+        let v6 = std::net::Ipv6Addr::from(b);
+        match (self.v6, v6.to_ipv4_mapped()) {
+            (false, Some(v4)) => IpAddr::V4(v4),
+            _ => IpAddr::V6(v6),
+        }
+    }
+
+    /// Address and port of one side.
+    pub fn endpoint(&self, side: Side) -> (IpAddr, u16) {
+        match side {
+            Side::Lo => (self.addr(self.lo_addr), self.lo_port),
+            Side::Hi => (self.addr(self.hi_addr), self.hi_port),
+        }
+    }
+}
+
+/// Connection state as seen between the two endpoints: RFC 793's states
+/// named from the connection's point of view (as conntrack does), plus
+/// `midstream` for flows whose handshake was never seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FlowState {
+    /// SYN seen, no SYN-ACK yet.
+    SynSent,
+    /// SYN-ACK seen, handshake not completed.
+    SynReceived,
+    /// Handshake completed.
+    Established,
+    /// Data seen but never the handshake.
+    Midstream,
+    /// One side sent FIN, not yet acknowledged.
+    FinWait,
+    /// One side's FIN acknowledged; the other may still send.
+    CloseWait,
+    /// Both sides sent FIN; the second not yet acknowledged.
+    LastAck,
+    /// Both FINs acknowledged.
+    TimeWait,
+    /// Reset accepted by the receiver.
+    Closed,
+}
+
+impl FlowState {
+    pub const COUNT: usize = 9;
+    pub const ALL: [FlowState; Self::COUNT] = [
+        FlowState::SynSent,
+        FlowState::SynReceived,
+        FlowState::Established,
+        FlowState::Midstream,
+        FlowState::FinWait,
+        FlowState::CloseWait,
+        FlowState::LastAck,
+        FlowState::TimeWait,
+        FlowState::Closed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FlowState::SynSent => "syn_sent",
+            FlowState::SynReceived => "syn_received",
+            FlowState::Established => "established",
+            FlowState::Midstream => "midstream",
+            FlowState::FinWait => "fin_wait",
+            FlowState::CloseWait => "close_wait",
+            FlowState::LastAck => "last_ack",
+            FlowState::TimeWait => "time_wait",
+            FlowState::Closed => "closed",
+        }
+    }
+
+    /// Which idle-timeout class (and LRU list) the state belongs to.
+    #[inline]
+    pub const fn timeout_class(self) -> TimeoutClass {
+        match self {
+            FlowState::SynSent | FlowState::SynReceived => TimeoutClass::Handshake,
+            FlowState::Established | FlowState::Midstream => TimeoutClass::Established,
+            FlowState::FinWait | FlowState::CloseWait | FlowState::LastAck => TimeoutClass::Closing,
+            FlowState::TimeWait | FlowState::Closed => TimeoutClass::Closed,
+        }
+    }
+}
+
+impl std::str::FromStr for FlowState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FlowState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = FlowState::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown flow state `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Idle-timeout classes; each is one LRU list of the flow table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutClass {
+    Handshake = 0,
+    Established = 1,
+    Closing = 2,
+    Closed = 3,
+}
+
+const LISTS: usize = 4;
+
+// Half flags.
+const SYN_SEEN: u8 = 1 << 0;
+const SEQ_KNOWN: u8 = 1 << 1;
+const ACK_KNOWN: u8 = 1 << 2;
+const WSCALE_OFFERED: u8 = 1 << 3;
+const FIN_SENT: u8 = 1 << 4;
+const FIN_ACKED: u8 = 1 << 5;
+/// This side's FIN went out before it saw the peer's: it closed first and
+/// ends in TIME-WAIT.
+const FIN_FIRST: u8 = 1 << 6;
+const SACK_VALID: u8 = 1 << 7;
+
+/// What one endpoint has shown as a sender.
+#[derive(Clone, Copy, Debug, Default)]
+struct Half {
+    isn: u32,
+    /// Sequence number after the last byte (or SYN/FIN) it sent.
+    next_seq: u32,
+    /// Latest acknowledgment it sent: its RCV.NXT then, i.e. RCV.WUP.
+    ack: u32,
+    /// Right edge of the window it advertised: ack + (window << wscale).
+    win_edge: u32,
+    /// Right edge of the highest SACK block in its latest ACK.
+    sack_edge: u32,
+    /// Sequence number of its FIN.
+    fin_seq: u32,
+    /// Shift applied to the windows it advertises.
+    wscale: u8,
+    flags: u8,
+}
+
+impl Half {
+    #[inline]
+    fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// Per-flow state. Kept small: the table holds one per tracked connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    halves: [Half; 2],
+    state: FlowState,
+    /// The side that sent the first SYN, if we saw it.
+    origin: Option<Side>,
+    /// Window scale negotiated (both SYNs seen, both offered).
+    wscale_known: bool,
+}
+
+/// What the receiving kernel would make of a RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RstJudgment {
+    pub class: RstClass,
+    /// The RST carries payload (diagnostic text, RFC 9293 §3.5.3).
+    pub with_data: bool,
+    /// Port of the service side: the responder's port when the handshake
+    /// showed who connected to whom, else the RST's destination port.
+    pub service_port: u16,
+}
+
+impl Flow {
+    fn new(state: FlowState) -> Flow {
+        Flow {
+            halves: [Half::default(); 2],
+            state,
+            origin: None,
+            wscale_known: false,
+        }
+    }
+
+    pub fn state(&self) -> FlowState {
+        self.state
+    }
+
+    pub fn origin(&self) -> Option<Side> {
+        self.origin
+    }
+
+    pub fn picked_up_midstream(&self) -> bool {
+        self.origin.is_none()
+    }
+
+    fn half(&self, s: Side) -> &Half {
+        &self.halves[s as usize]
+    }
+
+    /// Next sequence number the side `s` expects to receive (its RCV.NXT).
+    fn rcv_nxt(&self, receiver: Side) -> Option<u32> {
+        let r = self.half(receiver);
+        let s = self.half(receiver.peer());
+        match (s.has(SEQ_KNOWN), r.has(ACK_KNOWN)) {
+            (true, true) => Some(seq::max(s.next_seq, r.ack)),
+            (true, false) => Some(s.next_seq),
+            (false, true) => Some(r.ack),
+            (false, false) => None,
+        }
+    }
+
+    /// The port of the side that accepted the connection, if known.
+    fn service_port(&self, key: &FlowKey) -> Option<u16> {
+        self.origin.map(|o| key.endpoint(o.peer()).1)
+    }
+
+    /// Update the flow with a non-RST segment sent by `from`.
+    fn update(&mut self, from: Side, seg: &Segment<'_>) {
+        let to = from.peer();
+        let flags = seg.flags;
+        let end = seg.seq.wrapping_add(seg.seq_len());
+
+        if flags.syn() {
+            let ws = seg.options.window_scale.map(|w| w.min(MAX_WSCALE));
+            let s = &mut self.halves[from as usize];
+            s.isn = seg.seq;
+            s.next_seq = end;
+            s.flags |= SYN_SEEN | SEQ_KNOWN;
+            if let Some(w) = ws {
+                s.wscale = w;
+                s.flags |= WSCALE_OFFERED;
+            } else {
+                s.flags &= !WSCALE_OFFERED;
+            }
+            if flags.ack() {
+                // SYN-ACK: scaling holds only if both SYNs offered it.
+                let peer_offered = self.half(to).has(WSCALE_OFFERED);
+                let both = peer_offered && self.half(from).has(WSCALE_OFFERED);
+                if !both {
+                    self.halves[0].wscale = 0;
+                    self.halves[1].wscale = 0;
+                }
+                self.wscale_known = true;
+                // The SYN-ACK's window is unscaled.
+                let s = &mut self.halves[from as usize];
+                s.ack = seg.ack;
+                s.win_edge = seg.ack.wrapping_add(seg.window as u32);
+                s.flags |= ACK_KNOWN;
+                if self.state == FlowState::SynSent {
+                    self.state = FlowState::SynReceived;
+                }
+                return;
+            }
+            return;
+        }
+
+        let shift = if self.wscale_known {
+            self.half(from).wscale
+        } else {
+            MIDSTREAM_WSCALE
+        };
+        let s = &mut self.halves[from as usize];
+        if s.has(SEQ_KNOWN) {
+            s.next_seq = seq::max(s.next_seq, end);
+        } else {
+            s.next_seq = end;
+            s.flags |= SEQ_KNOWN;
+        }
+        if flags.ack() && seg.header_complete {
+            if !s.has(ACK_KNOWN) || !seq::before(seg.ack, s.ack) {
+                s.ack = seg.ack;
+                s.win_edge = seg.ack.wrapping_add((seg.window as u32) << shift);
+            }
+            s.flags |= ACK_KNOWN;
+            match seg.options.sack_right_edge {
+                Some(edge) => {
+                    s.sack_edge = edge;
+                    s.flags |= SACK_VALID;
+                }
+                None => s.flags &= !SACK_VALID,
+            }
+        }
+        if flags.fin() && !s.has(FIN_SENT) {
+            s.fin_seq = seg.seq.wrapping_add(seg.payload_len);
+            s.flags |= FIN_SENT;
+            if !self.halves[to as usize].has(FIN_SENT) {
+                self.halves[from as usize].flags |= FIN_FIRST;
+            }
+        }
+        // Does this ACK cover the peer's FIN?
+        let (s, p) = (self.halves[from as usize], &mut self.halves[to as usize]);
+        if s.has(ACK_KNOWN) && p.has(FIN_SENT) && !p.has(FIN_ACKED) && seq::after(s.ack, p.fin_seq)
+        {
+            p.flags |= FIN_ACKED;
+        }
+
+        // The connecting side only sends a plain ACK once it has taken a
+        // SYN-ACK, so that completes the handshake even when we missed the
+        // SYN-ACK or the third packet itself.
+        if matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
+            && Some(from) == self.origin
+            && flags.ack()
+        {
+            let responder = self.half(to);
+            if !responder.has(SYN_SEEN) || seq::after(seg.ack, responder.isn) {
+                self.state = FlowState::Established;
+            }
+        }
+        self.state = self.closing_state().unwrap_or(self.state);
+    }
+
+    /// The closing state implied by the FIN flags, if any FIN was seen.
+    fn closing_state(&self) -> Option<FlowState> {
+        let [a, b] = &self.halves;
+        Some(match (a.has(FIN_SENT), b.has(FIN_SENT)) {
+            (false, false) => return None,
+            (true, true) if a.has(FIN_ACKED) && b.has(FIN_ACKED) => FlowState::TimeWait,
+            (true, true) => FlowState::LastAck,
+            (true, false) if a.has(FIN_ACKED) => FlowState::CloseWait,
+            (false, true) if b.has(FIN_ACKED) => FlowState::CloseWait,
+            _ => FlowState::FinWait,
+        })
+    }
+
+    /// Judge a RST sent by `from` as the receiving kernel would.
+    pub fn judge_rst(&self, from: Side, seg: &Segment<'_>) -> RstClass {
+        if seg.flags.syn() || seg.flags.fin() {
+            return RstClass::InvalidFlags;
+        }
+        let to = from.peer();
+        let r = self.half(to);
+        let s = self.half(from);
+        let rst_seq = seg.seq;
+
+        if self.state == FlowState::Closed {
+            return RstClass::NoFlow;
+        }
+
+        // Receiver still in SYN-SENT: it sent the SYN and we saw no answer
+        // that it could have taken as one.
+        if self.state == FlowState::SynSent && self.origin == Some(to) {
+            // SND.UNA = ISN, SND.NXT = ISN + 1 + SYN data (TFO).
+            let acceptable =
+                seg.flags.ack() && seq::after(seg.ack, r.isn) && !seq::after(seg.ack, r.next_seq);
+            return if acceptable {
+                RstClass::Refused
+            } else {
+                RstClass::SynSentBadAck
+            };
+        }
+
+        // Receiver holds a request socket (SYN-RECV): tcp_check_req().
+        if matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
+            && self.origin == Some(from)
+        {
+            let rcv_nxt = s.next_seq;
+            let wnd = if r.has(ACK_KNOWN) {
+                r.win_edge.wrapping_sub(r.ack)
+            } else {
+                MAX_UNSCALED_WINDOW
+            };
+            return if seq::between(rst_seq, rcv_nxt, rcv_nxt.wrapping_add(wnd)) {
+                RstClass::Abort
+            } else {
+                RstClass::OutOfWindow
+            };
+        }
+
+        // Synchronized receiver.
+        let Some(rcv_nxt) = self.rcv_nxt(to) else {
+            return RstClass::NoFlow;
+        };
+        let got_fin = s.has(FIN_SENT);
+        let sent_fin = r.has(FIN_SENT);
+        let fin_acked = r.has(FIN_ACKED);
+        let any_fin = got_fin || sent_fin;
+        let accepted_class = if any_fin {
+            RstClass::Teardown
+        } else {
+            RstClass::Abort
+        };
+
+        if got_fin && sent_fin && fin_acked && !r.has(FIN_FIRST) {
+            // The receiver closed second and its last FIN was acknowledged:
+            // LAST-ACK is over and it holds no socket.
+            return RstClass::NoFlow;
+        }
+        let time_wait = got_fin && sent_fin && fin_acked;
+
+        // The window tcp_sequence() lets through: [RCV.WUP, RCV.WUP + RCV.WND].
+        let (wup, edge) = if r.has(ACK_KNOWN) {
+            (r.ack, r.win_edge)
+        } else {
+            (
+                rcv_nxt,
+                rcv_nxt.wrapping_add(MAX_UNSCALED_WINDOW << MIDSTREAM_WSCALE),
+            )
+        };
+        let in_window = seq::between(rst_seq, wup, seq::max(edge, rcv_nxt));
+
+        let exact = rst_seq == rcv_nxt;
+        // tcp_reset_check(): RCV.NXT-1 in CLOSE-WAIT, LAST-ACK, CLOSING — the
+        // receiver got a FIN and its own FIN, if any, is not yet acked.
+        let closing_minus_one =
+            got_fin && !(sent_fin && fin_acked) && rst_seq == rcv_nxt.wrapping_sub(1);
+        let sack_edge = r.has(SACK_VALID) && rst_seq == r.sack_edge;
+        // Orphaned FIN-WAIT-2 accepts anything in window (see module docs).
+        let fin_wait2 = sent_fin && fin_acked && !got_fin;
+
+        if exact || (!time_wait && (closing_minus_one || sack_edge || (fin_wait2 && in_window))) {
+            accepted_class
+        } else if in_window {
+            RstClass::InWindow
+        } else {
+            RstClass::OutOfWindow
+        }
+    }
+}
+
+/// Idle timeouts per state class, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// SYN-SENT and SYN-RECEIVED (Linux retries a SYN for ~127 s; a
+    /// half-open entry is the first thing a SYN flood creates).
+    pub handshake: u32,
+    /// Established and midstream flows.
+    pub established: u32,
+    /// FIN-WAIT, CLOSE-WAIT, LAST-ACK.
+    pub closing: u32,
+    /// TIME-WAIT (Linux holds it 60 s) and reset flows (kept so repeated
+    /// RSTs are recognised).
+    pub closed: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: 60,
+            established: 7200,
+            closing: 120,
+            closed: 60,
+        }
+    }
+}
+
+impl Timeouts {
+    fn of(&self, class: TimeoutClass) -> u32 {
+        match class {
+            TimeoutClass::Handshake => self.handshake,
+            TimeoutClass::Established => self.established,
+            TimeoutClass::Closing => self.closing,
+            TimeoutClass::Closed => self.closed,
+        }
+    }
+}
+
+/// Flow-table counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FlowStats {
+    /// Flows created.
+    pub created: u64,
+    /// Flows removed after their idle timeout.
+    pub expired: u64,
+    /// Live flows evicted (oldest first) to make room.
+    pub evicted: u64,
+    /// Packets that needed a new entry and found the table full.
+    pub table_full: u64,
+}
+
+/// What tracking learned from one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// Present for RST segments.
+    pub rst: Option<RstJudgment>,
+    /// State after the segment; `None` when no flow exists (untracked RST).
+    pub state: Option<FlowState>,
+}
+
+/// The bounded flow table.
+pub struct FlowTable {
+    table: BoundedTable<FlowKey, Flow, LISTS>,
+    timeouts: Timeouts,
+    stats: FlowStats,
+    /// Last second an expiry sweep ran.
+    swept: u32,
+}
+
+impl FlowTable {
+    pub fn new(capacity: usize, timeouts: Timeouts) -> FlowTable {
+        FlowTable {
+            table: BoundedTable::with_capacity(capacity),
+            timeouts,
+            stats: FlowStats::default(),
+            swept: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    pub fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    /// Memory per tracked flow of capacity, in bytes.
+    pub fn bytes_per_flow(&self) -> usize {
+        self.table.bytes_per_entry()
+    }
+
+    /// Iterate over tracked flows with their idle time in seconds.
+    pub fn iter(&self, now: u32) -> impl Iterator<Item = (&FlowKey, &Flow, u32)> + '_ {
+        self.table
+            .iter()
+            .map(move |(k, f, _, seen)| (k, f, now.wrapping_sub(seen)))
+    }
+
+    /// Remove flows past their idle timeout. Runs at most once per second
+    /// of `now`; cost is proportional to what expires.
+    #[inline]
+    pub fn expire(&mut self, now: u32) {
+        if now == self.swept {
+            return;
+        }
+        self.swept = now;
+        for (list, class) in [
+            TimeoutClass::Handshake,
+            TimeoutClass::Established,
+            TimeoutClass::Closing,
+            TimeoutClass::Closed,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let n = self
+                .table
+                .expire(list, now, self.timeouts.of(class), |_, _| {});
+            self.stats.expired += n as u64;
+        }
+    }
+
+    /// Track one TCP segment at time `now` (seconds) and judge it if it is a
+    /// RST. RSTs never create flows; SYNs, SYN-ACKs and other segments do.
+    #[inline]
+    pub fn observe(&mut self, seg: &Segment<'_>, now: u32) -> Observation {
+        let (key, from) = FlowKey::of(seg);
+        if seg.flags.rst() {
+            return self.observe_rst(&key, from, seg, now);
+        }
+        let new_state = if seg.flags.syn() {
+            if seg.flags.ack() {
+                FlowState::SynReceived
+            } else {
+                FlowState::SynSent
+            }
+        } else {
+            FlowState::Midstream
+        };
+        if self.table.is_full() && self.table.get(&key).is_none() {
+            self.stats.table_full += 1;
+        }
+        let (flow, before) =
+            match self
+                .table
+                .get_or_insert(key, now, new_state.timeout_class() as usize, || {
+                    Flow::new(new_state)
+                }) {
+                Insert::Found(flow) => {
+                    let before = flow.state.timeout_class();
+                    // A fresh SYN on a finished connection is a new connection
+                    // reusing the 4-tuple.
+                    if seg.flags.syn()
+                        && !seg.flags.ack()
+                        && matches!(flow.state, FlowState::TimeWait | FlowState::Closed)
+                    {
+                        *flow = Flow::new(FlowState::SynSent);
+                        flow.origin = Some(from);
+                    }
+                    (flow, before)
+                }
+                Insert::Inserted { value, evicted } => {
+                    self.stats.created += 1;
+                    self.stats.evicted += evicted as u64;
+                    if seg.flags.syn() {
+                        value.origin = Some(if seg.flags.ack() { from.peer() } else { from });
+                    }
+                    (value, new_state.timeout_class())
+                }
+            };
+        // A flow whose reset the receiver accepted is over: later segments
+        // (a reset lost after us, stragglers) do not revive it. Only a new
+        // SYN, handled above, starts the 4-tuple again.
+        if flow.state != FlowState::Closed {
+            flow.update(from, seg);
+        }
+        let state = flow.state;
+        self.relist(&key, before, state);
+        Observation {
+            rst: None,
+            state: Some(state),
+        }
+    }
+
+    fn observe_rst(
+        &mut self,
+        key: &FlowKey,
+        from: Side,
+        seg: &Segment<'_>,
+        now: u32,
+    ) -> Observation {
+        let with_data = seg.payload_len > 0;
+        let Some(flow) = self.table.get_mut(key, now) else {
+            let class = if seg.flags.syn() || seg.flags.fin() {
+                RstClass::InvalidFlags
+            } else {
+                RstClass::NoFlow
+            };
+            return Observation {
+                rst: Some(RstJudgment {
+                    class,
+                    with_data,
+                    service_port: seg.dst_port,
+                }),
+                state: None,
+            };
+        };
+        let class = flow.judge_rst(from, seg);
+        let service_port = flow.service_port(key).unwrap_or(seg.dst_port);
+        let before = flow.state.timeout_class();
+        if matches!(
+            class,
+            RstClass::Refused | RstClass::Abort | RstClass::Teardown
+        ) {
+            flow.state = FlowState::Closed;
+        }
+        let state = flow.state;
+        self.relist(key, before, state);
+        Observation {
+            rst: Some(RstJudgment {
+                class,
+                with_data,
+                service_port,
+            }),
+            state: Some(state),
+        }
+    }
+
+    #[inline]
+    fn relist(&mut self, key: &FlowKey, before: TimeoutClass, state: FlowState) {
+        let after = state.timeout_class();
+        if after != before {
+            self.table.set_list(key, after as usize);
+        }
+    }
+
+    /// Look a flow up by one of its packets' addresses.
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        self.table.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_fits_the_memory_budget() {
+        let t = FlowTable::new(100_000, Timeouts::default());
+        assert!(
+            t.bytes_per_flow() <= 128,
+            "{} bytes per flow",
+            t.bytes_per_flow()
+        );
+    }
+}

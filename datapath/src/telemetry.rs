@@ -1,0 +1,712 @@
+//! What the engine counts: packets by TCP flag class, RSTs by class and
+//! verdict, per-host and per-port opens/closes/resets (what `netstat -s`
+//! shows as one number per machine), per-second rates over a sliding
+//! window, and alert rules with warn and critical thresholds.
+//!
+//! Everything here is bounded and preallocated: per-host and per-port
+//! tables are [`BoundedTable`]s (least recently active evicted), the rate
+//! window is a fixed ring, alert history a fixed-size ring. Recording a
+//! packet never allocates. Reports are built from a [`Snapshot`], which does.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::class::{FlagClass, RstClass};
+use crate::flow::{FlowStats, RstJudgment};
+use crate::policy::{Decision, Reason, Verdict};
+use crate::table::BoundedTable;
+use crate::wire::{NotTcp, ParseError, Segment};
+
+/// Seconds of per-second history kept.
+pub const RATE_WINDOW: usize = 60;
+/// Alert events kept (oldest dropped).
+pub const ALERT_HISTORY: usize = 256;
+
+/// Global counters. Plain integers: each worker owns its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames of a link type we do not read.
+    pub unsupported_link: u64,
+    pub parse_errors: [u64; ParseError::COUNT],
+    pub not_tcp: [u64; NotTcp::COUNT],
+    /// TCP segments (at least the flags byte captured).
+    pub tcp: u64,
+    /// Exclusive classes, as the XDP program counts them.
+    pub flag_classes: [u64; FlagClass::COUNT],
+    /// Flag bits, as `netstat`/tshark count them (overlapping).
+    pub syn: u64,
+    pub synack: u64,
+    pub fin: u64,
+    pub rst: u64,
+    pub rstack: u64,
+    /// RSTs by class and verdict (`[class][0=pass,1=drop]`).
+    pub rst_classes: [[u64; 2]; RstClass::COUNT],
+    pub rst_with_data: [u64; RstClass::COUNT],
+    /// RSTs by class that enforce mode drops (or would drop, in monitor mode).
+    pub rst_would_drop: [u64; RstClass::COUNT],
+    /// SYNs answered by a RST (`refused`): netstat's "failed connection attempts".
+    pub failed_connects: u64,
+    /// Policy decisions by reason.
+    pub reasons: [u64; Reason::COUNT],
+    /// Packets enforce mode would have dropped (counted in monitor mode too).
+    pub would_drop: u64,
+    pub passed: u64,
+    pub dropped: u64,
+}
+
+impl Counters {
+    pub fn rst_total(&self, class: RstClass) -> u64 {
+        let [p, d] = self.rst_classes[class.index()];
+        p + d
+    }
+
+    pub fn merge(&mut self, o: &Counters) {
+        fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.unsupported_link += o.unsupported_link;
+        add(&mut self.parse_errors, &o.parse_errors);
+        add(&mut self.not_tcp, &o.not_tcp);
+        self.tcp += o.tcp;
+        add(&mut self.flag_classes, &o.flag_classes);
+        self.syn += o.syn;
+        self.synack += o.synack;
+        self.fin += o.fin;
+        self.rst += o.rst;
+        self.rstack += o.rstack;
+        for (a, b) in self.rst_classes.iter_mut().zip(&o.rst_classes) {
+            add(a, b);
+        }
+        add(&mut self.rst_with_data, &o.rst_with_data);
+        add(&mut self.rst_would_drop, &o.rst_would_drop);
+        self.failed_connects += o.failed_connects;
+        add(&mut self.reasons, &o.reasons);
+        self.would_drop += o.would_drop;
+        self.passed += o.passed;
+        self.dropped += o.dropped;
+    }
+}
+
+/// Per host, by direction: what `netstat -s` shows for the whole machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStats {
+    /// SYNs sent: active opens.
+    pub syn_sent: u64,
+    pub syn_received: u64,
+    /// SYN-ACKs sent: passive opens.
+    pub synack_sent: u64,
+    pub synack_received: u64,
+    pub fin_sent: u64,
+    pub fin_received: u64,
+    pub rst_sent: u64,
+    pub rst_received: u64,
+    /// This host's connection attempts refused (its SYN answered by RST).
+    pub failed_connects: u64,
+    /// Connection attempts this host refused.
+    pub refused: u64,
+    /// RSTs this host sent, by class.
+    pub rst_sent_by_class: [u64; RstClass::COUNT],
+}
+
+/// Per service port (the responder's port where the handshake showed it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    /// SYNs aimed at this port.
+    pub syn: u64,
+    /// Connection attempts to this port refused.
+    pub refused: u64,
+    pub rst_by_class: [u64; RstClass::COUNT],
+}
+
+/// Counts for one second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondStats {
+    /// Unix second these counts belong to.
+    pub second: u64,
+    pub packets: u64,
+    pub syn: u64,
+    pub synack: u64,
+    pub fin: u64,
+    pub rst: u64,
+    pub rst_by_class: [u64; RstClass::COUNT],
+    pub failed_connects: u64,
+    pub dropped: u64,
+}
+
+/// A per-second quantity an alert rule watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// SYNs answered by RST per second.
+    FailedConnects,
+    /// All RSTs per second.
+    Rst,
+    /// RSTs of one class per second.
+    RstClass(RstClass),
+    /// SYNs per second.
+    Syn,
+    /// Packets dropped by policy per second.
+    Dropped,
+}
+
+impl Metric {
+    fn value(self, s: &SecondStats) -> u64 {
+        match self {
+            Metric::FailedConnects => s.failed_connects,
+            Metric::Rst => s.rst,
+            Metric::RstClass(c) => s.rst_by_class[c.index()],
+            Metric::Syn => s.syn,
+            Metric::Dropped => s.dropped,
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Metric::FailedConnects => "failed_connects_per_second".into(),
+            Metric::Rst => "rst_per_second".into(),
+            Metric::RstClass(c) => format!("rst_{}_per_second", c.as_str()),
+            Metric::Syn => "syn_per_second".into(),
+            Metric::Dropped => "dropped_per_second".into(),
+        }
+    }
+}
+
+/// Alert severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// An alert rule: the rate of `metric`, averaged over `window` seconds,
+/// at or above `warn` is a warning, at or above `critical` critical.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    pub metric: Metric,
+    pub warn: f64,
+    pub critical: f64,
+    /// Averaging window in whole seconds (1..=60).
+    #[serde(default = "one")]
+    pub window: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl AlertRule {
+    fn new(name: &str, metric: Metric, warn: f64, critical: f64) -> AlertRule {
+        AlertRule {
+            name: name.into(),
+            metric,
+            warn,
+            critical,
+            window: 1,
+        }
+    }
+
+    /// The rules an operator gets without configuring any.
+    pub fn defaults() -> Vec<AlertRule> {
+        vec![
+            // The classic host alert: two failed connects a second.
+            AlertRule::new("failed_connects", Metric::FailedConnects, 2.0, 20.0),
+            // Any in-window RST that is not exact is a probe or an attack.
+            AlertRule::new(
+                "rst_in_window",
+                Metric::RstClass(RstClass::InWindow),
+                1.0,
+                100.0,
+            ),
+            AlertRule::new(
+                "rst_out_of_window",
+                Metric::RstClass(RstClass::OutOfWindow),
+                10.0,
+                1000.0,
+            ),
+            AlertRule::new(
+                "rst_syn_sent_bad_ack",
+                Metric::RstClass(RstClass::SynSentBadAck),
+                1.0,
+                100.0,
+            ),
+            AlertRule::new(
+                "rst_no_flow",
+                Metric::RstClass(RstClass::NoFlow),
+                50.0,
+                1000.0,
+            ),
+            AlertRule::new(
+                "rst_invalid_flags",
+                Metric::RstClass(RstClass::InvalidFlags),
+                1.0,
+                100.0,
+            ),
+            AlertRule::new("rst_flood", Metric::Rst, 1000.0, 10000.0),
+            AlertRule::new("syn_flood", Metric::Syn, 5000.0, 50000.0),
+        ]
+    }
+
+    /// Check thresholds are sane; the error names the rule and field.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.name;
+        if !(self.warn.is_finite() && self.warn > 0.0) {
+            return Err(format!("alerts.{n}.warn: must be a positive number"));
+        }
+        if !(self.critical.is_finite() && self.critical >= self.warn) {
+            return Err(format!(
+                "alerts.{n}.critical: must be at least warn ({})",
+                self.warn
+            ));
+        }
+        if !(1..=RATE_WINDOW as u32).contains(&self.window) {
+            return Err(format!(
+                "alerts.{n}.window: must be 1..={RATE_WINDOW} seconds"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A change of an alert's level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub rule: String,
+    pub metric: String,
+    pub level: Level,
+    /// Unix second (end of the window) the level changed.
+    pub at: u64,
+    /// Rate that triggered it, per second.
+    pub value: f64,
+    /// Threshold it crossed (`warn` or `critical`; for `ok`, `warn`).
+    pub threshold: f64,
+}
+
+/// Sizes of the bounded telemetry tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub hosts: usize,
+    pub ports: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            hosts: 65_536,
+            ports: 16_384,
+        }
+    }
+}
+
+/// One engine's telemetry.
+pub struct Telemetry {
+    pub counters: Counters,
+    hosts: BoundedTable<IpAddr, HostStats, 1>,
+    ports: BoundedTable<u16, PortStats, 1>,
+    seconds: [SecondStats; RATE_WINDOW],
+    current: u64,
+    rules: Vec<AlertRule>,
+    levels: Vec<Level>,
+    alerts: VecDeque<AlertEvent>,
+}
+
+impl Telemetry {
+    pub fn new(cfg: &TelemetryConfig, rules: Vec<AlertRule>) -> Telemetry {
+        let n = rules.len();
+        Telemetry {
+            counters: Counters::default(),
+            hosts: BoundedTable::with_capacity(cfg.hosts),
+            ports: BoundedTable::with_capacity(cfg.ports),
+            seconds: [SecondStats::default(); RATE_WINDOW],
+            current: 0,
+            rules,
+            levels: vec![Level::Ok; n],
+            alerts: VecDeque::with_capacity(ALERT_HISTORY),
+        }
+    }
+
+    /// Move the clock to `second`. Completed seconds are closed and alert
+    /// rules evaluated on them. Called once per batch, not per packet.
+    pub fn tick(&mut self, second: u64) {
+        if second == self.current {
+            return;
+        }
+        if second < self.current {
+            // The engine keeps time monotonic; a stale tick is ignored.
+            return;
+        }
+        if self.current != 0 {
+            // Evaluate each completed second up to (not including) `second`,
+            // but no more than the window: longer gaps were silent.
+            let first = (self.current).max(second.saturating_sub(RATE_WINDOW as u64));
+            for s in first..second {
+                self.slot_for(s);
+                self.evaluate(s);
+            }
+        }
+        self.current = second;
+        self.slot_for(second);
+    }
+
+    /// Evaluate the alert rules over the current (possibly incomplete)
+    /// second too — for the end of an offline analysis.
+    pub fn finish(&mut self) {
+        if self.current != 0 {
+            self.evaluate(self.current);
+        }
+    }
+
+    fn slot_for(&mut self, second: u64) -> &mut SecondStats {
+        let slot = &mut self.seconds[(second % RATE_WINDOW as u64) as usize];
+        if slot.second != second {
+            *slot = SecondStats {
+                second,
+                ..SecondStats::default()
+            };
+        }
+        slot
+    }
+
+    fn rate(&self, metric: Metric, end: u64, window: u32) -> f64 {
+        let mut sum = 0;
+        for s in end.saturating_sub(window as u64 - 1)..=end {
+            let slot = &self.seconds[(s % RATE_WINDOW as u64) as usize];
+            if slot.second == s {
+                sum += metric.value(slot);
+            }
+        }
+        sum as f64 / window as f64
+    }
+
+    fn evaluate(&mut self, end: u64) {
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let value = self.rate(rule.metric, end, rule.window);
+            let level = if value >= rule.critical {
+                Level::Critical
+            } else if value >= rule.warn {
+                Level::Warning
+            } else {
+                Level::Ok
+            };
+            if level != self.levels[i] {
+                let threshold = match level {
+                    Level::Critical => rule.critical,
+                    _ => rule.warn,
+                };
+                if self.alerts.len() == ALERT_HISTORY {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(AlertEvent {
+                    rule: rule.name.clone(),
+                    metric: rule.metric.name(),
+                    level,
+                    at: end,
+                    value,
+                    threshold,
+                });
+                self.levels[i] = level;
+            }
+        }
+    }
+
+    #[inline]
+    pub fn record_untracked(&mut self, len: usize) {
+        self.counters.frames += 1;
+        self.counters.bytes += len as u64;
+        self.seconds_current().packets += 1;
+    }
+
+    #[inline]
+    fn seconds_current(&mut self) -> &mut SecondStats {
+        &mut self.seconds[(self.current % RATE_WINDOW as u64) as usize]
+    }
+
+    /// Count one TCP segment with what tracking and policy made of it.
+    #[inline]
+    pub fn record_tcp(
+        &mut self,
+        seg: &Segment<'_>,
+        rst: Option<&RstJudgment>,
+        decision: Decision,
+        now: u32,
+    ) {
+        let c = &mut self.counters;
+        let f = seg.flags;
+        c.tcp += 1;
+        c.flag_classes[FlagClass::of(f).index()] += 1;
+        let syn = f.syn() && !f.ack();
+        let synack = f.syn() && f.ack();
+        c.syn += syn as u64;
+        c.synack += synack as u64;
+        c.fin += f.fin() as u64;
+        c.rst += f.rst() as u64;
+        c.rstack += (f.rst() && f.ack()) as u64;
+        c.reasons[decision.reason.index()] += 1;
+        c.would_drop += decision.would_drop() as u64;
+        let dropped = decision.verdict == Verdict::Drop;
+        if dropped {
+            c.dropped += 1;
+        } else {
+            c.passed += 1;
+        }
+        let refused = rst.is_some_and(|r| r.class == RstClass::Refused);
+        if let Some(r) = rst {
+            c.rst_classes[r.class.index()][dropped as usize] += 1;
+            c.rst_with_data[r.class.index()] += r.with_data as u64;
+            c.rst_would_drop[r.class.index()] += decision.would_drop() as u64;
+            c.failed_connects += refused as u64;
+        }
+
+        let s = self.seconds_current();
+        s.syn += syn as u64;
+        s.synack += synack as u64;
+        s.fin += f.fin() as u64;
+        s.rst += f.rst() as u64;
+        s.dropped += dropped as u64;
+        if let Some(r) = rst {
+            s.rst_by_class[r.class.index()] += 1;
+            s.failed_connects += refused as u64;
+        }
+
+        // Per host and per port only for the packets netstat counts:
+        // everything else would cost two lookups for nothing.
+        if !(f.syn() || f.fin() || f.rst()) {
+            return;
+        }
+        if let Some(h) = self.host(seg.src, now) {
+            h.syn_sent += syn as u64;
+            h.synack_sent += synack as u64;
+            h.fin_sent += f.fin() as u64;
+            if let Some(r) = rst {
+                h.rst_sent += 1;
+                h.rst_sent_by_class[r.class.index()] += 1;
+                h.refused += refused as u64;
+            }
+        }
+        if let Some(h) = self.host(seg.dst, now) {
+            h.syn_received += syn as u64;
+            h.synack_received += synack as u64;
+            h.fin_received += f.fin() as u64;
+            h.rst_received += rst.is_some() as u64;
+            h.failed_connects += refused as u64;
+        }
+        let port = match rst {
+            Some(r) => Some(r.service_port),
+            None if syn => Some(seg.dst_port),
+            None => None,
+        };
+        if let Some(port) = port {
+            let p = match self.ports.get_or_insert(port, now, 0, PortStats::default) {
+                crate::table::Insert::Found(p) => p,
+                crate::table::Insert::Inserted { value, .. } => value,
+            };
+            p.syn += syn as u64;
+            if let Some(r) = rst {
+                p.rst_by_class[r.class.index()] += 1;
+                p.refused += refused as u64;
+            }
+        }
+    }
+
+    #[inline]
+    fn host(&mut self, addr: IpAddr, now: u32) -> Option<&mut HostStats> {
+        match self.hosts.get_or_insert(addr, now, 0, HostStats::default) {
+            crate::table::Insert::Found(h) => Some(h),
+            crate::table::Insert::Inserted { value, .. } => Some(value),
+        }
+    }
+
+    /// A serializable copy of everything, for reports and the control plane.
+    pub fn snapshot(&self, flows: FlowStats, active_flows: usize, top: usize) -> Snapshot {
+        let hosts: Vec<(IpAddr, HostStats)> =
+            self.hosts.iter().map(|(k, v, _, _)| (*k, *v)).collect();
+        let ports: Vec<(u16, PortStats)> = self.ports.iter().map(|(k, v, _, _)| (*k, *v)).collect();
+        let mut seconds: Vec<SecondStats> = self
+            .seconds
+            .iter()
+            .filter(|s| s.second != 0 && s.second + RATE_WINDOW as u64 > self.current)
+            .copied()
+            .collect();
+        seconds.sort_by_key(|s| s.second);
+        let active: Vec<ActiveAlert> = self
+            .rules
+            .iter()
+            .zip(&self.levels)
+            .filter(|(_, l)| **l != Level::Ok)
+            .map(|(r, l)| ActiveAlert {
+                rule: r.name.clone(),
+                level: *l,
+            })
+            .collect();
+        Snapshot::build(SnapshotParts {
+            counters: self.counters,
+            flows,
+            active_flows,
+            hosts,
+            ports,
+            seconds,
+            alerts: self.alerts.iter().cloned().collect(),
+            active_alerts: active,
+            top,
+        })
+    }
+}
+
+/// An alert currently above `ok`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub rule: String,
+    pub level: Level,
+}
+
+/// One row of a top list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopEntry<K> {
+    pub key: K,
+    pub count: u64,
+}
+
+/// Top sources and ports for one RST class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassTop {
+    pub class: RstClass,
+    pub sources: Vec<TopEntry<IpAddr>>,
+    pub ports: Vec<TopEntry<u16>>,
+}
+
+/// Per-class summary row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassCount {
+    pub class: RstClass,
+    pub total: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Dropped under enforce, or would be in monitor mode.
+    pub would_drop: u64,
+    pub with_data: u64,
+}
+
+/// Everything a report or the control plane shows, in serializable form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub counters: Counters,
+    pub rst_classes: Vec<ClassCount>,
+    pub flows: FlowStats,
+    pub active_flows: usize,
+    pub top_by_class: Vec<ClassTop>,
+    /// Hosts whose connection attempts were refused most.
+    pub top_failed_clients: Vec<TopEntry<IpAddr>>,
+    /// Hosts that sent the most RSTs.
+    pub top_rst_senders: Vec<TopEntry<IpAddr>>,
+    /// The most active hosts (by SYN, FIN and RST counts).
+    pub hosts: Vec<HostRow>,
+    pub seconds: Vec<SecondStats>,
+    pub alerts: Vec<AlertEvent>,
+    pub active_alerts: Vec<ActiveAlert>,
+}
+
+/// Per-host row in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostRow {
+    pub host: IpAddr,
+    #[serde(flatten)]
+    pub stats: HostStats,
+}
+
+struct SnapshotParts {
+    counters: Counters,
+    flows: FlowStats,
+    active_flows: usize,
+    hosts: Vec<(IpAddr, HostStats)>,
+    ports: Vec<(u16, PortStats)>,
+    seconds: Vec<SecondStats>,
+    alerts: Vec<AlertEvent>,
+    active_alerts: Vec<ActiveAlert>,
+    top: usize,
+}
+
+fn top_n<K: Clone + Ord>(items: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<TopEntry<K>> {
+    let mut v: Vec<(K, u64)> = items.filter(|(_, c)| *c > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v.into_iter()
+        .map(|(key, count)| TopEntry { key, count })
+        .collect()
+}
+
+impl Snapshot {
+    fn build(p: SnapshotParts) -> Snapshot {
+        let rst_classes = RstClass::ALL
+            .iter()
+            .map(|&class| {
+                let [passed, dropped] = p.counters.rst_classes[class.index()];
+                ClassCount {
+                    class,
+                    total: passed + dropped,
+                    passed,
+                    dropped,
+                    would_drop: p.counters.rst_would_drop[class.index()],
+                    with_data: p.counters.rst_with_data[class.index()],
+                }
+            })
+            .collect();
+        let top_by_class = RstClass::ALL
+            .iter()
+            .map(|&class| ClassTop {
+                class,
+                sources: top_n(
+                    p.hosts
+                        .iter()
+                        .map(|(h, s)| (*h, s.rst_sent_by_class[class.index()])),
+                    p.top,
+                ),
+                ports: top_n(
+                    p.ports
+                        .iter()
+                        .map(|(port, s)| (*port, s.rst_by_class[class.index()])),
+                    p.top,
+                ),
+            })
+            .filter(|t| !t.sources.is_empty() || !t.ports.is_empty())
+            .collect();
+        let top_failed_clients = top_n(p.hosts.iter().map(|(h, s)| (*h, s.failed_connects)), p.top);
+        let top_rst_senders = top_n(p.hosts.iter().map(|(h, s)| (*h, s.rst_sent)), p.top);
+        let activity =
+            |s: &HostStats| s.rst_sent + s.rst_received + s.syn_sent + s.syn_received + s.fin_sent;
+        let mut hosts: Vec<HostRow> = p
+            .hosts
+            .into_iter()
+            .map(|(host, stats)| HostRow { host, stats })
+            .collect();
+        hosts.sort_by(|a, b| {
+            activity(&b.stats)
+                .cmp(&activity(&a.stats))
+                .then_with(|| a.host.cmp(&b.host))
+        });
+        hosts.truncate(p.top);
+        Snapshot {
+            counters: p.counters,
+            rst_classes,
+            flows: p.flows,
+            active_flows: p.active_flows,
+            top_by_class,
+            top_failed_clients,
+            top_rst_senders,
+            hosts,
+            seconds: p.seconds,
+            alerts: p.alerts,
+            active_alerts: p.active_alerts,
+        }
+    }
+}
