@@ -15,7 +15,7 @@
 //! a damaged record can be described precisely. The fixed fields of pcapng
 //! packet and interface blocks are read here rather than through the crate's
 //! typed blocks, which reject options Wireshark accepts (non-UTF-8 comments,
-//! a 4-byte `if_tzone`) and allocate per packet.
+//! a 4-byte `if_tzone`) and allocate for the options of every packet.
 //!
 //! What counts as damage follows Wireshark 4.0, our oracle for the public
 //! corpus: a record cut short, a captured length above [`MAX_CAPLEN`], bad
@@ -950,5 +950,795 @@ impl<W: Write> CaptureWriter<W> {
         let mut w = self.inner.into_writer();
         w.flush()?;
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    const ETH_FRAME: [u8; 14] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00, // dst, src, IPv4
+    ];
+
+    /// A classic pcap file: (ts_sec, ts_frac, orig_len, data) per record.
+    fn pcap(
+        big: bool,
+        nanos: bool,
+        snaplen: u32,
+        linktype: u32,
+        recs: &[(u32, u32, u32, &[u8])],
+    ) -> Vec<u8> {
+        let w32 = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        };
+        let w16 = |v: &mut Vec<u8>, x: u16| {
+            v.extend_from_slice(&if big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        };
+        let mut v = Vec::new();
+        w32(&mut v, if nanos { PCAP_MAGIC_NS } else { PCAP_MAGIC_US });
+        w16(&mut v, 2);
+        w16(&mut v, 4);
+        w32(&mut v, 0);
+        w32(&mut v, 0);
+        w32(&mut v, snaplen);
+        w32(&mut v, linktype);
+        for &(sec, frac, orig, data) in recs {
+            w32(&mut v, sec);
+            w32(&mut v, frac);
+            w32(&mut v, data.len() as u32);
+            w32(&mut v, orig);
+            v.extend_from_slice(data);
+        }
+        v
+    }
+
+    /// pcapng blocks in one byte order.
+    struct Ng {
+        big: bool,
+        out: Vec<u8>,
+    }
+
+    impl Ng {
+        fn new(big: bool) -> Ng {
+            let mut ng = Ng {
+                big,
+                out: Vec::new(),
+            };
+            ng.shb();
+            ng
+        }
+        fn u16(&self, x: u16) -> [u8; 2] {
+            if self.big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            }
+        }
+        fn u32(&self, x: u32) -> [u8; 4] {
+            if self.big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            }
+        }
+        fn block(&mut self, block_type: u32, body: &[u8]) -> &mut Ng {
+            let mut body = body.to_vec();
+            body.resize(body.len().next_multiple_of(4), 0);
+            let len = body.len() as u32 + 12;
+            let (t, l) = (self.u32(block_type), self.u32(len));
+            self.out.extend_from_slice(&t);
+            self.out.extend_from_slice(&l);
+            self.out.extend_from_slice(&body);
+            self.out.extend_from_slice(&l);
+            self
+        }
+        fn shb(&mut self) -> &mut Ng {
+            let mut b = self.u32(PCAPNG_BOM).to_vec();
+            b.extend_from_slice(&self.u16(1));
+            b.extend_from_slice(&self.u16(0));
+            b.extend_from_slice(&[0xff; 8]); // section length: unknown
+            self.block(PCAPNG_SHB, &b)
+        }
+        /// An IDB; `tsresol` adds an if_tsresol option, `offset` if_tsoffset.
+        fn idb(
+            &mut self,
+            linktype: u16,
+            snaplen: u32,
+            tsresol: Option<u8>,
+            offset: Option<u64>,
+        ) -> &mut Ng {
+            let mut b = self.u16(linktype).to_vec();
+            b.extend_from_slice(&self.u16(0));
+            b.extend_from_slice(&self.u32(snaplen));
+            // A comment that is not UTF-8, which pcap-file's typed IDB refuses.
+            b.extend_from_slice(&self.u16(1));
+            b.extend_from_slice(&self.u16(3));
+            b.extend_from_slice(&[0xff, 0xfe, 0xfd, 0]);
+            if let Some(r) = tsresol {
+                b.extend_from_slice(&self.u16(9));
+                b.extend_from_slice(&self.u16(1));
+                b.extend_from_slice(&[r, 0, 0, 0]);
+            }
+            if let Some(o) = offset {
+                b.extend_from_slice(&self.u16(14));
+                b.extend_from_slice(&self.u16(8));
+                let raw = if self.big {
+                    o.to_be_bytes()
+                } else {
+                    o.to_le_bytes()
+                };
+                b.extend_from_slice(&raw);
+            }
+            b.extend_from_slice(&[0; 4]); // opt_endofopt
+            self.block(block_type::INTERFACE_DESCRIPTION, &b)
+        }
+        fn epb(&mut self, iface: u32, units: u64, orig: u32, data: &[u8]) -> &mut Ng {
+            let mut b = self.u32(iface).to_vec();
+            b.extend_from_slice(&self.u32((units >> 32) as u32));
+            b.extend_from_slice(&self.u32(units as u32));
+            b.extend_from_slice(&self.u32(data.len() as u32));
+            b.extend_from_slice(&self.u32(orig));
+            b.extend_from_slice(data);
+            self.block(block_type::ENHANCED_PACKET, &b)
+        }
+        fn spb(&mut self, orig: u32, data: &[u8]) -> &mut Ng {
+            let mut b = self.u32(orig).to_vec();
+            b.extend_from_slice(data);
+            self.block(block_type::SIMPLE_PACKET, &b)
+        }
+        fn pb(&mut self, iface: u16, units: u64, data: &[u8]) -> &mut Ng {
+            let mut b = self.u16(iface).to_vec();
+            b.extend_from_slice(&self.u16(0));
+            b.extend_from_slice(&self.u32((units >> 32) as u32));
+            b.extend_from_slice(&self.u32(units as u32));
+            b.extend_from_slice(&self.u32(data.len() as u32));
+            b.extend_from_slice(&self.u32(data.len() as u32));
+            b.extend_from_slice(data);
+            self.block(block_type::PACKET, &b)
+        }
+        fn bytes(&self) -> Vec<u8> {
+            self.out.clone()
+        }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Owned {
+        number: u64,
+        ts: u64,
+        orig_len: u32,
+        data: Vec<u8>,
+        link: Option<LinkType>,
+        linktype: u32,
+        interface: u32,
+    }
+
+    /// Read everything: the frames, then the damage if any.
+    fn read_all<R: Read>(mut r: CaptureReader<R>) -> (Vec<Owned>, Option<Damage>) {
+        let mut frames = Vec::new();
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => frames.push(Owned {
+                    number: f.number,
+                    ts: f.timestamp_ns,
+                    orig_len: f.orig_len,
+                    data: f.data.to_vec(),
+                    link: f.link,
+                    linktype: f.linktype,
+                    interface: f.interface,
+                }),
+                Ok(None) => break,
+                Err(d) => {
+                    assert_eq!(r.damage(), Some(&d));
+                    assert_eq!(r.next_frame(), Ok(None), "finished after damage");
+                    return (frames, Some(d));
+                }
+            }
+        }
+        assert_eq!(r.next_frame(), Ok(None));
+        (frames, None)
+    }
+
+    fn read_bytes(b: &[u8]) -> (Vec<Owned>, Option<Damage>) {
+        read_all(CaptureReader::new(Cursor::new(b.to_vec())).expect("opens"))
+    }
+
+    #[test]
+    fn pcap_little_and_big_endian() {
+        for big in [false, true] {
+            let f = pcap(
+                big,
+                false,
+                65535,
+                1,
+                &[(10, 500_000, 60, &ETH_FRAME), (11, 7, 14, &ETH_FRAME[..3])],
+            );
+            let r = CaptureReader::new(Cursor::new(f)).unwrap();
+            assert_eq!(
+                r.format(),
+                Format::Pcap {
+                    nanos: false,
+                    big_endian: big
+                }
+            );
+            assert_eq!(r.pcap_linktype(), Some(1));
+            let (frames, damage) = read_all(r);
+            assert_eq!(damage, None);
+            assert_eq!(frames.len(), 2);
+            assert_eq!(frames[0].number, 1);
+            assert_eq!(frames[0].ts, 10_500_000_000);
+            assert_eq!(frames[0].orig_len, 60);
+            assert_eq!(frames[0].data, ETH_FRAME);
+            assert_eq!(frames[0].link, Some(LinkType::Ethernet));
+            assert_eq!(frames[1].number, 2);
+            assert_eq!(frames[1].ts, 11_000_007_000);
+            assert_eq!(frames[1].data, &ETH_FRAME[..3]);
+        }
+    }
+
+    #[test]
+    fn pcap_nanoseconds_and_odd_but_readable_records() {
+        // A fraction of a million microseconds or more, a captured length
+        // above the snaplen and above the original length: Wireshark and
+        // tcpdump read these, and so do we.
+        let f = pcap(
+            false,
+            true,
+            4,
+            101,
+            &[
+                (1, 999_999_999, 9, &ETH_FRAME),
+                (u32::MAX, u32::MAX, 0, &[]),
+            ],
+        );
+        let (frames, damage) = read_bytes(&f);
+        assert_eq!(damage, None);
+        assert_eq!(frames[0].ts, 1_999_999_999);
+        assert_eq!(frames[0].link, Some(LinkType::Raw));
+        assert_eq!(frames[0].orig_len, 9);
+        assert_eq!(frames[0].data.len(), 14);
+        assert_eq!(frames[1].ts, u64::from(u32::MAX) * 1_000_000_001);
+        let f = pcap(false, false, 65535, 1, &[(0, 2_500_000, 14, &ETH_FRAME)]);
+        assert_eq!(read_bytes(&f).0[0].ts, 2_500_000_000);
+    }
+
+    #[test]
+    fn pcap_link_type_upper_bits_and_unknown_link_types() {
+        // FCS-length bits above the link type, as in several corpus files.
+        let f = pcap(false, false, 65535, 0x3000_0001, &[(0, 0, 14, &ETH_FRAME)]);
+        let (frames, _) = read_bytes(&f);
+        assert_eq!(
+            (frames[0].link, frames[0].linktype),
+            (Some(LinkType::Ethernet), 1)
+        );
+        let f = pcap(false, false, 65535, 127, &[(0, 0, 14, &ETH_FRAME)]);
+        let (frames, _) = read_bytes(&f);
+        assert_eq!((frames[0].link, frames[0].linktype), (None, 127));
+    }
+
+    #[test]
+    fn pcap_truncated_record_header() {
+        let mut f = pcap(
+            false,
+            false,
+            65535,
+            1,
+            &[(0, 0, 14, &ETH_FRAME), (1, 0, 14, &ETH_FRAME)],
+        );
+        f.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let (frames, damage) = read_bytes(&f);
+        assert_eq!(frames.len(), 2);
+        let d = damage.unwrap();
+        assert_eq!(d.frame, 3);
+        assert_eq!(d.offset, Some(24 + 2 * 30));
+        assert_eq!(
+            d.reason,
+            DamageReason::RecordHeaderTruncated { have: 5, need: 16 }
+        );
+        assert_eq!(
+            d.to_string(),
+            "frame 3 (byte offset 84): record header truncated (5 of 16 bytes)"
+        );
+    }
+
+    #[test]
+    fn pcap_truncated_record_data() {
+        let mut f = pcap(
+            false,
+            false,
+            65535,
+            1,
+            &[(0, 0, 14, &ETH_FRAME), (1, 0, 14, &ETH_FRAME)],
+        );
+        f.truncate(f.len() - 4);
+        let (frames, damage) = read_bytes(&f);
+        assert_eq!(frames.len(), 1);
+        let d = damage.unwrap();
+        assert_eq!((d.frame, d.offset), (2, Some(54)));
+        assert_eq!(
+            d.reason,
+            DamageReason::RecordTruncated {
+                caplen: 14,
+                have: 10
+            }
+        );
+    }
+
+    #[test]
+    fn pcap_absurd_captured_length_stops_without_buffering_it() {
+        let mut f = pcap(false, false, 65535, 1, &[(0, 0, 14, &ETH_FRAME)]);
+        let rec = pcap(false, false, 65535, 1, &[(0, 0, 14, &ETH_FRAME)]);
+        f.extend_from_slice(&rec[24..]);
+        f[24 + 30 + 8..24 + 30 + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        let mut r = CaptureReader::new(Cursor::new(f)).unwrap();
+        assert!(r.next_frame().unwrap().is_some());
+        let d = r.next_frame().unwrap_err();
+        assert_eq!(d.frame, 2);
+        assert_eq!(
+            d.reason,
+            DamageReason::CaplenTooLarge {
+                caplen: 0xffff_fff0,
+                max: MAX_CAPLEN
+            }
+        );
+        assert!(d
+            .to_string()
+            .contains("captured length 4294967280 exceeds the maximum of 262144"));
+        assert!(r.input.buf.len() <= INITIAL_BUFFER);
+    }
+
+    #[test]
+    fn not_a_capture() {
+        let open = |b: &[u8]| CaptureReader::new(Cursor::new(b.to_vec())).unwrap_err();
+        assert!(matches!(open(b""), OpenError::Empty));
+        assert!(matches!(
+            open(b"GET / HTTP/1.1\r\n\r\n"),
+            OpenError::NotACapture { magic: 0x4745_5420 }
+        ));
+        assert!(matches!(
+            open(b"\x1f"),
+            OpenError::NotACapture { magic: 0x1f }
+        ));
+        let err = open(&pcap(false, false, 65535, 1, &[])[..20]);
+        assert!(matches!(
+            err,
+            OpenError::HeaderTruncated {
+                format: "pcap",
+                have: 20,
+                need: 24
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "pcap file header truncated (20 of 24 bytes)"
+        );
+        let ng = Ng::new(false).bytes();
+        assert!(matches!(
+            open(&ng[..10]),
+            OpenError::HeaderTruncated {
+                format: "pcapng",
+                ..
+            }
+        ));
+        assert!(matches!(
+            open(&ng[..20]),
+            OpenError::HeaderTruncated {
+                format: "pcapng",
+                ..
+            }
+        ));
+        let mut bad_bom = ng.clone();
+        bad_bom[8] = 0;
+        assert!(matches!(
+            open(&bad_bom),
+            OpenError::BadHeader {
+                format: "pcapng",
+                ..
+            }
+        ));
+        // A header alone is a valid, empty capture.
+        assert_eq!(read_bytes(&pcap(true, true, 65535, 1, &[])), (vec![], None));
+        assert_eq!(read_bytes(&ng), (vec![], None));
+    }
+
+    #[test]
+    fn pcapng_two_interfaces_of_different_link_types() {
+        for big in [false, true] {
+            let mut ng = Ng::new(big);
+            ng.idb(1, 0, None, None)
+                .idb(101, 96, Some(9), None)
+                .epb(0, 1_500_000, 60, &ETH_FRAME)
+                .block(5, &[0; 8]) // interface statistics: skipped
+                .epb(1, 42, 1500, &[0x45, 0, 0, 20])
+                .block(0x0bad_cafe, &[1, 2, 3]) // unknown block: skipped
+                .spb(14, &ETH_FRAME)
+                .pb(1, 7, &[0x60]);
+            let r = CaptureReader::new(Cursor::new(ng.bytes())).unwrap();
+            assert_eq!(r.format(), Format::PcapNg);
+            assert_eq!(r.pcap_linktype(), None);
+            let (frames, damage) = read_all(r);
+            assert_eq!(damage, None);
+            let summary: Vec<_> = frames
+                .iter()
+                .map(|f| {
+                    (
+                        f.number,
+                        f.interface,
+                        f.link,
+                        f.ts,
+                        f.orig_len,
+                        f.data.len(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    (1, 0, Some(LinkType::Ethernet), 1_500_000_000, 60, 14),
+                    (2, 1, Some(LinkType::Raw), 42, 1500, 4),
+                    (3, 0, Some(LinkType::Ethernet), 0, 14, 14),
+                    (4, 1, Some(LinkType::Raw), 7, 1, 1),
+                ]
+            );
+            assert_eq!(frames[1].data, [0x45, 0, 0, 20]);
+        }
+    }
+
+    #[test]
+    fn pcapng_simple_packet_block_cut_to_snaplen() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 6, None, None).spb(14, &ETH_FRAME[..6]);
+        let (frames, damage) = read_bytes(&ng.bytes());
+        assert_eq!(damage, None);
+        assert_eq!(
+            (frames[0].orig_len, frames[0].data.as_slice()),
+            (14, &ETH_FRAME[..6])
+        );
+        // Without a snaplen the block must hold the whole original length.
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, None, None).spb(100, &ETH_FRAME);
+        let (_, damage) = read_bytes(&ng.bytes());
+        assert_eq!(
+            damage.unwrap().reason,
+            DamageReason::CaplenExceedsBlock {
+                caplen: 100,
+                room: 16
+            }
+        );
+    }
+
+    #[test]
+    fn pcapng_unknown_interface_is_damage_at_that_frame() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, None, None)
+            .epb(0, 0, 14, &ETH_FRAME)
+            .epb(2, 0, 14, &ETH_FRAME);
+        let (frames, damage) = read_bytes(&ng.bytes());
+        assert_eq!(frames.len(), 1);
+        let d = damage.unwrap();
+        assert_eq!(d.frame, 2);
+        assert_eq!(
+            d.reason,
+            DamageReason::UnknownInterface {
+                interface: 2,
+                described: 1
+            }
+        );
+        // A simple packet block before any interface.
+        let mut ng = Ng::new(false);
+        ng.spb(14, &ETH_FRAME);
+        let (_, damage) = read_bytes(&ng.bytes());
+        assert_eq!(
+            damage.unwrap().reason,
+            DamageReason::UnknownInterface {
+                interface: 0,
+                described: 0
+            }
+        );
+    }
+
+    #[test]
+    fn pcapng_new_section_resets_interfaces_and_byte_order() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, None, None).epb(0, 1, 14, &ETH_FRAME);
+        let mut second = Ng::new(true);
+        second
+            .idb(229, 0, None, None)
+            .epb(0, 2, 1, &[0x60])
+            .epb(1, 3, 1, &[0x60]);
+        let mut bytes = ng.bytes();
+        let second_at = bytes.len() as u64;
+        bytes.extend_from_slice(&second.bytes());
+        let (frames, damage) = read_bytes(&bytes);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].link, Some(LinkType::Ipv6));
+        let d = damage.unwrap();
+        assert_eq!(d.frame, 3);
+        assert_eq!(
+            d.reason,
+            DamageReason::UnknownInterface {
+                interface: 1,
+                described: 1
+            }
+        );
+        assert!(d.offset.unwrap() > second_at);
+    }
+
+    #[test]
+    fn pcapng_timestamp_resolutions() {
+        let iface = |tsresol, tsoffset_s| Interface {
+            linktype: 1,
+            snaplen: 0,
+            tsresol,
+            tsoffset_s,
+        };
+        assert_eq!(
+            iface(6, 0).timestamp_ns(1_700_000_000_123_456),
+            1_700_000_000_123_456_000
+        );
+        assert_eq!(iface(9, 0).timestamp_ns(123), 123);
+        assert_eq!(iface(3, 0).timestamp_ns(1500), 1_500_000_000);
+        assert_eq!(iface(12, 0).timestamp_ns(123_456), 123);
+        assert_eq!(
+            iface(0x80 | 10, 0).timestamp_ns(1024 * 5 + 512),
+            5_500_000_000
+        );
+        assert_eq!(iface(0x80 | 30, 0).timestamp_ns(1 << 30), 1_000_000_000);
+        assert_eq!(iface(6, 100).timestamp_ns(1), 100_000_001_000);
+        // Nothing overflows or panics, whatever the file says.
+        assert_eq!(iface(0, 0).timestamp_ns(u64::MAX), u64::MAX);
+        assert_eq!(iface(127, 0).timestamp_ns(u64::MAX), 0);
+        assert_eq!(iface(0xff, 0).timestamp_ns(u64::MAX), 0);
+        assert_eq!(iface(47, 0).timestamp_ns(u64::MAX), 0);
+        assert_eq!(iface(6, i64::MIN).timestamp_ns(5), 0);
+        assert_eq!(iface(9, i64::MAX).timestamp_ns(u64::MAX), u64::MAX);
+
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, Some(0x80 | 20), Some(10))
+            .epb(0, 1 << 19, 14, &ETH_FRAME);
+        assert_eq!(read_bytes(&ng.bytes()).0[0].ts, 10_500_000_000);
+    }
+
+    #[test]
+    fn pcapng_damaged_blocks() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, None, None).epb(0, 0, 14, &ETH_FRAME);
+        let good = ng.bytes();
+        let epb_at = good.len();
+        ng.epb(0, 0, 14, &ETH_FRAME);
+        let two = ng.bytes();
+
+        // Cut inside the second EPB.
+        let (frames, damage) = read_bytes(&two[..two.len() - 3]);
+        assert_eq!(frames.len(), 1);
+        let d = damage.unwrap();
+        assert_eq!((d.frame, d.offset), (2, Some(epb_at as u64)));
+        assert!(matches!(
+            d.reason,
+            DamageReason::BlockTruncated { len: 48, .. }
+        ));
+        // Cut inside its block header.
+        let (_, damage) = read_bytes(&two[..epb_at + 5]);
+        assert_eq!(
+            damage.unwrap().reason,
+            DamageReason::RecordHeaderTruncated { have: 5, need: 8 }
+        );
+        // Trailer length disagrees with the header.
+        let mut bad = two.clone();
+        let n = bad.len();
+        bad[n - 4] ^= 4;
+        assert!(matches!(
+            read_bytes(&bad).1.unwrap().reason,
+            DamageReason::Malformed { .. }
+        ));
+        // Length not a multiple of 4, or too short to be a block.
+        for len in [47u32, 8] {
+            let mut bad = two.clone();
+            bad[epb_at + 4..epb_at + 8].copy_from_slice(&len.to_le_bytes());
+            assert!(matches!(
+                read_bytes(&bad).1.unwrap().reason,
+                DamageReason::BadBlockLength { .. }
+            ));
+        }
+        // Captured length larger than the block.
+        let mut bad = two.clone();
+        bad[epb_at + 20..epb_at + 24].copy_from_slice(&17u32.to_le_bytes());
+        assert_eq!(
+            read_bytes(&bad).1.unwrap().reason,
+            DamageReason::CaplenExceedsBlock {
+                caplen: 17,
+                room: 16
+            }
+        );
+        // An interface description too short to hold its fixed fields.
+        let mut ng = Ng::new(false);
+        ng.block(block_type::INTERFACE_DESCRIPTION, &[1, 0]);
+        assert!(matches!(
+            read_bytes(&ng.bytes()).1.unwrap().reason,
+            DamageReason::Malformed { .. }
+        ));
+    }
+
+    /// A reader that hands out one byte per call, with interruptions.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        calls: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            match (self.data.get(self.at), buf.first_mut()) {
+                (Some(&b), Some(slot)) => {
+                    *slot = b;
+                    self.at += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn short_and_interrupted_reads() {
+        let mut ng = Ng::new(true);
+        ng.idb(1, 0, None, None)
+            .epb(0, 0, 14, &ETH_FRAME)
+            .epb(0, 1, 14, &ETH_FRAME);
+        let p = pcap(
+            false,
+            false,
+            65535,
+            1,
+            &[(0, 0, 14, &ETH_FRAME), (1, 0, 14, &ETH_FRAME)],
+        );
+        for bytes in [ng.bytes(), p] {
+            let whole = read_bytes(&bytes);
+            let trickle = Trickle {
+                data: bytes,
+                at: 0,
+                calls: 0,
+            };
+            assert_eq!(read_all(CaptureReader::new(trickle).unwrap()), whole);
+        }
+    }
+
+    #[test]
+    fn read_errors_are_damage() {
+        struct Failing(Cursor<Vec<u8>>);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(40);
+                match self.0.read(&mut buf[..n])? {
+                    0 => Err(io::Error::other("disk on fire")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let p = pcap(
+            false,
+            false,
+            65535,
+            1,
+            &[(0, 0, 14, &ETH_FRAME), (1, 0, 14, &ETH_FRAME)],
+        );
+        let (frames, damage) = read_all(CaptureReader::new(Failing(Cursor::new(p))).unwrap());
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            damage.unwrap().reason,
+            DamageReason::Io("disk on fire".into())
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_byte_flip_is_safe() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, Some(9), None)
+            .epb(0, 5, 14, &ETH_FRAME)
+            .spb(14, &ETH_FRAME)
+            .pb(0, 6, &ETH_FRAME);
+        let p = pcap(
+            true,
+            false,
+            65535,
+            1,
+            &[(0, 0, 14, &ETH_FRAME), (1, 0, 14, &ETH_FRAME)],
+        );
+        for bytes in [ng.bytes(), p] {
+            let (all, _) = read_bytes(&bytes);
+            for cut in 0..bytes.len() {
+                if let Ok(r) = CaptureReader::new(Cursor::new(bytes[..cut].to_vec())) {
+                    let (frames, _) = read_all(r);
+                    assert!(all.starts_with(&frames), "cut at {cut}");
+                }
+            }
+            for at in 0..bytes.len() {
+                for bit in [0x01, 0x80, 0xff] {
+                    let mut b = bytes.clone();
+                    b[at] ^= bit;
+                    if let Ok(r) = CaptureReader::new(Cursor::new(b)) {
+                        read_all(r);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn writer_round_trip() {
+        for (res, ts) in [
+            (Resolution::Micros, 1_700_000_000_123_456_000),
+            (Resolution::Nanos, 1_700_000_000_123_456_789),
+        ] {
+            let mut w = CaptureWriter::new(Vec::new(), LinkType::Ethernet, res).unwrap();
+            assert_eq!(w.linktype(), 1);
+            w.write(
+                ts + 789 * u64::from(res == Resolution::Micros),
+                60,
+                &ETH_FRAME,
+            )
+            .unwrap();
+            w.write(0, 0, &ETH_FRAME[..2]).unwrap(); // orig_len raised to 2
+            let f = Frame {
+                number: 9,
+                timestamp_ns: 5_000,
+                orig_len: 1514,
+                data: &ETH_FRAME,
+                link: Some(LinkType::Ethernet),
+                linktype: 1,
+                interface: 0,
+            };
+            w.write_frame(&f).unwrap();
+            let bytes = w.finish().unwrap();
+            let r = CaptureReader::new(Cursor::new(bytes)).unwrap();
+            let nanos = res == Resolution::Nanos;
+            assert!(matches!(r.format(), Format::Pcap { nanos: n, .. } if n == nanos));
+            let (frames, damage) = read_all(r);
+            assert_eq!(damage, None);
+            let summary: Vec<_> = frames
+                .iter()
+                .map(|f| (f.number, f.ts, f.orig_len, f.data.as_slice(), f.link))
+                .collect();
+            let eth = Some(LinkType::Ethernet);
+            assert_eq!(
+                summary,
+                [
+                    (1, ts, 60, &ETH_FRAME[..], eth),
+                    (2, 0, 2, &ETH_FRAME[..2], eth),
+                    (3, 5_000, 1514, &ETH_FRAME[..], eth)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn writer_refuses_what_pcap_cannot_hold() {
+        let mut w = CaptureWriter::with_linktype(Vec::new(), 147, Resolution::Nanos).unwrap();
+        let big = vec![0u8; MAX_CAPLEN as usize + 1];
+        assert!(matches!(
+            w.write(0, 0, &big),
+            Err(WriteError::FrameTooLong { .. })
+        ));
+        let late = (u64::from(u32::MAX) + 1) * 1_000_000_000;
+        assert!(matches!(
+            w.write(late, 14, &ETH_FRAME),
+            Err(WriteError::TimestampOutOfRange(_))
+        ));
+        let r = CaptureReader::new(Cursor::new(w.finish().unwrap())).unwrap();
+        assert_eq!(r.pcap_linktype(), Some(147));
+        assert_eq!(read_all(r), (vec![], None));
     }
 }

@@ -109,7 +109,7 @@ class Netns:
                 val = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
                 ifr = struct.pack("16sP", self.iface.encode(), ctypes.addressof(val)).ljust(40, b"\0")
                 fcntl.ioctl(s, SIOCETHTOOL, ifr)
-            if struct.unpack("II", val.raw)[1] != 0:
+            if struct.unpack("II", val.raw[:8])[1] != 0:
                 raise RuntimeError(f"tx checksum offload still on for {self.iface}")
         finally:
             s.close()
@@ -226,13 +226,24 @@ class Frame:
 def read_pcap(path: str) -> tuple[list[Frame], int]:
     """All IPv4/TCP frames of an Ethernet pcap, and the total frame count.
     A record still being written at the end is ignored."""
+    frames: list[Frame] = []
+    raw = read_pcap_raw(path)
+    for n, (ts, pkt) in enumerate(raw, 1):
+        fr = _parse_eth_ipv4_tcp(pkt, n, ts)
+        if fr is not None:
+            frames.append(fr)
+    return frames, len(raw)
+
+
+def read_pcap_raw(path: str) -> list[tuple[float, bytes]]:
+    """(timestamp, bytes) of every complete record of an Ethernet pcap."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return [], 0
+        return []
     if len(data) < 24:
-        return [], 0
+        return []
     magic = data[:4]
     if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
         e = "<"
@@ -244,19 +255,15 @@ def read_pcap(path: str) -> tuple[list[Frame], int]:
     linktype = struct.unpack(e + "I", data[20:24])[0]
     if linktype != 1:
         raise ValueError(f"{path}: link type {linktype}, expected Ethernet")
-    frames: list[Frame] = []
-    off, n = 24, 0
+    out = []
+    off = 24
     while off + 16 <= len(data):
         ts_s, ts_frac, incl, _orig = struct.unpack(e + "IIII", data[off:off + 16])
         if off + 16 + incl > len(data):
             break
-        pkt = data[off + 16:off + 16 + incl]
+        out.append((ts_s + ts_frac / (1e9 if nano else 1e6), data[off + 16:off + 16 + incl]))
         off += 16 + incl
-        n += 1
-        fr = _parse_eth_ipv4_tcp(pkt, n, ts_s + ts_frac / (1e9 if nano else 1e6))
-        if fr is not None:
-            frames.append(fr)
-    return frames, n
+    return out
 
 
 def _parse_eth_ipv4_tcp(pkt: bytes, no: int, ts: float) -> Frame | None:
@@ -330,10 +337,23 @@ def side(frames: list[Frame], me: tuple[str, int], peer: tuple[str, int]) -> Sid
 
 
 class Capture:
-    """tcpdump writing a pcap inside a namespace, readable while it runs."""
+    """tcpdump writing a pcap inside a namespace, readable while it runs.
+
+    tcpdump writes each packet a little after the kernel has passed it on, so
+    a pcap read right after a socket call can be stale. An AF_PACKET socket of
+    our own on the same interface sees every packet at the same instant as
+    tcpdump's; `frames()` drains it and waits until the pcap holds at least as
+    many frames, so what it returns is never older than the sockets' state.
+    """
 
     def __init__(self, ns: Netns, path: str):
         self.ns, self.path = ns, path
+        ETH_P_ALL, SO_RCVBUFFORCE = 0x0003, 33
+        self.tap = ns.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.tap.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        self.tap.bind((ns.iface, 0))
+        self.tap.setblocking(False)
+        self.seen: list[bytes] = []
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns.name, "tcpdump", "-i", ns.iface, "-w", path, "-U",
              "--immediate-mode", "-n", "-s", "0", "-Z", "root", "ip"],
@@ -348,19 +368,35 @@ class Capture:
             r, _, _ = select.select([self.proc.stderr], [], [], left)
             if r:
                 self.stderr += os.read(self.proc.stderr.fileno(), 4096)
-        self._frames: list[Frame] = []
+        self._drain()
+        self.seen.clear()  # tcpdump is attached: from here on both see the same
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def _drain(self) -> None:
+        while True:
+            try:
+                pkt = self.tap.recv(65535)
+            except BlockingIOError:
+                return
+            if pkt[12:14] == b"\x08\x00":  # tcpdump's filter is "ip"
+                self.seen.append(pkt)
+
+    def _synced(self) -> tuple[list[Frame], int]:
+        self._drain()
+        want = len(self.seen)
+        deadline = time.monotonic() + 5
+        while True:
+            frames, n = read_pcap(self.path)
+            if n >= want:
+                return frames, n
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tcpdump is {want - n} packets behind the tap")
+            time.sleep(0.005)
 
     def frames(self) -> list[Frame]:
-        self._frames, _ = read_pcap(self.path)
-        return self._frames
+        return self._synced()[0]
 
     def last_no(self) -> int:
-        _, n = read_pcap(self.path)
-        return n
+        return self._synced()[1]
 
     def wait_for(self, pred, what: str, after: int = 0, timeout: float = 3.0) -> Frame:
         deadline = time.monotonic() + timeout
@@ -392,4 +428,11 @@ class Capture:
         for line in text.splitlines():
             if "dropped by kernel" in line and not line.strip().startswith("0 "):
                 raise RuntimeError(f"tcpdump dropped packets: {line.strip()}")
+        # The pcap must hold exactly what the tap saw (order may differ only
+        # where two CPUs delivered packets at the same instant).
+        self._drain()
+        self.tap.close()
+        got = sorted(pkt for _, pkt in read_pcap_raw(self.path))
+        if got != sorted(self.seen):
+            raise RuntimeError(f"{self.path}: pcap ({len(got)} frames) differs from the tap ({len(self.seen)})")
         return text

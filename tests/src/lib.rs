@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod linux;
+
 use std::path::PathBuf;
 
 /// Root of the repository.

@@ -209,3 +209,92 @@ fn sll_protocol(arphrd: u16, protocol: u16) -> Network {
         _ => by_ethertype(protocol),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{parse, Parsed};
+
+    const ALL: [LinkType; 10] = [
+        LinkType::Ethernet,
+        LinkType::Null,
+        LinkType::Loop,
+        LinkType::Raw,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Ppp,
+        LinkType::PppSerial,
+    ];
+
+    #[test]
+    fn pcap_numbers_round_trip() {
+        for link in ALL {
+            assert_eq!(LinkType::from_pcap(link.to_pcap()), Some(link));
+        }
+        assert_eq!(LinkType::from_pcap(127), None);
+    }
+
+    /// An IPv4 + TCP RST|ACK, 40 bytes.
+    fn ipv4_rst() -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&40u16.to_be_bytes());
+        p[9] = 6;
+        p[32] = 5 << 4;
+        p[33] = 0x14;
+        p
+    }
+
+    fn with(prefix: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut f = prefix.to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn ppp_framings() {
+        let ip = ipv4_rst();
+        for link in [LinkType::Ppp, LinkType::PppSerial] {
+            // HDLC address/control, then 2-byte protocol.
+            let f = with(&[0xff, 0x03, 0x00, 0x21], &ip);
+            assert_eq!(network_layer(link, &f), Ok((Network::Ipv4, &ip[..])));
+            // Address/control compressed; protocol-field compressed.
+            let f = with(&[0x21], &ip);
+            assert_eq!(network_layer(link, &f), Ok((Network::Ipv4, &ip[..])));
+            let f = with(&[0x00, 0x57], &[0x60]);
+            assert_eq!(network_layer(link, &f), Ok((Network::Ipv6, &[0x60][..])));
+            // Cisco HDLC on a PPP link: address, control, ethertype.
+            let f = with(&[0x0f, 0x00, 0x08, 0x00], &ip);
+            assert_eq!(network_layer(link, &f), Ok((Network::Ipv4, &ip[..])));
+            let f = with(&[0x8f, 0x00, 0x86, 0xdd], &[]);
+            assert_eq!(network_layer(link, &f), Ok((Network::Ipv6, &[][..])));
+            // LCP and MPLS are not IP.
+            let f = with(&[0xff, 0x03, 0xc0, 0x21], &[1, 2]);
+            assert_eq!(network_layer(link, &f).unwrap().0, Network::Unknown);
+            let f = with(&[0xff, 0x03, 0x02, 0x81], &ip);
+            assert_eq!(network_layer(link, &f).unwrap().0, Network::Unknown);
+            let f = with(&[0xff, 0x03, 0x00, 0x21], &ip);
+            assert!(matches!(parse(link, &f), Ok(Parsed::Tcp(s)) if s.flags.rst()));
+        }
+    }
+
+    #[test]
+    fn ppp_truncated() {
+        for f in [
+            &[][..],
+            &[0xff],
+            &[0xff, 0x03],
+            &[0xff, 0x03, 0x00],
+            &[0x00],
+            &[0x0f, 0, 8],
+        ] {
+            assert_eq!(
+                network_layer(LinkType::Ppp, f),
+                Err(ParseError::TruncatedLink),
+                "{f:?}"
+            );
+        }
+    }
+}
