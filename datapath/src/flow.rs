@@ -16,20 +16,26 @@
 //!   on only with ACK set and `SND.UNA < ack <= SND.NXT` — for a SYN that is
 //!   ack = ISN+1 (more with TFO data) → `refused`; anything else is ignored →
 //!   `syn_sent_bad_ack`.
-//! * **SYN-RECV receiver** (`tcp_check_req`): a request socket accepts any
-//!   RST whose seq lies in `[RCV.NXT, RCV.NXT + SYN-ACK window]` → `abort`
-//!   (the embryonic connection dies); otherwise `out_of_window`. Linux sends
+//! * **SYN-RECV receiver** (`tcp_check_req`): a RST with ACK set whose ack
+//!   is not the SYN-ACK's ISN+1 goes to the listener, which drops it: it
+//!   answers the SYN-ACK without acknowledging it → `syn_sent_bad_ack`
+//!   (not checked when the SYN-ACK acked TFO data: that child is a full
+//!   socket). Otherwise a request socket accepts any RST whose seq lies in
+//!   `[RCV.NXT, RCV.NXT + SYN-ACK window]` → `abort` (the embryonic
+//!   connection dies), and ignores the rest → `out_of_window`. Linux sends
 //!   no challenge ACK here, so `in_window` cannot occur.
 //! * **Synchronized receiver** (`tcp_validate_incoming`, RFC 5961 §3.2): the
 //!   connection is reset when seq == RCV.NXT, or seq == RCV.NXT-1 in
 //!   CLOSE-WAIT, LAST-ACK or CLOSING (`tcp_reset_check`), or seq equals the
-//!   right edge of the highest SACK block the receiver advertises. Accepted
+//!   right edge of the highest SACK block the receiver advertises (a D-SACK
+//!   block, at or below its ACK, is not one of its `selective_acks`). Accepted
 //!   resets are `teardown` when a FIN was seen in either direction, else
 //!   `abort`. Anything else inside `[RCV.WUP, RCV.WUP + RCV.WND]` — the range
 //!   `tcp_sequence()` lets through — is challenge-ACKed → `in_window`;
 //!   the rest is dropped → `out_of_window`.
 //! * **TIME-WAIT receiver** (`tcp_timewait_state_process`): only seq ==
-//!   RCV.NXT kills the time-wait socket → `teardown`.
+//!   RCV.NXT kills the time-wait socket → `teardown`; any other RST is
+//!   dropped without a challenge ACK → `out_of_window`.
 //! * **Receiver with no socket** (it completed LAST-ACK, or a RST already
 //!   reset the flow): nothing to reset → `no_flow`.
 //!
@@ -48,7 +54,11 @@
 //!   a shift of [`MIDSTREAM_WSCALE`] (Linux's default with default buffers).
 //!   Only the in_window/out_of_window split depends on it; the accept
 //!   decision (exact match) does not.
-//! * PAWS is ignored: Linux accepts RSTs that fail PAWS too.
+//! * PAWS is ignored: `tcp_validate_incoming()` accepts RSTs that fail PAWS.
+//!   (SYN-SENT, SYN-RECV and TIME-WAIT do apply PAWS to RSTs carrying a
+//!   timestamp; Linux's own resets carry none, so only crafted RSTs differ.)
+//! * Simultaneous close: both sides end in TIME-WAIT, but we treat only the
+//!   side whose FIN we saw first as the active closer.
 
 use std::net::IpAddr;
 
@@ -427,11 +437,15 @@ impl Flow {
             }
             s.flags |= ACK_KNOWN;
             match seg.options.sack_right_edge {
-                Some(edge) => {
+                // A block ending at or below the ACK is a D-SACK (RFC 2883):
+                // a duplicate report, not out-of-order data the receiver
+                // holds, so not in the selective_acks Linux checks a RST
+                // against.
+                Some(edge) if seq::after(edge, seg.ack) => {
                     s.sack_edge = edge;
                     s.flags |= SACK_VALID;
                 }
-                None => s.flags &= !SACK_VALID,
+                _ => s.flags &= !SACK_VALID,
             }
         }
         if flags.fin() && !s.has(FIN_SENT) {
@@ -507,6 +521,18 @@ impl Flow {
         if matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
             && self.origin == Some(from)
         {
+            // With ACK set, ack must be the SYN-ACK's ISN+1, or the segment
+            // goes to the listener, which never acts on a RST. A SYN-ACK
+            // acking TFO data made a full child socket: no such check.
+            let tfo = r.ack != s.isn.wrapping_add(1);
+            if seg.flags.ack()
+                && r.has(SYN_SEEN)
+                && s.has(SYN_SEEN)
+                && !tfo
+                && seg.ack != r.isn.wrapping_add(1)
+            {
+                return RstClass::SynSentBadAck;
+            }
             let rcv_nxt = s.next_seq;
             let wnd = if r.has(ACK_KNOWN) {
                 r.win_edge.wrapping_sub(r.ack)
@@ -550,7 +576,11 @@ impl Flow {
                 rcv_nxt.wrapping_add(MAX_UNSCALED_WINDOW << MIDSTREAM_WSCALE),
             )
         };
-        let in_window = seq::between(rst_seq, wup, seq::max(edge, rcv_nxt));
+        let right = seq::max(edge, rcv_nxt);
+        // tcp_sequence() tests the lower bound with the segment's end, so a
+        // RST carrying data that starts just left of RCV.WUP still counts.
+        let end_seq = rst_seq.wrapping_add(seg.payload_len);
+        let in_window = !seq::before(end_seq, wup) && !seq::after(rst_seq, right);
 
         let exact = rst_seq == rcv_nxt;
         // tcp_reset_check(): RCV.NXT-1 in CLOSE-WAIT, LAST-ACK, CLOSING — the
@@ -558,14 +588,21 @@ impl Flow {
         let closing_minus_one =
             got_fin && !(sent_fin && fin_acked) && rst_seq == rcv_nxt.wrapping_sub(1);
         let sack_edge = r.has(SACK_VALID) && rst_seq == r.sack_edge;
-        // Orphaned FIN-WAIT-2 accepts anything in window (see module docs).
-        let fin_wait2 = sent_fin && fin_acked && !got_fin;
+        // Orphaned FIN-WAIT-2 accepts anything tcp_in_window() takes, a
+        // window that starts at RCV.NXT (see module docs).
+        let fin_wait2 = sent_fin
+            && fin_acked
+            && !got_fin
+            && !seq::before(end_seq, rcv_nxt)
+            && !seq::after(rst_seq, right);
 
-        if exact || (!time_wait && (closing_minus_one || sack_edge || (fin_wait2 && in_window))) {
+        if exact || (!time_wait && (closing_minus_one || sack_edge || fin_wait2)) {
             accepted_class
-        } else if in_window {
+        } else if in_window && !time_wait {
             RstClass::InWindow
         } else {
+            // Includes every non-exact RST to TIME-WAIT, which
+            // tcp_timewait_state_process() drops without a challenge ACK.
             RstClass::OutOfWindow
         }
     }

@@ -23,6 +23,9 @@ use crate::wire::{NotTcp, ParseError, Segment};
 pub const RATE_WINDOW: usize = 60;
 /// Alert events kept (oldest dropped).
 pub const ALERT_HISTORY: usize = 256;
+/// Seconds a rule must stay below its level before the level is lowered:
+/// an attack that pauses for a second should not read as resolved.
+pub const ALERT_HOLD_DOWN: u32 = 5;
 
 /// Global counters. Plain integers: each worker owns its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +320,8 @@ pub struct Telemetry {
     current: u64,
     rules: Vec<AlertRule>,
     levels: Vec<Level>,
+    /// Consecutive seconds each rule has been below its current level.
+    quiet: Vec<u32>,
     alerts: VecDeque<AlertEvent>,
 }
 
@@ -331,6 +336,7 @@ impl Telemetry {
             current: 0,
             rules,
             levels: vec![Level::Ok; n],
+            quiet: vec![0; n],
             alerts: VecDeque::with_capacity(ALERT_HISTORY),
         }
     }
@@ -359,7 +365,8 @@ impl Telemetry {
     }
 
     /// Evaluate the alert rules over the current (possibly incomplete)
-    /// second too — for the end of an offline analysis.
+    /// second too — for the end of an offline analysis. Raises only: a
+    /// partial second says nothing about an alert being over.
     pub fn finish(&mut self) {
         if self.current != 0 {
             self.evaluate(self.current);
@@ -399,6 +406,15 @@ impl Telemetry {
             } else {
                 Level::Ok
             };
+            if level >= self.levels[i] {
+                self.quiet[i] = 0;
+            } else {
+                self.quiet[i] += 1;
+                if self.quiet[i] < ALERT_HOLD_DOWN {
+                    continue;
+                }
+                self.quiet[i] = 0;
+            }
             if level != self.levels[i] {
                 let threshold = match level {
                     Level::Critical => rule.critical,
@@ -708,5 +724,69 @@ impl Snapshot {
             alerts: p.alerts,
             active_alerts: p.active_alerts,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> AlertRule {
+        AlertRule::new("failed", Metric::FailedConnects, 2.0, 10.0)
+    }
+
+    fn failed_at(t: &mut Telemetry, second: u64, n: u64) {
+        t.tick(second);
+        t.seconds_current().failed_connects += n;
+    }
+
+    #[test]
+    fn alerts_rise_at_once_and_clear_after_hold_down() {
+        let mut t = Telemetry::new(&TelemetryConfig::default(), vec![rule()]);
+        failed_at(&mut t, 100, 3); // warning
+        failed_at(&mut t, 101, 12); // critical
+        failed_at(&mut t, 102, 0);
+        for s in 103..=101 + ALERT_HOLD_DOWN as u64 {
+            failed_at(&mut t, s, 0);
+        }
+        let levels: Vec<(u64, Level)> = t.alerts.iter().map(|a| (a.at, a.level)).collect();
+        assert_eq!(levels, vec![(100, Level::Warning), (101, Level::Critical)]);
+        // A one-second pause does not clear it; five quiet seconds do.
+        failed_at(&mut t, 102 + ALERT_HOLD_DOWN as u64, 0);
+        let last = t.alerts.back().unwrap();
+        assert_eq!(
+            (last.level, last.at),
+            (Level::Ok, 101 + ALERT_HOLD_DOWN as u64)
+        );
+        assert_eq!(last.threshold, 2.0);
+    }
+
+    #[test]
+    fn rates_average_over_the_window() {
+        let mut r = rule();
+        r.window = 4;
+        let mut t = Telemetry::new(&TelemetryConfig::default(), vec![r]);
+        for s in 10..14 {
+            failed_at(&mut t, s, 2);
+        }
+        t.finish();
+        assert_eq!(t.alerts.len(), 1);
+        assert_eq!(t.alerts[0].value, 2.0);
+        // A gap longer than the ring leaves no stale counts behind.
+        t.tick(10 + 10 * RATE_WINDOW as u64);
+        assert_eq!(t.rate(Metric::FailedConnects, t.current, 4), 0.0);
+    }
+
+    #[test]
+    fn default_rules_validate() {
+        for r in AlertRule::defaults() {
+            r.validate().unwrap();
+        }
+        let mut bad = rule();
+        bad.critical = 1.0;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("alerts.failed.critical"));
     }
 }

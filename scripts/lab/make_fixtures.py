@@ -23,12 +23,14 @@ import os
 import random
 import select
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
+sys.dont_write_bytecode = True  # leave no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rstlab import (ACK, FIN, MASK32, RST, SYN, Capture, Frame, Netns, flag_str,  # noqa: E402
                     linger0, queued_in, read_pcap, seq_add, seq_diff, side, so_error,
@@ -96,6 +98,7 @@ class Scenario:
     def capture(self):
         self.pcap_tmp = os.path.join(self.lab.tmp, self.name + ".pcap")
         self.cap = Capture(self.s, self.pcap_tmp)
+        self.lab.captures.append(self.cap)
 
     def tcp(self, ns: Netns, port: int) -> socket.socket:
         sk = ns.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -254,7 +257,7 @@ class Scenario:
     # ---- finishing -----------------------------------------------------------
 
     def finish(self):
-        stats = self.cap.stop()
+        self.cap.stop()
         frames, total = read_pcap(self.pcap_tmp)
         rsts = [f for f in frames if f.flags & RST]
         missing = [f for f in rsts if f.no not in self.rows]
@@ -273,7 +276,6 @@ class Scenario:
             except OSError:
                 pass
             sk.close()
-        out = self.lab.out
         with open(os.path.join(self.lab.tmp, self.name + ".expect"), "w") as f:
             f.write("frame\tclass\tkernel_accepted\tnote\n")
             for no in sorted(self.rows):
@@ -286,7 +288,6 @@ class Scenario:
                           for r in sorted(self.rows.values(), key=lambda r: r.frame.no)))
         if size > 50_000:
             raise RuntimeError(f"{self.name}: pcap is {size} bytes (> 50 KB)")
-        del stats, out
 
 
 def recv_exact(sk: socket.socket, n: int) -> bytes:
@@ -608,12 +609,10 @@ def sc_invalid_flags(lab):
 def sc_midstream(lab):
     sc = Scenario(lab, "midstream", "capture starts after the handshake; spoofed RSTs then a real abort")
     sc.listen()
-    cap_started = False
     k = sc.connect(48001, exchange=False)
     for i in range(3):
         sc.exchange(k, f"before capture {i}")
     sc.capture()
-    cap_started = True
     sc.exchange(k, "captured")
     sa, ca = k.sa, k.ca
 
@@ -636,7 +635,6 @@ def sc_midstream(lab):
     rst = sc.kernel_rst(ca, sa, mark)
     sc.verdict(k, sa, rst, before, "client SO_LINGER{1,0} + close() (real abort)", "abort", True,
                rcv_nxt=st.rcv_nxt)
-    assert cap_started
     sc.finish()
 
 
@@ -668,6 +666,7 @@ class Lab:
         self.tmp = tempfile.mkdtemp(prefix="rstwall-fixtures-")
         self.surprises: list[str] = []
         self.done: list[Scenario] = []
+        self.captures: list[Capture] = []
 
 
 def main() -> int:
@@ -679,6 +678,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = Lab(args)
     try:
         for ns in (lab.c, lab.s):
@@ -700,6 +700,10 @@ def main() -> int:
             for ext in (".pcap", ".expect"):
                 shutil.move(os.path.join(lab.tmp, sc.name + ext), os.path.join(lab.out, sc.name + ext))
     except BaseException:
+        for cap in lab.captures:
+            if cap.proc.poll() is None:
+                cap.proc.kill()
+                cap.proc.wait()
         print(f"make_fixtures: failed; partial captures kept in {lab.tmp}", file=sys.stderr)
         raise
     shutil.rmtree(lab.tmp, ignore_errors=True)

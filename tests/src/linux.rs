@@ -333,7 +333,7 @@ impl Conn {
         self.tick();
         let c = Host::Client;
         let isn = self.end(c).isn;
-        let mut opts = self.syn_options(c, 0, true);
+        let mut opts = self.syn_options(c, 0, self.end(c).offers_wscale);
         if tfo {
             opts.extend_from_slice(&[OPT_FASTOPEN, 10]);
             opts.extend_from_slice(&self.tfo_cookie);

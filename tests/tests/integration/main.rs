@@ -1,3 +1,5 @@
 //! One integration-test binary; each module is one area.
 
+mod classes;
 mod corpus;
+mod linux_fixtures;
