@@ -655,7 +655,8 @@ pub struct FlowStats {
     pub expired: u64,
     /// Live flows evicted (oldest first) to make room.
     pub evicted: u64,
-    /// Packets that needed a new entry and found the table full.
+    /// Packets that needed a new entry and found the table full (room is
+    /// then made from expired flows, else by evicting the oldest).
     pub table_full: u64,
 }
 
@@ -723,6 +724,10 @@ impl FlowTable {
             return;
         }
         self.swept = now;
+        self.expire_all(now);
+    }
+
+    fn expire_all(&mut self, now: u32) {
         for (list, class) in [
             TimeoutClass::Handshake,
             TimeoutClass::Established,
@@ -757,7 +762,10 @@ impl FlowTable {
             FlowState::Midstream
         };
         if self.table.is_full() && self.table.get(&key).is_none() {
+            // Room first from flows already past their timeout; only if
+            // there are none does the insert below evict a live flow.
             self.stats.table_full += 1;
+            self.expire_all(now);
         }
         let (flow, before) =
             match self
@@ -863,9 +871,67 @@ impl FlowTable {
 mod tests {
     use super::*;
 
+    fn syn(i: u32) -> Vec<u8> {
+        // Ethernet + IPv4 + TCP SYN from 198.18.x.y:40000 to 198.19.0.1:80.
+        let mut f = vec![0u8; 54];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[198, 18, (i >> 8) as u8, i as u8]);
+        ip[16..20].copy_from_slice(&[198, 19, 0, 1]);
+        let tcp = &mut f[34..54];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&i.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x02;
+        f
+    }
+
+    fn observe(t: &mut FlowTable, frame: &[u8], now: u32) {
+        match crate::wire::parse(crate::wire::LinkType::Ethernet, frame).unwrap() {
+            crate::wire::Parsed::Tcp(seg) => {
+                t.observe(&seg, now);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_table_reclaims_expired_before_evicting() {
+        let timeouts = Timeouts {
+            handshake: 10,
+            ..Timeouts::default()
+        };
+        let mut t = FlowTable::new(4, timeouts);
+        for i in 0..4 {
+            observe(&mut t, &syn(i), 100);
+        }
+        // Half-open flows are past their 10 s timeout at 111: reclaimed.
+        observe(&mut t, &syn(4), 111);
+        let s = t.stats();
+        assert_eq!((s.table_full, s.expired, s.evicted), (1, 4, 0));
+        for i in 5..8 {
+            observe(&mut t, &syn(i), 111);
+        }
+        // Full of live flows now: the oldest goes.
+        observe(&mut t, &syn(8), 112);
+        let s = t.stats();
+        assert_eq!((s.table_full, s.evicted, s.created), (2, 1, 9));
+        assert_eq!(t.len(), 4);
+    }
+
     #[test]
     fn flow_fits_the_memory_budget() {
         let t = FlowTable::new(100_000, Timeouts::default());
+        eprintln!(
+            "key {} B, flow {} B, {} B per flow at 100k",
+            std::mem::size_of::<FlowKey>(),
+            std::mem::size_of::<Flow>(),
+            t.bytes_per_flow()
+        );
         assert!(
             t.bytes_per_flow() <= 128,
             "{} bytes per flow",
