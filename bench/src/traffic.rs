@@ -292,6 +292,19 @@ impl Frames {
         }
     }
 
+    /// Frames for hand-made segments, in the given order.
+    pub fn from_segments(segments: &[(TcpRepr, Label)]) -> Frames {
+        let slots = segments
+            .iter()
+            .map(|(r, _)| r.frame_len().div_ceil(SLOT))
+            .sum();
+        let mut frames = Frames::with_slots(segments.len(), slots);
+        for (repr, label) in segments {
+            frames.push(repr, *label);
+        }
+        frames
+    }
+
     fn push(&mut self, repr: &TcpRepr, label: Label) {
         let at = self.base + self.used;
         let len = repr.emit(&mut self.buf[at..]);

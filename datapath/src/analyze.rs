@@ -16,11 +16,11 @@ use crate::wire::TcpFlags;
 
 /// A capture that could not be opened at all.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("{path}: {error}")]
 pub struct OpenFailed {
     pub path: String,
-    #[source]
-    pub source: OpenError,
+    /// Displayed inline, not chained, so the message says it once.
+    pub error: OpenError,
 }
 
 /// What happened to one input file.
@@ -128,9 +128,9 @@ impl Inputs {
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let p = p.as_ref();
-            let reader = CaptureReader::open(p).map_err(|source| OpenFailed {
+            let reader = CaptureReader::open(p).map_err(|error| OpenFailed {
                 path: p.display().to_string(),
-                source,
+                error,
             })?;
             files.push((p.to_path_buf(), reader));
         }

@@ -23,3 +23,22 @@ pub fn corpus_dir() -> PathBuf {
     );
     dir
 }
+
+/// The `rstwall` binary of this build (`target/<profile>/rstwall`), built by
+/// `scripts/test` before the tests run (`cargo build --workspace --bins`):
+/// cargo builds another package's binaries only for that package's tests.
+pub fn rstwall_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/rstwall
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join("rstwall");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
