@@ -197,6 +197,42 @@ pub fn snapshot(out: &mut impl Write, s: &Snapshot, mode: Mode) -> io::Result<()
         writeln!(out)?;
     }
 
+    if !s.hosts.is_empty() {
+        writeln!(
+            out,
+            "Hosts (most active)      SYN out/in  SYN-ACK out/in  FIN out/in  RST out/in  failed"
+        )?;
+        for h in s.hosts.iter().take(10) {
+            let st = &h.stats;
+            writeln!(
+                out,
+                "  {:<22} {:>10}  {:>14}  {:>10}  {:>10}  {:>6}",
+                h.host.to_string(),
+                format!("{}/{}", st.syn_sent, st.syn_received),
+                format!("{}/{}", st.synack_sent, st.synack_received),
+                format!("{}/{}", st.fin_sent, st.fin_received),
+                format!("{}/{}", st.rst_sent, st.rst_received),
+                st.failed_connects
+            )?;
+        }
+        writeln!(
+            out,
+            "  (out = sent by the host; failed = its SYNs answered by RST)"
+        )?;
+        writeln!(out)?;
+    }
+    if let Some(peak) = s.seconds.iter().filter(|x| x.rst > 0).max_by_key(|x| x.rst) {
+        writeln!(
+            out,
+            "Busiest second of the last minute: {} with {} RSTs, {} SYNs, {} failed connects",
+            &format_ts(peak.second * 1_000_000_000)[..19],
+            thousands(peak.rst),
+            thousands(peak.syn),
+            thousands(peak.failed_connects)
+        )?;
+        writeln!(out)?;
+    }
+
     writeln!(out, "Alerts")?;
     if s.alerts.is_empty() {
         writeln!(out, "  none fired")?;
