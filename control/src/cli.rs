@@ -32,6 +32,9 @@ pub enum Command {
     /// Analyze pcap/pcapng captures offline with the live engine.
     #[command(long_about = ANALYZE_ABOUT)]
     Analyze(AnalyzeArgs),
+    /// Run the appliance on live ports (AF_XDP): inline or on a tap.
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
 }
 
 const ANALYZE_ABOUT: &str = "\
@@ -91,4 +94,95 @@ pub struct AnalyzeArgs {
     /// Flows tracked at once (oldest evicted beyond that).
     #[arg(long, value_name = "N")]
     pub flow_capacity: Option<usize>,
+}
+
+const RUN_ABOUT: &str = "\
+Run the appliance on live network ports.
+
+Two ways to connect it:
+
+  --inline PORT_A,PORT_B   bump in the wire. Frames arriving on one port leave
+                           on the other, unchanged. TCP goes through rstwall's
+                           engine, which judges every RST; in enforce mode the
+                           RSTs the policy drops are not forwarded. Everything
+                           else (ARP, ICMP, UDP...) is forwarded in the kernel.
+                           The ports need no IP address and should not be in a
+                           bridge.
+  --tap PORT               a mirror/SPAN port or a network tap. Frames are
+                           judged and counted, never forwarded.
+
+How it works: an XDP program on each port hands TCP to an AF_XDP socket per
+RX queue, served by one worker thread per queue (pinned to a CPU). If rstwall
+stops or crashes, the XDP program stays and an inline port keeps forwarding
+everything in the kernel (fail-open) until rstwall starts again and takes over.
+A clean stop (SIGINT, SIGTERM) removes the XDP programs: an inline pair then
+no longer forwards.
+
+With several queues, configure identical, symmetric RSS on both inline ports
+(e.g. ethtool -X/-N), so that both directions of a connection reach the same
+queue index: rstwall needs to see both to judge a RST.
+
+Needs root (CAP_NET_ADMIN, CAP_BPF). Statistics are logged every
+--stats-interval seconds (RUST_LOG=debug for more); --stats-json keeps a JSON
+snapshot up to date for scripts.
+
+Exit status: 0 after a clean stop, 1 when starting or running failed, 2 for
+bad arguments.
+
+Examples:
+  rstwall run --inline eth1,eth2
+  rstwall run --inline eth1,eth2 --policy /etc/rstwall/policy.toml --mode enforce
+  rstwall run --tap eth3 --stats-interval 1 --stats-json /run/rstwall/stats.json";
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("ports").required(true).args(["inline", "tap"])))]
+pub struct RunArgs {
+    /// Sit inline between two ports (bump in the wire).
+    #[arg(long, value_name = "PORT_A,PORT_B")]
+    pub inline: Option<String>,
+
+    /// Watch a mirror/tap port: count only, forward nothing.
+    #[arg(long, value_name = "PORT")]
+    pub tap: Option<String>,
+
+    /// How to attach XDP: native (in the driver; fastest), generic (works
+    /// on any interface, slower), auto (native, else generic).
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub xdp_mode: String,
+
+    /// AF_XDP bind mode: zerocopy (the driver DMAs into rstwall's memory),
+    /// copy, or auto (zero-copy where the driver supports it, else copy).
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub xsk_mode: String,
+
+    /// RX queues to serve, 0..N (default: all of the port's RX queues).
+    /// Queues beyond N are forwarded (inline) or ignored (tap) by the kernel.
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
+
+    /// Policy file (TOML; see the README). Default: monitor mode.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Override the policy's mode: monitor (count only) or enforce.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    /// Flows tracked at once per worker (oldest evicted beyond that).
+    #[arg(long, value_name = "N")]
+    pub flow_capacity: Option<usize>,
+
+    /// Seconds between statistics lines (fractions allowed; 0: none).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub stats_interval: f64,
+
+    /// Rewrite a JSON statistics snapshot to FILE every interval and at exit
+    /// (atomically: readers never see a partial file).
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+
+    /// Replace an XDP program that is not rstwall's on the ports. Without
+    /// it, rstwall refuses to start on a port that has one.
+    #[arg(long)]
+    pub replace_foreign_xdp: bool,
 }

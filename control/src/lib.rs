@@ -7,6 +7,7 @@ use clap::Parser;
 pub mod analyze;
 pub mod cli;
 pub mod render;
+pub mod run;
 
 /// An error with the exit status it deserves: 2 for bad arguments and
 /// inputs (like a usage error), 1 for failures while running.
@@ -35,6 +36,7 @@ pub fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Analyze(a) => analyze::run(a),
+        cli::Command::Run(a) => run::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,8 @@
 //! * [`engine`] — one frame in, one verdict out.
 //! * [`capture`] and [`analyze`] — pcap/pcapng files through the engine.
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod analyze;
 pub mod capture;
 pub mod class;

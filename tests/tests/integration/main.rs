@@ -1,6 +1,8 @@
 //! One integration-test binary; each module is one area.
 
+mod bpf;
 mod classes;
 mod cli;
 mod corpus;
+mod datapath;
 mod linux_fixtures;

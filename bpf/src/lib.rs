@@ -1,0 +1,54 @@
+//! rstwall's XDP program and its loader.
+//!
+//! One program instance runs on each port (`src/bpf/rstwall.bpf.c`). It
+//! classifies every frame exactly as the userspace parser does
+//! (`rstwall_datapath::wire` and [`FlagClass`](rstwall_datapath::FlagClass)),
+//! drops malformed frames and traffic from denied or blocked sources, hands
+//! TCP to the AF_XDP socket of the frame's RX queue, and fails open when no
+//! socket is there: an inline port forwards to its peer through a DEVMAP, in
+//! the kernel, whether or not the daemon is alive.
+//!
+//! * [`PortProgram`] — load, attach to a port (replacing a stale rstwall
+//!   program, never stacking), steer queues to sockets, read counters, edit
+//!   the deny and block lists, detach.
+//! * [`TestProgram`] — the same program, unattached, one frame at a time
+//!   through `BPF_PROG_TEST_RUN`.
+//! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
+//!   definition of map names, layouts and counter indices.
+//!
+//! Everything here needs CAP_BPF and CAP_NET_ADMIN (root will do).
+
+mod counters;
+mod error;
+mod load;
+mod maps;
+mod netlink;
+mod port;
+pub mod shared;
+mod test_run;
+
+/// The skeleton libbpf-cargo generated from the compiled object (build.rs).
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    unused,
+    non_camel_case_types
+)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/rstwall.skel.rs"));
+}
+
+pub use counters::XdpCounters;
+pub use error::{BpfError, Errno};
+pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};
+pub use shared::Counter;
+pub use test_run::{action, monotonic_now_ns, TestProgram, MIN_TEST_FRAME};
+
+// The daemon shares ports between its workers and its control thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<PortProgram>();
+    send_sync::<TestProgram>();
+    send_sync::<BpfError>();
+};
