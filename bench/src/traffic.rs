@@ -578,8 +578,8 @@ impl Flow {
                 });
             }
         };
-        // Spread lengths so flows do not move in lockstep.
-        let len = len / 2 + rng.below(len as u64 + 1) as usize;
+        // Spread lengths (mean `len`) so flows do not move in lockstep.
+        let len = (len - len / 2) + rng.below(2 * (len / 2) as u64 + 1) as usize;
         match self.kind {
             Kind::Plain => {
                 converse(len, rng, out);
@@ -792,9 +792,23 @@ impl Traffic {
             }
         }
         let no_flow = cfg.packets * m.no_flow as usize / 1000;
-        let per_flow = (cfg.packets - no_flow) / cfg.flows;
+        // What is left after RSTs for absent flows, spoofs and the two
+        // frames of each refused SYN goes to the other flows' conversations.
+        let spoofed: usize = spoofs.iter().map(Vec::len).sum();
+        let short = flows
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Refused | Kind::BadAck))
+            .count();
+        let budget = cfg.packets.saturating_sub(no_flow + spoofed + 2 * short);
+        let (long, mut nth) = ((cfg.flows - short).max(1), 0);
         let pass = Scripts::build(&flows, |i, f, out| {
-            f.script(per_flow, &spoofs[i], &mut rng, out)
+            // Flow n of the long ones gets its share of the budget, the
+            // remainder spread evenly.
+            let len = budget * (nth + 1) / long - budget * nth / long;
+            if !matches!(f.kind, Kind::Refused | Kind::BadAck) {
+                nth += 1;
+            }
+            f.script(len, &spoofs[i], &mut rng, out)
         });
         let steady = interleave(&mut flows, &pass, no_flow, m.ipv6, &mut rng);
         Traffic {
@@ -897,7 +911,7 @@ mod tests {
         }
         let frames = c.frames as f64;
         assert!(
-            (frames / cfg.packets as f64 - 1.0).abs() < 0.1,
+            (frames / cfg.packets as f64 - 1.0).abs() < 0.05,
             "{frames} frames"
         );
         assert!(c.data + c.ack > c.frames * 8 / 10, "{}", c.describe());

@@ -2,8 +2,14 @@
 //!
 //! Start-up: validate arguments, check the ports, attach rstwall's XDP
 //! program to each port (replacing a stale one left by a previous run),
-//! open the AF_XDP sockets and start the workers, then register every
-//! socket in its port's XSKMAP; from then on TCP goes through the workers.
+//! fill its deny map from the policy (enforce mode), open the AF_XDP
+//! sockets and start the workers, then register every socket in its port's
+//! XSKMAP; from then on TCP goes through the workers.
+//!
+//! Running: the main thread waits for signals, collects the workers' stats,
+//! and puts the sources their policies ask to block (enforce mode,
+//! `ratelimit.block_seconds`) into every port's block map — see
+//! [`KernelDrops`] for what the kernel drops on the policy's behalf.
 //!
 //! Shutdown (SIGINT/SIGTERM): unregister the sockets (traffic falls back to
 //! the kernel bypass for the moment it takes), stop the workers, close the
@@ -14,17 +20,20 @@
 //! fails after attaching, or a panic end the same way on purpose: only a
 //! clean stop detaches, so rstwall failing never cuts an inline wire.
 
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use ipnet::{IpNet, Ipv6Net};
 use rstwall_bpf::{PortProgram, PortRole, XdpCounters, XdpMode};
 use rstwall_datapath::afxdp::{
     sys, BindMode, Datapath, DatapathConfig, DatapathStats, Topology, WorkerStats,
 };
 use rstwall_datapath::engine::EngineConfig;
-use rstwall_datapath::policy::PolicyConfig;
+use rstwall_datapath::policy::{Mode, PolicyConfig};
 use rstwall_datapath::{FlagClass, RstClass};
 use serde_json::json;
 
@@ -186,6 +195,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         programs.0.push(program);
     }
 
+    // The policy's share of the kernel goes in before any socket is
+    // registered: from the first packet, denied sources die in XDP.
+    let mut kernel = KernelDrops::new(programs.len());
+    let change = kernel.apply(&settings.engine.policy, &programs);
+    log_kernel_drops(
+        &settings.engine.policy,
+        &change,
+        kernel.stats().deny_entries,
+    );
+
     let mut cfg = DatapathConfig::new(settings.topology.clone(), queues, settings.engine.clone());
     cfg.bind = settings.bind;
     let mut datapath = Datapath::start(&cfg).map_err(|e| Failure::runtime(anyhow!(e)))?;
@@ -231,10 +250,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         for s in datapath.stats().try_iter() {
             monitor.update(s);
         }
+        let now = Instant::now();
+        // Bounded: workers may refill the channel as fast as it drains.
+        for src in datapath.block_requests().try_iter().take(BLOCKS_PER_LOOP) {
+            kernel.block(src, now, &programs);
+        }
+        kernel.expire(now, &programs);
         if let Some(e) = datapath.failed_worker() {
             break Err(anyhow!(e));
         }
-        if let Err(e) = monitor.tick(&programs, false) {
+        if let Err(e) = monitor.tick(&programs, kernel.stats(), false) {
             break Err(e);
         }
     };
@@ -257,7 +282,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         Err(e) => teardown_error = Some(anyhow!(e)),
     }
-    if let Err(e) = monitor.tick(&programs, true) {
+    if let Err(e) = monitor.tick(&programs, kernel.stats(), true) {
         teardown_error.get_or_insert(e);
     }
     if outcome.is_ok() {
@@ -274,6 +299,56 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     match teardown_error {
         Some(e) => Err(Failure::runtime(e)),
         None => Ok(()),
+    }
+}
+
+/// Block requests taken from the workers per turn of the main loop (ten a
+/// second): a flood of them is bounded by the channel, not by this loop.
+const BLOCKS_PER_LOOP: usize = 4096;
+
+/// Tell the operator what the kernel drops on the policy's behalf, and which
+/// deny entries it could not take.
+fn log_kernel_drops(policy: &PolicyConfig, change: &DenyChange, entries: usize) {
+    const SHOWN: usize = 5;
+    for e in change.errors.iter().take(SHOWN) {
+        tracing::warn!("{e:#} (userspace still denies it)");
+    }
+    if change.errors.len() > SHOWN {
+        tracing::warn!(
+            "{} more deny map errors not shown",
+            change.errors.len() - SHOWN
+        );
+    }
+    let networks = policy.deny().len();
+    let seconds = policy.ratelimit().block_seconds;
+    match policy.mode() {
+        Mode::Enforce => {
+            if networks > 0 {
+                tracing::info!(
+                    "deny list: {networks} networks, {entries} entries in XDP on every port"
+                );
+            }
+            if seconds > 0 {
+                tracing::info!(
+                    "sources over their RST rate limit are blocked in XDP for {seconds} s \
+                     (ratelimit.block_seconds)"
+                );
+            }
+        }
+        Mode::Monitor => {
+            if networks > 0 {
+                tracing::info!(
+                    "deny list: {networks} networks, reported as would-drop \
+                     (monitor mode: none in XDP)"
+                );
+            }
+            if seconds > 0 {
+                tracing::info!(
+                    "sources over their RST rate limit are counted as would-block \
+                     (monitor mode: none blocked)"
+                );
+            }
+        }
     }
 }
 
@@ -315,6 +390,337 @@ impl Drop for Attached {
             );
             p.leave_attached();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kernel-side drops: the deny list and blocked sources in the XDP maps
+// ---------------------------------------------------------------------------
+
+/// A port program's deny and block maps, as [`KernelDrops`] uses them (the
+/// tests put a fake in its place).
+trait DropMaps {
+    fn port(&self) -> &str;
+    fn deny_insert(&self, net: IpNet) -> anyhow::Result<()>;
+    /// Removing a network that is not there is not an error.
+    fn deny_remove(&self, net: IpNet) -> anyhow::Result<()>;
+    fn block_insert(&self, src: IpAddr, ttl: Duration) -> anyhow::Result<()>;
+    /// Removing an address that is not there is not an error.
+    fn block_remove(&self, src: IpAddr) -> anyhow::Result<()>;
+}
+
+impl DropMaps for PortProgram {
+    fn port(&self) -> &str {
+        self.ifname()
+    }
+    fn deny_insert(&self, net: IpNet) -> anyhow::Result<()> {
+        Ok(PortProgram::deny_insert(self, net)?)
+    }
+    fn deny_remove(&self, net: IpNet) -> anyhow::Result<()> {
+        Ok(PortProgram::deny_remove(self, net)?)
+    }
+    fn block_insert(&self, src: IpAddr, ttl: Duration) -> anyhow::Result<()> {
+        Ok(PortProgram::block_insert(self, src, ttl)?)
+    }
+    fn block_remove(&self, src: IpAddr) -> anyhow::Result<()> {
+        Ok(PortProgram::block_remove(self, src)?)
+    }
+}
+
+/// `::ffff:0:0/96`: where the XDP program keeps IPv4 (see [`kernel_deny`]).
+const V4_MAPPED: u128 = 0xffff_0000_0000;
+const V4_MAPPED_LEN: u8 = 96;
+
+/// The deny-trie entries that make the XDP program drop exactly what the
+/// policy's deny list denies — none outside enforce mode, where denied
+/// packets must reach the workers to be reported as "would drop".
+///
+/// The program keeps both families in one trie, IPv4 as v4-mapped IPv6
+/// (`::ffff:a.b.c.d`), while the policy keeps them apart (an IPv4-mapped
+/// source matches only IPv6 entries). So an IPv6 network inside
+/// `::ffff:0:0/96` stays in userspace only (in the kernel it would deny
+/// IPv4 sources), and one that contains it (`::/0`, say) goes in as the
+/// prefixes that cover it except that /96. The one difference left: an
+/// IPv6 packet whose source is literally v4-mapped (never valid on the
+/// wire) is dropped by an IPv4 entry in the kernel.
+fn kernel_deny(cfg: &PolicyConfig) -> BTreeSet<IpNet> {
+    let mut out = BTreeSet::new();
+    if cfg.mode() != Mode::Enforce {
+        return out;
+    }
+    let mapped = v6net(V4_MAPPED, V4_MAPPED_LEN);
+    for &net in cfg.deny() {
+        match net {
+            IpNet::V6(n) if mapped.contains(&n) => {}
+            IpNet::V6(n) if n.contains(&mapped) => {
+                // Walk down from `n` to the /96: at each level, the half
+                // that does not lead to it is denied whole.
+                for len in n.prefix_len() + 1..=V4_MAPPED_LEN {
+                    let bit = 1u128 << (128 - u32::from(len));
+                    out.insert(IpNet::V6(v6net(V4_MAPPED ^ bit, len)));
+                }
+            }
+            net => {
+                out.insert(net);
+            }
+        }
+    }
+    out
+}
+
+/// `addr/len` with the host bits cleared.
+fn v6net(addr: u128, len: u8) -> Ipv6Net {
+    Ipv6Net::new(Ipv6Addr::from(addr), len)
+        .expect("a prefix length of at most 128")
+        .trunc()
+}
+
+/// What the last [`KernelDrops::apply`] changed in the deny tries.
+#[derive(Debug, Default)]
+struct DenyChange {
+    inserted: usize,
+    removed: usize,
+    errors: Vec<anyhow::Error>,
+}
+
+/// Counts for the stats line and JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KernelDropStats {
+    /// Deny-trie entries per port (the most any port holds).
+    deny_entries: usize,
+    /// Sources put in the block maps since start-up.
+    sources_blocked: u64,
+    /// Sources in the block maps now.
+    blocked_now: usize,
+    /// Block requests that failed on some port.
+    block_errors: u64,
+}
+
+/// What the XDP programs drop on the policy's behalf, kept in step with it:
+///
+/// * the deny list, in enforce mode, in every port's LPM trie
+///   ([`kernel_deny`]);
+/// * the sources the workers' policies ask to block
+///   (`ratelimit.block_seconds`, enforce mode), in every port's block map
+///   for `block_seconds`.
+///
+/// The maps start empty (each start loads fresh programs), and what is in
+/// them is tracked per port so that a change of policy touches only the
+/// difference. Nothing is undone at a stop: the maps go with the programs
+/// when they are detached, and stay with them (the policy still enforced
+/// in the kernel) when they are left attached.
+struct KernelDrops {
+    /// Deny-trie entries known to be in each port's trie.
+    deny: Vec<BTreeSet<IpNet>>,
+    /// Zero: blocking is off (monitor mode, or `block_seconds = 0`).
+    block_ttl: Duration,
+    /// Sources in the block maps, and when their block runs out. Removed
+    /// then: the program deletes an expired entry only when that source
+    /// sends again, and a map full of the dead refuses the living.
+    blocked: HashMap<IpAddr, Instant>,
+    next_expiry: Instant,
+    sources_blocked: u64,
+    block_errors: u64,
+    log: LogBudget,
+}
+
+impl KernelDrops {
+    fn new(ports: usize) -> KernelDrops {
+        KernelDrops {
+            deny: vec![BTreeSet::new(); ports],
+            block_ttl: Duration::ZERO,
+            blocked: HashMap::new(),
+            next_expiry: Instant::now(),
+            sources_blocked: 0,
+            block_errors: 0,
+            log: LogBudget::new(BLOCK_LOGS_PER_SECOND),
+        }
+    }
+
+    /// Bring the maps in line with `cfg`: insert the deny entries it adds,
+    /// remove those it drops (all of them when it is not enforcing), and
+    /// lift every block if it no longer blocks. An entry that fails on a
+    /// port is retried by the next call; userspace denies what the kernel
+    /// misses, so a failure costs CPU, not correctness.
+    fn apply(&mut self, cfg: &PolicyConfig, ports: &[impl DropMaps]) -> DenyChange {
+        let wanted = kernel_deny(cfg);
+        let mut change = DenyChange::default();
+        self.deny.resize(ports.len(), BTreeSet::new());
+        for (port, have) in ports.iter().zip(&mut self.deny) {
+            // Removals first: they make room in a full trie.
+            let gone: Vec<IpNet> = have.difference(&wanted).copied().collect();
+            for net in gone {
+                match port.deny_remove(net) {
+                    Ok(()) => {
+                        have.remove(&net);
+                        change.removed += 1;
+                    }
+                    Err(e) => change.errors.push(e.context(format!(
+                        "port {}: removing {net} from the deny map",
+                        port.port()
+                    ))),
+                }
+            }
+            let new: Vec<IpNet> = wanted.difference(have).copied().collect();
+            for net in new {
+                match port.deny_insert(net) {
+                    Ok(()) => {
+                        have.insert(net);
+                        change.inserted += 1;
+                    }
+                    Err(e) => change.errors.push(e.context(format!(
+                        "port {}: inserting {net} into the deny map",
+                        port.port()
+                    ))),
+                }
+            }
+        }
+
+        let seconds = cfg.ratelimit().block_seconds;
+        self.block_ttl = if cfg.mode() == Mode::Enforce {
+            Duration::from_secs(seconds)
+        } else {
+            Duration::ZERO
+        };
+        if self.block_ttl.is_zero() {
+            self.unblock(ports, |_| true);
+        }
+        change
+    }
+
+    /// Block `src` on every port for the configured time, unless blocking is
+    /// off or it is blocked already (several workers may ask for one source,
+    /// and a request can cross its own block). True if newly blocked.
+    fn block(&mut self, src: IpAddr, now: Instant, ports: &[impl DropMaps]) -> bool {
+        if self.block_ttl.is_zero() || self.blocked.get(&src).is_some_and(|&t| t > now) {
+            return false;
+        }
+        let mut ok = 0;
+        for port in ports {
+            match port.block_insert(src, self.block_ttl) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    self.block_errors += 1;
+                    if self.log.take(now) {
+                        tracing::warn!("{:#}", e.context(format!("port {}", port.port())));
+                    }
+                }
+            }
+        }
+        if ok == 0 {
+            return false;
+        }
+        self.blocked.insert(src, now + self.block_ttl);
+        self.sources_blocked += 1;
+        if self.log.take(now) {
+            tracing::info!(
+                "blocked {src} for {} s in XDP: RSTs over its rate limit \
+                 (ratelimit.block_seconds)",
+                self.block_ttl.as_secs()
+            );
+        }
+        true
+    }
+
+    /// Once a second: remove the blocks that have run out from the maps.
+    fn expire(&mut self, now: Instant, ports: &[impl DropMaps]) {
+        if let Some(n) = self.log.refused(now) {
+            tracing::info!(
+                "{n} more block messages not logged (at most {BLOCK_LOGS_PER_SECOND} a second)"
+            );
+        }
+        if now < self.next_expiry {
+            return;
+        }
+        self.next_expiry = now + Duration::from_secs(1);
+        self.unblock(ports, |until| until <= now);
+    }
+
+    /// Remove the blocks `which` selects (by expiry) from every port. One
+    /// that cannot be removed everywhere is kept, to be retried.
+    fn unblock(&mut self, ports: &[impl DropMaps], which: impl Fn(Instant) -> bool) {
+        let log = &mut self.log;
+        self.blocked.retain(|&src, &mut until| {
+            if !which(until) {
+                return true;
+            }
+            let mut kept = false;
+            for port in ports {
+                if let Err(e) = port.block_remove(src) {
+                    kept = true;
+                    if log.take(Instant::now()) {
+                        tracing::warn!("{:#}", e.context(format!("port {}", port.port())));
+                    }
+                }
+            }
+            if !kept {
+                tracing::debug!("unblocked {src}");
+            }
+            kept
+        });
+    }
+
+    fn stats(&self) -> KernelDropStats {
+        KernelDropStats {
+            deny_entries: self.deny.iter().map(BTreeSet::len).max().unwrap_or(0),
+            sources_blocked: self.sources_blocked,
+            blocked_now: self.blocked.len(),
+            block_errors: self.block_errors,
+        }
+    }
+}
+
+/// Block messages logged per second at most: each newly blocked source gets
+/// its line, but a flood of them must not flood the log.
+const BLOCK_LOGS_PER_SECOND: u32 = 20;
+
+/// A per-second allowance of log lines; what it refused is counted until
+/// reported.
+#[derive(Debug)]
+struct LogBudget {
+    per_second: u32,
+    left: u32,
+    second_ends: Option<Instant>,
+    refused: u64,
+}
+
+impl LogBudget {
+    fn new(per_second: u32) -> LogBudget {
+        LogBudget {
+            per_second,
+            left: per_second,
+            second_ends: None,
+            refused: 0,
+        }
+    }
+
+    /// Whether one more line may be logged now.
+    fn take(&mut self, now: Instant) -> bool {
+        self.new_second_if_due(now);
+        if self.left == 0 {
+            self.refused += 1;
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
+
+    /// The lines refused so far, once the second that refused the last of
+    /// them is over (so the report comes after the burst, not inside it).
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        if self.refused == 0 || !self.new_second_if_due(now) {
+            return None;
+        }
+        Some(std::mem::take(&mut self.refused))
+    }
+
+    fn new_second_if_due(&mut self, now: Instant) -> bool {
+        if self.second_ends.is_some_and(|end| now < end) {
+            return false;
+        }
+        self.second_ends = Some(now + Duration::from_secs(1));
+        self.left = self.per_second;
+        true
     }
 }
 
@@ -394,6 +800,7 @@ struct Monitor {
     last_frames: u64,
     next: Instant,
     xdp_modes: Vec<(String, String)>,
+    block_seconds: u64,
 }
 
 impl Monitor {
@@ -413,6 +820,7 @@ impl Monitor {
                 .iter()
                 .map(|p| (p.ifname().to_string(), p.attached_mode().to_string()))
                 .collect(),
+            block_seconds: s.engine.policy.ratelimit().block_seconds,
         }
     }
 
@@ -423,7 +831,12 @@ impl Monitor {
     }
 
     /// Print and write when the interval is due, or at the end (`last`).
-    fn tick(&mut self, programs: &[PortProgram], last: bool) -> anyhow::Result<()> {
+    fn tick(
+        &mut self,
+        programs: &[PortProgram],
+        kernel: KernelDropStats,
+        last: bool,
+    ) -> anyhow::Result<()> {
         let now = Instant::now();
         if !last && now < self.next {
             return Ok(());
@@ -444,20 +857,26 @@ impl Monitor {
             tracing::info!(
                 "{}{}",
                 if last { "final: " } else { "" },
-                self.line(&total, &xdp, pps)
+                self.line(&total, &xdp, &kernel, pps)
             );
         }
         self.last_at = now;
         self.last_frames = total.counters.frames;
         if let Some(path) = &self.json {
-            let doc = self.json_doc(&total, &xdp, last);
+            let doc = self.json_doc(&total, &xdp, &kernel, last);
             write_atomically(path, &doc)
                 .with_context(|| format!("writing --stats-json {}", path.display()))?;
         }
         Ok(())
     }
 
-    fn line(&self, t: &DatapathStats, xdp: &[(String, Option<XdpCounters>)], pps: f64) -> String {
+    fn line(
+        &self,
+        t: &DatapathStats,
+        xdp: &[(String, Option<XdpCounters>)],
+        k: &KernelDropStats,
+        pps: f64,
+    ) -> String {
         let c = &t.counters;
         let rst: Vec<String> = RstClass::ALL
             .iter()
@@ -471,13 +890,13 @@ impl Monitor {
                 }
             })
             .collect();
-        let sum = |f: fn(&XdpCounters) -> u64| -> u64 {
-            xdp.iter().filter_map(|(_, x)| x.as_ref()).map(f).sum()
-        };
+        let sum = |f: fn(&XdpCounters) -> u64| xdp_sum(xdp, f);
         format!(
             "{:.0} pps | frames {} tcp {} passed {} dropped {} would_drop {} | rst [{}] | \
-             xdp to_xsk {} bypassed {} non_tcp {} | ring rx_full {} fill_empty {} rx_drop {} \
-             tx_invalid {} | frames leaked {} ledger_errors {} | flows {} | xsk {}",
+             xdp to_xsk {} bypassed {} non_tcp {} deny_dropped {} block_dropped {} | \
+             blocked {} (now {}, would_block {}, requests_lost {}) | ring rx_full {} \
+             fill_empty {} rx_drop {} tx_invalid {} | frames leaked {} ledger_errors {} | \
+             flows {} | xsk {}",
             pps,
             c.frames,
             c.tcp,
@@ -492,6 +911,12 @@ impl Monitor {
             sum(|x| x.to_xsk),
             sum(|x| x.bypassed),
             sum(|x| x.non_tcp),
+            sum(|x| x.deny_dropped),
+            sum(|x| x.block_dropped),
+            k.sources_blocked,
+            k.blocked_now,
+            t.blocks.would_block,
+            block_requests_lost(t),
             t.ring.rx_ring_full,
             t.ring.rx_fill_ring_empty_descs,
             t.ring.rx_dropped,
@@ -507,6 +932,7 @@ impl Monitor {
         &self,
         t: &DatapathStats,
         xdp: &[(String, Option<XdpCounters>)],
+        k: &KernelDropStats,
         last: bool,
     ) -> serde_json::Value {
         let c = &t.counters;
@@ -549,11 +975,36 @@ impl Monitor {
             "mode": self.mode,
             "xsk_mode": t.xsk_mode(),
             "rst": rst,
+            // What XDP drops on the policy's behalf, summed over ports, and
+            // the blocks behind `block_dropped`.
+            "kernel": {
+                "deny_entries": k.deny_entries,
+                "deny_dropped": xdp_sum(xdp, |x| x.deny_dropped),
+                "block_dropped": xdp_sum(xdp, |x| x.block_dropped),
+                "block_seconds": self.block_seconds,
+                "sources_blocked": k.sources_blocked,
+                "blocked_now": k.blocked_now,
+                "block_errors": k.block_errors,
+                "block_requests": t.blocks.requested,
+                "would_block": t.blocks.would_block,
+                "block_requests_lost": block_requests_lost(t),
+            },
             "totals": t,
             "ports": ports,
             "workers": self.workers.iter().flatten().collect::<Vec<_>>(),
         })
     }
+}
+
+/// One XDP counter summed over the ports whose counters could be read.
+fn xdp_sum(xdp: &[(String, Option<XdpCounters>)], f: fn(&XdpCounters) -> u64) -> u64 {
+    xdp.iter().filter_map(|(_, x)| x.as_ref()).map(f).sum()
+}
+
+/// Block requests that never reached the control side: a worker's ring was
+/// full, or the channel to the control side was.
+fn block_requests_lost(t: &DatapathStats) -> u64 {
+    t.blocks.lost + t.block_requests_dropped
 }
 
 fn xdp_json(x: &XdpCounters) -> serde_json::Value {
@@ -652,5 +1103,259 @@ mod tests {
     fn mode_overrides_the_policy() {
         let s = settings(&["--tap", "a", "--mode", "enforce"]).unwrap();
         assert_eq!(s.engine.policy.mode().as_str(), "enforce");
+    }
+
+    // --- kernel-side drops ---
+
+    use std::cell::{Cell, RefCell};
+
+    /// A port's maps, in memory; `fail` makes every call fail.
+    #[derive(Default)]
+    struct FakePort {
+        deny: RefCell<BTreeSet<IpNet>>,
+        blocks: RefCell<HashMap<IpAddr, Duration>>,
+        fail: Cell<bool>,
+    }
+
+    impl FakePort {
+        fn check(&self) -> anyhow::Result<()> {
+            if self.fail.get() {
+                Err(anyhow!("No space left on device"))
+            } else {
+                Ok(())
+            }
+        }
+        fn deny(&self) -> Vec<String> {
+            self.deny.borrow().iter().map(|n| n.to_string()).collect()
+        }
+        fn blocked(&self) -> Vec<IpAddr> {
+            let mut v: Vec<IpAddr> = self.blocks.borrow().keys().copied().collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl DropMaps for FakePort {
+        fn port(&self) -> &str {
+            "fake"
+        }
+        fn deny_insert(&self, net: IpNet) -> anyhow::Result<()> {
+            self.check()?;
+            self.deny.borrow_mut().insert(net);
+            Ok(())
+        }
+        fn deny_remove(&self, net: IpNet) -> anyhow::Result<()> {
+            self.check()?;
+            self.deny.borrow_mut().remove(&net);
+            Ok(())
+        }
+        fn block_insert(&self, src: IpAddr, ttl: Duration) -> anyhow::Result<()> {
+            self.check()?;
+            self.blocks.borrow_mut().insert(src, ttl);
+            Ok(())
+        }
+        fn block_remove(&self, src: IpAddr) -> anyhow::Result<()> {
+            self.check()?;
+            self.blocks.borrow_mut().remove(&src);
+            Ok(())
+        }
+    }
+
+    fn policy(lines: &[&str]) -> PolicyConfig {
+        let mut c = PolicyConfig::default();
+        for l in lines {
+            c.set_assignment(l).unwrap();
+        }
+        c
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn kernel_deny_is_the_deny_list_in_enforce_mode_only() {
+        let lines = ["lists.deny=198.19.0.0/16,2001:db8::/32,10.0.0.1"];
+        assert!(kernel_deny(&policy(&lines)).is_empty(), "monitor mode");
+        let k = kernel_deny(&policy(&[lines[0], "mode=enforce"]));
+        let k: Vec<String> = k.iter().map(|n| n.to_string()).collect();
+        assert_eq!(k, ["10.0.0.1/32", "198.19.0.0/16", "2001:db8::/32"]);
+    }
+
+    #[test]
+    fn kernel_deny_keeps_ipv6_entries_off_ipv4() {
+        // The kernel would match IPv4 sources against these: v4-mapped
+        // networks stay in userspace, and ::/0 goes in without its /96.
+        let c = policy(&["mode=enforce", "lists.deny=::ffff:198.19.0.0/112,::/0"]);
+        let k = kernel_deny(&c);
+        assert_eq!(k.len(), 96);
+        let mapped = v6net(V4_MAPPED, V4_MAPPED_LEN);
+        let covered = |a: &str| {
+            let a: Ipv6Addr = a.parse().unwrap();
+            k.iter().any(|n| n.contains(&IpAddr::V6(a)))
+        };
+        for a in [
+            "::",
+            "::1",
+            "2001:db8::1",
+            "ffff::",
+            "::fffe:ffff:ffff",
+            "::1:0:0:0",
+        ] {
+            assert!(covered(a), "{a} not denied");
+        }
+        for a in [
+            "::ffff:0.0.0.0",
+            "::ffff:198.19.0.1",
+            "::ffff:255.255.255.255",
+        ] {
+            assert!(!covered(a), "{a} denied: it would deny IPv4");
+        }
+        for n in &k {
+            let IpNet::V6(n) = n else { panic!("{n}") };
+            assert!(!n.contains(&mapped) && !mapped.contains(n), "{n}");
+        }
+        // A prefix that reaches into the /96 from above, and one beside it.
+        let k = kernel_deny(&policy(&[
+            "mode=enforce",
+            "lists.deny=::ff00:0:0/88,::1:0:0:0/80",
+        ]));
+        let k: Vec<String> = k.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            k,
+            [
+                "::ff00:0:0/89",
+                "::ff80:0:0/90",
+                "::ffc0:0:0/91",
+                "::ffe0:0:0/92",
+                "::fff0:0:0/93",
+                "::fff8:0:0/94",
+                "::fffc:0:0/95",
+                "::fffe:0:0/96",
+                "::1:0:0:0/80",
+            ]
+        );
+    }
+
+    #[test]
+    fn kernel_drops_follow_the_policy() {
+        let ports = [FakePort::default(), FakePort::default()];
+        let mut k = KernelDrops::new(ports.len());
+        let enforce = policy(&["mode=enforce", "lists.deny=198.19.0.0/16,10.0.0.0/8"]);
+        let change = k.apply(&enforce, &ports);
+        assert_eq!((change.inserted, change.removed), (4, 0));
+        assert!(change.errors.is_empty());
+        for p in &ports {
+            assert_eq!(p.deny(), ["10.0.0.0/8", "198.19.0.0/16"]);
+        }
+        assert_eq!(k.stats().deny_entries, 2);
+
+        // A new policy: one entry gone, one new, one kept untouched.
+        let mut next = enforce.clone();
+        next.set("lists.deny", "198.19.0.0/16,192.0.2.0/24")
+            .unwrap();
+        let change = k.apply(&next, &ports);
+        assert_eq!((change.inserted, change.removed), (2, 2));
+        for p in &ports {
+            assert_eq!(p.deny(), ["192.0.2.0/24", "198.19.0.0/16"]);
+        }
+        // The same policy again changes nothing.
+        let change = k.apply(&next, &ports);
+        assert_eq!((change.inserted, change.removed), (0, 0));
+
+        // Enforce to monitor empties the maps; back to enforce fills them.
+        next.set("mode", "monitor").unwrap();
+        let change = k.apply(&next, &ports);
+        assert_eq!((change.inserted, change.removed), (0, 4));
+        assert!(ports.iter().all(|p| p.deny().is_empty()));
+        assert_eq!(k.stats().deny_entries, 0);
+
+        // A port that fails keeps what it could not do for the next call.
+        ports[1].fail.set(true);
+        let change = k.apply(&enforce, &ports);
+        assert_eq!(change.inserted, 2);
+        assert_eq!(change.errors.len(), 2);
+        assert!(
+            format!("{:#}", change.errors[0]).contains("port fake: inserting 10.0.0.0/8"),
+            "{:#}",
+            change.errors[0]
+        );
+        assert!(ports[1].deny().is_empty());
+        ports[1].fail.set(false);
+        let change = k.apply(&enforce, &ports);
+        assert_eq!((change.inserted, change.removed), (2, 0));
+        assert_eq!(ports[1].deny(), ["10.0.0.0/8", "198.19.0.0/16"]);
+    }
+
+    #[test]
+    fn kernel_blocks_once_for_block_seconds_then_expire() {
+        let ports = [FakePort::default(), FakePort::default()];
+        let mut k = KernelDrops::new(ports.len());
+        let t0 = Instant::now();
+        let (a, b) = (ip("198.18.7.7"), ip("2001:db8::7"));
+
+        // Off: monitor mode, or enforce without block_seconds.
+        k.apply(&policy(&["ratelimit.block_seconds=30"]), &ports);
+        assert!(!k.block(a, t0, &ports));
+        k.apply(&policy(&["mode=enforce"]), &ports);
+        assert!(!k.block(a, t0, &ports));
+        assert!(ports[0].blocked().is_empty());
+
+        let on = policy(&["mode=enforce", "ratelimit.block_seconds=30"]);
+        k.apply(&on, &ports);
+        assert!(k.block(a, t0, &ports));
+        assert!(k.block(b, t0, &ports));
+        // Another worker asking for the same source changes nothing.
+        assert!(!k.block(a, t0 + Duration::from_secs(1), &ports));
+        for p in &ports {
+            assert_eq!(p.blocked(), [a, b]);
+            assert_eq!(p.blocks.borrow()[&a], Duration::from_secs(30));
+        }
+        assert_eq!(
+            k.stats(),
+            KernelDropStats {
+                deny_entries: 0,
+                sources_blocked: 2,
+                blocked_now: 2,
+                block_errors: 0
+            }
+        );
+
+        // Run out: removed from every port, and blockable again.
+        k.expire(t0 + Duration::from_secs(29), &ports);
+        assert_eq!(ports[0].blocked(), [a, b]);
+        k.expire(t0 + Duration::from_secs(30), &ports);
+        assert!(ports.iter().all(|p| p.blocked().is_empty()));
+        assert_eq!(k.stats().blocked_now, 0);
+        assert!(k.block(a, t0 + Duration::from_secs(31), &ports));
+        assert_eq!(k.stats().sources_blocked, 3);
+
+        // A port that fails is counted; a source blocked on none is not.
+        ports[0].fail.set(true);
+        assert!(k.block(b, t0 + Duration::from_secs(31), &ports));
+        ports[1].fail.set(true);
+        assert!(!k.block(ip("198.18.7.8"), t0 + Duration::from_secs(31), &ports));
+        assert_eq!(k.stats().block_errors, 3);
+        ports[0].fail.set(false);
+        ports[1].fail.set(false);
+
+        // Turning enforce off lifts every block.
+        let mut off = on.clone();
+        off.set("mode", "monitor").unwrap();
+        k.apply(&off, &ports);
+        assert!(ports.iter().all(|p| p.blocked().is_empty()));
+        assert_eq!(k.stats().blocked_now, 0);
+        assert!(!k.block(a, t0 + Duration::from_secs(32), &ports));
+    }
+
+    #[test]
+    fn log_budget_refuses_beyond_its_rate_and_reports_after() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(3);
+        assert_eq!((0..5).filter(|_| b.take(t0)).count(), 3);
+        assert_eq!(b.refused(t0 + Duration::from_millis(500)), None);
+        assert_eq!(b.refused(t0 + Duration::from_secs(1)), Some(2));
+        assert_eq!(b.refused(t0 + Duration::from_secs(5)), None);
+        assert!(b.take(t0 + Duration::from_secs(5)));
     }
 }

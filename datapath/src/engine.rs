@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::flow::{FlowStats, FlowTable, RstJudgment, Timeouts};
-use crate::policy::{Decision, Policy, PolicyConfig, Reason, Verdict};
+use crate::policy::{BlockStats, Decision, Policy, PolicyConfig, Reason, Verdict};
 use crate::telemetry::{AlertRule, Snapshot, Telemetry, TelemetryConfig};
 use crate::wire::{self, LinkType, Parsed, TcpFlags};
 
@@ -134,8 +134,21 @@ impl Engine {
     }
 
     /// Replace the policy (between batches: no packet sees half of one).
-    pub fn set_policy(&mut self, policy: Policy) {
+    /// Its block counters and undrained requests carry over.
+    pub fn set_policy(&mut self, mut policy: Policy) {
+        policy.carry_over(&mut self.policy);
         self.policy = policy;
+    }
+
+    /// Hand each source the policy asked to block since the last call to
+    /// `f` (see [`Policy::drain_block_requests`]); call it once per batch.
+    #[inline]
+    pub fn drain_block_requests(&mut self, f: impl FnMut(IpAddr)) {
+        self.policy.drain_block_requests(f);
+    }
+
+    pub fn block_stats(&self) -> BlockStats {
+        self.policy.block_stats()
     }
 
     /// Advance the clock. Cheap when the second has not changed; call it

@@ -27,6 +27,7 @@
 //! global_rate = 10000         # one global RST budget, RSTs per second
 //! global_burst = 20000
 //! source_table_size = 65536   # bounded table of per-source buckets (oldest evicted)
+//! block_seconds = 0           # > 0: block a source over its rate in XDP this long
 //!
 //! [lists]
 //! allow = ["198.18.0.0/24"]   # always passed (RST policy skipped)
@@ -63,6 +64,8 @@
 //! * Rate limits (used only by classes set to `ratelimit`): 50/s per source
 //!   with a burst of 100, 10 000/s globally with a burst of 20 000, 65 536
 //!   tracked sources. Lists are empty.
+//! * `block_seconds = 0`: a source over its rate is never blocked, only
+//!   rate limited (see [Blocking sources](#blocking-sources)).
 //!
 //! The class defaults are derived from [`RstClass::kernel_accepts`]: only a
 //! class the kernel is known to ignore defaults to `drop`.
@@ -104,6 +107,38 @@
 //! worker an equal share. One source's flows may spread over several
 //! workers, so its effective per-source limit is up to `workers ×` the
 //! configured one.
+//!
+//! # Blocking sources
+//!
+//! With `ratelimit.block_seconds` above 0 (at most 86 400, one day), a RST
+//! dropped for [`Reason::SourceRate`] also asks for its source address to
+//! be blocked for that long: the daemon puts it in the XDP program's block
+//! map, and every IP packet from it then dies in the kernel before it costs
+//! userspace anything. It is **off by default on purpose**: the source of a
+//! RST is trivially spoofed, and a block drops *everything* from the
+//! address, not just its RSTs. An attacker who sends a few hundred RSTs with
+//! a real server's address as their source gets that server cut off — the
+//! rate limit turned into a denial of service against an innocent host. Only
+//! an operator who knows the topology (spoofed sources cannot reach this
+//! port, say, or the addresses that can are on the allow list, which is
+//! checked first) should turn it on.
+//!
+//! The request is recorded at most once per block period per tracked source
+//! (the time is kept in the source's bucket entry), into a small fixed ring
+//! that [`Policy::drain_block_requests`] empties — the worker drains it
+//! every batch. A full ring loses the request (counted in
+//! [`BlockStats::lost`]); the source's next dropped RST asks again. In
+//! monitor mode nothing is requested: the request is counted as
+//! [`BlockStats::would_block`] instead, once per period per source, so the
+//! preview is faithful.
+//!
+//! The key is the address as seen, not the bucket's aggregate: the kernel
+//! blocks single addresses, so for IPv6 it blocks the /128 that went over
+//! the limit of its /64 bucket. Other addresses of that /64 stay limited by
+//! the shared bucket in userspace (blocking the whole /64 would need the
+//! deny trie, whose entries do not expire and belong to the operator's
+//! list). Sources on the allow list are never rate limited, so never
+//! blocked.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -420,8 +455,8 @@ fn class_names() -> String {
 }
 
 const TOP_KEYS: &str = "mode, actions.<class>, ratelimit.<field>, lists.allow or lists.deny";
-const RATELIMIT_KEYS: &str =
-    "per_source_rate, per_source_burst, global_rate, global_burst or source_table_size";
+const RATELIMIT_KEYS: &str = "per_source_rate, per_source_burst, global_rate, global_burst, \
+     source_table_size or block_seconds";
 
 // ---------------------------------------------------------------------------
 // Value checks shared by the file and `set`
@@ -487,15 +522,17 @@ enum RateField {
     GlobalRate,
     GlobalBurst,
     SourceTableSize,
+    BlockSeconds,
 }
 
 impl RateField {
-    const ALL: [RateField; 5] = [
+    const ALL: [RateField; 6] = [
         RateField::PerSourceRate,
         RateField::PerSourceBurst,
         RateField::GlobalRate,
         RateField::GlobalBurst,
         RateField::SourceTableSize,
+        RateField::BlockSeconds,
     ];
 
     fn name(self) -> &'static str {
@@ -505,6 +542,16 @@ impl RateField {
             RateField::GlobalRate => "global_rate",
             RateField::GlobalBurst => "global_burst",
             RateField::SourceTableSize => "source_table_size",
+            RateField::BlockSeconds => "block_seconds",
+        }
+    }
+
+    /// 0 means "off" only for `block_seconds`; a zero rate, burst or table
+    /// size is a mistake.
+    fn min(self) -> u64 {
+        match self {
+            RateField::BlockSeconds => 0,
+            _ => 1,
         }
     }
 
@@ -513,6 +560,7 @@ impl RateField {
             RateField::PerSourceRate | RateField::GlobalRate => RateLimitConfig::MAX_RATE,
             RateField::PerSourceBurst | RateField::GlobalBurst => RateLimitConfig::MAX_BURST,
             RateField::SourceTableSize => RateLimitConfig::MAX_SOURCE_TABLE_SIZE,
+            RateField::BlockSeconds => RateLimitConfig::MAX_BLOCK_SECONDS,
         }
     }
 
@@ -523,16 +571,17 @@ impl RateField {
             RateField::GlobalRate => &mut rl.global_rate,
             RateField::GlobalBurst => &mut rl.global_burst,
             RateField::SourceTableSize => &mut rl.source_table_size,
+            RateField::BlockSeconds => &mut rl.block_seconds,
         }
     }
 
     fn check(self, value: i128) -> Result<u64, PolicyError> {
         match u64::try_from(value) {
-            Ok(v) if (1..=self.max()).contains(&v) => Ok(v),
+            Ok(v) if (self.min()..=self.max()).contains(&v) => Ok(v),
             _ => Err(PolicyError::OutOfRange {
                 key: format!("ratelimit.{}", self.name()),
                 value,
-                min: 1,
+                min: self.min(),
                 max: self.max(),
             }),
         }
@@ -564,6 +613,7 @@ struct RawRateLimit {
     global_rate: Option<Spanned<Value>>,
     global_burst: Option<Spanned<Value>>,
     source_table_size: Option<Spanned<Value>>,
+    block_seconds: Option<Spanned<Value>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -671,6 +721,7 @@ impl RawPolicy {
             rl.global_rate,
             rl.global_burst,
             rl.source_table_size,
+            rl.block_seconds,
         ];
         for (field, v) in RateField::ALL.into_iter().zip(raw) {
             let Some(v) = v else { continue };
@@ -736,6 +787,9 @@ pub struct RateLimitConfig {
     pub global_burst: u64,
     /// Per-source buckets kept; the least recently used is evicted.
     pub source_table_size: u64,
+    /// How long a source over its rate is blocked in the kernel, in
+    /// seconds; 0 (the default) never blocks. See the module docs for why.
+    pub block_seconds: u64,
 }
 
 impl RateLimitConfig {
@@ -745,6 +799,9 @@ impl RateLimitConfig {
     pub const MAX_BURST: u64 = Rate::MAX_BURST;
     /// Upper bound of `source_table_size` (about 1 GiB of buckets per worker).
     pub const MAX_SOURCE_TABLE_SIZE: u64 = 1 << 24;
+    /// Upper bound of `block_seconds` (one day): a longer block of a
+    /// possibly spoofed address is a decision for the deny list.
+    pub const MAX_BLOCK_SECONDS: u64 = 86_400;
 }
 
 impl Default for RateLimitConfig {
@@ -755,6 +812,7 @@ impl Default for RateLimitConfig {
             global_rate: 10_000,
             global_burst: 20_000,
             source_table_size: 65_536,
+            block_seconds: 0,
         }
     }
 }
@@ -1216,6 +1274,94 @@ impl SourceKey {
     }
 }
 
+/// One tracked source: its bucket, and until when it has had its block
+/// requested (so a source is asked for once per block period, found by the
+/// lookup the bucket needs anyway).
+#[derive(Clone, Copy, Debug)]
+struct SourceState {
+    bucket: TokenBucket,
+    block_requested_until_ns: u64,
+}
+
+/// Block requests and their counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BlockStats {
+    /// Requests recorded for the daemon (enforce mode).
+    pub requested: u64,
+    /// Requests monitor mode would have recorded.
+    pub would_block: u64,
+    /// Requests lost to a full ring (the next dropped RST asks again).
+    pub lost: u64,
+}
+
+impl BlockStats {
+    pub fn merge(&mut self, o: &BlockStats) {
+        self.requested += o.requested;
+        self.would_block += o.would_block;
+        self.lost += o.lost;
+    }
+}
+
+/// Block requests waiting to be drained: a fixed array, so recording one
+/// on the per-packet path never allocates. Drained whole every batch, it
+/// only has to hold the requests of one batch: at most one per frame, so a
+/// batch of the default 64 frames can never overflow it.
+struct BlockRequests {
+    addrs: [IpAddr; BlockRequests::CAPACITY],
+    len: usize,
+    stats: BlockStats,
+}
+
+impl BlockRequests {
+    const CAPACITY: usize = 64;
+
+    fn new() -> BlockRequests {
+        BlockRequests {
+            addrs: [IpAddr::V4(0.into()); Self::CAPACITY],
+            len: 0,
+            stats: BlockStats::default(),
+        }
+    }
+
+    /// Record a request for `src` (in monitor mode, only count it). False
+    /// if the ring was full and the request was lost.
+    #[inline]
+    fn record(&mut self, src: IpAddr, enforce: bool) -> bool {
+        if !enforce {
+            self.stats.would_block += 1;
+            return true;
+        }
+        let queued = self.push(src);
+        if queued {
+            self.stats.requested += 1;
+        }
+        queued
+    }
+
+    /// Queue `src`, or count it lost.
+    #[inline]
+    fn push(&mut self, src: IpAddr) -> bool {
+        match self.addrs.get_mut(self.len) {
+            Some(slot) => {
+                *slot = src;
+                self.len += 1;
+                true
+            }
+            None => {
+                self.stats.lost += 1;
+                false
+            }
+        }
+    }
+
+    fn drain(&mut self, mut f: impl FnMut(IpAddr)) {
+        for &src in &self.addrs[..self.len] {
+            f(src);
+        }
+        self.len = 0;
+    }
+}
+
 #[inline]
 fn secs(now_ns: u64) -> u32 {
     // The table's LRU clock is in seconds and compares with wrapping
@@ -1233,14 +1379,20 @@ pub struct Policy {
     per_source: Rate,
     global_rate: Rate,
     global: TokenBucket,
-    sources: BoundedTable<SourceKey, TokenBucket, 1>,
+    sources: BoundedTable<SourceKey, SourceState, 1>,
     evictions: u64,
+    /// `ratelimit.block_seconds` in ns; 0: never block.
+    block_ns: u64,
+    blocks: BlockRequests,
     /// Latest second seen by the rate limiter, so expiry never runs on a
     /// clock behind the buckets' own.
     newest_s: u32,
 }
 
 impl Policy {
+    /// Block requests the ring holds before it loses them.
+    pub const BLOCK_RING_CAPACITY: usize = BlockRequests::CAPACITY;
+
     /// A policy holding the whole global budget (one worker).
     pub fn new(cfg: &PolicyConfig) -> Policy {
         Policy::for_worker(cfg, 1)
@@ -1273,6 +1425,8 @@ impl Policy {
             global: TokenBucket::full(global_rate, 0),
             sources: BoundedTable::with_capacity(table_size),
             evictions: 0,
+            block_ns: rl.block_seconds.saturating_mul(NANOS_PER_SEC),
+            blocks: BlockRequests::new(),
             newest_s: 0,
         }
     }
@@ -1312,28 +1466,62 @@ impl Policy {
         let now_s = secs(now_ns);
         self.newest_s = self.newest_s.max(now_s);
         let per_source = self.per_source;
-        let bucket = match self
+        let state = match self
             .sources
-            .get_or_insert(SourceKey::of(src), now_s, 0, || {
-                TokenBucket::full(per_source, now_ns)
+            .get_or_insert(SourceKey::of(src), now_s, 0, || SourceState {
+                bucket: TokenBucket::full(per_source, now_ns),
+                block_requested_until_ns: 0,
             }) {
-            Insert::Found(b) => b,
+            Insert::Found(s) => s,
             Insert::Inserted { value, evicted } => {
                 self.evictions += u64::from(evicted);
                 value
             }
         };
-        bucket.refill(per_source, now_ns);
-        if !bucket.has_token() {
+        state.bucket.refill(per_source, now_ns);
+        if !state.bucket.has_token() {
+            if self.block_ns > 0 {
+                let until = state.block_requested_until_ns;
+                // Due once the period is over, or if the clock stepped back
+                // by more than a period (a capture replayed after a later one).
+                let due = now_ns >= until || until - now_ns > self.block_ns;
+                if due && self.blocks.record(src, self.enforce) {
+                    state.block_requested_until_ns = now_ns.saturating_add(self.block_ns);
+                }
+            }
             return Reason::SourceRate;
         }
         self.global.refill(self.global_rate, now_ns);
         if !self.global.has_token() {
             return Reason::GlobalRate;
         }
-        bucket.take();
+        state.bucket.take();
         self.global.take();
         Reason::WithinRate
+    }
+
+    /// Hand each recorded block request to `f` and empty the ring. Call it
+    /// once per batch: the ring holds [`Policy::BLOCK_RING_CAPACITY`]
+    /// requests, and a full one loses them.
+    pub fn drain_block_requests(&mut self, f: impl FnMut(IpAddr)) {
+        self.blocks.drain(f);
+    }
+
+    /// Block requests recorded, would-be and lost since construction (plus
+    /// those of the policies it replaced, see [`Policy::carry_over`]).
+    pub fn block_stats(&self) -> BlockStats {
+        self.blocks.stats
+    }
+
+    /// Take over what `old` counted and has not yet handed on, so that
+    /// replacing a policy neither resets counters nor loses requests.
+    pub fn carry_over(&mut self, old: &mut Policy) {
+        self.evictions += old.evictions;
+        self.blocks.stats.merge(&old.blocks.stats);
+        let blocks = &mut self.blocks;
+        old.blocks.drain(|src| {
+            blocks.push(src);
+        });
     }
 
     /// Drop per-source buckets idle long enough to be full again (a fresh
@@ -2126,5 +2314,238 @@ allow = ["10.1.2.3", "2001:db8::1", " 10.1.2.3/8 ", "2001:db8:1:2:3::/48", "0.0.
                 Reason::GlobalRate
             ]
         );
+    }
+
+    // --- block requests ---
+
+    #[test]
+    fn policy_block_seconds_is_checked_like_the_other_ratelimit_keys() {
+        let mut c = PolicyConfig::default();
+        assert_eq!(c.ratelimit().block_seconds, 0, "off unless asked for");
+        c.set("ratelimit.block_seconds", "0").unwrap();
+        c.set("ratelimit.block_seconds", "86400").unwrap();
+        assert_eq!(c.ratelimit().block_seconds, 86_400);
+        assert_eq!(
+            cfg("[ratelimit]\nblock_seconds = 30\n")
+                .ratelimit()
+                .block_seconds,
+            30
+        );
+        // The same bad value gives the same message by both paths, with the
+        // line from a file, and a failed `set` changes nothing.
+        for value in ["86401", "-1", "99999999999999999999"] {
+            let msg = format!("ratelimit.block_seconds: {value} is out of range (0..=86400)");
+            let e = err(&format!("[ratelimit]\nblock_seconds = {value}\n"));
+            if value.len() < 19 {
+                // (TOML itself refuses an integer beyond i64.)
+                assert_eq!(e.inner().to_string(), msg);
+                assert_eq!(e.location().map(|l| l.line), Some(2));
+            }
+            let before = c.clone();
+            let set_err = c.set("ratelimit.block_seconds", value).unwrap_err();
+            assert_eq!(set_err.to_string(), msg);
+            assert_eq!(c, before);
+        }
+        assert_eq!(
+            c.set("ratelimit.block_seconds", "30s")
+                .unwrap_err()
+                .to_string(),
+            r#"ratelimit.block_seconds: expected an integer, found "30s""#
+        );
+        assert_eq!(
+            err("[ratelimit]\nblock_seconds = \"30\"\n")
+                .inner()
+                .to_string(),
+            r#"ratelimit.block_seconds: expected an integer, found string "30""#
+        );
+        assert_eq!(
+            err("[ratelimit]\nblock_seconds = 1.5\n")
+                .inner()
+                .to_string(),
+            "ratelimit.block_seconds: expected an integer, found float 1.5"
+        );
+        // The other keys still refuse 0.
+        assert!(c.set("ratelimit.per_source_rate", "0").is_err());
+        // A misspelt key names the real ones.
+        let e = c.set("ratelimit.block_secs", "5").unwrap_err().to_string();
+        assert!(e.contains("block_seconds"), "{e}");
+        // Written back and read again.
+        c.set("ratelimit.block_seconds", "300").unwrap();
+        let text = c.to_toml_string();
+        assert!(text.contains("\nblock_seconds = 300\n"), "{text}");
+        assert_eq!(cfg(&text), c);
+    }
+
+    /// Enforce, `no_flow` rate limited to a burst of 1, blocks of 10 s.
+    fn blocking(extra: &[&str]) -> Policy {
+        let lines = [
+            "mode=enforce",
+            "actions.no_flow=ratelimit",
+            "ratelimit.per_source_rate=1",
+            "ratelimit.per_source_burst=1",
+            "ratelimit.block_seconds=10",
+        ];
+        policy(&[&lines[..], extra].concat())
+    }
+
+    fn drained(p: &mut Policy) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        p.drain_block_requests(|src| out.push(src));
+        out
+    }
+
+    #[test]
+    fn policy_asks_to_block_a_source_once_per_block_period() {
+        let mut p = blocking(&[]);
+        let r = Some(RstClass::NoFlow);
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let t = 100 * SEC;
+        assert_eq!(p.judge(a, r, t).reason, Reason::WithinRate);
+        assert!(drained(&mut p).is_empty(), "within its rate: no block");
+        for _ in 0..5 {
+            assert_eq!(p.judge(a, r, t).reason, Reason::SourceRate);
+        }
+        assert_eq!(p.judge(b, r, t).reason, Reason::WithinRate);
+        assert_eq!(p.judge(b, r, t).reason, Reason::SourceRate);
+        assert_eq!(drained(&mut p), [a, b], "one request per source");
+        // Still over its rate within the period: no second request.
+        assert_eq!(p.judge(a, r, t + 9 * SEC).reason, Reason::WithinRate);
+        assert_eq!(p.judge(a, r, t + 9 * SEC).reason, Reason::SourceRate);
+        assert!(drained(&mut p).is_empty());
+        // Once the period is over, the next dropped RST asks again.
+        assert_eq!(p.judge(a, r, t + 10 * SEC).reason, Reason::WithinRate);
+        assert_eq!(p.judge(a, r, t + 10 * SEC).reason, Reason::SourceRate);
+        assert_eq!(drained(&mut p), [a]);
+        // A clock stepped back by more than a period asks again too.
+        assert_eq!(p.judge(a, r, SEC).reason, Reason::SourceRate);
+        assert_eq!(drained(&mut p), [a]);
+        assert_eq!(
+            p.block_stats(),
+            BlockStats {
+                requested: 4,
+                would_block: 0,
+                lost: 0
+            }
+        );
+    }
+
+    #[test]
+    fn policy_blocks_only_for_the_source_rate() {
+        let r = Some(RstClass::NoFlow);
+        let t = 5 * SEC;
+        // Off by default.
+        let mut off = policy(&[
+            "mode=enforce",
+            "actions.no_flow=ratelimit",
+            "ratelimit.per_source_burst=1",
+        ]);
+        for _ in 0..10 {
+            off.judge(ip("192.0.2.1"), r, t);
+        }
+        assert!(drained(&mut off).is_empty());
+        assert_eq!(off.block_stats(), BlockStats::default());
+        // The global budget running dry is nobody's fault in particular.
+        let mut p = blocking(&[
+            "ratelimit.per_source_burst=100",
+            "ratelimit.global_burst=1",
+            "ratelimit.global_rate=1",
+        ]);
+        assert_eq!(p.judge(ip("192.0.2.1"), r, t).reason, Reason::WithinRate);
+        assert_eq!(p.judge(ip("192.0.2.1"), r, t).reason, Reason::GlobalRate);
+        assert!(drained(&mut p).is_empty());
+        // Neither a class drop nor the deny list is a rate.
+        let mut p = blocking(&["lists.deny=198.19.0.0/16", "lists.allow=192.0.2.0/24"]);
+        for _ in 0..5 {
+            assert_eq!(p.judge(ip("198.19.0.1"), r, t).reason, Reason::DenyList);
+            assert_eq!(p.judge(ip("192.0.2.1"), r, t).reason, Reason::AllowList);
+            p.judge(ip("203.0.113.1"), Some(RstClass::InWindow), t);
+        }
+        assert!(drained(&mut p).is_empty());
+    }
+
+    #[test]
+    fn policy_block_request_names_the_address_not_its_64() {
+        let mut p = blocking(&[]);
+        let r = Some(RstClass::NoFlow);
+        let t = 3 * SEC;
+        assert_eq!(
+            p.judge(ip("2001:db8:0:1::1"), r, t).reason,
+            Reason::WithinRate
+        );
+        // The /64's bucket is empty: the address that found it so is the
+        // one asked for, once for the whole /64.
+        assert_eq!(
+            p.judge(ip("2001:db8:0:1::2"), r, t).reason,
+            Reason::SourceRate
+        );
+        assert_eq!(
+            p.judge(ip("2001:db8:0:1::3"), r, t).reason,
+            Reason::SourceRate
+        );
+        assert_eq!(drained(&mut p), [ip("2001:db8:0:1::2")]);
+    }
+
+    #[test]
+    fn policy_full_block_ring_counts_lost_requests_and_asks_again() {
+        let mut p = blocking(&["ratelimit.global_burst=1000000"]);
+        let r = Some(RstClass::NoFlow);
+        let t = 7 * SEC;
+        let n = Policy::BLOCK_RING_CAPACITY as u32 + 3;
+        let src = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..n {
+            assert_eq!(p.judge(src(i), r, t).reason, Reason::WithinRate);
+            assert_eq!(p.judge(src(i), r, t).reason, Reason::SourceRate);
+        }
+        let stats = p.block_stats();
+        assert_eq!(stats.requested, Policy::BLOCK_RING_CAPACITY as u64);
+        assert_eq!(stats.lost, 3);
+        let got = drained(&mut p);
+        assert_eq!(got.len(), Policy::BLOCK_RING_CAPACITY);
+        assert_eq!(got[0], src(0));
+        // The lost ones were not marked as asked for: their next dropped
+        // RST asks again, and now there is room.
+        for i in 0..n {
+            assert_eq!(p.judge(src(i), r, t).reason, Reason::SourceRate);
+        }
+        assert_eq!(drained(&mut p), (n - 3..n).map(src).collect::<Vec<_>>());
+        assert_eq!(p.block_stats().lost, 3);
+    }
+
+    #[test]
+    fn policy_monitor_counts_would_block_and_requests_nothing() {
+        let mut p = blocking(&["mode=monitor"]);
+        let r = Some(RstClass::NoFlow);
+        let a = ip("192.0.2.1");
+        for i in 0..5 {
+            let d = p.judge(a, r, 2 * SEC);
+            assert_eq!(d.verdict, Verdict::Pass);
+            assert_eq!(d.reason.drops(), i > 0);
+        }
+        assert!(drained(&mut p).is_empty(), "monitor mode blocks nothing");
+        // Counted once per period, as enforce would have asked.
+        assert_eq!(
+            p.block_stats(),
+            BlockStats {
+                requested: 0,
+                would_block: 1,
+                lost: 0
+            }
+        );
+        p.judge(a, r, 12 * SEC);
+        p.judge(a, r, 12 * SEC);
+        assert_eq!(p.block_stats().would_block, 2);
+    }
+
+    #[test]
+    fn policy_replacement_keeps_block_counts_and_pending_requests() {
+        let r = Some(RstClass::NoFlow);
+        let mut old = blocking(&[]);
+        old.judge(ip("192.0.2.1"), r, SEC);
+        old.judge(ip("192.0.2.1"), r, SEC);
+        let mut new = blocking(&["mode=monitor"]);
+        new.carry_over(&mut old);
+        assert!(drained(&mut old).is_empty());
+        assert_eq!(new.block_stats().requested, 1);
+        assert_eq!(drained(&mut new), [ip("192.0.2.1")]);
     }
 }

@@ -344,6 +344,45 @@ fn steady_state_packet_path_allocates_nothing() {
     );
 }
 
+/// With `ratelimit.block_seconds` on, a source over its rate is asked to be
+/// blocked on the per-packet path (into the policy's fixed ring), and the
+/// ring is drained between batches, as a worker does.
+#[test]
+fn block_requests_allocate_nothing() {
+    let mut cfg = config(quiet_alerts());
+    cfg.policy
+        .set("ratelimit.block_seconds", "1")
+        .expect("block_seconds");
+    let mut worker = Worker {
+        engine: Engine::new(&cfg),
+        now_ns: 1_700_000_000 * 1_000_000_000,
+    };
+    let hammer = hammer();
+    worker.run(&hammer);
+    worker.engine.drain_block_requests(|_| {});
+    let before = worker.engine.block_stats();
+
+    let mut drained = 0u64;
+    let cost = allocations_during(|| {
+        for _ in 0..5 {
+            // A second later the source's bucket and block period are
+            // both renewed: it runs dry and is asked for again.
+            worker.idle(1);
+            worker.run(&hammer);
+            worker.engine.drain_block_requests(|src| {
+                black_box(src);
+                drained += 1;
+            });
+        }
+    });
+
+    let after = worker.engine.block_stats();
+    assert_eq!(after.requested - before.requested, 5, "{after:?}");
+    assert_eq!(drained, 5);
+    assert_eq!(after.lost, 0);
+    assert_eq!(cost, Counts::ZERO, "block requests called the allocator");
+}
+
 /// Alert levels changing (here: seconds full of RSTs, then idle seconds
 /// past the hold-down) is part of the per-second work a worker does between
 /// batches.

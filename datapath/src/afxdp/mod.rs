@@ -41,7 +41,11 @@
 //! `poll()`. Every frame's place is tracked by a [`ledger::Ledger`].
 //!
 //! Workers publish [`WorkerStats`] every [`DatapathConfig::publish_every`]
-//! over a bounded channel, and accept a new [`Policy`] the same way.
+//! over a bounded channel, and accept a new [`Policy`] the same way. The
+//! sources their policy asks to block (`ratelimit.block_seconds`) go to the
+//! control side over a third bounded channel, [`Datapath::block_requests`],
+//! once per batch and without blocking: a full channel loses requests,
+//! counted in [`WorkerStats::block_requests_dropped`].
 
 mod ledger;
 mod socket;
@@ -49,6 +53,7 @@ mod stats;
 pub mod sys;
 mod worker;
 
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,6 +72,11 @@ use crate::engine::{Engine, EngineConfig};
 use crate::policy::{Policy, PolicyConfig};
 use socket::Xsk;
 use worker::{PortRings, Worker};
+
+/// Block requests the channel to the control side holds: many more than
+/// the control side sees between two looks at it, short of a flood of
+/// sources each over its own limit.
+const BLOCK_REQUESTS_QUEUED: usize = 4096;
 
 /// The ports rstwall serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +218,7 @@ pub struct Datapath {
     policy: Vec<Sender<Policy>>,
     stop: Arc<AtomicBool>,
     stats: Receiver<WorkerStats>,
+    blocks: Receiver<IpAddr>,
     sockets: Vec<SocketInfo>,
 }
 
@@ -225,6 +236,7 @@ impl Datapath {
         let workers_n = cfg.queues as usize;
         let stop = Arc::new(AtomicBool::new(false));
         let (stats_tx, stats_rx) = channel::bounded(workers_n * 16);
+        let (blocks_tx, blocks_rx) = channel::bounded(BLOCK_REQUESTS_QUEUED);
 
         // Open everything first, so a failure leaves no thread behind.
         let mut prepared = Vec::with_capacity(workers_n);
@@ -264,6 +276,7 @@ impl Datapath {
             policy: Vec::with_capacity(workers_n),
             stop,
             stats: stats_rx,
+            blocks: blocks_rx,
             sockets,
         };
         for (id, (queue, umem, rings, engine, policy_tx, policy_rx)) in
@@ -279,6 +292,7 @@ impl Datapath {
                 stop: datapath.stop.clone(),
                 stats: stats_tx.clone(),
                 policy: policy_rx,
+                blocks: blocks_tx.clone(),
                 publish_every: cfg.publish_every,
                 batch: cfg.batch,
                 counters: Default::default(),
@@ -301,6 +315,13 @@ impl Datapath {
     /// Workers' published stats (the latest per worker is what counts).
     pub fn stats(&self) -> &Receiver<WorkerStats> {
         &self.stats
+    }
+
+    /// Sources the workers' policies asked to block (enforce mode, with
+    /// `ratelimit.block_seconds` above 0). Each worker asks at most once per
+    /// block period per source, but several workers may ask for the same one.
+    pub fn block_requests(&self) -> &Receiver<IpAddr> {
+        &self.blocks
     }
 
     /// Hand every worker a new policy (each gets its share of the global

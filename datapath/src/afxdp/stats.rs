@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::ledger::FrameStats;
 use super::socket::{RingStats, XskMode};
 use crate::flow::FlowStats;
+use crate::policy::BlockStats;
 use crate::telemetry::Counters;
 
 /// One socket (one port's queue) as its worker sees it.
@@ -45,6 +46,10 @@ pub struct WorkerStats {
     pub sleeps: u64,
     /// Frames passed with no room on the TX ring (dropped, counted).
     pub tx_ring_full_drops: u64,
+    /// The policy's block requests (`ratelimit.block_seconds`).
+    pub blocks: BlockStats,
+    /// Block requests lost because the control side's channel was full.
+    pub block_requests_dropped: u64,
     pub counters: Counters,
     pub flows: FlowStats,
     pub active_flows: usize,
@@ -59,6 +64,8 @@ pub struct DatapathStats {
     pub batches: u64,
     pub sleeps: u64,
     pub tx_ring_full_drops: u64,
+    pub blocks: BlockStats,
+    pub block_requests_dropped: u64,
     pub counters: Counters,
     pub flows: FlowStats,
     pub active_flows: usize,
@@ -79,6 +86,8 @@ impl DatapathStats {
             t.batches += w.batches;
             t.sleeps += w.sleeps;
             t.tx_ring_full_drops += w.tx_ring_full_drops;
+            t.blocks.merge(&w.blocks);
+            t.block_requests_dropped += w.block_requests_dropped;
             t.counters.merge(&w.counters);
             t.flows.created += w.flows.created;
             t.flows.expired += w.flows.expired;

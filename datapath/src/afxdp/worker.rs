@@ -1,6 +1,7 @@
 //! The worker loops. See the module docs of [`super`] for the design.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -180,6 +181,8 @@ pub(super) struct Worker {
     pub stop: Arc<AtomicBool>,
     pub stats: Sender<WorkerStats>,
     pub policy: Receiver<Policy>,
+    /// Sources the policy asked to block, for the control side.
+    pub blocks: Sender<IpAddr>,
     pub publish_every: Duration,
     pub batch: usize,
     pub counters: LoopCounters,
@@ -191,6 +194,8 @@ pub(super) struct LoopCounters {
     batches: u64,
     sleeps: u64,
     tx_ring_full_drops: u64,
+    /// Block requests the control side had no room for.
+    block_requests_dropped: u64,
     /// Frames submitted for TX since the last audit.
     tx_since_audit: u64,
 }
@@ -311,6 +316,7 @@ impl Worker {
                     ledger.release(d.addr());
                     port.free.push(*d);
                 }
+                self.hand_on_block_requests();
                 port.refill(ledger);
                 idle = 0;
             } else {
@@ -378,6 +384,7 @@ impl Worker {
                 }
             }
         }
+        self.hand_on_block_requests();
         // SAFETY: the frames are ours (in hand) and belong to the UMEM `to`
         // shares; until they come back on its completion ring nobody
         // touches them.
@@ -401,6 +408,19 @@ impl Worker {
             }
         }
         Ok(n)
+    }
+
+    /// Send the batch's block requests to the control side. A full channel
+    /// loses them (counted): the control side is far behind, and the
+    /// policy will not ask for those sources again this block period.
+    #[inline]
+    fn hand_on_block_requests(&mut self) {
+        let (blocks, dropped) = (&self.blocks, &mut self.counters.block_requests_dropped);
+        self.engine.drain_block_requests(|src| {
+            if blocks.try_send(src).is_err() {
+                *dropped += 1;
+            }
+        });
     }
 
     /// Publish: apply a waiting policy, read the kernel's ring stats, check
@@ -435,6 +455,8 @@ impl Worker {
             batches: lc.batches,
             sleeps: lc.sleeps,
             tx_ring_full_drops: lc.tx_ring_full_drops,
+            blocks: self.engine.block_stats(),
+            block_requests_dropped: lc.block_requests_dropped,
             counters: self.engine.telemetry().counters,
             flows: self.engine.flow_stats(),
             active_flows: self.engine.flows().len(),

@@ -442,11 +442,12 @@ fn server_listener(lab: &Lab, port: u16) -> TcpListener {
 }
 
 fn connect(lab: &Lab, port: u16) -> std::io::Result<TcpStream> {
+    connect_within(lab, port, Duration::from_secs(5))
+}
+
+fn connect_within(lab: &Lab, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
     in_ns(&lab.client, || {
-        TcpStream::connect_timeout(
-            &SocketAddrV4::new(SERVER, port).into(),
-            Duration::from_secs(5),
-        )
+        TcpStream::connect_timeout(&SocketAddrV4::new(SERVER, port).into(), timeout)
     })
 }
 
@@ -1007,4 +1008,152 @@ fn two_queues_get_two_pinned_workers() {
     }
     assert_eq!(total(&s, &["frames", "ledger_errors"]), 0);
     assert_eq!(xdp_sum(&s, "bypassed"), 0);
+}
+
+/// Write `policy` into the lab's directory; its path.
+fn policy_file(lab: &Lab, policy: &str) -> String {
+    let path = lab.dir.join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The engine's count of policy decisions for `reason` (by index).
+fn reason_count(stats: &Value, reason: rstwall_datapath::policy::Reason) -> u64 {
+    stats["totals"]["counters"]["reasons"][reason.index()]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.counters.reasons missing in {stats:#}"))
+}
+
+/// One request, echoed back by the server: the connection works end to end.
+fn echo_once(lab: &Lab, port: u16) -> std::io::Result<()> {
+    let listener = server_listener(lab, port);
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = [0u8; 64];
+        s.read_exact(&mut buf)?;
+        s.write_all(&buf)
+    });
+    let mut c = connect_within(lab, port, Duration::from_secs(3))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let req = payload(64, u64::from(port));
+    c.write_all(&req)?;
+    let mut back = [0u8; 64];
+    c.read_exact(&mut back)?;
+    assert_eq!(back[..], req[..], "echo differs");
+    server.join().expect("server thread")
+}
+
+#[test]
+fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
+    use rstwall_datapath::policy::Reason;
+
+    let mut lab = Lab::new("deny");
+    let policy = policy_file(
+        &lab,
+        "mode = \"enforce\"\n[lists]\ndeny = [\"198.18.0.1\"]\n",
+    );
+    lab.start_rstwall(&["--inline", "pa,pb", "--policy", &policy]);
+    let s = lab.stats();
+    assert_eq!(s["kernel"]["deny_entries"], 1, "{s:#}");
+
+    let _listener = server_listener(&lab, 5010);
+    let err = connect_within(&lab, 5010, Duration::from_secs(2))
+        .expect_err("a deny-listed client cannot connect");
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    // The SYN and its retransmissions died in XDP: the workers never saw
+    // a TCP packet, let alone one to deny.
+    let s = lab.wait_stats("deny drops in XDP", |s| xdp_sum(s, "deny_dropped") >= 2);
+    assert_eq!(s["kernel"]["deny_dropped"], xdp_sum(&s, "deny_dropped"));
+    assert_eq!(total(&s, &["counters", "tcp"]), 0, "{s:#}");
+    assert_eq!(reason_count(&s, Reason::DenyList), 0);
+    assert_eq!(xdp_sum(&s, "to_xsk"), 0);
+    assert_eq!(xdp_sum(&s, "block_dropped"), 0);
+    let st = lab.stop_rstwall(ffi::SIGTERM);
+    assert!(st.success(), "{}", lab.log());
+
+    // Monitor mode: the same client gets through, reported as would-drop.
+    lab.start_rstwall(&[
+        "--inline", "pa,pb", "--policy", &policy, "--mode", "monitor",
+    ]);
+    echo_once(&lab, 5011).expect("monitor mode lets a deny-listed client through");
+    let s = lab.wait_stats("the connection's FINs", |s| {
+        total(s, &["counters", "fin"]) >= 2
+    });
+    assert_eq!(s["kernel"]["deny_entries"], 0, "{s:#}");
+    assert_eq!(xdp_sum(&s, "deny_dropped"), 0);
+    assert!(reason_count(&s, Reason::DenyList) >= 3, "{s:#}");
+    assert!(total(&s, &["counters", "would_drop"]) >= 3);
+    assert_eq!(total(&s, &["counters", "dropped"]), 0);
+}
+
+#[test]
+fn rate_limit_abuse_blocks_the_source_in_xdp() {
+    let mut lab = Lab::new("block");
+    let policy = policy_file(
+        &lab,
+        "mode = \"enforce\"\n\
+         [actions]\nno_flow = \"ratelimit\"\n\
+         [ratelimit]\nper_source_rate = 5\nper_source_burst = 5\nblock_seconds = 30\n",
+    );
+    lab.start_rstwall(&["--inline", "pa,pb", "--policy", &policy]);
+    echo_once(&lab, 5012).expect("traffic before the attack");
+
+    // RSTs for no flow, from a spoofed source next door: over its rate
+    // after five, and then blocked.
+    let attacker = Ipv4Addr::new(198, 19, 0, 66);
+    let rsts = |n: u32, first: u32| -> Vec<Vec<u8>> {
+        (first..first + n)
+            .map(|i| {
+                rst_packet(
+                    SocketAddrV4::new(attacker, 40_000 + i as u16),
+                    SocketAddrV4::new(SERVER, 5012),
+                    i.wrapping_mul(0x9e37_79b9),
+                )
+            })
+            .collect()
+    };
+    send_raw(&lab.client, rsts(10, 0));
+    let s = lab.wait_stats("the attacker blocked", |s| {
+        s["kernel"]["sources_blocked"].as_u64().unwrap_or(0) >= 1
+    });
+    let seen = rst_count(&s, "no_flow", "total");
+    assert_eq!(rst_count(&s, "no_flow", "passed"), 5, "{s:#}");
+    assert!(
+        seen > 5 && rst_count(&s, "no_flow", "dropped") == seen - 5,
+        "{s:#}"
+    );
+    let k = &s["kernel"];
+    assert_eq!(k["sources_blocked"], 1, "asked for once: {s:#}");
+    assert_eq!(k["blocked_now"], 1);
+    assert_eq!(k["block_seconds"], 30);
+    assert_eq!(k["block_requests"], 1);
+    assert_eq!(k["block_requests_lost"], 0);
+    assert_eq!(k["block_errors"], 0);
+    assert!(
+        lab.log().contains("blocked 198.19.0.66 for 30 s"),
+        "{}",
+        lab.log()
+    );
+
+    // From now on the kernel drops the attacker: the engine's count for it
+    // stops growing.
+    let blocked_before = xdp_sum(&s, "block_dropped");
+    send_raw(&lab.client, rsts(40, 10));
+    let s = lab.wait_stats("40 packets dropped by the block", |s| {
+        xdp_sum(s, "block_dropped") >= blocked_before + 40
+    });
+    assert_eq!(rst_count(&s, "no_flow", "total"), seen, "{s:#}");
+    assert_eq!(s["kernel"]["block_dropped"], xdp_sum(&s, "block_dropped"));
+    assert_eq!(xdp_sum(&s, "deny_dropped"), 0);
+
+    // The client and the server are not the attacker: they carry on.
+    echo_once(&lab, 5013).expect("traffic during the block");
+    let data = Arc::new(payload(1024 * 1024, 19));
+    let got = transfer(&lab, 5014, data.clone(), None);
+    assert_same(&data, &got);
+    let s = lab.stats();
+    assert_eq!(rst_count(&s, "no_flow", "total"), seen);
+    assert_eq!(s["kernel"]["sources_blocked"], 1);
+    let st = lab.stop_rstwall(ffi::SIGTERM);
+    assert!(st.success(), "{}", lab.log());
 }
