@@ -294,6 +294,18 @@ pub struct AlertEvent {
     pub threshold: f64,
 }
 
+/// An alert level change as recorded on the per-packet thread: plain
+/// numbers, no strings, so recording never allocates. Names are attached
+/// when a snapshot is taken.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct AlertRecord {
+    rule: usize,
+    level: Level,
+    at: u64,
+    value: f64,
+    threshold: f64,
+}
+
 /// Sizes of the bounded telemetry tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -322,7 +334,7 @@ pub struct Telemetry {
     levels: Vec<Level>,
     /// Consecutive seconds each rule has been below its current level.
     quiet: Vec<u32>,
-    alerts: VecDeque<AlertEvent>,
+    alerts: VecDeque<AlertRecord>,
 }
 
 impl Telemetry {
@@ -423,9 +435,8 @@ impl Telemetry {
                 if self.alerts.len() == ALERT_HISTORY {
                     self.alerts.pop_front();
                 }
-                self.alerts.push_back(AlertEvent {
-                    rule: rule.name.clone(),
-                    metric: rule.metric.name(),
+                self.alerts.push_back(AlertRecord {
+                    rule: i,
                     level,
                     at: end,
                     value,
@@ -572,7 +583,21 @@ impl Telemetry {
             hosts,
             ports,
             seconds,
-            alerts: self.alerts.iter().cloned().collect(),
+            alerts: self
+                .alerts
+                .iter()
+                .map(|a| {
+                    let rule = &self.rules[a.rule];
+                    AlertEvent {
+                        rule: rule.name.clone(),
+                        metric: rule.metric.name(),
+                        level: a.level,
+                        at: a.at,
+                        value: a.value,
+                        threshold: a.threshold,
+                    }
+                })
+                .collect(),
             active_alerts: active,
             top,
         })

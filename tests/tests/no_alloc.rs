@@ -387,8 +387,6 @@ fn block_requests_allocate_nothing() {
 /// past the hold-down) is part of the per-second work a worker does between
 /// batches.
 #[test]
-#[ignore = "datapath: Telemetry::evaluate allocates two Strings per alert level change \
-            (rule.name.clone(), Metric::name()) and frees one when the history ring is full"]
 fn alert_level_changes_allocate_nothing() {
     let Setup {
         mut worker, old, ..
