@@ -122,21 +122,47 @@ With several queues, configure identical, symmetric RSS on both inline ports
 (e.g. ethtool -X/-N), so that both directions of a connection reach the same
 queue index: rstwall needs to see both to judge a RST.
 
-Needs root (CAP_NET_ADMIN, CAP_BPF). Statistics are logged every
---stats-interval seconds (RUST_LOG=debug for more); --stats-json keeps a JSON
-snapshot up to date for scripts.
+Settings: --config FILE reads them from a TOML file whose keys are the long
+options below (xdp_mode for --xdp-mode; inline = [\"eth1\", \"eth2\"]); an option
+given on the command line overrides its key. Unknown keys are errors.
+dist/rstwall.toml is a commented example.
+
+Policy: the running policy is kept in STATE_DIR/policy.toml, rewritten
+atomically whenever it changes, with a version number that counts the
+changes. At start-up rstwall runs, in this order of precedence:
+  1. the policy file with --mode applied, if --policy or --mode is given;
+  2. the persisted policy, unless the configured policy file changed since
+     rstwall last loaded it (then that file);
+  3. the configured policy file (config key `policy`), else the default
+     policy (monitor mode).
+SIGHUP (systemctl reload) re-reads the config file and its policy file and
+applies the policy if it is valid; an invalid one is logged (file, line, key)
+and the running policy stays. Other changed settings need a restart.
+
+Metrics: Prometheus/OpenMetrics at http://METRICS_LISTEN/metrics (default
+127.0.0.1:9717; `off` disables it). Statistics are also logged every
+--stats-interval seconds (RUST_LOG, when set, overrides --log-level with
+tracing's filter syntax); --stats-json keeps a JSON snapshot up to date.
+
+Needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK).
 
 Exit status: 0 after a clean stop, 1 when starting or running failed, 2 for
-bad arguments.
+bad arguments, a bad config or policy file, or an invalid persisted state.
 
 Examples:
+  rstwall run --config /etc/rstwall/rstwall.toml
   rstwall run --inline eth1,eth2
   rstwall run --inline eth1,eth2 --policy /etc/rstwall/policy.toml --mode enforce
   rstwall run --tap eth3 --stats-interval 1 --stats-json /run/rstwall/stats.json";
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("ports").required(true).args(["inline", "tap"])))]
+#[command(group(clap::ArgGroup::new("ports").args(["inline", "tap"])))]
 pub struct RunArgs {
+    /// Read settings from a TOML file (keys: the long options; flags given
+    /// here override them). SIGHUP re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Sit inline between two ports (bump in the wire).
     #[arg(long, value_name = "PORT_A,PORT_B")]
     pub inline: Option<String>,
@@ -146,25 +172,28 @@ pub struct RunArgs {
     pub tap: Option<String>,
 
     /// How to attach XDP: native (in the driver; fastest), generic (works
-    /// on any interface, slower), auto (native, else generic).
-    #[arg(long, default_value = "auto", value_name = "MODE")]
-    pub xdp_mode: String,
+    /// on any interface, slower), auto (native, else generic) [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub xdp_mode: Option<String>,
 
     /// AF_XDP bind mode: zerocopy (the driver DMAs into rstwall's memory),
-    /// copy, or auto (zero-copy where the driver supports it, else copy).
-    #[arg(long, default_value = "auto", value_name = "MODE")]
-    pub xsk_mode: String,
+    /// copy, or auto (zero-copy where the driver supports it, else copy)
+    /// [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub xsk_mode: Option<String>,
 
     /// RX queues to serve, 0..N (default: all of the port's RX queues).
     /// Queues beyond N are forwarded (inline) or ignored (tap) by the kernel.
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
 
-    /// Policy file (TOML; see the README). Default: monitor mode.
+    /// Policy file (TOML; see the README). Default: the config's `policy`,
+    /// else monitor mode. Given here, it wins over the persisted policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
-    /// Override the policy's mode: monitor (count only) or enforce.
+    /// Override the policy's mode: monitor (count only) or enforce. Given
+    /// here, it wins over the persisted policy, and over reloads.
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
 
@@ -172,14 +201,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub flow_capacity: Option<usize>,
 
-    /// Seconds between statistics lines (fractions allowed; 0: none).
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub stats_interval: f64,
+    /// Seconds between statistics lines (fractions allowed; 0: none)
+    /// [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<f64>,
 
     /// Rewrite a JSON statistics snapshot to FILE every interval and at exit
     /// (atomically: readers never see a partial file).
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, or `off`
+    /// [default: 127.0.0.1:9717].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
+    /// Where the running policy is persisted (locked: one rstwall per
+    /// directory) [default: /var/lib/rstwall].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Log level: off, error, warn, info, debug or trace [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 
     /// Replace an XDP program that is not rstwall's on the ports. Without
     /// it, rstwall refuses to start on a port that has one.

@@ -6,6 +6,9 @@ use clap::Parser;
 
 pub mod analyze;
 pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod persist;
 pub mod render;
 pub mod run;
 

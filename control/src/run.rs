@@ -1,15 +1,18 @@
 //! `rstwall run --inline A,B | --tap P`: the appliance.
 //!
-//! Start-up: validate arguments, check the ports, attach rstwall's XDP
+//! Start-up: validate arguments and the config file, check the ports, lock
+//! the state directory and decide the start-up policy (see
+//! [`crate::persist`]), bind the metrics endpoint, attach rstwall's XDP
 //! program to each port (replacing a stale one left by a previous run),
 //! fill its deny map from the policy (enforce mode), open the AF_XDP
 //! sockets and start the workers, then register every socket in its port's
 //! XSKMAP; from then on TCP goes through the workers.
 //!
 //! Running: the main thread waits for signals, collects the workers' stats,
-//! and puts the sources their policies ask to block (enforce mode,
-//! `ratelimit.block_seconds`) into every port's block map — see
-//! [`KernelDrops`] for what the kernel drops on the policy's behalf.
+//! publishes them to the metrics endpoint, and puts the sources their
+//! policies ask to block (enforce mode, `ratelimit.block_seconds`) into
+//! every port's block map — see [`KernelDrops`] for what the kernel drops on
+//! the policy's behalf. SIGHUP reloads the policy: see `Reloader`.
 //!
 //! Shutdown (SIGINT/SIGTERM): unregister the sockets (traffic falls back to
 //! the kernel bypass for the moment it takes), stop the workers, close the
@@ -38,62 +41,131 @@ use rstwall_datapath::{FlagClass, RstClass};
 use serde_json::json;
 
 use crate::cli::RunArgs;
+use crate::config::{self, value, ConfigFile, LogLevel, MetricsListen};
+use crate::metrics::{self, KernelSnapshot, Metrics, Reload, Snapshot};
+use crate::persist::{Origin, PolicyState, StateDir};
 use crate::Failure;
 
-/// `RunArgs`, checked.
+/// `RunArgs` over the config file, checked.
 #[derive(Debug)]
 pub struct Settings {
     pub topology: Topology,
     pub xdp_mode: XdpMode,
     pub bind: BindMode,
     pub queues: Option<u32>,
+    /// The engine, with the *configured* policy (see [`crate::persist`] for
+    /// the policy that actually runs).
     pub engine: EngineConfig,
     pub stats_interval: Option<Duration>,
     pub stats_json: Option<PathBuf>,
     pub replace_foreign: bool,
+    pub metrics_listen: MetricsListen,
+    pub state_dir: PathBuf,
+    pub log_level: LogLevel,
+    /// The configured policy's file; `None`: the default policy.
+    pub policy_file: Option<PathBuf>,
+    /// `--policy` or `--mode` was given: the configured policy beats the
+    /// persisted one.
+    pub policy_from_flags: bool,
+    pub config_file: Option<PathBuf>,
 }
 
 impl Settings {
+    /// The command line over the config file (`--config`), if any, over
+    /// the defaults; the configured policy file is read too. Called again
+    /// on SIGHUP.
     pub fn from_args(args: &RunArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => Some(ConfigFile::load(path)?),
+            None => None,
+        };
+        Settings::resolve(args, file.as_ref())
+    }
+
+    fn resolve(args: &RunArgs, file: Option<&ConfigFile>) -> anyhow::Result<Settings> {
+        fn flag(name: &'static str) -> impl Fn(String) -> anyhow::Error {
+            move |m| anyhow!("{name}: {m}")
+        }
+        let file_or_default = ConfigFile::default();
+        let f = file.unwrap_or(&file_or_default);
         let topology = match (&args.inline, &args.tap) {
             (Some(pair), None) => {
-                let ports: Vec<&str> = pair.split(',').map(str::trim).collect();
-                match ports[..] {
-                    [a, b] if !a.is_empty() && !b.is_empty() && a != b => Topology::Inline {
-                        a: a.to_string(),
-                        b: b.to_string(),
-                    },
-                    _ => {
-                        return Err(anyhow!(
-                            "--inline: expected two different ports as PORT_A,PORT_B, got {pair:?}"
-                        ))
-                    }
+                let (a, b) = pair.split_once(',').unwrap_or((pair, ""));
+                if b.contains(',') {
+                    return Err(anyhow!(
+                        "--inline: expected two different ports as PORT_A,PORT_B, got {pair:?}"
+                    ));
                 }
+                value::inline(a, b).map_err(flag("--inline"))?
             }
-            (None, Some(port)) if !port.trim().is_empty() => Topology::Tap {
-                port: port.trim().to_string(),
-            },
-            _ => {
+            (None, Some(port)) => value::tap(port).map_err(flag("--tap"))?,
+            (None, None) => f.topology.clone().ok_or_else(|| {
+                anyhow!(
+                    "give the ports: --inline PORT_A,PORT_B or --tap PORT{}",
+                    if file.is_some() {
+                        " (or inline/tap in the config file)"
+                    } else {
+                        ""
+                    }
+                )
+            })?,
+            (Some(_), Some(_)) => {
                 return Err(anyhow!(
                     "give exactly one of --inline PORT_A,PORT_B and --tap PORT"
                 ))
             }
         };
-        let xdp_mode: XdpMode = args.xdp_mode.parse().context("--xdp-mode")?;
-        let bind = match args.xsk_mode.as_str() {
-            "auto" => BindMode::Auto,
-            "zerocopy" => BindMode::ZeroCopy,
-            "copy" => BindMode::Copy,
-            other => {
-                return Err(anyhow!(
-                    "--xsk-mode: unknown mode `{other}` (expected auto, zerocopy or copy)"
-                ))
-            }
+        let xdp_mode = match &args.xdp_mode {
+            Some(m) => value::xdp_mode(m).map_err(flag("--xdp-mode"))?,
+            None => f.xdp_mode.unwrap_or_default(),
         };
-        if args.queues == Some(0) {
-            return Err(anyhow!("--queues: at least 1"));
+        let bind = match &args.xsk_mode {
+            Some(m) => value::xsk_mode(m).map_err(flag("--xsk-mode"))?,
+            None => f.xsk_mode.unwrap_or_default(),
+        };
+        let queues = match args.queues {
+            Some(q) => Some(value::queues(q.into()).map_err(flag("--queues"))?),
+            None => f.queues,
+        };
+        let mut engine = EngineConfig::default();
+        if let Some(n) = args.flow_capacity {
+            engine.flow_capacity =
+                value::flow_capacity(n as i128).map_err(flag("--flow-capacity"))?;
+        } else if let Some(n) = f.flow_capacity {
+            engine.flow_capacity = n;
         }
-        let mut policy = match &args.policy {
+        let stats_interval = match args.stats_interval {
+            Some(s) => value::stats_interval(s).map_err(flag("--stats-interval"))?,
+            None => match f.stats_interval {
+                Some(s) => s,
+                None => value::stats_interval(config::DEFAULT_STATS_INTERVAL)
+                    .expect("the default is valid"),
+            },
+        };
+        let metrics_listen = match &args.metrics_listen {
+            Some(a) => value::metrics_listen(a).map_err(flag("--metrics-listen"))?,
+            None => match f.metrics_listen {
+                Some(m) => m,
+                None => value::metrics_listen(config::DEFAULT_METRICS_LISTEN)
+                    .expect("the default is valid"),
+            },
+        };
+        let state_dir = match &args.state_dir {
+            Some(d) => value::path(&d.to_string_lossy()).map_err(flag("--state-dir"))?,
+            None => f
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_STATE_DIR.into()),
+        };
+        let log_level = match &args.log_level {
+            Some(l) => value::log_level(l).map_err(flag("--log-level"))?,
+            None => f.log_level.unwrap_or(LogLevel::Info),
+        };
+
+        // The configured policy: --policy, else the config's `policy`, else
+        // the default; --mode on top.
+        let policy_file = args.policy.clone().or_else(|| f.policy.clone());
+        let mut policy = match &policy_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read policy file {}", path.display()))?;
@@ -105,42 +177,81 @@ impl Settings {
         if let Some(mode) = &args.mode {
             policy.set("mode", mode).context("--mode")?;
         }
-        let mut engine = EngineConfig {
-            policy,
-            ..EngineConfig::default()
-        };
-        if let Some(n) = args.flow_capacity {
-            engine.flow_capacity = n;
-        }
+        engine.policy = policy;
         engine
             .validate()
             .map_err(|e| anyhow!("{e}"))
-            .context(if args.flow_capacity.is_some() {
-                "--flow-capacity"
-            } else {
-                "engine settings"
-            })?;
-        if !(args.stats_interval.is_finite() && args.stats_interval >= 0.0) {
-            return Err(anyhow!("--stats-interval: a number of seconds, 0 or more"));
-        }
-        let stats_interval = (args.stats_interval > 0.0)
-            .then(|| Duration::from_secs_f64(args.stats_interval.max(0.05)));
+            .context("engine settings")?;
         Ok(Settings {
             topology,
             xdp_mode,
             bind,
-            queues: args.queues,
+            queues,
             engine,
             stats_interval,
-            stats_json: args.stats_json.clone(),
-            replace_foreign: args.replace_foreign_xdp,
+            stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
+            replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
+            metrics_listen,
+            state_dir,
+            log_level,
+            policy_file,
+            policy_from_flags: args.policy.is_some() || args.mode.is_some(),
+            config_file: args.config.clone(),
         })
+    }
+
+    /// The settings other than the policy that differ in `new`: a reload
+    /// cannot apply them (they shape the datapath, the endpoint or the
+    /// state), so they wait for a restart.
+    fn needing_restart(&self, new: &Settings) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                keys.push(key);
+            }
+        };
+        check("inline/tap", self.topology != new.topology);
+        check("xdp_mode", self.xdp_mode != new.xdp_mode);
+        check("xsk_mode", self.bind != new.bind);
+        check("queues", self.queues != new.queues);
+        check(
+            "flow_capacity",
+            self.engine.flow_capacity != new.engine.flow_capacity,
+        );
+        check("stats_interval", self.stats_interval != new.stats_interval);
+        check("stats_json", self.stats_json != new.stats_json);
+        check("metrics_listen", self.metrics_listen != new.metrics_listen);
+        check("state_dir", self.state_dir != new.state_dir);
+        check("log_level", self.log_level != new.log_level);
+        check(
+            "replace_foreign_xdp",
+            self.replace_foreign != new.replace_foreign,
+        );
+        keys
+    }
+
+    /// The configured policy's source, for the log.
+    fn policy_source(&self) -> String {
+        match &self.policy_file {
+            Some(p) => p.display().to_string(),
+            None => "the default policy".into(),
+        }
     }
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     let settings = Settings::from_args(&args).map_err(Failure::usage)?;
-    init_logging();
+    init_logging(settings.log_level);
+    tracing::debug!(
+        "settings: config {}, state {}, metrics {}, policy {}",
+        settings
+            .config_file
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string()),
+        settings.state_dir.display(),
+        settings.metrics_listen,
+        settings.policy_source()
+    );
     if !sys::is_root() {
         return Err(Failure::runtime(anyhow!(
             "rstwall run must run as root (it attaches XDP programs and opens AF_XDP sockets)"
@@ -176,9 +287,67 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         None => queue_limit,
     };
 
+    // The policy to start with, persisted before anything runs it.
+    let state = StateDir::open(&settings.state_dir).map_err(Failure::runtime)?;
+    let persisted = state.load_policy().map_err(Failure::usage)?;
+    let had_state = persisted.is_some();
+    let (live, origin) = PolicyState::at_start(
+        &settings.engine.policy,
+        settings.policy_from_flags,
+        persisted.clone(),
+    );
+    if persisted.as_ref() != Some(&live) {
+        state.save_policy(&live).map_err(Failure::runtime)?;
+    }
+    tracing::info!(
+        "policy version {} (digest {}): {}, {}",
+        live.version,
+        live.digest(),
+        live.policy.mode(),
+        match (origin, had_state) {
+            (Origin::Restored, _) => format!(
+                "restored from {} (the configured policy, {}, is unchanged since it was loaded)",
+                state.policy_path().display(),
+                settings.policy_source()
+            ),
+            (Origin::Flags, _) => format!(
+                "from the command line (--policy/--mode: {}){}",
+                settings.policy_source(),
+                if had_state {
+                    ", replacing the persisted policy"
+                } else {
+                    ""
+                }
+            ),
+            (Origin::Configured, true) => format!(
+                "from {}, which changed since it was last loaded: it replaces the persisted policy",
+                settings.policy_source()
+            ),
+            (Origin::Configured, false) => format!(
+                "from {} (nothing persisted in {} yet)",
+                settings.policy_source(),
+                state.path().display()
+            ),
+        }
+    );
+
     // Signals are taken synchronously by this thread: block them before any
-    // worker exists, so every thread inherits the mask.
-    let signals = SignalSet::block_termination().map_err(Failure::runtime)?;
+    // thread exists (the metrics server, the workers), so every thread
+    // inherits the mask.
+    let signals = SignalSet::block().map_err(Failure::runtime)?;
+
+    let started_unix = sys::now_ns() / 1_000_000_000;
+    let metrics = Metrics::new(started_unix);
+    let _server = match settings.metrics_listen {
+        MetricsListen::Off => None,
+        MetricsListen::On(addr) => {
+            let server = metrics::Server::start(addr, metrics.clone())
+                .with_context(|| format!("metrics endpoint: cannot listen on {addr}"))
+                .map_err(Failure::runtime)?;
+            tracing::info!("metrics at http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+    };
 
     // From here on only a clean stop detaches: any failure or panic leaves
     // the programs forwarding in the kernel (see `Attached`).
@@ -198,14 +367,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     // The policy's share of the kernel goes in before any socket is
     // registered: from the first packet, denied sources die in XDP.
     let mut kernel = KernelDrops::new(programs.len());
-    let change = kernel.apply(&settings.engine.policy, &programs);
-    log_kernel_drops(
-        &settings.engine.policy,
-        &change,
-        kernel.stats().deny_entries,
-    );
+    let change = kernel.apply(&live.policy, &programs);
+    log_kernel_drops(&live.policy, &change, kernel.stats().deny_entries);
 
-    let mut cfg = DatapathConfig::new(settings.topology.clone(), queues, settings.engine.clone());
+    let mut engine = settings.engine.clone();
+    engine.policy = live.policy.clone();
+    let mut cfg = DatapathConfig::new(settings.topology.clone(), queues, engine);
     cfg.bind = settings.bind;
     let mut datapath = Datapath::start(&cfg).map_err(|e| Failure::runtime(anyhow!(e)))?;
     for s in datapath.sockets() {
@@ -228,18 +395,29 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .map(|s| format!("{}/{} {}", s.port, s.queue, s.mode.as_str()))
         .collect();
     tracing::info!(
-        "running {}: {} queue{}, xdp [{}], xsk [{}], policy {}",
+        "running {}: {} queue{}, xdp [{}], xsk [{}], policy {} (version {})",
         describe(&settings.topology),
         queues,
         if queues > 1 { "s" } else { "" },
         xdp_modes.join(", "),
         xsk_modes.join(", "),
-        settings.engine.policy.mode(),
+        live.policy.mode(),
+        live.version,
     );
 
-    let mut monitor = Monitor::new(&settings, queues as usize, &programs);
+    let mut monitor = Monitor::new(&settings, &live, queues as usize, &programs);
+    let mut reloader = Reloader {
+        args: &args,
+        settings,
+        live,
+        state,
+        pending: false,
+        next_at: Instant::now(),
+    };
+    let mut next_publish = Instant::now();
     let outcome = loop {
         match signals.wait(Duration::from_millis(100)) {
+            Ok(Some(libc::SIGHUP)) => reloader.pending = true,
             Ok(Some(sig)) => {
                 tracing::info!("{}: stopping", signal_name(sig));
                 break Ok(());
@@ -251,6 +429,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             monitor.update(s);
         }
         let now = Instant::now();
+        reloader.reload_if_due(
+            now,
+            &datapath,
+            &mut kernel,
+            &programs,
+            &mut monitor,
+            &metrics,
+        );
         // Bounded: workers may refill the channel as fast as it drains.
         for src in datapath.block_requests().try_iter().take(BLOCKS_PER_LOOP) {
             kernel.block(src, now, &programs);
@@ -258,6 +444,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         kernel.expire(now, &programs);
         if let Some(e) = datapath.failed_worker() {
             break Err(anyhow!(e));
+        }
+        if now >= next_publish {
+            next_publish = now + metrics::PUBLISH_EVERY;
+            metrics.publish(monitor.snapshot(&programs, kernel.stats()));
         }
         if let Err(e) = monitor.tick(&programs, kernel.stats(), false) {
             break Err(e);
@@ -299,6 +489,121 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     match teardown_error {
         Some(e) => Err(Failure::runtime(e)),
         None => Ok(()),
+    }
+}
+
+/// Shortest time between two policy changes. The workers take a new policy
+/// from a small channel when they publish (every 100 ms); spacing changes
+/// out keeps a burst of reloads from overrunning it, which would leave a
+/// worker on an older policy than the one persisted and logged.
+const MIN_RELOAD_GAP: Duration = Duration::from_millis(300);
+
+/// SIGHUP: make the configured policy the running one.
+///
+/// The config file (if any) and the policy file are read and validated
+/// again, exactly as at start-up (`--policy`/`--mode` given on the command
+/// line still override them). Invalid → an error naming the file, line and
+/// key is logged and the running policy stays. Valid and different → the
+/// next version is persisted first, then handed to every worker
+/// ([`Datapath::set_policy`]) and the XDP maps ([`KernelDrops::apply`]).
+/// Settings other than the policy that changed are reported as needing a
+/// restart; they are not applied.
+struct Reloader<'a> {
+    args: &'a RunArgs,
+    /// As of the start, for what a reload cannot change.
+    settings: Settings,
+    live: PolicyState,
+    state: StateDir,
+    /// A SIGHUP not yet acted on.
+    pending: bool,
+    next_at: Instant,
+}
+
+impl Reloader<'_> {
+    fn reload_if_due(
+        &mut self,
+        now: Instant,
+        datapath: &Datapath,
+        kernel: &mut KernelDrops,
+        programs: &Attached,
+        monitor: &mut Monitor,
+        metrics: &Metrics,
+    ) {
+        if !self.pending || now < self.next_at {
+            return;
+        }
+        self.pending = false;
+        let outcome = self.reload(datapath, kernel, programs, monitor);
+        if outcome == Reload::Applied {
+            self.next_at = now + MIN_RELOAD_GAP;
+        }
+        metrics.count_reload(outcome);
+    }
+
+    fn reload(
+        &mut self,
+        datapath: &Datapath,
+        kernel: &mut KernelDrops,
+        programs: &Attached,
+        monitor: &mut Monitor,
+    ) -> Reload {
+        let running = self.live.version;
+        let new = match Settings::from_args(self.args) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "SIGHUP: reload rejected, policy version {running} keeps running: {e:#}"
+                );
+                return Reload::Rejected;
+            }
+        };
+        let restart = self.settings.needing_restart(&new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: {} changed: not applied until rstwall restarts (a reload applies \
+                 the policy only)",
+                restart.join(", ")
+            );
+        }
+        let next = PolicyState::adopt(Some(&self.live), &new.engine.policy);
+        if next == self.live {
+            tracing::info!(
+                "SIGHUP: policy version {running} (digest {}) unchanged ({})",
+                next.digest(),
+                new.policy_source()
+            );
+            return Reload::Unchanged;
+        }
+        if let Err(e) = self.state.save_policy(&next) {
+            tracing::error!(
+                "SIGHUP: reload rejected, policy version {running} keeps running: {e:#}"
+            );
+            return Reload::Rejected;
+        }
+        let changed = next.policy != self.live.policy;
+        if changed {
+            datapath.set_policy(&next.policy);
+            let change = kernel.apply(&next.policy, programs);
+            log_kernel_drops(&next.policy, &change, kernel.stats().deny_entries);
+            monitor.set_policy(&next);
+        }
+        tracing::info!(
+            "SIGHUP: policy version {} (digest {}): {}, {}",
+            next.version,
+            next.digest(),
+            next.policy.mode(),
+            if changed {
+                format!("reloaded from {}", new.policy_source())
+            } else {
+                format!("unchanged ({})", new.policy_source())
+            }
+        );
+        self.live = next;
+        if changed {
+            Reload::Applied
+        } else {
+            Reload::Unchanged
+        }
     }
 }
 
@@ -731,27 +1036,32 @@ fn describe(t: &Topology) -> String {
     }
 }
 
-fn init_logging() {
+/// `RUST_LOG`, when set, wins (it takes tracing's full filter syntax);
+/// otherwise `level`.
+fn init_logging(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colours for a terminal only, not for the journal or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
 
-/// SIGINT and SIGTERM, blocked and waited for.
+/// SIGINT and SIGTERM (stop) and SIGHUP (reload), blocked and waited for.
 struct SignalSet(libc::sigset_t);
 
 impl SignalSet {
-    fn block_termination() -> anyhow::Result<SignalSet> {
+    fn block() -> anyhow::Result<SignalSet> {
         // SAFETY: sigset_t is plain data; the calls initialise it.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         unsafe {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
         }
         // SAFETY: a valid set; the old mask is not needed.
         let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -788,10 +1098,13 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// Keeps the latest stats of each worker; prints and writes them.
+/// Keeps the latest stats of each worker; prints and writes them, and
+/// makes the metrics' [`Snapshot`].
 struct Monitor {
     topology: Topology,
-    mode: String,
+    mode: Mode,
+    policy_version: u64,
+    policy_digest: String,
     interval: Option<Duration>,
     json: Option<PathBuf>,
     started: Instant,
@@ -804,11 +1117,13 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(s: &Settings, workers: usize, programs: &[PortProgram]) -> Monitor {
+    fn new(s: &Settings, live: &PolicyState, workers: usize, programs: &[PortProgram]) -> Monitor {
         let now = Instant::now();
         Monitor {
             topology: s.topology.clone(),
-            mode: s.engine.policy.mode().to_string(),
+            mode: live.policy.mode(),
+            policy_version: live.version,
+            policy_digest: live.digest().to_string(),
             interval: s.stats_interval,
             json: s.stats_json.clone(),
             started: now,
@@ -820,7 +1135,33 @@ impl Monitor {
                 .iter()
                 .map(|p| (p.ifname().to_string(), p.attached_mode().to_string()))
                 .collect(),
-            block_seconds: s.engine.policy.ratelimit().block_seconds,
+            block_seconds: live.policy.ratelimit().block_seconds,
+        }
+    }
+
+    fn set_policy(&mut self, live: &PolicyState) {
+        self.mode = live.policy.mode();
+        self.policy_version = live.version;
+        self.policy_digest = live.digest().to_string();
+        self.block_seconds = live.policy.ratelimit().block_seconds;
+    }
+
+    /// What the metrics endpoint shows.
+    fn snapshot(&self, programs: &[PortProgram], kernel: KernelDropStats) -> Snapshot {
+        Snapshot {
+            workers: self.workers.iter().flatten().cloned().collect(),
+            ports: programs
+                .iter()
+                .map(|p| (p.ifname().to_string(), p.counters().ok()))
+                .collect(),
+            kernel: KernelSnapshot {
+                deny_entries: kernel.deny_entries as u64,
+                blocked_now: kernel.blocked_now as u64,
+                sources_blocked: kernel.sources_blocked,
+                block_errors: kernel.block_errors,
+            },
+            policy_version: self.policy_version,
+            enforcing: self.mode == Mode::Enforce,
         }
     }
 
@@ -973,6 +1314,7 @@ impl Monitor {
                 Topology::Tap { port } => json!({ "tap": port }),
             },
             "mode": self.mode,
+            "policy": { "version": self.policy_version, "digest": self.policy_digest },
             "xsk_mode": t.xsk_mode(),
             "rst": rst,
             // What XDP drops on the policy's behalf, summed over ports, and
@@ -1103,6 +1445,171 @@ mod tests {
     fn mode_overrides_the_policy() {
         let s = settings(&["--tap", "a", "--mode", "enforce"]).unwrap();
         assert_eq!(s.engine.policy.mode().as_str(), "enforce");
+        assert!(s.policy_from_flags);
+        assert!(!settings(&["--tap", "a"]).unwrap().policy_from_flags);
+    }
+
+    /// A scratch directory with a config file and a policy file.
+    struct Files(PathBuf);
+
+    impl Files {
+        fn new(tag: &str, config: &str, policy: &str) -> Files {
+            let dir =
+                std::env::temp_dir().join(format!("rstwall-run-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("rstwall.toml"), config).unwrap();
+            std::fs::write(dir.join("policy.toml"), policy).unwrap();
+            Files(dir)
+        }
+        fn config(&self) -> String {
+            self.0.join("rstwall.toml").display().to_string()
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn defaults_without_a_config_file() {
+        let s = settings(&["--tap", "a"]).unwrap();
+        assert_eq!(
+            s.metrics_listen,
+            MetricsListen::On("127.0.0.1:9717".parse().unwrap())
+        );
+        assert_eq!(s.state_dir, Path::new("/var/lib/rstwall"));
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!(s.policy_file, None);
+        assert_eq!(s.engine.policy, PolicyConfig::default());
+        assert!(err(&[]).contains("give the ports"));
+        let s = settings(&[
+            "--tap",
+            "a",
+            "--metrics-listen",
+            "off",
+            "--log-level",
+            "warn",
+        ])
+        .unwrap();
+        assert_eq!(s.metrics_listen, MetricsListen::Off);
+        assert_eq!(s.log_level, LogLevel::Warn);
+        assert!(err(&["--tap", "a", "--metrics-listen", "9717"]).contains("--metrics-listen"));
+        assert!(err(&["--tap", "a", "--log-level", "loud"]).contains("--log-level"));
+        assert!(err(&["--tap", "a", "--state-dir", ""]).contains("--state-dir"));
+    }
+
+    #[test]
+    fn the_config_file_sets_and_flags_override() {
+        let f = Files::new(
+            "merge",
+            "inline = [\"eth1\", \"eth2\"]\nxsk_mode = \"copy\"\nqueues = 2\n\
+             stats_interval = 0\nmetrics_listen = \"127.0.0.1:9900\"\nstate_dir = \"state\"\n\
+             log_level = \"debug\"\npolicy = \"policy.toml\"\nflow_capacity = 500\n",
+            "mode = \"enforce\"\n[actions]\nno_flow = \"drop\"\n",
+        );
+        let c = f.config();
+        let s = settings(&["--config", &c]).unwrap();
+        assert_eq!(
+            s.topology,
+            Topology::Inline {
+                a: "eth1".into(),
+                b: "eth2".into()
+            }
+        );
+        assert_eq!(
+            (s.bind, s.queues, s.stats_interval),
+            (BindMode::Copy, Some(2), None)
+        );
+        assert_eq!(s.engine.flow_capacity, 500);
+        assert_eq!(s.state_dir, f.0.join("state"));
+        assert_eq!(s.policy_file, Some(f.0.join("policy.toml")));
+        assert_eq!(s.engine.policy.mode(), Mode::Enforce);
+        assert_eq!(s.engine.policy.action(RstClass::NoFlow).as_str(), "drop");
+        assert!(!s.policy_from_flags, "the policy came from the file");
+        assert_eq!(s.config_file.as_deref(), Some(Path::new(&c)));
+
+        let s = settings(&[
+            "--config",
+            &c,
+            "--tap",
+            "eth9",
+            "--xsk-mode",
+            "auto",
+            "--queues",
+            "1",
+            "--stats-interval",
+            "2",
+            "--metrics-listen",
+            "off",
+            "--state-dir",
+            "/tmp/x",
+            "--log-level",
+            "error",
+            "--mode",
+            "monitor",
+            "--flow-capacity",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.topology,
+            Topology::Tap {
+                port: "eth9".into()
+            }
+        );
+        assert_eq!((s.bind, s.queues), (BindMode::Auto, Some(1)));
+        assert_eq!(s.stats_interval, Some(Duration::from_secs(2)));
+        assert_eq!(s.metrics_listen, MetricsListen::Off);
+        assert_eq!(s.state_dir, Path::new("/tmp/x"));
+        assert_eq!(s.log_level, LogLevel::Error);
+        assert_eq!(s.engine.flow_capacity, 7);
+        // --mode applies to the configured file's policy.
+        assert_eq!(s.engine.policy.mode(), Mode::Monitor);
+        assert_eq!(s.engine.policy.action(RstClass::NoFlow).as_str(), "drop");
+        assert!(s.policy_from_flags);
+    }
+
+    #[test]
+    fn config_and_policy_errors_name_file_line_and_key() {
+        let f = Files::new("errors", "tap = \"a\"\nqueus = 2\n", "mode = \"enforce\"\n");
+        let e = err(&["--config", &f.config()]);
+        assert!(
+            e.contains(&f.config()) && e.contains("line 2, column 1"),
+            "{e}"
+        );
+        assert!(e.contains("unknown field `queus`"), "{e}");
+
+        let f = Files::new(
+            "policy-errors",
+            "tap = \"a\"\npolicy = \"policy.toml\"\n",
+            "mode = \"enforce\"\n[actions]\nno_flow = \"maybe\"\n",
+        );
+        let e = err(&["--config", &f.config()]);
+        assert!(
+            e.contains("policy.toml") && e.contains("line 3, column 11"),
+            "{e}"
+        );
+        assert!(e.contains("actions.no_flow: unknown action"), "{e}");
+        let e = err(&["--config", "/nonexistent/rstwall.toml", "--tap", "a"]);
+        assert!(
+            e.contains("config file /nonexistent/rstwall.toml: cannot read it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_reload_tells_which_settings_wait_for_a_restart() {
+        let a = settings(&["--tap", "a"]).unwrap();
+        assert!(a
+            .needing_restart(&settings(&["--tap", "a", "--mode", "enforce"]).unwrap())
+            .is_empty());
+        let b = settings(&["--tap", "b", "--queues", "2", "--metrics-listen", "off"]).unwrap();
+        assert_eq!(
+            a.needing_restart(&b),
+            ["inline/tap", "queues", "metrics_listen"]
+        );
     }
 
     // --- kernel-side drops ---

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod lab;
 pub mod linux;
 
 use std::path::PathBuf;

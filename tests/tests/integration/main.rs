@@ -4,5 +4,6 @@ mod bpf;
 mod classes;
 mod cli;
 mod corpus;
+mod daemon;
 mod datapath;
 mod linux_fixtures;
