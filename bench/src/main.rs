@@ -1,5 +1,7 @@
 //! `rstwall-bench`: the benchmark harness.
 
+mod forward;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +25,10 @@ struct Cli {
 enum Command {
     /// Time the engine against the parse-only baseline on one core.
     Engine(EngineArgs),
+    /// Inline forwarding over AF_XDP on veth (copy mode): rstwall's
+    /// datapath beside a bare AF_XDP rx→tx loop, throughput and latency.
+    /// Needs root; builds and deletes its own network namespaces.
+    Forward(forward::ForwardArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,6 +108,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        Command::Forward(args) => forward::run(args)?,
     }
     Ok(())
 }

@@ -66,8 +66,8 @@ use serde::Serialize;
 
 use crate::class::RstClass;
 use crate::seq;
-use crate::table::{BoundedTable, Insert};
-use crate::wire::Segment;
+use crate::table::{Align32, BoundedTable, Insert};
+use crate::wire::{Segment, TcpFlags};
 
 /// Window shift assumed for flows whose handshake we never saw.
 pub const MIDSTREAM_WSCALE: u8 = 7;
@@ -97,20 +97,26 @@ impl Side {
 
 /// The 5-tuple in canonical order. IPv4 addresses are stored as
 /// v4-mapped IPv6 with `v6` false, so the two families never collide.
+/// Each address is two big-endian words (high, low): comparing the words
+/// compares the addresses, and nothing handles them a byte at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
-    lo_addr: [u8; 16],
-    hi_addr: [u8; 16],
+    lo_addr: [u64; 2],
+    hi_addr: [u64; 2],
     lo_port: u16,
     hi_port: u16,
     v6: bool,
 }
 
-#[inline]
-fn addr_bytes(a: IpAddr) -> [u8; 16] {
+/// An address as two big-endian words; IPv4 as v4-mapped IPv6.
+#[inline(always)]
+fn addr_words(a: IpAddr) -> [u64; 2] {
     match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => [0, 0xffff_0000_0000 | u64::from(u32::from(v4))],
+        IpAddr::V6(v6) => {
+            let x = u128::from(v6);
+            [(x >> 64) as u64, x as u64]
+        }
     }
 }
 
@@ -118,21 +124,12 @@ impl std::hash::Hash for FlowKey {
     /// Whole words rather than byte slices: the hasher sees five integers.
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let w = |b: &[u8; 16]| {
-            let (a, c) = b.split_at(8);
-            (
-                u64::from_ne_bytes(a.try_into().unwrap()),
-                u64::from_ne_bytes(c.try_into().unwrap()),
-            )
-        };
-        let (a0, a1) = w(&self.lo_addr);
-        let (b0, b1) = w(&self.hi_addr);
         // Every word goes in unmixed: folding two together would let an
         // attacker build keys that collide whatever the seed.
-        h.write_u64(a0);
-        h.write_u64(a1);
-        h.write_u64(b0);
-        h.write_u64(b1);
+        h.write_u64(self.lo_addr[0]);
+        h.write_u64(self.lo_addr[1]);
+        h.write_u64(self.hi_addr[0]);
+        h.write_u64(self.hi_addr[1]);
         h.write_u64(((self.lo_port as u64) << 32) | ((self.hi_port as u64) << 16) | self.v6 as u64);
     }
 }
@@ -141,9 +138,12 @@ impl FlowKey {
     /// Key of a segment and the side its sender is on.
     #[inline]
     pub fn of(seg: &Segment<'_>) -> (FlowKey, Side) {
-        let (s, d) = (addr_bytes(seg.src), addr_bytes(seg.dst));
+        let (s, d) = (addr_words(seg.src), addr_words(seg.dst));
         let v6 = seg.src.is_ipv6();
-        if (s, seg.src_port) <= (d, seg.dst_port) {
+        // (address, port) pairs in order, compared as two integers.
+        let wide = |w: [u64; 2]| (u128::from(w[0]) << 64) | u128::from(w[1]);
+        let (sw, dw) = (wide(s), wide(d));
+        if sw < dw || (sw == dw && seg.src_port <= seg.dst_port) {
             let key = FlowKey {
                 lo_addr: s,
                 hi_addr: d,
@@ -164,20 +164,101 @@ impl FlowKey {
         }
     }
 
-    fn addr(&self, b: [u8; 16]) -> IpAddr {
-        let v6 = std::net::Ipv6Addr::from(b);
-        match (self.v6, v6.to_ipv4_mapped()) {
-            (false, Some(v4)) => IpAddr::V4(v4),
-            _ => IpAddr::V6(v6),
+    #[inline]
+    fn addr(&self, w: [u64; 2]) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(
+                (u128::from(w[0]) << 64) | u128::from(w[1]),
+            ))
+        } else {
+            // Built from an IPv4 address: v4-mapped, the address in the
+            // low 32 bits.
+            IpAddr::V4(std::net::Ipv4Addr::from(w[1] as u32))
         }
     }
 
     /// Address and port of one side.
+    #[inline]
     pub fn endpoint(&self, side: Side) -> (IpAddr, u16) {
         match side {
             Side::Lo => (self.addr(self.lo_addr), self.lo_port),
             Side::Hi => (self.addr(self.hi_addr), self.hi_port),
         }
+    }
+}
+
+/// The header fields of a TCP segment that tracking reads: a [`Segment`]
+/// without addresses, ports, payload and the options nobody judges by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub seq: u32,
+    pub ack: u32,
+    /// Payload length the IP header announces.
+    pub payload_len: u32,
+    pub sack_right_edge: Option<u32>,
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window field.
+    pub window: u16,
+    pub window_scale: Option<u8>,
+    pub header_complete: bool,
+}
+
+impl Header {
+    #[inline(always)]
+    pub fn of(seg: &Segment<'_>) -> Header {
+        Header {
+            seq: seg.seq,
+            ack: seg.ack,
+            payload_len: seg.payload_len,
+            sack_right_edge: seg.options.sack_right_edge,
+            flags: seg.flags,
+            window: seg.window,
+            window_scale: seg.options.window_scale,
+            header_complete: seg.header_complete,
+        }
+    }
+
+    /// Sequence space the segment occupies: payload plus one for SYN and FIN.
+    #[inline]
+    fn seq_len(&self) -> u32 {
+        self.payload_len
+            .wrapping_add(self.flags.syn() as u32)
+            .wrapping_add(self.flags.fin() as u32)
+    }
+}
+
+/// A TCP segment as the engine tracks it: its flow's key and the key's
+/// hash, the sender's side, and the header fields. Built once per frame by
+/// [`FlowTable::packet`]; everything after the parse works from it.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet {
+    pub key: FlowKey,
+    hash: u64,
+    pub hdr: Header,
+    pub from: Side,
+}
+
+impl Packet {
+    /// Sender's address.
+    #[inline]
+    pub fn src(&self) -> IpAddr {
+        self.key.endpoint(self.from).0
+    }
+
+    /// Receiver's address.
+    #[inline]
+    pub fn dst(&self) -> IpAddr {
+        self.key.endpoint(self.from.peer()).0
+    }
+
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        self.key.endpoint(self.from).1
+    }
+
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        self.key.endpoint(self.from.peer()).1
     }
 }
 
@@ -287,8 +368,10 @@ const FIN_ACKED: u8 = 1 << 5;
 const FIN_FIRST: u8 = 1 << 6;
 const SACK_VALID: u8 = 1 << 7;
 
-/// What one endpoint has shown as a sender.
+/// What one endpoint has shown as a sender. Packed to 2-byte alignment so
+/// two halves take 52 bytes, not 56: key and flow then fill a 96-byte entry.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed(2))]
 struct Half {
     isn: u32,
     /// Sequence number after the last byte (or SYN/FIN) it sent.
@@ -379,45 +462,55 @@ impl Flow {
     }
 
     /// Update the flow with a non-RST segment sent by `from`.
-    fn update(&mut self, from: Side, seg: &Segment<'_>) {
+    fn update(&mut self, from: Side, seg: &Header) {
+        if seg.flags.syn() {
+            self.update_syn(from, seg);
+        } else {
+            self.update_other(from, seg);
+        }
+    }
+
+    /// [`Self::update`] for a SYN or SYN-ACK.
+    fn update_syn(&mut self, from: Side, seg: &Header) {
+        let to = from.peer();
+        let end = seg.seq.wrapping_add(seg.seq_len());
+        let ws = seg.window_scale.map(|w| w.min(MAX_WSCALE));
+        let s = &mut self.halves[from as usize];
+        s.isn = seg.seq;
+        s.next_seq = end;
+        s.flags |= SYN_SEEN | SEQ_KNOWN;
+        if let Some(w) = ws {
+            s.wscale = w;
+            s.flags |= WSCALE_OFFERED;
+        } else {
+            s.flags &= !WSCALE_OFFERED;
+        }
+        if seg.flags.ack() {
+            // SYN-ACK: scaling holds only if both SYNs offered it.
+            let peer_offered = self.half(to).has(WSCALE_OFFERED);
+            let both = peer_offered && self.half(from).has(WSCALE_OFFERED);
+            if !both {
+                self.halves[0].wscale = 0;
+                self.halves[1].wscale = 0;
+            }
+            self.wscale_known = true;
+            // The SYN-ACK's window is unscaled.
+            let s = &mut self.halves[from as usize];
+            s.ack = seg.ack;
+            s.win_edge = seg.ack.wrapping_add(seg.window as u32);
+            s.flags |= ACK_KNOWN;
+            if self.state == FlowState::SynSent {
+                self.state = FlowState::SynReceived;
+            }
+        }
+    }
+
+    /// [`Self::update`] for a segment without SYN (nor RST).
+    #[inline(always)]
+    fn update_other(&mut self, from: Side, seg: &Header) {
         let to = from.peer();
         let flags = seg.flags;
         let end = seg.seq.wrapping_add(seg.seq_len());
-
-        if flags.syn() {
-            let ws = seg.options.window_scale.map(|w| w.min(MAX_WSCALE));
-            let s = &mut self.halves[from as usize];
-            s.isn = seg.seq;
-            s.next_seq = end;
-            s.flags |= SYN_SEEN | SEQ_KNOWN;
-            if let Some(w) = ws {
-                s.wscale = w;
-                s.flags |= WSCALE_OFFERED;
-            } else {
-                s.flags &= !WSCALE_OFFERED;
-            }
-            if flags.ack() {
-                // SYN-ACK: scaling holds only if both SYNs offered it.
-                let peer_offered = self.half(to).has(WSCALE_OFFERED);
-                let both = peer_offered && self.half(from).has(WSCALE_OFFERED);
-                if !both {
-                    self.halves[0].wscale = 0;
-                    self.halves[1].wscale = 0;
-                }
-                self.wscale_known = true;
-                // The SYN-ACK's window is unscaled.
-                let s = &mut self.halves[from as usize];
-                s.ack = seg.ack;
-                s.win_edge = seg.ack.wrapping_add(seg.window as u32);
-                s.flags |= ACK_KNOWN;
-                if self.state == FlowState::SynSent {
-                    self.state = FlowState::SynReceived;
-                }
-                return;
-            }
-            return;
-        }
-
         let shift = if self.wscale_known {
             self.half(from).wscale
         } else {
@@ -436,7 +529,7 @@ impl Flow {
                 s.win_edge = seg.ack.wrapping_add((seg.window as u32) << shift);
             }
             s.flags |= ACK_KNOWN;
-            match seg.options.sack_right_edge {
+            match seg.sack_right_edge {
                 // A block ending at or below the ACK is a D-SACK (RFC 2883):
                 // a duplicate report, not out-of-order data the receiver
                 // holds, so not in the selective_acks Linux checks a RST
@@ -455,11 +548,14 @@ impl Flow {
                 self.halves[from as usize].flags |= FIN_FIRST;
             }
         }
-        // Does this ACK cover the peer's FIN?
-        let (s, p) = (self.halves[from as usize], &mut self.halves[to as usize]);
-        if s.has(ACK_KNOWN) && p.has(FIN_SENT) && !p.has(FIN_ACKED) && seq::after(s.ack, p.fin_seq)
-        {
-            p.flags |= FIN_ACKED;
+        // Does this ACK cover the peer's FIN? (The peer's flags first: its
+        // FIN is rarely pending.)
+        let p = self.halves[to as usize];
+        if p.flags & (FIN_SENT | FIN_ACKED) == FIN_SENT {
+            let s = &self.halves[from as usize];
+            if s.has(ACK_KNOWN) && seq::after(s.ack, p.fin_seq) {
+                self.halves[to as usize].flags |= FIN_ACKED;
+            }
         }
 
         // The connecting side only sends a plain ACK once it has taken a
@@ -478,8 +574,12 @@ impl Flow {
     }
 
     /// The closing state implied by the FIN flags, if any FIN was seen.
+    #[inline]
     fn closing_state(&self) -> Option<FlowState> {
         let [a, b] = &self.halves;
+        if (a.flags | b.flags) & FIN_SENT == 0 {
+            return None;
+        }
         Some(match (a.has(FIN_SENT), b.has(FIN_SENT)) {
             (false, false) => return None,
             (true, true) if a.has(FIN_ACKED) && b.has(FIN_ACKED) => FlowState::TimeWait,
@@ -492,6 +592,10 @@ impl Flow {
 
     /// Judge a RST sent by `from` as the receiving kernel would.
     pub fn judge_rst(&self, from: Side, seg: &Segment<'_>) -> RstClass {
+        self.judge(from, &Header::of(seg))
+    }
+
+    fn judge(&self, from: Side, seg: &Header) -> RstClass {
         if seg.flags.syn() || seg.flags.fin() {
             return RstClass::InvalidFlags;
         }
@@ -671,7 +775,7 @@ pub struct Observation {
 
 /// The bounded flow table.
 pub struct FlowTable {
-    table: BoundedTable<FlowKey, Flow, LISTS>,
+    table: BoundedTable<FlowKey, Flow, LISTS, Align32>,
     timeouts: Timeouts,
     stats: FlowStats,
     /// Last second an expiry sweep ran.
@@ -744,13 +848,69 @@ impl FlowTable {
         }
     }
 
+    /// The key, side and hash of `seg`'s flow, with the header fields:
+    /// what [`Self::observe_packet`] and the rest of the engine work from.
+    #[inline]
+    pub fn packet(&self, seg: &Segment<'_>) -> Packet {
+        let (key, from) = FlowKey::of(seg);
+        Packet {
+            key,
+            hash: self.table.hash_of(&key),
+            hdr: Header::of(seg),
+            from,
+        }
+    }
+
+    /// Ask the CPU to fetch the index slot of `p`'s flow.
+    #[inline]
+    pub fn prefetch_slot(&self, p: &Packet) {
+        self.table.prefetch_slot(p.hash);
+    }
+
+    /// Ask the CPU to fetch `p`'s flow entry for a lookup at `now` (reads
+    /// its index slot: call once [`Self::prefetch_slot`] had time to land).
+    #[inline]
+    pub fn prefetch_entry(&self, p: &Packet, now: u32) {
+        self.table.prefetch_entry(p.hash, now);
+    }
+
     /// Track one TCP segment at time `now` (seconds) and judge it if it is a
     /// RST. RSTs never create flows; SYNs, SYN-ACKs and other segments do.
     #[inline]
     pub fn observe(&mut self, seg: &Segment<'_>, now: u32) -> Observation {
-        let (key, from) = FlowKey::of(seg);
+        let p = self.packet(seg);
+        self.observe_packet(&p, now)
+    }
+
+    /// [`Self::observe`] for a segment already reduced to a [`Packet`].
+    #[inline(always)]
+    pub fn observe_packet(&mut self, p: &Packet, now: u32) -> Observation {
+        if p.hdr.flags.0 & (TcpFlags::SYN | TcpFlags::RST) == 0 {
+            // Most segments: neither SYN nor RST, on a flow we track. What
+            // the general path below does for them, without its branches.
+            if let Some(flow) = self.table.get_mut_hashed(p.hash, &p.key, now) {
+                let before = flow.state;
+                if before != FlowState::Closed {
+                    flow.update_other(p.from, &p.hdr);
+                }
+                let state = flow.state;
+                if state != before {
+                    self.relist(p.hash, &p.key, before.timeout_class(), state);
+                }
+                return Observation {
+                    rst: None,
+                    state: Some(state),
+                };
+            }
+        }
+        self.observe_slow(p, now)
+    }
+
+    #[inline(never)]
+    fn observe_slow(&mut self, p: &Packet, now: u32) -> Observation {
+        let (key, from, hash, seg) = (p.key, p.from, p.hash, &p.hdr);
         if seg.flags.rst() {
-            return self.observe_rst(&key, from, seg, now);
+            return self.observe_rst(p, now);
         }
         let new_state = if seg.flags.syn() {
             if seg.flags.ack() {
@@ -761,40 +921,41 @@ impl FlowTable {
         } else {
             FlowState::Midstream
         };
-        if self.table.is_full() && self.table.get(&key).is_none() {
+        if self.table.is_full() && !self.table.contains_hashed(hash, &key) {
             // Room first from flows already past their timeout; only if
             // there are none does the insert below evict a live flow.
             self.stats.table_full += 1;
             self.expire_all(now);
         }
-        let (flow, before) =
-            match self
-                .table
-                .get_or_insert(key, now, new_state.timeout_class() as usize, || {
-                    Flow::new(new_state)
-                }) {
-                Insert::Found(flow) => {
-                    let before = flow.state.timeout_class();
-                    // A fresh SYN on a finished connection is a new connection
-                    // reusing the 4-tuple.
-                    if seg.flags.syn()
-                        && !seg.flags.ack()
-                        && matches!(flow.state, FlowState::TimeWait | FlowState::Closed)
-                    {
-                        *flow = Flow::new(FlowState::SynSent);
-                        flow.origin = Some(from);
-                    }
-                    (flow, before)
+        let (flow, before) = match self.table.get_or_insert_hashed(
+            hash,
+            key,
+            now,
+            new_state.timeout_class() as usize,
+            || Flow::new(new_state),
+        ) {
+            Insert::Found(flow) => {
+                let before = flow.state.timeout_class();
+                // A fresh SYN on a finished connection is a new connection
+                // reusing the 4-tuple.
+                if seg.flags.syn()
+                    && !seg.flags.ack()
+                    && matches!(flow.state, FlowState::TimeWait | FlowState::Closed)
+                {
+                    *flow = Flow::new(FlowState::SynSent);
+                    flow.origin = Some(from);
                 }
-                Insert::Inserted { value, evicted } => {
-                    self.stats.created += 1;
-                    self.stats.evicted += evicted as u64;
-                    if seg.flags.syn() {
-                        value.origin = Some(if seg.flags.ack() { from.peer() } else { from });
-                    }
-                    (value, new_state.timeout_class())
+                (flow, before)
+            }
+            Insert::Inserted { value, evicted } => {
+                self.stats.created += 1;
+                self.stats.evicted += evicted as u64;
+                if seg.flags.syn() {
+                    value.origin = Some(if seg.flags.ack() { from.peer() } else { from });
                 }
-            };
+                (value, new_state.timeout_class())
+            }
+        };
         // A flow whose reset the receiver accepted is over: later segments
         // (a reset lost after us, stragglers) do not revive it. Only a new
         // SYN, handled above, starts the 4-tuple again.
@@ -802,22 +963,17 @@ impl FlowTable {
             flow.update(from, seg);
         }
         let state = flow.state;
-        self.relist(&key, before, state);
+        self.relist(hash, &key, before, state);
         Observation {
             rst: None,
             state: Some(state),
         }
     }
 
-    fn observe_rst(
-        &mut self,
-        key: &FlowKey,
-        from: Side,
-        seg: &Segment<'_>,
-        now: u32,
-    ) -> Observation {
+    fn observe_rst(&mut self, p: &Packet, now: u32) -> Observation {
+        let (key, from, seg) = (&p.key, p.from, &p.hdr);
         let with_data = seg.payload_len > 0;
-        let Some(flow) = self.table.get_mut(key, now) else {
+        let Some(flow) = self.table.get_mut_hashed(p.hash, key, now) else {
             let class = if seg.flags.syn() || seg.flags.fin() {
                 RstClass::InvalidFlags
             } else {
@@ -827,13 +983,13 @@ impl FlowTable {
                 rst: Some(RstJudgment {
                     class,
                     with_data,
-                    service_port: seg.dst_port,
+                    service_port: p.dst_port(),
                 }),
                 state: None,
             };
         };
-        let class = flow.judge_rst(from, seg);
-        let service_port = flow.service_port(key).unwrap_or(seg.dst_port);
+        let class = flow.judge(from, seg);
+        let service_port = flow.service_port(key).unwrap_or_else(|| p.dst_port());
         let before = flow.state.timeout_class();
         if matches!(
             class,
@@ -842,7 +998,7 @@ impl FlowTable {
             flow.state = FlowState::Closed;
         }
         let state = flow.state;
-        self.relist(key, before, state);
+        self.relist(p.hash, key, before, state);
         Observation {
             rst: Some(RstJudgment {
                 class,
@@ -853,11 +1009,11 @@ impl FlowTable {
         }
     }
 
-    #[inline]
-    fn relist(&mut self, key: &FlowKey, before: TimeoutClass, state: FlowState) {
+    #[inline(always)]
+    fn relist(&mut self, hash: u64, key: &FlowKey, before: TimeoutClass, state: FlowState) {
         let after = state.timeout_class();
         if after != before {
-            self.table.set_list(key, after as usize);
+            self.table.set_list_hashed(hash, key, after as usize);
         }
     }
 
@@ -921,6 +1077,19 @@ mod tests {
         let s = t.stats();
         assert_eq!((s.table_full, s.evicted, s.created), (2, 1, 9));
         assert_eq!(t.len(), 4);
+    }
+
+    /// A flow-table entry (key and flow) is 96 bytes at a 32-byte
+    /// alignment: every lookup touches exactly two cache lines.
+    #[test]
+    fn entries_span_two_cache_lines() {
+        type Table = BoundedTable<FlowKey, Flow, LISTS, Align32>;
+        assert_eq!(Table::entry_size(), 96);
+        assert_eq!(Table::entry_align(), 32);
+        for i in 0..6 {
+            let (start, end) = (i * 96, i * 96 + 95);
+            assert_eq!(end / 64 - start / 64, 1, "entry {i}");
+        }
     }
 
     #[test]

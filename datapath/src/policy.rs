@@ -1374,6 +1374,8 @@ fn secs(now_ns: u64) -> u32 {
 pub struct Policy {
     enforce: bool,
     actions: [Action; RstClass::COUNT],
+    /// Neither list has an entry: the per-packet path skips both lookups.
+    no_lists: bool,
     deny: CidrSet,
     allow: CidrSet,
     per_source: Rate,
@@ -1418,6 +1420,7 @@ impl Policy {
         Policy {
             enforce: cfg.mode == Mode::Enforce,
             actions: cfg.actions,
+            no_lists: cfg.deny.is_empty() && cfg.allow.is_empty(),
             deny: CidrSet::new(&cfg.deny),
             allow: CidrSet::new(&cfg.allow),
             per_source: Rate::new(rl.per_source_rate, rl.per_source_burst),
@@ -1435,6 +1438,25 @@ impl Policy {
     /// `None` if it is not a RST. `now_ns` is a monotonic clock.
     #[inline]
     pub fn judge(&mut self, src: IpAddr, rst: Option<RstClass>, now_ns: u64) -> Decision {
+        self.judge_lazy(|| src, rst, now_ns)
+    }
+
+    /// True when neither list has an entry: then a packet that is not a RST
+    /// is passed for [`Reason::NotRst`] whatever its source and the mode.
+    #[inline]
+    pub fn no_lists(&self) -> bool {
+        self.no_lists
+    }
+
+    /// [`Policy::judge`] with the source address built only if a list or
+    /// a rate limit needs it (most packets need neither).
+    #[inline]
+    pub fn judge_lazy(
+        &mut self,
+        src: impl Fn() -> IpAddr,
+        rst: Option<RstClass>,
+        now_ns: u64,
+    ) -> Decision {
         let reason = self.reason(src, rst, now_ns);
         let verdict = if self.enforce && reason.drops() {
             Verdict::Drop
@@ -1445,12 +1467,15 @@ impl Policy {
     }
 
     #[inline]
-    fn reason(&mut self, src: IpAddr, rst: Option<RstClass>, now_ns: u64) -> Reason {
-        if self.deny.contains(src) {
-            return Reason::DenyList;
-        }
-        if self.allow.contains(src) {
-            return Reason::AllowList;
+    fn reason(&mut self, src: impl Fn() -> IpAddr, rst: Option<RstClass>, now_ns: u64) -> Reason {
+        if !self.no_lists {
+            let src = src();
+            if self.deny.contains(src) {
+                return Reason::DenyList;
+            }
+            if self.allow.contains(src) {
+                return Reason::AllowList;
+            }
         }
         let Some(class) = rst else {
             return Reason::NotRst;
@@ -1458,7 +1483,7 @@ impl Policy {
         match self.actions[class.index()] {
             Action::Pass => Reason::ClassPass,
             Action::Drop => Reason::ClassDrop,
-            Action::RateLimit => self.rate_limit(src, now_ns),
+            Action::RateLimit => self.rate_limit(src(), now_ns),
         }
     }
 

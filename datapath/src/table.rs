@@ -16,6 +16,13 @@
 //!   once per second, which keeps the per-packet cost to the lookup alone.
 //! * Under pressure the least recently used entry across all lists is
 //!   evicted (oldest first); expiry walks list heads only.
+//! * Layout: an entry holds only key and value, at the alignment `A` the
+//!   owner picks (the flow table's 96-byte entries are 32-byte aligned, so
+//!   every lookup touches exactly two cache lines); the LRU links and
+//!   last-use times live in a parallel array that a lookup reads at most
+//!   once per entry and second (a bitmap says which entries were already
+//!   used this second). The `*_hashed` calls and the prefetches let a
+//!   caller hash a batch of keys first and fetch their memory ahead of use.
 
 use std::hash::{BuildHasher, Hash};
 
@@ -25,6 +32,8 @@ const NIL: u32 = u32::MAX;
 pub const MAX_CAPACITY: usize = (1 << 24) - 2;
 const INDEX_BITS: u32 = 24;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Slots [`BoundedTable::prefetch_entry`] looks at.
+const PREFETCH_PROBES: usize = 4;
 
 /// Recency bookkeeping of one entry.
 #[derive(Clone, Copy, Debug)]
@@ -40,12 +49,35 @@ struct Links {
 
 const FREE: u8 = u8::MAX;
 
-/// Key, links and value side by side: one lookup touches one place.
+/// Key and value side by side: one lookup touches one place. `A` (a
+/// zero-sized array of it) sets the alignment.
 #[repr(C)]
-struct Entry<K, V> {
+struct Entry<K, V, A> {
+    _align: [A; 0],
     key: K,
-    links: Links,
     value: V,
+}
+
+/// Default entry alignment: that of key and value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NaturalAlign;
+
+/// 32-byte entry alignment: an entry of 64 bytes or less stays within one
+/// cache line, one of 96 within exactly two.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(align(32))]
+pub struct Align32;
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -99,11 +131,18 @@ pub enum Insert<'a, V> {
     Inserted { value: &'a mut V, evicted: bool },
 }
 
-/// Bounded LRU hash table with `L` lists.
-pub struct BoundedTable<K, V, const L: usize> {
+/// Bounded LRU hash table with `L` lists, entries aligned as `A`.
+pub struct BoundedTable<K, V, const L: usize, A = NaturalAlign> {
     slots: Box<[Slot]>,
     mask: usize,
-    entries: Vec<Entry<K, V>>,
+    entries: Vec<Entry<K, V, A>>,
+    /// Recency of each entry, parallel to `entries`.
+    links: Vec<Links>,
+    /// Bit `e` set: entry `e` was used in second `used_second` (its
+    /// `last_seen` is that second), so using it again then changes nothing.
+    /// A clear bit says nothing; all are cleared when the second changes.
+    used: Box<[u64]>,
+    used_second: u32,
     /// Head of the chain of free entries (through `Links::next`).
     free_head: u32,
     len: usize,
@@ -112,7 +151,7 @@ pub struct BoundedTable<K, V, const L: usize> {
     hasher: foldhash::fast::RandomState,
 }
 
-impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
+impl<K: Hash + Eq + Copy, V, const L: usize, A> BoundedTable<K, V, L, A> {
     /// A table for `capacity` entries (clamped to `1..=MAX_CAPACITY`). The
     /// index is sized for a load factor of at most 0.8.
     pub fn with_capacity(capacity: usize) -> Self {
@@ -123,6 +162,9 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
             slots: vec![Slot::EMPTY; slots].into_boxed_slice(),
             mask: slots - 1,
             entries: Vec::with_capacity(capacity),
+            links: Vec::with_capacity(capacity),
+            used: vec![0; capacity.div_ceil(64)].into_boxed_slice(),
+            used_second: 0,
             free_head: NIL,
             len: 0,
             lists: [List::EMPTY; L],
@@ -151,11 +193,24 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
         self.lists[list].len as usize
     }
 
-    /// Bytes of memory held per entry of capacity (index and entries).
+    /// Bytes of memory held per entry of capacity (index, entries, links
+    /// and the used-this-second bitmap).
     pub fn bytes_per_entry(&self) -> usize {
         let index = self.slots.len() * std::mem::size_of::<Slot>();
-        let entries = self.capacity * std::mem::size_of::<Entry<K, V>>();
-        (index + entries).div_ceil(self.capacity)
+        let entries = self.capacity * std::mem::size_of::<Entry<K, V, A>>();
+        let links = self.capacity * std::mem::size_of::<Links>();
+        let used = std::mem::size_of_val(&*self.used);
+        (index + entries + links + used).div_ceil(self.capacity)
+    }
+
+    /// Size of one entry (key and value, padded to the alignment).
+    pub const fn entry_size() -> usize {
+        std::mem::size_of::<Entry<K, V, A>>()
+    }
+
+    /// Alignment of the entries.
+    pub const fn entry_align() -> usize {
+        std::mem::align_of::<Entry<K, V, A>>()
     }
 
     #[inline]
@@ -163,25 +218,102 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
         self.hasher.hash_one(key)
     }
 
+    /// The hash of `key`, for the `*_hashed` calls and the prefetches.
+    #[inline]
+    pub fn hash_of(&self, key: &K) -> u64 {
+        self.hash(key)
+    }
+
+    /// Ask the CPU to fetch the index slot a lookup of `hash` starts at.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        prefetch(self.slots.as_ptr().wrapping_add(hash as usize & self.mask));
+    }
+
+    /// Ask the CPU to fetch the entry a lookup of `hash` would compare
+    /// first (call once [`Self::prefetch_slot`] had time to land: this reads
+    /// the probe run): every cache line of the entry, and its links if it
+    /// was not used yet this second (a lookup at `now` then moves it on its
+    /// LRU list). Probe runs are short: the first few slots are looked at,
+    /// for the first whose tag matches.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64, now: u32) {
+        let tag = Self::tag(hash);
+        let mut i = hash as usize;
+        for _ in 0..PREFETCH_PROBES {
+            let s = self.slot(i);
+            if s.is_empty() {
+                return;
+            }
+            if s.tag() == tag {
+                self.prefetch_at(s.entry() as usize, now);
+                return;
+            }
+            i = i.wrapping_add(1);
+        }
+    }
+
+    #[inline]
+    fn prefetch_at(&self, e: usize, now: u32) {
+        // Every cache line the entry touches (two for the flow table's).
+        let p = self.entries.as_ptr().wrapping_add(e).cast::<u8>();
+        let first = p.wrapping_sub(p as usize % 64);
+        let end = p.wrapping_add(Self::entry_size());
+        // An entry of `size` bytes at `align` starts at most 64 - align
+        // bytes into a line: that many lines at most (known at compile time).
+        let most = (64 - Self::entry_align().min(64) + Self::entry_size()).div_ceil(64);
+        if most <= 2 {
+            prefetch(first);
+            if most == 2 {
+                prefetch(first.wrapping_add(64));
+            }
+        } else {
+            let mut line = first;
+            while line < end {
+                prefetch(line);
+                line = line.wrapping_add(64);
+            }
+        }
+        let used = self.used_second == now
+            && self
+                .used
+                .get(e / 64)
+                .is_some_and(|w| w & (1u64 << (e % 64)) != 0);
+        if !used {
+            prefetch(self.links.as_ptr().wrapping_add(e));
+        }
+    }
+
     #[inline]
     fn tag(hash: u64) -> u32 {
         (hash >> 56) as u32
     }
 
-    /// Slot index holding `key`, if present.
-    #[inline]
-    fn find_slot(&self, key: &K, hash: u64) -> Option<usize> {
+    /// The slot at `i & mask`.
+    #[inline(always)]
+    fn slot(&self, i: usize) -> Slot {
+        let i = i & self.mask;
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `slots.len()` is a power of two and `mask` is one less
+        // (set together in `with_capacity`, never changed), so `i & mask`
+        // is in bounds.
+        unsafe { *self.slots.get_unchecked(i) }
+    }
+
+    /// Entry index of `key`, if present.
+    #[inline(always)]
+    fn find(&self, key: &K, hash: u64) -> Option<u32> {
         let tag = Self::tag(hash);
-        let mut i = hash as usize & self.mask;
+        let mut i = hash as usize;
         loop {
-            let s = self.slots[i];
+            let s = self.slot(i);
             if s.is_empty() {
                 return None;
             }
             if s.tag() == tag && self.entries[s.entry() as usize].key == *key {
-                return Some(i);
+                return Some(s.entry());
             }
-            i = (i + 1) & self.mask;
+            i = i.wrapping_add(1);
         }
     }
 
@@ -189,16 +321,26 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
         let h = self.hash(key);
-        self.find_slot(key, h)
-            .map(|i| &self.entries[self.slots[i].entry() as usize].value)
+        self.find(key, h).map(|e| &self.entries[e as usize].value)
+    }
+
+    /// Whether `key`, of hash `hash`, is present.
+    #[inline]
+    pub fn contains_hashed(&self, hash: u64, key: &K) -> bool {
+        self.find(key, hash).is_some()
     }
 
     /// Look a key up and mark it used at `now` (seconds).
     #[inline]
     pub fn get_mut(&mut self, key: &K, now: u32) -> Option<&mut V> {
         let h = self.hash(key);
-        let i = self.find_slot(key, h)?;
-        let e = self.slots[i].entry();
+        self.get_mut_hashed(h, key, now)
+    }
+
+    /// [`Self::get_mut`] for a key whose hash is known.
+    #[inline(always)]
+    pub fn get_mut_hashed(&mut self, hash: u64, key: &K, now: u32) -> Option<&mut V> {
+        let e = self.find(key, hash)?;
         self.touch(e, now);
         Some(&mut self.entries[e as usize].value)
     }
@@ -214,8 +356,20 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
         make: impl FnOnce() -> V,
     ) -> Insert<'_, V> {
         let h = self.hash(&key);
-        if let Some(i) = self.find_slot(&key, h) {
-            let e = self.slots[i].entry();
+        self.get_or_insert_hashed(h, key, now, list, make)
+    }
+
+    /// [`Self::get_or_insert`] for a key whose hash is known.
+    #[inline]
+    pub fn get_or_insert_hashed(
+        &mut self,
+        h: u64,
+        key: K,
+        now: u32,
+        list: usize,
+        make: impl FnOnce() -> V,
+    ) -> Insert<'_, V> {
+        if let Some(e) = self.find(&key, h) {
             self.touch(e, now);
             return Insert::Found(&mut self.entries[e as usize].value);
         }
@@ -249,24 +403,25 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
             last_seen: now,
             list: list as u8,
         };
+        let entry = Entry {
+            _align: [],
+            key,
+            value: make(),
+        };
         let e = if self.free_head != NIL {
             let e = self.free_head;
-            let slot = &mut self.entries[e as usize];
-            self.free_head = slot.links.next;
-            *slot = Entry {
-                key,
-                links,
-                value: make(),
-            };
+            self.free_head = self.links[e as usize].next;
+            self.entries[e as usize] = entry;
+            self.links[e as usize] = links;
             e
         } else {
-            self.entries.push(Entry {
-                key,
-                links,
-                value: make(),
-            });
+            self.entries.push(entry);
+            self.links.push(links);
             (self.entries.len() - 1) as u32
         };
+        // Its bit may be left from a former use of the entry: clear it, so
+        // a set bit still means "used in `used_second`".
+        self.used[e as usize / 64] &= !(1u64 << (e % 64));
         self.len += 1;
         self.push_tail(e, list);
         let mut i = h as usize & self.mask;
@@ -293,11 +448,16 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     #[inline]
     pub fn set_list(&mut self, key: &K, list: usize) {
         let h = self.hash(key);
-        if let Some(i) = self.find_slot(key, h) {
-            let e = self.slots[i].entry();
-            if self.entries[e as usize].links.list as usize != list {
+        self.set_list_hashed(h, key, list);
+    }
+
+    /// [`Self::set_list`] for a key whose hash is known.
+    #[inline]
+    pub fn set_list_hashed(&mut self, hash: u64, key: &K, list: usize) {
+        if let Some(e) = self.find(key, hash) {
+            if self.links[e as usize].list as usize != list {
                 self.unlink(e);
-                self.entries[e as usize].links.list = list as u8;
+                self.links[e as usize].list = list as u8;
                 self.push_tail(e, list);
             }
         }
@@ -306,9 +466,8 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     /// Remove a key; true if it was present.
     pub fn remove(&mut self, key: &K) -> bool {
         let h = self.hash(key);
-        match self.find_slot(key, h) {
-            Some(i) => {
-                let e = self.slots[i].entry();
+        match self.find(key, h) {
+            Some(e) => {
                 self.remove_entry(e);
                 true
             }
@@ -332,10 +491,10 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
             if e == NIL {
                 break;
             }
-            let entry = &self.entries[e as usize];
-            if now.wrapping_sub(entry.links.last_seen) <= timeout {
+            if now.wrapping_sub(self.links[e as usize].last_seen) <= timeout {
                 break;
             }
+            let entry = &self.entries[e as usize];
             on_expire(&entry.key, &entry.value);
             self.remove_entry(e);
             n += 1;
@@ -346,20 +505,15 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     /// Seconds since `key` was last used.
     pub fn idle(&self, key: &K, now: u32) -> Option<u32> {
         let h = self.hash(key);
-        self.find_slot(key, h)
-            .map(|i| now.wrapping_sub(self.entries[self.slots[i].entry() as usize].links.last_seen))
+        self.find(key, h)
+            .map(|e| now.wrapping_sub(self.links[e as usize].last_seen))
     }
 
     /// Iterate over live entries (unordered), with each entry's list and
     /// last-seen time.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V, usize, u32)> + '_ {
-        self.entries.iter().filter_map(|e| {
-            (e.links.list != FREE).then_some((
-                &e.key,
-                &e.value,
-                e.links.list as usize,
-                e.links.last_seen,
-            ))
+        self.entries.iter().zip(&self.links).filter_map(|(e, l)| {
+            (l.list != FREE).then_some((&e.key, &e.value, l.list as usize, l.last_seen))
         })
     }
 
@@ -367,6 +521,8 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     pub fn clear(&mut self) {
         self.slots.fill(Slot::EMPTY);
         self.entries.clear();
+        self.links.clear();
+        self.used.fill(0);
         self.free_head = NIL;
         self.len = 0;
         self.lists = [List::EMPTY; L];
@@ -374,11 +530,34 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
 
     // --- internals ---
 
-    #[inline]
+    /// Mark entry `e` used at `now`: its last use becomes `now` and it
+    /// moves to its list's tail, at most once per second.
+    #[inline(always)]
     fn touch(&mut self, e: u32, now: u32) {
-        let l = self.entries[e as usize].links;
+        if self.used_second != now {
+            self.new_used_second(now);
+        }
+        let (word, bit) = (e as usize / 64, 1u64 << (e % 64));
+        if self.used[word] & bit != 0 {
+            return;
+        }
+        self.used[word] |= bit;
+        self.touch_links(e, now);
+    }
+
+    #[cold]
+    fn new_used_second(&mut self, now: u32) {
+        self.used.fill(0);
+        self.used_second = now;
+    }
+
+    /// The part of [`Self::touch`] that reads and moves links: at most
+    /// once per entry and second.
+    #[inline(never)]
+    fn touch_links(&mut self, e: u32, now: u32) {
+        let l = self.links[e as usize];
         if l.last_seen != now {
-            self.entries[e as usize].links.last_seen = now;
+            self.links[e as usize].last_seen = now;
             if self.lists[l.list as usize].tail != e {
                 self.unlink(e);
                 self.push_tail(e, l.list as usize);
@@ -393,7 +572,7 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
             if list.head == NIL {
                 continue;
             }
-            let seen = self.entries[list.head as usize].links.last_seen;
+            let seen = self.links[list.head as usize].last_seen;
             // Wrapping comparison: `seen` is older than `b` if it is before it.
             match best {
                 Some((_, b)) if (seen.wrapping_sub(b) as i32) >= 0 => {}
@@ -432,7 +611,7 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
         }
         self.slots[i] = Slot::EMPTY;
         self.unlink(e);
-        let links = &mut self.entries[e as usize].links;
+        let links = &mut self.links[e as usize];
         links.list = FREE;
         links.next = self.free_head;
         self.free_head = e;
@@ -443,17 +622,17 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     fn unlink(&mut self, e: u32) {
         let Links {
             prev, next, list, ..
-        } = self.entries[e as usize].links;
+        } = self.links[e as usize];
         let list = &mut self.lists[list as usize];
         if prev == NIL {
             list.head = next;
         } else {
-            self.entries[prev as usize].links.next = next;
+            self.links[prev as usize].next = next;
         }
         if next == NIL {
             list.tail = prev;
         } else {
-            self.entries[next as usize].links.prev = prev;
+            self.links[next as usize].prev = prev;
         }
         list.len -= 1;
     }
@@ -461,13 +640,13 @@ impl<K: Hash + Eq + Copy, V, const L: usize> BoundedTable<K, V, L> {
     #[inline]
     fn push_tail(&mut self, e: u32, list: usize) {
         let tail = self.lists[list].tail;
-        let links = &mut self.entries[e as usize].links;
+        let links = &mut self.links[e as usize];
         links.prev = tail;
         links.next = NIL;
         if tail == NIL {
             self.lists[list].head = e;
         } else {
-            self.entries[tail as usize].links.next = e;
+            self.links[tail as usize].next = e;
         }
         self.lists[list].tail = e;
         self.lists[list].len += 1;
@@ -542,6 +721,71 @@ mod tests {
             assert_eq!(t.get(k), Some(v));
         }
         assert_eq!(t.iter().count(), m.len());
+    }
+
+    /// The used-this-second bitmap only skips work: a table whose bitmap
+    /// is cleared before every call (so every lookup reads and moves the
+    /// links, as without it) ends up in exactly the same state, under
+    /// churn, evictions, expiry, list moves and a clock that jumps back.
+    #[test]
+    fn used_bitmap_changes_nothing() {
+        let cap = 48;
+        let mut a: BoundedTable<u64, u64, 2> = BoundedTable::with_capacity(cap);
+        let mut b: BoundedTable<u64, u64, 2> = BoundedTable::with_capacity(cap);
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now: u32 = 1000;
+        for step in 0..100_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            now = match x % 97 {
+                0 => now.wrapping_sub(3),
+                1..=20 => now.wrapping_add(1),
+                _ => now,
+            };
+            b.used.fill(0);
+            let k = (x >> 8) % 80;
+            let list = ((x >> 16) & 1) as usize;
+            match (x >> 20) % 16 {
+                0 => assert_eq!(a.remove(&k), b.remove(&k)),
+                1 => {
+                    a.set_list(&k, list);
+                    b.set_list(&k, list);
+                }
+                2 => {
+                    let (mut ga, mut gb) = (vec![], vec![]);
+                    let timeout = ((x >> 24) % 4) as u32;
+                    a.expire(list, now, timeout, |k, _| ga.push(*k));
+                    b.expire(list, now, timeout, |k, _| gb.push(*k));
+                    assert_eq!(ga, gb, "step {step}");
+                }
+                3..=8 => assert_eq!(a.get_mut(&k, now).copied(), b.get_mut(&k, now).copied()),
+                _ => {
+                    let ra = match a.get_or_insert(k, now, list, || k) {
+                        Insert::Found(v) => (*v, false, false),
+                        Insert::Inserted { value, evicted } => (*value, true, evicted),
+                    };
+                    let rb = match b.get_or_insert(k, now, list, || k) {
+                        Insert::Found(v) => (*v, false, false),
+                        Insert::Inserted { value, evicted } => (*value, true, evicted),
+                    };
+                    assert_eq!(ra, rb, "step {step}");
+                }
+            }
+            let state = |t: &BoundedTable<u64, u64, 2>| {
+                let mut v: Vec<_> = t.iter().map(|(k, v, l, s)| (*k, *v, l, s)).collect();
+                v.sort_unstable();
+                (v, t.list_len(0), t.list_len(1))
+            };
+            assert_eq!(state(&a), state(&b), "step {step}");
+        }
+        // And the LRU order: expiring everything returns keys oldest first.
+        for list in 0..2 {
+            let (mut ga, mut gb) = (vec![], vec![]);
+            a.expire(list, now.wrapping_add(1000), 0, |k, _| ga.push(*k));
+            b.expire(list, now.wrapping_add(1000), 0, |k, _| gb.push(*k));
+            assert_eq!(ga, gb);
+        }
     }
 
     #[test]

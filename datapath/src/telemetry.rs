@@ -14,10 +14,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::class::{FlagClass, RstClass};
-use crate::flow::{FlowStats, RstJudgment};
+use crate::flow::{FlowStats, Packet, RstJudgment};
 use crate::policy::{Decision, Reason, Verdict};
 use crate::table::BoundedTable;
-use crate::wire::{NotTcp, ParseError, Segment};
+use crate::wire::{NotTcp, ParseError, TcpFlags};
 
 /// Seconds of per-second history kept.
 pub const RATE_WINDOW: usize = 60;
@@ -323,6 +323,15 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Where a segment's two hosts sit in the host table (their hashes), for
+/// segments with SYN, FIN or RST, the ones counted per host: computed when
+/// a batch is parsed so the entries can be fetched before they are used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostHashes {
+    src: u64,
+    dst: u64,
+}
+
 /// One engine's telemetry.
 pub struct Telemetry {
     pub counters: Counters,
@@ -330,6 +339,8 @@ pub struct Telemetry {
     ports: BoundedTable<u16, PortStats, 1>,
     seconds: [SecondStats; RATE_WINDOW],
     current: u64,
+    /// `current % RATE_WINDOW`, kept so the per-packet path never divides.
+    current_slot: usize,
     rules: Vec<AlertRule>,
     levels: Vec<Level>,
     /// Consecutive seconds each rule has been below its current level.
@@ -346,6 +357,7 @@ impl Telemetry {
             ports: BoundedTable::with_capacity(cfg.ports),
             seconds: [SecondStats::default(); RATE_WINDOW],
             current: 0,
+            current_slot: 0,
             rules,
             levels: vec![Level::Ok; n],
             quiet: vec![0; n],
@@ -373,6 +385,7 @@ impl Telemetry {
             }
         }
         self.current = second;
+        self.current_slot = (second % RATE_WINDOW as u64) as usize;
         self.slot_for(second);
     }
 
@@ -447,6 +460,36 @@ impl Telemetry {
         }
     }
 
+    /// True if [`Self::record_tcp`] looks `p`'s hosts up (SYN, FIN, RST).
+    #[inline]
+    pub fn counts_hosts(p: &Packet) -> bool {
+        p.hdr.flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0
+    }
+
+    /// The host-table hashes of `p`'s hosts (see [`HostHashes`]).
+    #[inline]
+    pub fn host_hashes(&self, p: &Packet) -> HostHashes {
+        HostHashes {
+            src: self.hosts.hash_of(&p.src()),
+            dst: self.hosts.hash_of(&p.dst()),
+        }
+    }
+
+    /// Ask the CPU to fetch the host-table slots of both hosts.
+    #[inline]
+    pub fn prefetch_host_slots(&self, h: &HostHashes) {
+        self.hosts.prefetch_slot(h.src);
+        self.hosts.prefetch_slot(h.dst);
+    }
+
+    /// Ask the CPU to fetch both hosts' entries (reads their slots: call
+    /// once [`Self::prefetch_host_slots`] had time to land).
+    #[inline]
+    pub fn prefetch_host_entries(&self, h: &HostHashes, now: u32) {
+        self.hosts.prefetch_entry(h.src, now);
+        self.hosts.prefetch_entry(h.dst, now);
+    }
+
     #[inline]
     pub fn record_untracked(&mut self, len: usize) {
         self.counters.frames += 1;
@@ -456,21 +499,68 @@ impl Telemetry {
 
     #[inline]
     fn seconds_current(&mut self) -> &mut SecondStats {
-        &mut self.seconds[(self.current % RATE_WINDOW as u64) as usize]
+        &mut self.seconds[self.current_slot]
     }
 
     /// Count one TCP segment with what tracking and policy made of it.
+    /// `hosts` must be [`Self::host_hashes`] of `p` if
+    /// [`Self::counts_hosts`] says `p`'s hosts are counted.
     #[inline]
     pub fn record_tcp(
         &mut self,
-        seg: &Segment<'_>,
+        p: &Packet,
+        hosts: &HostHashes,
         rst: Option<&RstJudgment>,
         decision: Decision,
         now: u32,
     ) {
         let c = &mut self.counters;
-        let f = seg.flags;
         c.tcp += 1;
+        c.reasons[decision.reason.index()] += 1;
+        c.would_drop += decision.would_drop() as u64;
+        let dropped = decision.verdict == Verdict::Drop;
+        c.dropped += dropped as u64;
+        c.passed += !dropped as u64;
+        if p.hdr.flags.0 & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) == 0 {
+            // A plain ACK or data segment (most of the traffic): of the
+            // flag counts only its class moves (one increment, not three
+            // places); no per-second flag count, no host or port, no RST.
+            c.flag_classes[FlagClass::Other.index()] += 1;
+            self.seconds[self.current_slot].dropped += dropped as u64;
+            return;
+        }
+        self.record_flags(p, hosts, rst, dropped, decision.would_drop(), now);
+    }
+
+    /// [`Self::record_tcp`] for a segment that is not a RST and was passed
+    /// for [`Reason::NotRst`] (the engine's common case: see
+    /// [`crate::policy::Policy::no_lists`]). Same `hosts` contract.
+    #[inline]
+    pub fn record_tcp_not_rst(&mut self, p: &Packet, hosts: &HostHashes, now: u32) {
+        let c = &mut self.counters;
+        c.tcp += 1;
+        c.reasons[Reason::NotRst.index()] += 1;
+        c.passed += 1;
+        if p.hdr.flags.0 & (TcpFlags::SYN | TcpFlags::FIN) == 0 {
+            c.flag_classes[FlagClass::Other.index()] += 1;
+        } else {
+            self.record_flags(p, hosts, None, false, false, now);
+        }
+    }
+
+    /// The rest of [`Self::record_tcp`], for segments with SYN, FIN or RST.
+    #[inline(never)]
+    fn record_flags(
+        &mut self,
+        p: &Packet,
+        hosts: &HostHashes,
+        rst: Option<&RstJudgment>,
+        dropped: bool,
+        would_drop: bool,
+        now: u32,
+    ) {
+        let c = &mut self.counters;
+        let f = p.hdr.flags;
         c.flag_classes[FlagClass::of(f).index()] += 1;
         let syn = f.syn() && !f.ack();
         let synack = f.syn() && f.ack();
@@ -479,19 +569,11 @@ impl Telemetry {
         c.fin += f.fin() as u64;
         c.rst += f.rst() as u64;
         c.rstack += (f.rst() && f.ack()) as u64;
-        c.reasons[decision.reason.index()] += 1;
-        c.would_drop += decision.would_drop() as u64;
-        let dropped = decision.verdict == Verdict::Drop;
-        if dropped {
-            c.dropped += 1;
-        } else {
-            c.passed += 1;
-        }
         let refused = rst.is_some_and(|r| r.class == RstClass::Refused);
         if let Some(r) = rst {
             c.rst_classes[r.class.index()][dropped as usize] += 1;
             c.rst_with_data[r.class.index()] += r.with_data as u64;
-            c.rst_would_drop[r.class.index()] += decision.would_drop() as u64;
+            c.rst_would_drop[r.class.index()] += would_drop as u64;
             c.failed_connects += refused as u64;
         }
 
@@ -506,12 +588,11 @@ impl Telemetry {
             s.failed_connects += refused as u64;
         }
 
-        // Per host and per port only for the packets netstat counts:
-        // everything else would cost two lookups for nothing.
-        if !(f.syn() || f.fin() || f.rst()) {
-            return;
-        }
-        if let Some(h) = self.host(seg.src, now) {
+        // Per host and per port only for the packets netstat counts (those
+        // with SYN, FIN or RST): everything else would cost two lookups
+        // for nothing.
+        debug_assert_eq!(*hosts, self.host_hashes(p));
+        if let Some(h) = self.host(hosts.src, p.src(), now) {
             h.syn_sent += syn as u64;
             h.synack_sent += synack as u64;
             h.fin_sent += f.fin() as u64;
@@ -521,7 +602,7 @@ impl Telemetry {
                 h.refused += refused as u64;
             }
         }
-        if let Some(h) = self.host(seg.dst, now) {
+        if let Some(h) = self.host(hosts.dst, p.dst(), now) {
             h.syn_received += syn as u64;
             h.synack_received += synack as u64;
             h.fin_received += f.fin() as u64;
@@ -530,7 +611,7 @@ impl Telemetry {
         }
         let port = match rst {
             Some(r) => Some(r.service_port),
-            None if syn => Some(seg.dst_port),
+            None if syn => Some(p.dst_port()),
             None => None,
         };
         if let Some(port) = port {
@@ -547,8 +628,11 @@ impl Telemetry {
     }
 
     #[inline]
-    fn host(&mut self, addr: IpAddr, now: u32) -> Option<&mut HostStats> {
-        match self.hosts.get_or_insert(addr, now, 0, HostStats::default) {
+    fn host(&mut self, hash: u64, addr: IpAddr, now: u32) -> Option<&mut HostStats> {
+        match self
+            .hosts
+            .get_or_insert_hashed(hash, addr, now, 0, HostStats::default)
+        {
             crate::table::Insert::Found(h) => Some(h),
             crate::table::Insert::Inserted { value, .. } => Some(value),
         }

@@ -304,15 +304,19 @@ impl Worker {
                 self.counters.batches += 1;
                 port.rx_frames += n as u64;
                 self.engine.advance(sys::now_ns());
-                for d in &rx_buf[..n] {
+                let rx = &rx_buf[..n];
+                for d in rx {
                     ledger.received(d.addr());
-                    // SAFETY: we hold this frame (ledger: in hand).
-                    let data = unsafe { self.umem.data(d) };
-                    // A mirror port only counts: the verdict is what enforce
-                    // would do, and it is in the telemetry.
-                    let _ = self
-                        .engine
-                        .process_at_current_time(LinkType::Ethernet, data.contents());
+                }
+                let umem = &self.umem;
+                // SAFETY: we hold these frames (ledger: in hand) until they
+                // go back on the free list below.
+                let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
+                // A mirror port only counts: the verdict is what enforce
+                // would do, and it is in the telemetry.
+                self.engine
+                    .process_batch_with(LinkType::Ethernet, frames, |_, _| {});
+                for d in rx {
                     ledger.release(d.addr());
                     port.free.push(*d);
                 }
@@ -368,22 +372,25 @@ impl Worker {
         from.rx_frames += n as u64;
         self.engine.advance(sys::now_ns());
         tx_buf.clear();
-        for d in &rx_buf[..n] {
+        let rx = &rx_buf[..n];
+        for d in rx {
             ledger.received(d.addr());
-            // SAFETY: we hold this frame (ledger: in hand).
-            let data = unsafe { self.umem.data(d) };
-            match self
-                .engine
-                .process_at_current_time(LinkType::Ethernet, data.contents())
-                .verdict()
-            {
-                Verdict::Pass => tx_buf.push(*d),
-                Verdict::Drop => {
-                    ledger.release(d.addr());
-                    from.free.push(*d);
-                }
-            }
         }
+        let umem = &self.umem;
+        // SAFETY: we hold these frames (ledger: in hand) until they go on
+        // the TX ring or back on the free list.
+        let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
+        self.engine
+            .process_batch_with(LinkType::Ethernet, frames, |i, judged| {
+                let d = rx[i];
+                match judged.verdict() {
+                    Verdict::Pass => tx_buf.push(d),
+                    Verdict::Drop => {
+                        ledger.release(d.addr());
+                        from.free.push(d);
+                    }
+                }
+            });
         self.hand_on_block_requests();
         // SAFETY: the frames are ours (in hand) and belong to the UMEM `to`
         // shares; until they come back on its completion ring nobody

@@ -28,7 +28,7 @@ fn is_vlan(ethertype: u16) -> bool {
 /// Returns the innermost ethertype and the bytes after the Ethernet header
 /// and its tags. An 802.3 length field (< 0x600) is returned as is and maps
 /// to "not IP" upstream.
-#[inline]
+#[inline(always)]
 pub fn strip(f: &[u8]) -> Result<(u16, &[u8]), ParseError> {
     if f.len() < field::HEADER_LEN {
         return Err(ParseError::TruncatedLink);

@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{be16, tcp, NotTcp, ParseError, Parsed};
+#[cfg(test)]
+use super::Parsed;
+use super::{be16, tcp, NotTcp, ParseError};
 
 mod field {
     pub const VER_IHL: usize = 0;
@@ -91,23 +93,34 @@ impl<'a> Ipv4Packet<'a> {
     }
 }
 
-#[inline]
+#[cfg(test)]
 pub(crate) fn parse_tcp(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    parse_tcp_with(data, Parsed::Tcp, Parsed::NotTcp)
+}
+
+/// The TCP segment of an IPv4 datagram, handed to `tcp` (see
+/// [`super::parse_with`]).
+#[inline(always)]
+pub(crate) fn parse_tcp_with<'a, T>(
+    data: &'a [u8],
+    tcp: impl FnOnce(super::Segment<'a>) -> T,
+    not_tcp: impl FnOnce(NotTcp) -> T,
+) -> Result<T, ParseError> {
     let ip = Ipv4Packet::new_checked(data)?;
     if ip.protocol() != PROTO_TCP {
-        return Ok(Parsed::NotTcp(NotTcp::OtherTransport));
+        return Ok(not_tcp(NotTcp::OtherTransport));
     }
     if ip.fragment_offset() != 0 {
-        return Ok(Parsed::NotTcp(NotTcp::LaterFragment));
+        return Ok(not_tcp(NotTcp::LaterFragment));
     }
-    tcp::parse(
+    let seg = tcp::parse(
         IpAddr::V4(ip.src()),
         IpAddr::V4(ip.dst()),
         ip.payload(),
         ip.payload_len(),
         ip.more_fragments(),
-    )
-    .map(Parsed::Tcp)
+    )?;
+    Ok(tcp(seg))
 }
 
 #[cfg(test)]

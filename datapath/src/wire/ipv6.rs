@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::{be16, tcp, NotTcp, ParseError, Parsed};
+#[cfg(test)]
+use super::Parsed;
+use super::{be16, tcp, NotTcp, ParseError};
 
 mod field {
     pub const PAYLOAD_LEN: usize = 4;
@@ -33,8 +35,19 @@ fn addr(b: &[u8], at: usize) -> Ipv6Addr {
     Ipv6Addr::from(a)
 }
 
-#[inline]
+#[cfg(test)]
 pub(crate) fn parse_tcp(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    parse_tcp_with(data, Parsed::Tcp, Parsed::NotTcp)
+}
+
+/// The TCP segment of an IPv6 packet, handed to `tcp` (see
+/// [`super::parse_with`]).
+#[inline]
+pub(crate) fn parse_tcp_with<'a, T>(
+    data: &'a [u8],
+    tcp: impl FnOnce(super::Segment<'a>) -> T,
+    not_tcp: impl FnOnce(NotTcp) -> T,
+) -> Result<T, ParseError> {
     if data.len() < field::HEADER_LEN {
         return Err(ParseError::BadIpv6Header);
     }
@@ -61,14 +74,14 @@ pub(crate) fn parse_tcp(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
                 let payload_len = announced
                     .checked_sub(off - field::HEADER_LEN)
                     .ok_or(ParseError::BadIpv6Header)?;
-                return tcp::parse(
+                let seg = tcp::parse(
                     IpAddr::V6(addr(data, field::SRC)),
                     IpAddr::V6(addr(data, field::DST)),
                     &pkt[off..],
                     payload_len as u32,
                     fragmented,
-                )
-                .map(Parsed::Tcp);
+                )?;
+                return Ok(tcp(seg));
             }
             HOP_BY_HOP | ROUTING | DEST_OPTS | MOBILITY | HIP | SHIM6 => {
                 if pkt.len() < off + 2 {
@@ -90,13 +103,13 @@ pub(crate) fn parse_tcp(data: &[u8]) -> Result<Parsed<'_>, ParseError> {
                 }
                 let offset = be16(pkt, off + 2) >> 3;
                 if offset != 0 {
-                    return Ok(Parsed::NotTcp(NotTcp::LaterFragment));
+                    return Ok(not_tcp(NotTcp::LaterFragment));
                 }
                 fragmented = true;
                 next = pkt[off];
                 off += 8;
             }
-            _ => return Ok(Parsed::NotTcp(NotTcp::OtherTransport)),
+            _ => return Ok(not_tcp(NotTcp::OtherTransport)),
         }
         if off > pkt.len() {
             return Err(ParseError::BadIpv6Header);

@@ -114,7 +114,7 @@ fn by_bsd_family(family: u32) -> Network {
 }
 
 /// Strip the link layer: what protocol follows and the bytes where it starts.
-#[inline]
+#[inline(always)]
 pub(crate) fn network_layer(link: LinkType, f: &[u8]) -> Result<(Network, &[u8]), ParseError> {
     match link {
         LinkType::Ethernet => {

@@ -144,15 +144,29 @@ pub enum Parsed<'a> {
 /// Parse a frame of the given link type down to its TCP header.
 #[inline]
 pub fn parse(link: LinkType, frame: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    parse_with(link, frame, Parsed::Tcp, Parsed::NotTcp)
+}
+
+/// [`parse`] with the segment handed to `tcp` where it is built (always
+/// inlined): the engine turns it into what it keeps right there, so the
+/// segment never has to exist in memory and fields nobody reads are never
+/// computed. A frame that carries no TCP goes to `not_tcp`.
+#[inline(always)]
+pub(crate) fn parse_with<'a, T>(
+    link: LinkType,
+    frame: &'a [u8],
+    tcp: impl FnOnce(Segment<'a>) -> T,
+    not_tcp: impl FnOnce(NotTcp) -> T,
+) -> Result<T, ParseError> {
     let (l3, data) = link::network_layer(link, frame)?;
     match l3 {
-        link::Network::Ipv4 => ipv4::parse_tcp(data),
-        link::Network::Ipv6 => ipv6::parse_tcp(data),
-        link::Network::Unknown => Ok(Parsed::NotTcp(NotTcp::NonIp)),
+        link::Network::Ipv4 => ipv4::parse_tcp_with(data, tcp, not_tcp),
+        link::Network::Ipv6 => ipv6::parse_tcp_with(data, tcp, not_tcp),
+        link::Network::Unknown => Ok(not_tcp(NotTcp::NonIp)),
         link::Network::ByVersion => match data.first().map(|b| b >> 4) {
-            Some(4) => ipv4::parse_tcp(data),
-            Some(6) => ipv6::parse_tcp(data),
-            Some(_) => Ok(Parsed::NotTcp(NotTcp::NonIp)),
+            Some(4) => ipv4::parse_tcp_with(data, tcp, not_tcp),
+            Some(6) => ipv6::parse_tcp_with(data, tcp, not_tcp),
+            Some(_) => Ok(not_tcp(NotTcp::NonIp)),
             None => Err(ParseError::TruncatedLink),
         },
     }

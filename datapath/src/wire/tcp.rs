@@ -223,7 +223,9 @@ impl<'a> TcpHeader<'a> {
 
 /// Build a [`Segment`] from the transport bytes of an IP datagram.
 /// `tcp_len` is the TCP length the IP header announces (header + data).
-#[inline]
+/// Always inlined: the caller then builds its result in place, and a
+/// caller that reads a few fields (the engine) never builds the rest.
+#[inline(always)]
 pub(crate) fn parse(
     src: IpAddr,
     dst: IpAddr,
