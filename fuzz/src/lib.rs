@@ -10,18 +10,7 @@ use rstwall_datapath::wire::LinkType;
 
 /// The link types a `parse` input can name: its first byte, modulo the
 /// length, picks one; the rest of the input is the frame.
-pub const LINK_TYPES: [LinkType; 10] = [
-    LinkType::Ethernet,
-    LinkType::Null,
-    LinkType::Loop,
-    LinkType::Raw,
-    LinkType::Ipv4,
-    LinkType::Ipv6,
-    LinkType::LinuxSll,
-    LinkType::LinuxSll2,
-    LinkType::Ppp,
-    LinkType::PppSerial,
-];
+pub const LINK_TYPES: [LinkType; 10] = LinkType::ALL;
 
 /// Split a `parse` input into its link type and frame.
 pub fn link_and_frame(data: &[u8]) -> Option<(LinkType, &[u8])> {

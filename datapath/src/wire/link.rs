@@ -31,6 +31,20 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// Every link type [`crate::wire`] reads.
+    pub const ALL: [LinkType; 10] = [
+        LinkType::Ethernet,
+        LinkType::Null,
+        LinkType::Loop,
+        LinkType::Raw,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Ppp,
+        LinkType::PppSerial,
+    ];
+
     /// Map a pcap link-type number; `None` for link types we do not read.
     pub fn from_pcap(linktype: u32) -> Option<LinkType> {
         Some(match linktype {
@@ -215,22 +229,9 @@ mod tests {
     use super::*;
     use crate::wire::{parse, Parsed};
 
-    const ALL: [LinkType; 10] = [
-        LinkType::Ethernet,
-        LinkType::Null,
-        LinkType::Loop,
-        LinkType::Raw,
-        LinkType::Ipv4,
-        LinkType::Ipv6,
-        LinkType::LinuxSll,
-        LinkType::LinuxSll2,
-        LinkType::Ppp,
-        LinkType::PppSerial,
-    ];
-
     #[test]
     fn pcap_numbers_round_trip() {
-        for link in ALL {
+        for link in LinkType::ALL {
             assert_eq!(LinkType::from_pcap(link.to_pcap()), Some(link));
         }
         assert_eq!(LinkType::from_pcap(127), None);
