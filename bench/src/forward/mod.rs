@@ -73,6 +73,9 @@ pub enum Contender {
     Kernel,
     /// Bare AF_XDP rx→tx loop (the ceiling).
     Bare,
+    /// The bare loop, also reading each frame's first cache line (a
+    /// diagnostic: the cost of touching the frame at all).
+    Touch,
     /// rstwall's datapath, policy in monitor mode.
     Monitor,
     /// rstwall's datapath, policy in enforce mode.
@@ -84,6 +87,7 @@ impl Contender {
         match self {
             Contender::Kernel => "kernel XDP redirect",
             Contender::Bare => "bare AF_XDP loop",
+            Contender::Touch => "bare loop + frame read",
             Contender::Monitor => "rstwall monitor",
             Contender::Enforce => "rstwall enforce",
         }
@@ -145,6 +149,9 @@ pub struct ForwardArgs {
     /// ... at most this many times in a row (then keep it, and say so).
     #[arg(long, default_value_t = 10)]
     max_repeats: usize,
+    /// Before taking a measurement again, wait for this many quiet seconds.
+    #[arg(long, default_value_t = 15)]
+    quiet_secs: u32,
     /// Run one phase only.
     #[arg(long, value_enum)]
     only: Option<Phase>,
@@ -166,6 +173,7 @@ struct Settings {
     fwd_cpu: usize,
     max_other: f64,
     max_repeats: usize,
+    quiet_secs: u32,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration> {
@@ -250,6 +258,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         fwd_cpu: args.fwd_cpu,
         max_other: args.max_other,
         max_repeats: args.max_repeats,
+        quiet_secs: args.quiet_secs,
     };
 
     let machine = Machine::describe();
@@ -508,11 +517,12 @@ impl<'a> Bench<'a> {
     }
 
     /// Wait (at most 15 minutes) until other processes have used less than
-    /// half of --max-other for three seconds in a row.
+    /// half of --max-other for --quiet-secs in a row: long enough, with
+    /// luck, that someone else's benchmark is over, not between two runs.
     fn wait_quiet(&self) {
         let deadline = Instant::now() + Duration::from_secs(900);
         let mut calm = 0;
-        while calm < 3 && Instant::now() < deadline {
+        while calm < self.s.quiet_secs && Instant::now() < deadline {
             let load = cpu::OtherLoad::start(&self.ksoftirqd);
             thread::sleep(Duration::from_secs(1));
             if load.pct(&self.ksoftirqd) < self.s.max_other / 2.0 {
@@ -560,7 +570,7 @@ impl<'a> Bench<'a> {
         let lab = self.lab;
         match c {
             Contender::Kernel => Ok(Forwarder::Kernel),
-            Contender::Bare => {
+            Contender::Bare | Contender::Touch => {
                 // The datapath's own shape, so the only difference is the
                 // engine (and its bookkeeping).
                 let d = self.datapath_config(Mode::Monitor);
@@ -577,13 +587,14 @@ impl<'a> Bench<'a> {
                 let stop = Arc::new(AtomicBool::new(false));
                 let tid = Arc::new(AtomicI32::new(0));
                 let cpu = self.s.fwd_cpu;
+                let touch = c == Contender::Touch;
                 let handle = {
                     let (stop, tid) = (stop.clone(), tid.clone());
                     thread::Builder::new()
                         .name("bench-bare-q0".into())
                         .spawn(move || {
                             xsk::pin(cpu);
-                            xsk::run_bare(sockets, &stop, &tid)
+                            xsk::run_bare(sockets, touch, &stop, &tid)
                         })?
                 };
                 let tid = wait_for(|| Some(tid.load(Ordering::Relaxed)).filter(|&t| t != 0))

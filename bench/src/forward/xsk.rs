@@ -123,27 +123,36 @@ pub fn socket(umem: &Umem, ifname: &str, queue: u32, ring: u32) -> Result<Rings>
                 return Ok(Rings { tx, rx, fill, comp });
             }
             Err(e) => {
-                let e = anyhow!("AF_XDP socket on {ifname}/{queue}: {e}: {e:?}");
+                // The OS error, if any, as the source: is_busy looks for it.
+                let os = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .and_then(io::Error::raw_os_error);
+                let e = match os {
+                    Some(code) => anyhow::Error::new(io::Error::from_raw_os_error(code))
+                        .context(format!("AF_XDP socket on {ifname}/{queue}: {e}")),
+                    None => anyhow!("AF_XDP socket on {ifname}/{queue}: {e}"),
+                };
                 if !is_busy(&e) || Instant::now() > deadline {
                     return Err(e);
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
 }
 
 /// How long to retry a bind that finds the queue busy: the kernel lets go
-/// of a closed socket's queue asynchronously, so the previous contender's
-/// socket may still hold it for a moment.
-pub const BUSY_RETRY: Duration = Duration::from_secs(3);
+/// of a closed socket's queue asynchronously (in a work item that takes
+/// the RTNL lock), so the previous contender's socket may still hold it
+/// for a while, seconds when something else holds RTNL.
+pub const BUSY_RETRY: Duration = Duration::from_secs(30);
 
 /// Whether `e` is EBUSY somewhere down its chain.
 pub fn is_busy(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.raw_os_error() == Some(libc::EBUSY))
-    }) || format!("{e:#}").contains("(os error 16)")
+    })
 }
 
 /// The kernel's drop counters of an AF_XDP socket (XDP_STATISTICS): frames
@@ -189,7 +198,7 @@ struct BarePort {
 
 /// Both ports' sockets over one UMEM, opened but not yet serviced.
 pub struct BareSockets {
-    _umem: Umem,
+    umem: Umem,
     ports: [BarePort; 2],
     batch: usize,
 }
@@ -212,7 +221,7 @@ impl BareSockets {
         let pa = port(a, descs)?;
         let pb = port(b, free_b)?;
         Ok(BareSockets {
-            _umem: umem,
+            umem,
             ports: [pa, pb],
             batch: shape.batch,
         })
@@ -288,7 +297,12 @@ fn reap(sender: &mut BarePort, owner_free: &mut Vec<FrameDesc>, buf: &mut [Frame
 }
 
 /// One RX burst from `from` straight onto `to`'s TX ring.
-fn forward(from: &mut BarePort, to: &mut BarePort, rx_buf: &mut [FrameDesc]) -> io::Result<usize> {
+fn forward(
+    from: &mut BarePort,
+    to: &mut BarePort,
+    rx_buf: &mut [FrameDesc],
+    touch: Option<&Umem>,
+) -> io::Result<usize> {
     let room = to.rings.tx.nb_free(rx_buf.len() as u32) as usize;
     let max = room.min(rx_buf.len());
     if max == 0 {
@@ -301,6 +315,19 @@ fn forward(from: &mut BarePort, to: &mut BarePort, rx_buf: &mut [FrameDesc]) -> 
         return Ok(0);
     }
     from.rx_frames += n as u64;
+    if let Some(umem) = touch {
+        // Read each frame's first cache line, as any parser must.
+        let mut sum = 0u64;
+        for d in &rx_buf[..n] {
+            // SAFETY: we hold the frame until it goes on the TX ring.
+            let data = unsafe { umem.data(d) };
+            let c = data.contents();
+            sum = c[..c.len().min(64)]
+                .iter()
+                .fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
+        }
+        std::hint::black_box(sum);
+    }
     // SAFETY: the frames are ours and belong to the UMEM `to` shares.
     let sent = unsafe { to.rings.tx.produce(&rx_buf[..n]) };
     from.free.extend_from_slice(&rx_buf[sent..n]);
@@ -343,10 +370,21 @@ pub struct BareStats {
 /// the same rings, batching, kicks and idle policy, and without the
 /// engine, the frame ledger and the stats: every frame received on one
 /// port is transmitted on the other.
-pub fn run_bare(mut s: BareSockets, stop: &AtomicBool, tid: &AtomicI32) -> io::Result<BareStats> {
+///
+/// With `touch`, the loop also reads the first cache line of every frame
+/// it forwards: what any parser pays before it parses (in copy mode the
+/// frame was last written by the kernel, on the CPU that received it).
+pub fn run_bare(
+    mut s: BareSockets,
+    touch: bool,
+    stop: &AtomicBool,
+    tid: &AtomicI32,
+) -> io::Result<BareStats> {
     tid.store(gettid(), Ordering::Relaxed);
     let batch = s.batch;
-    let [a, b] = &mut s.ports;
+    let BareSockets { umem, ports, .. } = &mut s;
+    let touch = touch.then_some(&*umem);
+    let [a, b] = ports;
     let mut rx_buf = vec![FrameDesc::default(); batch];
     let mut comp_buf = vec![FrameDesc::default(); batch];
     let mut idle = 0u32;
@@ -358,8 +396,8 @@ pub fn run_bare(mut s: BareSockets, stop: &AtomicBool, tid: &AtomicI32) -> io::R
         work += reap(a, &mut b.free, &mut comp_buf);
         a.refill();
         b.refill();
-        let from_a = forward(a, b, &mut rx_buf)?;
-        let from_b = forward(b, a, &mut rx_buf)?;
+        let from_a = forward(a, b, &mut rx_buf, touch)?;
+        let from_b = forward(b, a, &mut rx_buf, touch)?;
         if from_a == 0 {
             a.kick_fill()?;
         }
