@@ -35,6 +35,9 @@ pub enum Command {
     /// Run the appliance on live ports (AF_XDP): inline or on a tap.
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
+    /// A lab of network namespaces with real kernel TCP stacks, rstwall
+    /// inline, and scenarios that check themselves.
+    Lab(crate::lab::LabArgs),
 }
 
 const ANALYZE_ABOUT: &str = "\

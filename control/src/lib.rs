@@ -7,6 +7,7 @@ use clap::Parser;
 pub mod analyze;
 pub mod cli;
 pub mod config;
+pub mod lab;
 pub mod metrics;
 pub mod persist;
 pub mod render;
@@ -40,6 +41,7 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Analyze(a) => analyze::run(a),
         cli::Command::Run(a) => run::run(a),
+        cli::Command::Lab(a) => lab::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
