@@ -1,6 +1,6 @@
 //! `rstwall-bench`: the benchmark harness.
 
-mod forward;
+mod net;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +28,7 @@ enum Command {
     /// Inline forwarding over AF_XDP on veth (copy mode): rstwall's
     /// datapath beside a bare AF_XDP rx→tx loop, throughput and latency.
     /// Needs root; builds and deletes its own network namespaces.
-    Forward(forward::ForwardArgs),
+    Forward(net::forward::ForwardArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,7 +108,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
-        Command::Forward(args) => forward::run(args)?,
+        Command::Forward(args) => net::forward::run(args)?,
     }
     Ok(())
 }

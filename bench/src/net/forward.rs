@@ -41,10 +41,7 @@
 //! other processes used more than `--max-other` of a CPU is taken again
 //! once the machine is quiet.
 
-mod cpu;
-mod lab;
-mod live;
-mod xsk;
+use super::{cpu, lab, live, xsk};
 
 use std::io::Write as _;
 use std::os::fd::RawFd;
