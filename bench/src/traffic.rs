@@ -19,6 +19,9 @@
 //! saying what it is — for RSTs, the [`RstClass`] the receiving kernel gives
 //! it — and the tests check the engine agrees on every frame of every pass.
 //!
+//! Every frame's source MAC is a [`marker_mac`] carrying its label's
+//! [`Label::code`], so that a sink can count what arrives by kind.
+//!
 //! Frames of one set sit in one contiguous, 64-byte-aligned buffer in the
 //! order a receive ring would hold them: flows interleave pseudo-randomly,
 //! so consecutive frames hit unrelated flow-table entries, as on a real link
@@ -29,11 +32,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 
 use rstwall_datapath::wire::TcpFlags;
 use rstwall_datapath::RstClass;
 
-use crate::frame::{TcpRepr, MAX_FRAME_LEN};
+use crate::frame::{self, marker_mac, TcpRepr};
 
 /// Distinct client hosts; flow `n` is client host `n % CLIENT_HOSTS` with
 /// source port `32768 + n / CLIENT_HOSTS`, so every flow has its own 4-tuple.
@@ -66,7 +70,7 @@ const BAD_ACK_OFFSET: u32 = 1000;
 /// Slot size of the frame buffer: a cache line per IPv4 frame, two per
 /// IPv6 frame.
 const SLOT: usize = 64;
-const _: () = assert!(MAX_FRAME_LEN <= 2 * SLOT);
+const _: () = assert!(frame::frame_len(true, true, DATA_LEN as usize) <= 2 * SLOT);
 
 /// The IPv4 address of client host `h`: 198.18.0.0/16.
 pub fn client_v4(h: u32) -> Ipv4Addr {
@@ -196,6 +200,57 @@ pub enum Label {
     Fin,
     /// A RST and how the receiving kernel judges it.
     Rst(RstClass),
+    /// Made to order (`rstwall-bench gen`): no meaning known.
+    Crafted,
+}
+
+impl Label {
+    /// Every label, in [`Label::code`] order.
+    pub const ALL: [Label; 14] = {
+        let mut all = [Label::Crafted; 14];
+        let mut i = 0;
+        while i < RstClass::COUNT {
+            all[5 + i] = Label::Rst(RstClass::ALL[i]);
+            i += 1;
+        }
+        all[0] = Label::Syn;
+        all[1] = Label::SynAck;
+        all[2] = Label::Ack;
+        all[3] = Label::Data;
+        all[4] = Label::Fin;
+        all
+    };
+
+    /// The label's number, below 64: what the frame's source MAC carries
+    /// ([`marker_mac`]).
+    pub const fn code(self) -> u8 {
+        match self {
+            Label::Syn => 0,
+            Label::SynAck => 1,
+            Label::Ack => 2,
+            Label::Data => 3,
+            Label::Fin => 4,
+            Label::Rst(class) => 5 + class.index() as u8,
+            Label::Crafted => 13,
+        }
+    }
+
+    /// The label of a [`Label::code`] (flag bits above 63 ignored).
+    pub fn from_code(code: u8) -> Option<Label> {
+        Label::ALL.get(usize::from(code & 0x3f)).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Label::Syn => "syn",
+            Label::SynAck => "syn-ack",
+            Label::Ack => "ack",
+            Label::Data => "data",
+            Label::Fin => "fin",
+            Label::Rst(class) => class.as_str(),
+            Label::Crafted => "crafted",
+        }
+    }
 }
 
 /// Frames by label, family and size.
@@ -211,6 +266,7 @@ pub struct FrameCounts {
     pub data: u64,
     pub fin: u64,
     pub rst: [u64; RstClass::COUNT],
+    pub crafted: u64,
 }
 
 impl FrameCounts {
@@ -225,6 +281,20 @@ impl FrameCounts {
             Label::Data => self.data += 1,
             Label::Fin => self.fin += 1,
             Label::Rst(class) => self.rst[class.index()] += 1,
+            Label::Crafted => self.crafted += 1,
+        }
+    }
+
+    /// Frames with `label`.
+    pub fn of(&self, label: Label) -> u64 {
+        match label {
+            Label::Syn => self.syn,
+            Label::SynAck => self.synack,
+            Label::Ack => self.ack,
+            Label::Data => self.data,
+            Label::Fin => self.fin,
+            Label::Rst(class) => self.rst[class.index()],
+            Label::Crafted => self.crafted,
         }
     }
 
@@ -294,7 +364,8 @@ impl Frames {
         }
     }
 
-    /// Frames for hand-made segments, in the given order.
+    /// Frames for hand-made segments, in the given order, each marked
+    /// with its label.
     pub fn from_segments(segments: &[(TcpRepr, Label)]) -> Frames {
         let slots = segments
             .iter()
@@ -307,7 +378,31 @@ impl Frames {
         frames
     }
 
+    /// Frames made to order, in the given order, exactly as described
+    /// (source MAC included); labelled [`Label::Crafted`].
+    pub fn crafted(segments: &[TcpRepr]) -> Frames {
+        let slots = segments.iter().map(|r| r.frame_len().div_ceil(SLOT)).sum();
+        let mut frames = Frames::with_slots(segments.len(), slots);
+        for repr in segments {
+            frames.push_as_is(repr, Label::Crafted);
+        }
+        frames
+    }
+
+    /// Longest frame.
+    pub fn max_len(&self) -> usize {
+        self.refs.iter().map(|r| r.len as usize).max().unwrap_or(0)
+    }
+
     fn push(&mut self, repr: &TcpRepr, label: Label) {
+        let marked = TcpRepr {
+            src_mac: marker_mac(label.code()),
+            ..*repr
+        };
+        self.push_as_is(&marked, label);
+    }
+
+    fn push_as_is(&mut self, repr: &TcpRepr, label: Label) {
         let at = self.base + self.used;
         let len = repr.emit(&mut self.buf[at..]);
         self.refs.push(FrameRef {
@@ -452,14 +547,11 @@ impl Flow {
     fn segment(&self, from: End, flags: u16, payload_len: u8) -> TcpRepr {
         let to = from.peer();
         TcpRepr {
-            src: self.ends[from as usize],
-            dst: self.ends[to as usize],
             seq: self.next[from as usize],
             ack: self.next[to as usize],
-            flags,
             window: WINDOW,
-            syn_options: false,
-            payload_len,
+            payload_len: payload_len.into(),
+            ..TcpRepr::new(self.ends[from as usize], self.ends[to as usize], flags)
         }
     }
 
@@ -645,14 +737,13 @@ fn no_flow_rst(ipv6: bool, rng: &mut Rng) -> TcpRepr {
         TcpFlags::RST | TcpFlags::ACK
     };
     TcpRepr {
-        src: SocketAddr::new(src, 1024 + rng.below(64_000) as u16),
-        dst: SocketAddr::new(dst, pick_service(rng)),
         seq: rng.next_u32(),
         ack: rng.next_u32(),
-        flags,
-        window: 0,
-        syn_options: false,
-        payload_len: 0,
+        ..TcpRepr::new(
+            SocketAddr::new(src, 1024 + rng.below(64_000) as u16),
+            SocketAddr::new(dst, pick_service(rng)),
+            flags,
+        )
     }
 }
 
@@ -727,9 +818,9 @@ fn interleave(
 /// The generated traffic.
 pub struct Traffic {
     /// Every flow's opening, to run once.
-    pub handshakes: Frames,
+    pub handshakes: Arc<Frames>,
     /// One steady-state pass, to run after `handshakes` as often as wanted.
-    pub steady: Frames,
+    pub steady: Arc<Frames>,
     /// Flows (each needs one flow-table entry).
     pub flows: usize,
 }
@@ -812,8 +903,8 @@ impl Traffic {
         });
         let steady = interleave(&mut flows, &pass, no_flow, m.ipv6, &mut rng);
         Traffic {
-            handshakes,
-            steady,
+            handshakes: Arc::new(handshakes),
+            steady: Arc::new(steady),
             flows: cfg.flows,
         }
     }
@@ -941,7 +1032,7 @@ mod tests {
                 }
                 let len = f.len();
                 if seg.is_ipv6() {
-                    assert!((74..=MAX_FRAME_LEN).contains(&len));
+                    assert!((74..=frame::frame_len(true, true, 16)).contains(&len));
                 } else {
                     assert!(len == 60 || (len == 62 && seg.flags.syn()), "{len} bytes");
                 }
@@ -953,6 +1044,38 @@ mod tests {
         assert!(!in_benchmarking_ranges(IpAddr::V4(Ipv4Addr::new(
             198, 17, 255, 255
         ))));
+    }
+
+    #[test]
+    fn every_frame_is_marked_with_its_label() {
+        for (i, label) in Label::ALL.iter().enumerate() {
+            assert_eq!(label.code() as usize, i);
+            assert_eq!(Label::from_code(label.code()), Some(*label));
+            assert_eq!(
+                Label::from_code(label.code() | frame::MARK_DELIVER),
+                Some(*label)
+            );
+        }
+        assert_eq!(Label::from_code(14), None);
+        let t = Traffic::generate(&small());
+        for frames in [&t.handshakes, &t.steady] {
+            for i in 0..frames.len() {
+                let code = frame::marker_code(frames.get(i));
+                assert_eq!(code, Some(frames.label(i).code()), "frame {i}");
+            }
+        }
+        let r = TcpRepr::new(
+            "198.18.0.1:1".parse().unwrap(),
+            "198.18.0.2:2".parse().unwrap(),
+            TcpFlags::RST,
+        );
+        let crafted = Frames::crafted(&[TcpRepr {
+            src_mac: [2, 0, 0, 0, 0, 9],
+            ..r
+        }]);
+        assert_eq!(crafted.label(0), Label::Crafted);
+        assert_eq!(crafted.get(0)[6..12], [2, 0, 0, 0, 0, 9]);
+        assert_eq!(crafted.counts().crafted, 1);
     }
 
     #[test]
