@@ -35,9 +35,218 @@ pub enum Command {
     /// Run the appliance on live ports (AF_XDP): inline or on a tap.
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
+    /// The running daemon: ports, modes, queues, uptime, policy version.
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
+    /// Every counter of the running daemon, once or every few seconds.
+    Stats(StatsArgs),
+    /// A live view: RST rates by class, top sources and ports, alerts.
+    #[command(long_about = TOP_ABOUT)]
+    Top(TopArgs),
+    /// The flows the workers track.
+    Flows(FlowsArgs),
+    /// Show or change the running policy (validated, applied to every
+    /// worker at once, persisted).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Block networks (all their TCP), optionally for a while.
+    #[command(subcommand, long_about = BLOCK_ABOUT)]
+    Block(BlockCommand),
+    /// Capture live packets of some RST classes to a pcap file.
+    #[command(long_about = CAPTURE_ABOUT)]
+    Capture(CaptureArgs),
+    /// Alerts: active ones, what fired and when, against which threshold.
+    Alerts(AlertsArgs),
     /// A lab of network namespaces with real kernel TCP stacks, rstwall
     /// inline, and scenarios that check themselves.
     Lab(crate::lab::LabArgs),
+}
+
+/// How a client command finds the daemon.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArg {
+    /// The daemon's control socket (its `control_socket`).
+    #[arg(long, value_name = "PATH", env = "RSTWALL_SOCKET",
+          default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+const STATUS_ABOUT: &str = "\
+The running daemon: ports and how each is attached (XDP native or generic,
+AF_XDP zero-copy or copy), queues, uptime, and the policy version.
+
+Every client command (status, stats, top, flows, policy, block, capture,
+alerts) talks to the daemon's control socket, by default
+/run/rstwall/rstwall.sock (--socket or RSTWALL_SOCKET to change it). Root, or
+a member of the daemon's control_group, may use it. When no daemon runs,
+they say so in one line and exit 1; a request the daemon refuses exits 2.";
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Print the daemon's JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Print the daemon's JSON document (every counter).
+    #[arg(long)]
+    pub json: bool,
+    /// Repeat every SECS seconds (default 1) until interrupted, with rates.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+    pub watch: Option<f64>,
+}
+
+const TOP_ABOUT: &str = "\
+A live view of the running daemon, refreshed every second: packet and RST
+rates by class, what was dropped, the top RST sources and destination ports,
+and the alerts that are active. Fits an 80x24 terminal; q (or Ctrl-C) quits.
+Without a terminal (a pipe), it prints one frame per refresh.";
+
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Seconds between refreshes.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Quit by itself after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Only flows in this state: syn_sent, syn_received, established,
+    /// midstream, fin_wait, close_wait, last_ack, time_wait, closed.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// At most N flows.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the running policy (a policy file), its version and digest.
+    Show {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change keys: mode, actions.<class>, ratelimit.<field>, lists.allow,
+    /// lists.deny (comma-separated CIDRs). All or nothing.
+    Set {
+        #[command(flatten)]
+        socket: SocketArg,
+        /// KEY=VALUE, e.g. mode=enforce actions.no_flow=ratelimit
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+    /// Replace the running policy with a policy file (validated first).
+    Apply {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show how a policy file differs from the running policy.
+    Diff {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+const BLOCK_ABOUT: &str = "\
+Operator blocks: networks whose TCP packets are all dropped (in XDP, before
+they reach rstwall's workers) while the policy is in enforce mode; in monitor
+mode they are counted as would-drop. Blocks are kept apart from the policy,
+survive a restart, and end by themselves after --ttl.
+
+Examples:
+  rstwall block add 198.18.99.0/24 --ttl 10m
+  rstwall block del 198.18.99.0/24
+  rstwall block list";
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Block a network (or renew its block with a new TTL).
+    Add {
+        #[command(flatten)]
+        socket: SocketArg,
+        /// CIDR or address.
+        #[arg(value_name = "CIDR")]
+        cidr: String,
+        /// How long: 90s, 10m, 2h, 1d... (default: until removed).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// Remove a block.
+    Del {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(value_name = "CIDR")]
+        cidr: String,
+    },
+    /// List the blocks.
+    List {
+        #[command(flatten)]
+        socket: SocketArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const CAPTURE_ABOUT: &str = "\
+Capture live packets from the running daemon's workers into a pcap file that
+tcpdump and Wireshark open: RSTs of the given classes (default: every RST), or
+every TCP packet (--class all). Frames are copied as the workers see them
+(up to 2048 bytes each); the capture ends after --count packets, after
+--timeout, or on Ctrl-C, always leaving a valid file. One capture at a time.
+
+Examples:
+  rstwall capture -w /tmp/spoofed.pcap --class in_window,out_of_window --count 100
+  rstwall capture -w /tmp/all.pcap --class all --count 1000 --timeout 30s";
+
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// The pcap file to write.
+    #[arg(short = 'w', long = "write", value_name = "FILE", required = true)]
+    pub write: PathBuf,
+    /// RST classes, comma-separated, or `rst` (every RST) or `all` (every
+    /// TCP packet).
+    #[arg(long, value_name = "CLASS", default_value = "rst")]
+    pub class: String,
+    /// Stop after N packets.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub count: u64,
+    /// Stop after this long (90s, 10m...) even with fewer packets.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 const ANALYZE_ABOUT: &str = "\
@@ -218,6 +427,16 @@ pub struct RunArgs {
     /// [default: 127.0.0.1:9717].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+
+    /// The control API's Unix socket (the CLI's `status`, `stats`, `policy`
+    /// ... talk to it), or `off` [default: /run/rstwall/rstwall.sock].
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<String>,
+
+    /// Besides root, members of this group may use the control API (the
+    /// socket is then mode 0660, group GROUP; else 0600, root only).
+    #[arg(long, value_name = "GROUP")]
+    pub control_group: Option<String>,
 
     /// Where the running policy is persisted (locked: one rstwall per
     /// directory) [default: /var/lib/rstwall].

@@ -9,6 +9,7 @@
 //! inline = ["eth1", "eth2"]          # or: tap = "eth3"
 //! policy = "/etc/rstwall/policy.toml"
 //! metrics_listen = "127.0.0.1:9717"  # or "off"
+//! control_socket = "/run/rstwall/rstwall.sock"  # or "off"
 //! state_dir = "/var/lib/rstwall"
 //! ```
 //!
@@ -42,6 +43,8 @@ use toml::{Spanned, Value};
 
 /// `metrics_listen` when neither the file nor `--metrics-listen` sets it.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9717";
+/// `control_socket` when neither the file nor `--control-socket` sets it.
+pub const DEFAULT_CONTROL_SOCKET: &str = crate::api::DEFAULT_SOCKET;
 /// `state_dir` when neither the file nor `--state-dir` sets it.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/rstwall";
 /// `stats_interval` (seconds) when neither the file nor the flag sets it.
@@ -176,6 +179,27 @@ pub mod value {
         })
     }
 
+    /// The control API's socket path, or `off` (None).
+    pub fn control_socket(s: &str) -> Result<Option<PathBuf>, String> {
+        if s == "off" {
+            return Ok(None);
+        }
+        path(s).map(Some)
+    }
+
+    /// A group name (or number) that may use the control API.
+    pub fn control_group(s: &str) -> Result<String, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if ok {
+            Ok(s.to_string())
+        } else {
+            Err(format!("{s:?} is not a group name"))
+        }
+    }
+
     pub fn log_level(s: &str) -> Result<LogLevel, String> {
         Ok(match s {
             "off" => LogLevel::Off,
@@ -218,6 +242,9 @@ pub struct ConfigFile {
     pub stats_interval: Option<Option<Duration>>,
     pub stats_json: Option<PathBuf>,
     pub metrics_listen: Option<MetricsListen>,
+    /// `Some(None)`: set to `off`.
+    pub control_socket: Option<Option<PathBuf>>,
+    pub control_group: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
     /// The policy file (see the module docs for why not a table).
@@ -288,6 +315,8 @@ struct RawConfig {
     stats_interval: Option<Spanned<Value>>,
     stats_json: Option<Spanned<Value>>,
     metrics_listen: Option<Spanned<Value>>,
+    control_socket: Option<Spanned<Value>>,
+    control_group: Option<Spanned<Value>>,
     state_dir: Option<Spanned<Value>>,
     log_level: Option<Spanned<Value>>,
     policy: Option<Spanned<Value>>,
@@ -413,6 +442,23 @@ impl RawConfig {
                 "a string",
                 string,
                 |s| value::metrics_listen(&s),
+            )?,
+            control_socket: field(
+                "control_socket",
+                self.control_socket,
+                "a path",
+                string,
+                |s| match value::control_socket(&s)? {
+                    Some(p) => Ok(Some(base.join(p))),
+                    None => Ok(None),
+                },
+            )?,
+            control_group: field(
+                "control_group",
+                self.control_group,
+                "a string",
+                string,
+                |s| value::control_group(&s),
             )?,
             state_dir: field("state_dir", self.state_dir, "a path", string, file_path)?,
             log_level: field("log_level", self.log_level, "a string", string, |s| {
@@ -644,7 +690,7 @@ replace_foreign_xdp = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 13] = [
+    const KEYS: [&str; 15] = [
         "inline",
         "tap",
         "xdp_mode",
@@ -654,6 +700,8 @@ replace_foreign_xdp = true
         "stats_interval",
         "stats_json",
         "metrics_listen",
+        "control_socket",
+        "control_group",
         "state_dir",
         "log_level",
         "policy",

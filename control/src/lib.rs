@@ -5,8 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub mod analyze;
+pub mod api;
+pub mod blocks;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod http;
 pub mod lab;
 pub mod metrics;
 pub mod persist;
@@ -41,6 +45,14 @@ pub fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Analyze(a) => analyze::run(a),
         cli::Command::Run(a) => run::run(a),
+        cli::Command::Status(a) => client::status(a),
+        cli::Command::Stats(a) => client::stats(a),
+        cli::Command::Top(a) => client::top(a),
+        cli::Command::Flows(a) => client::flows(a),
+        cli::Command::Policy(c) => client::policy(c),
+        cli::Command::Block(c) => client::block(c),
+        cli::Command::Capture(a) => client::capture(a),
+        cli::Command::Alerts(a) => client::alerts(a),
         cli::Command::Lab(a) => lab::run(a),
     };
     match result {

@@ -42,12 +42,11 @@
 //! answer; any other path is 404, any other method on `/metrics` 405.
 
 use std::fmt::{self, Write as _};
-use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -59,6 +58,8 @@ use rstwall_bpf::XdpCounters;
 use rstwall_datapath::afxdp::{DatapathStats, WorkerStats, XskMode};
 use rstwall_datapath::policy::Reason;
 use rstwall_datapath::{FlagClass, RstClass};
+
+use crate::http::{self, Request, Response};
 
 /// How often the main loop publishes a [`Snapshot`].
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -260,11 +261,52 @@ struct SnapshotCollector(Arc<Published>);
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        for f in families(&self.0.latest(), self.0.started_unix) {
+        let latest = self.0.latest();
+        for f in families(&latest, self.0.started_unix) {
             f.encode(&mut encoder)?;
         }
-        Ok(())
+        encode_batch_latency(&latest, &mut encoder)
     }
+}
+
+/// Upper bounds of the batch-latency histogram's buckets, in ns.
+const BATCH_BUCKETS_NS: [u64; 13] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000,
+    5_000_000, 10_000_000,
+];
+
+/// `rstwall_batch_duration_seconds{queue}`: the engine's time per RX
+/// batch, from each worker's hdrhistogram (cumulative since start).
+fn encode_batch_latency(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    if s.workers.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "batch_duration",
+        "Time the worker spent on one RX batch (parse, judge, count, ring work).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for w in &s.workers {
+        let h = &w.batch_latency;
+        let cumulative = h.cumulative(&BATCH_BUCKETS_NS);
+        let count = h.0.len();
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(BATCH_BUCKETS_NS.len() + 1);
+        let mut below = 0;
+        for (bound, c) in BATCH_BUCKETS_NS.iter().zip(cumulative) {
+            buckets.push((*bound as f64 / 1e9, c - below));
+            below = c;
+        }
+        buckets.push((f64::INFINITY, count - below));
+        let labels: Labels = vec![("queue", w.queue.to_string())];
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            h.sum_ns() as f64 / 1e9,
+            count,
+            &buckets,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -806,9 +848,9 @@ fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, stop: Arc<AtomicBoo
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = respond(
+            let _ = http::respond(
                 &mut stream,
-                &Response::error(503, "too many connections\n"),
+                &Response::text(503, "too many connections\n"),
                 false,
             );
             continue;
@@ -826,174 +868,52 @@ fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, stop: Arc<AtomicBoo
     }
 }
 
-/// A response: status, extra headers, content type and body.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(&'static str, &'static str)>,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-impl Response {
-    fn error(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_string(),
-        }
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// Answer one request head (everything before the blank line). `HEAD`
-/// gets the headers of `GET`, without the body: the caller leaves it out.
-pub fn answer(head: &[u8], metrics: &Metrics) -> (Response, bool) {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return (Response::error(400, "bad request\n"), false);
-    };
-    let mut lines = head.split("\r\n").flat_map(|l| l.split('\n'));
-    let request_line = lines.next().unwrap_or("");
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return (Response::error(400, "bad request line\n"), false);
-    };
-    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
-        return (Response::error(400, "unsupported HTTP version\n"), false);
-    }
-    let path = target.split('?').next().unwrap_or("");
-    if path != "/metrics" {
+/// Answer one request. `HEAD` gets the headers of `GET`, without the
+/// body: the caller leaves it out.
+pub fn answer(req: &Request, metrics: &Metrics) -> (Response, bool) {
+    if req.path != "/metrics" {
         return (
-            Response::error(404, "not found: the metrics are at /metrics\n"),
+            Response::text(404, "not found: the metrics are at /metrics\n"),
             false,
         );
     }
-    let head_only = match method {
+    let head_only = match req.method.as_str() {
         "GET" => false,
         "HEAD" => true,
         _ => {
-            let mut r = Response::error(405, "method not allowed: GET /metrics\n");
-            r.headers.push(("Allow", "GET, HEAD"));
+            let r = Response::text(405, "method not allowed: GET /metrics\n")
+                .with_header("Allow", "GET, HEAD");
             return (r, false);
         }
     };
-    let accept = lines.find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("accept")
-            .then_some(value.trim())
-    });
-    let format = Format::negotiate(accept);
+    let format = Format::negotiate(req.header("accept"));
     (
-        Response {
-            status: 200,
-            headers: Vec::new(),
-            content_type: format.content_type(),
-            body: metrics.render(format),
-        },
+        Response::new(200, format.content_type(), metrics.render(format)),
         head_only,
     )
 }
 
+const LIMITS: http::Limits = http::Limits {
+    max_head: MAX_REQUEST,
+    max_body: 0,
+    deadline: REQUEST_DEADLINE,
+};
+
 fn serve(mut stream: TcpStream, metrics: &Metrics) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head_len = loop {
-        if let Some(n) = head_end(&buf) {
-            break n;
-        }
-        if buf.len() >= MAX_REQUEST {
-            let _ = respond(
-                &mut stream,
-                &Response::error(431, "request too large\n"),
-                false,
-            );
-            return;
-        }
-        if Instant::now() >= deadline {
-            let _ = respond(
-                &mut stream,
-                &Response::error(408, "request timeout\n"),
-                false,
-            );
-            return;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return,
-        }
+    let (response, head_only) = match http::read_request(&mut stream, &LIMITS) {
+        Ok(None) => return,
+        Ok(Some(req)) => answer(&req, metrics),
+        Err(r) => (r, false),
     };
-    let (response, head_only) = answer(&buf[..head_len], metrics);
-    let _ = respond(&mut stream, &response, head_only);
-}
-
-/// Where the request head ends (before its blank line), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn respond(stream: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        r.status,
-        reason_phrase(r.status),
-        r.content_type,
-        r.body.len()
-    );
-    for (k, v) in &r.headers {
-        let _ = write!(head, "{k}: {v}\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        stream.write_all(r.body.as_bytes())?;
-    }
-    stream.flush()?;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    // Let the client read everything before the socket closes (a close
-    // with unread request bytes would send a RST instead of a FIN).
-    let mut sink = [0u8; 256];
-    let until = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < until {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    Ok(())
+    let _ = http::respond(&mut stream, &response, head_only);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
     use std::collections::BTreeMap;
 
     use rstwall_datapath::afxdp::{FrameStats, RingStats, SocketStats};
@@ -1053,6 +973,13 @@ mod tests {
                 free: 4000,
                 receive: 4192,
                 ..FrameStats::default()
+            },
+            policy_generation: 1,
+            batch_latency: {
+                let mut l = rstwall_datapath::afxdp::BatchLatency::default();
+                l.record(1_500);
+                l.record(30_000);
+                l
             },
         }
     }
@@ -1203,6 +1130,12 @@ mod tests {
                     name.strip_suffix("_info")
                         .filter(|f| types.contains_key(*f))
                 })
+                .or_else(|| {
+                    ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+                })
                 .unwrap_or(name);
             assert!(types.contains_key(family), "{key}: no family");
         }
@@ -1220,16 +1153,37 @@ mod tests {
         assert!(text.contains("# HELP rstwall_xdp_tcp_packets_total TCP packets"));
         assert!(text.contains("# TYPE rstwall_build_info gauge\n"));
         assert!(text.contains("# TYPE rstwall_flows_active gauge\n"));
-        // In this format, every sample's name is its family's name.
+        // In this format, every sample's name is its family's name (a
+        // histogram's with _bucket, _sum or _count).
         let mut family = String::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 family = rest.split(' ').next().unwrap().to_string();
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
+                let name = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|n| *n == family)
+                    .unwrap_or(name);
                 assert_eq!(name, family, "{line}");
             }
         }
+        assert!(text.contains("# TYPE rstwall_batch_duration_seconds histogram\n"));
+        for (le, n) in [
+            ("0.000001", 0),
+            ("0.000002", 1),
+            ("0.00005", 2),
+            ("+Inf", 2),
+        ] {
+            let line =
+                format!("rstwall_batch_duration_seconds_bucket{{le=\"{le}\",queue=\"0\"}} {n}\n");
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(
+            text.contains("rstwall_batch_duration_seconds_count{queue=\"1\"} 2\n"),
+            "{text}"
+        );
         // The same samples as OpenMetrics (the scrape counters aside).
         let om = m.render(Format::OpenMetrics);
         let strip = |s: &str| {

@@ -40,6 +40,8 @@ use rstwall_datapath::policy::{Mode, PolicyConfig};
 use rstwall_datapath::{FlagClass, RstClass};
 use serde_json::json;
 
+use crate::api::{self, ApiError, Call, Op};
+use crate::blocks::Blocks;
 use crate::cli::RunArgs;
 use crate::config::{self, value, ConfigFile, LogLevel, MetricsListen};
 use crate::metrics::{self, KernelSnapshot, Metrics, Reload, Snapshot};
@@ -60,6 +62,9 @@ pub struct Settings {
     pub stats_json: Option<PathBuf>,
     pub replace_foreign: bool,
     pub metrics_listen: MetricsListen,
+    /// The control API's socket; `None`: off.
+    pub control_socket: Option<PathBuf>,
+    pub control_group: Option<String>,
     pub state_dir: PathBuf,
     pub log_level: LogLevel,
     /// The configured policy's file; `None`: the default policy.
@@ -150,6 +155,17 @@ impl Settings {
                     .expect("the default is valid"),
             },
         };
+        let control_socket = match &args.control_socket {
+            Some(s) => value::control_socket(s).map_err(flag("--control-socket"))?,
+            None => match &f.control_socket {
+                Some(s) => s.clone(),
+                None => Some(config::DEFAULT_CONTROL_SOCKET.into()),
+            },
+        };
+        let control_group = match &args.control_group {
+            Some(g) => Some(value::control_group(g).map_err(flag("--control-group"))?),
+            None => f.control_group.clone(),
+        };
         let state_dir = match &args.state_dir {
             Some(d) => value::path(&d.to_string_lossy()).map_err(flag("--state-dir"))?,
             None => f
@@ -192,6 +208,8 @@ impl Settings {
             stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
             replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
             metrics_listen,
+            control_socket,
+            control_group,
             state_dir,
             log_level,
             policy_file,
@@ -221,6 +239,8 @@ impl Settings {
         check("stats_interval", self.stats_interval != new.stats_interval);
         check("stats_json", self.stats_json != new.stats_json);
         check("metrics_listen", self.metrics_listen != new.metrics_listen);
+        check("control_socket", self.control_socket != new.control_socket);
+        check("control_group", self.control_group != new.control_group);
         check("state_dir", self.state_dir != new.state_dir);
         check("log_level", self.log_level != new.log_level);
         check(
@@ -331,6 +351,31 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
     );
 
+    let now_unix = sys::now_ns() / 1_000_000_000;
+    let blocks = Blocks::load(state.path(), now_unix).map_err(Failure::usage)?;
+    if !blocks.is_empty() {
+        tracing::info!("{} operator blocks restored", blocks.len());
+    }
+
+    // The control socket, bound before anything is attached: a socket in
+    // use by another daemon stops the start here.
+    let control = match &settings.control_socket {
+        None => None,
+        Some(path) => {
+            let group = settings
+                .control_group
+                .as_deref()
+                .map(api::Group::lookup)
+                .transpose()
+                .context("control_group")
+                .map_err(Failure::usage)?;
+            let bound = api::Bound::bind(path, group)
+                .context("control API")
+                .map_err(Failure::runtime)?;
+            Some(bound)
+        }
+    };
+
     // Signals are taken synchronously by this thread: block them before any
     // thread exists (the metrics server, the workers), so every thread
     // inherits the mask.
@@ -366,12 +411,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
 
     // The policy's share of the kernel goes in before any socket is
     // registered: from the first packet, denied sources die in XDP.
+    let effective = live.policy.with_extra_deny(blocks.nets());
     let mut kernel = KernelDrops::new(programs.len());
-    let change = kernel.apply(&live.policy, &programs);
-    log_kernel_drops(&live.policy, &change, kernel.stats().deny_entries);
+    let change = kernel.apply(&effective, &programs);
+    log_kernel_drops(&effective, &change, kernel.stats().deny_entries);
 
     let mut engine = settings.engine.clone();
-    engine.policy = live.policy.clone();
+    engine.policy = effective;
     let mut cfg = DatapathConfig::new(settings.topology.clone(), queues, engine);
     cfg.bind = settings.bind;
     let mut datapath = Datapath::start(&cfg).map_err(|e| Failure::runtime(anyhow!(e)))?;
@@ -405,18 +451,37 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         live.version,
     );
 
+    let (calls_tx, calls) = crossbeam::channel::bounded::<Call>(64);
+    let _api = match control {
+        None => None,
+        Some(bound) => {
+            let path = bound.path().to_path_buf();
+            let server = api::Server::start(
+                bound,
+                calls_tx,
+                datapath.handle(),
+                settings.engine.alerts.clone(),
+            )
+            .context("control API")
+            .map_err(Failure::runtime)?;
+            tracing::info!("control API on {}", path.display());
+            Some(server)
+        }
+    };
+
     let mut monitor = Monitor::new(&settings, &live, queues as usize, &programs);
     let mut reloader = Reloader {
         args: &args,
         settings,
         live,
+        blocks,
         state,
         pending: false,
-        next_at: Instant::now(),
+        next_expiry_check: Instant::now(),
     };
     let mut next_publish = Instant::now();
     let outcome = loop {
-        match signals.wait(Duration::from_millis(100)) {
+        match signals.wait(Duration::from_millis(50)) {
             Ok(Some(libc::SIGHUP)) => reloader.pending = true,
             Ok(Some(sig)) => {
                 tracing::info!("{}: stopping", signal_name(sig));
@@ -429,14 +494,19 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             monitor.update(s);
         }
         let now = Instant::now();
-        reloader.reload_if_due(
-            now,
-            &datapath,
-            &mut kernel,
-            &programs,
-            &mut monitor,
-            &metrics,
-        );
+        {
+            let mut ctx = Ctx {
+                datapath: &datapath,
+                kernel: &mut kernel,
+                programs: &programs,
+                monitor: &mut monitor,
+            };
+            reloader.reload_if_due(now, &mut ctx, &metrics);
+            for call in calls.try_iter() {
+                let answer = reloader.answer(call.op, &mut ctx);
+                let _ = call.reply.try_send(answer);
+            }
+        }
         // Bounded: workers may refill the channel as fast as it drains.
         for src in datapath.block_requests().try_iter().take(BLOCKS_PER_LOOP) {
             kernel.block(src, now, &programs);
@@ -492,61 +562,95 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     }
 }
 
-/// Shortest time between two policy changes. The workers take a new policy
-/// from a small channel when they publish (every 100 ms); spacing changes
-/// out keeps a burst of reloads from overrunning it, which would leave a
-/// worker on an older policy than the one persisted and logged.
-const MIN_RELOAD_GAP: Duration = Duration::from_millis(300);
+/// What a policy change touches.
+struct Ctx<'a> {
+    datapath: &'a Datapath,
+    kernel: &'a mut KernelDrops,
+    programs: &'a Attached,
+    monitor: &'a mut Monitor,
+}
 
-/// SIGHUP: make the configured policy the running one.
+/// The running policy and the operator blocks, and every way they change:
+/// SIGHUP reloads and the control API.
 ///
-/// The config file (if any) and the policy file are read and validated
-/// again, exactly as at start-up (`--policy`/`--mode` given on the command
-/// line still override them). Invalid → an error naming the file, line and
-/// key is logged and the running policy stays. Valid and different → the
-/// next version is persisted first, then handed to every worker
-/// ([`Datapath::set_policy`]) and the XDP maps ([`KernelDrops::apply`]).
-/// Settings other than the policy that changed are reported as needing a
-/// restart; they are not applied.
+/// SIGHUP: the config file (if any) and the policy file are read and
+/// validated again, exactly as at start-up (`--policy`/`--mode` given on
+/// the command line still override them). Invalid → an error naming the
+/// file, line and key is logged and the running policy stays. Settings
+/// other than the policy that changed are reported as needing a restart;
+/// they are not applied.
+///
+/// Every change, whatever its source, goes through [`Reloader::install`]:
+/// validated as a whole first, persisted (durably) next, then handed to
+/// every worker at once ([`Datapath::set_policy`]: a latest-wins slot each
+/// worker checks between batches, so no packet is judged by a mix) and to
+/// the XDP maps ([`KernelDrops::apply`]). A failure before the hand-over
+/// changes nothing.
 struct Reloader<'a> {
     args: &'a RunArgs,
     /// As of the start, for what a reload cannot change.
     settings: Settings,
     live: PolicyState,
+    blocks: Blocks,
     state: StateDir,
     /// A SIGHUP not yet acted on.
     pending: bool,
-    next_at: Instant,
+    next_expiry_check: Instant,
 }
 
 impl Reloader<'_> {
-    fn reload_if_due(
-        &mut self,
-        now: Instant,
-        datapath: &Datapath,
-        kernel: &mut KernelDrops,
-        programs: &Attached,
-        monitor: &mut Monitor,
-        metrics: &Metrics,
-    ) {
-        if !self.pending || now < self.next_at {
+    fn reload_if_due(&mut self, now: Instant, ctx: &mut Ctx, metrics: &Metrics) {
+        if now >= self.next_expiry_check {
+            self.next_expiry_check = now + Duration::from_secs(1);
+            let unix = sys::now_ns() / 1_000_000_000;
+            if let Some(left) = self.blocks.expired(unix) {
+                let ended = self.blocks.len() - left.len();
+                match self.install(self.live.clone(), left, ctx) {
+                    Ok(_) => tracing::info!("{ended} operator block(s) ended"),
+                    Err(e) => tracing::error!("ending expired blocks: {e:#}"),
+                }
+            }
+        }
+        if !self.pending {
             return;
         }
         self.pending = false;
-        let outcome = self.reload(datapath, kernel, programs, monitor);
-        if outcome == Reload::Applied {
-            self.next_at = now + MIN_RELOAD_GAP;
-        }
+        let outcome = self.reload(ctx);
         metrics.count_reload(outcome);
     }
 
-    fn reload(
-        &mut self,
-        datapath: &Datapath,
-        kernel: &mut KernelDrops,
-        programs: &Attached,
-        monitor: &mut Monitor,
-    ) -> Reload {
+    /// The policy the workers and XDP run: the running policy with the
+    /// operator blocks on its deny list.
+    fn effective(policy: &PolicyConfig, blocks: &Blocks) -> PolicyConfig {
+        policy.with_extra_deny(blocks.nets())
+    }
+
+    /// Persist and apply `next` and `blocks`; the workers' policy
+    /// generation.
+    fn install(&mut self, next: PolicyState, blocks: Blocks, ctx: &mut Ctx) -> anyhow::Result<u64> {
+        if next != self.live {
+            self.state.save_policy(&next)?;
+        }
+        if blocks != self.blocks {
+            blocks.save(self.state.path())?;
+        }
+        let old = Reloader::effective(&self.live.policy, &self.blocks);
+        let new = Reloader::effective(&next.policy, &blocks);
+        let generation = if new != old {
+            let g = ctx.datapath.set_policy(&new);
+            let change = ctx.kernel.apply(&new, ctx.programs);
+            log_kernel_drops(&new, &change, ctx.kernel.stats().deny_entries);
+            g
+        } else {
+            ctx.datapath.policy_generation()
+        };
+        ctx.monitor.set_policy(&next);
+        self.live = next;
+        self.blocks = blocks;
+        Ok(generation)
+    }
+
+    fn reload(&mut self, ctx: &mut Ctx) -> Reload {
         let running = self.live.version;
         let new = match Settings::from_args(self.args) {
             Ok(s) => s,
@@ -574,36 +678,200 @@ impl Reloader<'_> {
             );
             return Reload::Unchanged;
         }
-        if let Err(e) = self.state.save_policy(&next) {
+        let changed = next.policy != self.live.policy;
+        let (version, digest, mode) = (next.version, next.digest(), next.policy.mode());
+        if let Err(e) = self.install(next, self.blocks.clone(), ctx) {
             tracing::error!(
                 "SIGHUP: reload rejected, policy version {running} keeps running: {e:#}"
             );
             return Reload::Rejected;
         }
-        let changed = next.policy != self.live.policy;
-        if changed {
-            datapath.set_policy(&next.policy);
-            let change = kernel.apply(&next.policy, programs);
-            log_kernel_drops(&next.policy, &change, kernel.stats().deny_entries);
-            monitor.set_policy(&next);
-        }
         tracing::info!(
-            "SIGHUP: policy version {} (digest {}): {}, {}",
-            next.version,
-            next.digest(),
-            next.policy.mode(),
+            "SIGHUP: policy version {version} (digest {digest}): {mode}, {}",
             if changed {
                 format!("reloaded from {}", new.policy_source())
             } else {
                 format!("unchanged ({})", new.policy_source())
             }
         );
-        self.live = next;
         if changed {
             Reload::Applied
         } else {
             Reload::Unchanged
         }
+    }
+
+    /// A control API call.
+    fn answer(&mut self, op: Op, ctx: &mut Ctx) -> Result<serde_json::Value, ApiError> {
+        let internal = |e: anyhow::Error| ApiError::internal(format!("{e:#}"));
+        let unix = sys::now_ns() / 1_000_000_000;
+        match op {
+            Op::Status => Ok(self.status(ctx)),
+            Op::Stats => Ok(ctx.monitor.doc(ctx.programs, ctx.kernel.stats())),
+            Op::PolicyShow => Ok(json!({
+                "version": self.live.version,
+                "digest": self.live.digest().to_string(),
+                "mode": self.live.policy.mode(),
+                "toml": self.live.policy.to_toml_string(),
+                "blocks": self.blocks.len(),
+            })),
+            Op::PolicySet(assignments) => {
+                let mut policy = self.live.policy.clone();
+                for a in &assignments {
+                    policy
+                        .set_assignment(a)
+                        .map_err(|e| ApiError::bad(e.to_string()))?;
+                }
+                self.change_policy(policy, &format!("set {}", assignments.join(" ")), ctx)
+            }
+            Op::PolicyApply(text) => {
+                let policy = PolicyConfig::from_toml_str(&text)
+                    .map_err(|e| ApiError::bad(format!("policy: {e}")))?;
+                self.change_policy(policy, "applied over the control API", ctx)
+            }
+            Op::PolicyDiff(text) => {
+                let policy = PolicyConfig::from_toml_str(&text)
+                    .map_err(|e| ApiError::bad(format!("policy: {e}")))?;
+                let (old, new) = (self.live.policy.to_toml_string(), policy.to_toml_string());
+                Ok(json!({
+                    "version": self.live.version,
+                    "changed": old != new,
+                    "diff": crate::client::unified_diff(&old, &new, "running", "file"),
+                }))
+            }
+            Op::BlockList => Ok(self.blocks_doc(unix)),
+            Op::BlockAdd { cidr, ttl_s } => {
+                let blocks = self
+                    .blocks
+                    .with_added(cidr, ttl_s, unix)
+                    .map_err(ApiError::bad)?;
+                let generation = self
+                    .install(self.live.clone(), blocks, ctx)
+                    .map_err(internal)?;
+                tracing::info!(
+                    "block {cidr} added{} over the control API",
+                    ttl_s.map_or(String::new(), |t| format!(" for {t} s"))
+                );
+                Ok(json!({
+                    "cidr": cidr.to_string(),
+                    "until": ttl_s.map(|t| unix + t),
+                    "enforced": self.live.policy.mode() == Mode::Enforce,
+                    "generation": generation,
+                }))
+            }
+            Op::BlockDel { cidr } => {
+                let Some(blocks) = self.blocks.without(cidr) else {
+                    return Err(ApiError {
+                        status: 404,
+                        message: format!("{cidr} is not blocked"),
+                    });
+                };
+                let generation = self
+                    .install(self.live.clone(), blocks, ctx)
+                    .map_err(internal)?;
+                tracing::info!("block {cidr} removed over the control API");
+                Ok(json!({ "cidr": cidr.to_string(), "generation": generation }))
+            }
+        }
+    }
+
+    fn change_policy(
+        &mut self,
+        policy: PolicyConfig,
+        what: &str,
+        ctx: &mut Ctx,
+    ) -> Result<serde_json::Value, ApiError> {
+        if policy == self.live.policy {
+            return Ok(json!({
+                "changed": false,
+                "version": self.live.version,
+                "digest": self.live.digest().to_string(),
+                "generation": ctx.datapath.policy_generation(),
+            }));
+        }
+        // A change made at run time: the configured digest stays, so a
+        // restart with an unchanged configuration keeps this policy.
+        let next = PolicyState {
+            version: self.live.version + 1,
+            policy,
+            configured: self.live.configured,
+        };
+        let generation = self
+            .install(next, self.blocks.clone(), ctx)
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        tracing::info!(
+            "policy version {} (digest {}): {}, {what}",
+            self.live.version,
+            self.live.digest(),
+            self.live.policy.mode()
+        );
+        Ok(json!({
+            "changed": true,
+            "version": self.live.version,
+            "digest": self.live.digest().to_string(),
+            "mode": self.live.policy.mode(),
+            "generation": generation,
+        }))
+    }
+
+    fn blocks_doc(&self, unix: u64) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .blocks
+            .list()
+            .map(|b| {
+                json!({
+                    "cidr": b.cidr.to_string(),
+                    "added": b.added,
+                    "until": b.until,
+                    "ttl_left_s": b.until.map(|u| u.saturating_sub(unix)),
+                })
+            })
+            .collect();
+        json!({
+            "blocks": rows,
+            "enforced": self.live.policy.mode() == Mode::Enforce,
+        })
+    }
+
+    fn status(&self, ctx: &Ctx) -> serde_json::Value {
+        let m = &*ctx.monitor;
+        let total = DatapathStats::sum(m.workers.iter().flatten());
+        let sockets: Vec<serde_json::Value> = ctx
+            .datapath
+            .sockets()
+            .iter()
+            .map(|s| json!({ "port": s.port, "queue": s.queue, "xsk_mode": s.mode.as_str() }))
+            .collect();
+        let ports: Vec<serde_json::Value> = m
+            .xdp_modes
+            .iter()
+            .map(|(port, mode)| json!({ "port": port, "xdp_mode": mode }))
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "mode": match &m.topology { Topology::Inline { .. } => "inline", Topology::Tap { .. } => "tap" },
+            "topology": match &m.topology {
+                Topology::Inline { a, b } => json!({ "inline": [a, b] }),
+                Topology::Tap { port } => json!({ "tap": port }),
+            },
+            "ports": ports,
+            "queues": m.workers.len(),
+            "workers_running": total.workers,
+            "xsk_mode": total.xsk_mode(),
+            "sockets": sockets,
+            "uptime_s": m.started.elapsed().as_secs_f64(),
+            "started_at": m.started_unix,
+            "policy": {
+                "version": self.live.version,
+                "digest": self.live.digest().to_string(),
+                "mode": self.live.policy.mode(),
+                "generation": ctx.datapath.policy_generation(),
+                "workers_generation_min": total.policy_generation_min,
+            },
+            "blocks": self.blocks.len(),
+            "state_dir": self.state.path(),
+        })
     }
 }
 
@@ -1108,6 +1376,7 @@ struct Monitor {
     interval: Option<Duration>,
     json: Option<PathBuf>,
     started: Instant,
+    started_unix: u64,
     workers: Vec<Option<WorkerStats>>,
     last_at: Instant,
     last_frames: u64,
@@ -1127,6 +1396,7 @@ impl Monitor {
             interval: s.stats_interval,
             json: s.stats_json.clone(),
             started: now,
+            started_unix: sys::now_ns() / 1_000_000_000,
             workers: vec![None; workers],
             last_at: now,
             last_frames: 0,
@@ -1267,6 +1537,16 @@ impl Monitor {
             t.active_flows,
             t.xsk_mode(),
         )
+    }
+
+    /// The statistics document, as of now (`GET /v1/stats`).
+    fn doc(&self, programs: &[PortProgram], kernel: KernelDropStats) -> serde_json::Value {
+        let total = DatapathStats::sum(self.workers.iter().flatten());
+        let xdp: Vec<(String, Option<XdpCounters>)> = programs
+            .iter()
+            .map(|p| (p.ifname().to_string(), p.counters().ok()))
+            .collect();
+        self.json_doc(&total, &xdp, &kernel, false)
     }
 
     fn json_doc(

@@ -155,6 +155,12 @@ impl Judged<'_> {
         self.rst
     }
 
+    /// Whether the frame parsed as TCP.
+    #[inline]
+    pub fn is_tcp(&self) -> bool {
+        self.packet.is_some()
+    }
+
     /// The same [`Outcome`] [`Engine::process_at_current_time`] returns.
     #[inline]
     pub fn outcome(&self) -> Outcome {

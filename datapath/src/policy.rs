@@ -955,6 +955,20 @@ impl PolicyConfig {
         &self.allow
     }
 
+    /// This policy with `nets` added to its deny list (those not on it
+    /// already, normalized): how the daemon folds operator blocks
+    /// (`rstwall block add`) into the policy the workers and XDP run.
+    pub fn with_extra_deny(&self, nets: impl IntoIterator<Item = IpNet>) -> PolicyConfig {
+        let mut out = self.clone();
+        for net in nets {
+            let net = net.trunc();
+            if !out.deny.contains(&net) {
+                out.deny.push(net);
+            }
+        }
+        out
+    }
+
     /// Deny-list networks, normalized, in the order written.
     pub fn deny(&self) -> &[IpNet] {
         &self.deny

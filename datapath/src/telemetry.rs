@@ -834,6 +834,130 @@ impl Snapshot {
             active_alerts: p.active_alerts,
         }
     }
+
+    /// One snapshot for several engines (the AF_XDP workers, each with
+    /// its share of the flows): counters and per-second counts summed, top
+    /// lists merged by key and cut to `top` rows, alert histories joined
+    /// in time order, each active alert at its highest level. A host or
+    /// port whose flows spread over several workers is summed over them;
+    /// one that fell off a worker's top list is missing from that
+    /// worker's share, so with several workers the lists are a close
+    /// lower bound, not exact.
+    pub fn merge(parts: Vec<Snapshot>, top: usize) -> Snapshot {
+        use std::collections::BTreeMap;
+        fn sum_top<K: Clone + Ord>(lists: Vec<Vec<TopEntry<K>>>, top: usize) -> Vec<TopEntry<K>> {
+            let mut m: BTreeMap<K, u64> = BTreeMap::new();
+            for e in lists.into_iter().flatten() {
+                *m.entry(e.key).or_default() += e.count;
+            }
+            top_n(m.into_iter(), top)
+        }
+        if parts.len() == 1 {
+            return parts.into_iter().next().expect("one part");
+        }
+        let mut counters = Counters::default();
+        let mut flows = FlowStats::default();
+        let mut active_flows = 0;
+        type Lists = (Vec<Vec<TopEntry<IpAddr>>>, Vec<Vec<TopEntry<u16>>>);
+        let mut by_class: BTreeMap<RstClass, Lists> = BTreeMap::new();
+        let (mut failed, mut senders) = (Vec::new(), Vec::new());
+        let mut hosts: BTreeMap<IpAddr, HostStats> = BTreeMap::new();
+        let mut seconds: BTreeMap<u64, SecondStats> = BTreeMap::new();
+        let mut alerts = Vec::new();
+        let mut active: BTreeMap<String, Level> = BTreeMap::new();
+        for p in parts {
+            counters.merge(&p.counters);
+            flows.created += p.flows.created;
+            flows.expired += p.flows.expired;
+            flows.evicted += p.flows.evicted;
+            flows.table_full += p.flows.table_full;
+            active_flows += p.active_flows;
+            for t in p.top_by_class {
+                let e = by_class.entry(t.class).or_default();
+                e.0.push(t.sources);
+                e.1.push(t.ports);
+            }
+            failed.push(p.top_failed_clients);
+            senders.push(p.top_rst_senders);
+            for h in p.hosts {
+                let e = hosts.entry(h.host).or_default();
+                let s = &h.stats;
+                e.syn_sent += s.syn_sent;
+                e.syn_received += s.syn_received;
+                e.synack_sent += s.synack_sent;
+                e.synack_received += s.synack_received;
+                e.fin_sent += s.fin_sent;
+                e.fin_received += s.fin_received;
+                e.rst_sent += s.rst_sent;
+                e.rst_received += s.rst_received;
+                e.failed_connects += s.failed_connects;
+                e.refused += s.refused;
+                for (a, b) in e.rst_sent_by_class.iter_mut().zip(s.rst_sent_by_class) {
+                    *a += b;
+                }
+            }
+            for sec in p.seconds {
+                let e = seconds.entry(sec.second).or_insert(SecondStats {
+                    second: sec.second,
+                    ..SecondStats::default()
+                });
+                e.packets += sec.packets;
+                e.syn += sec.syn;
+                e.synack += sec.synack;
+                e.fin += sec.fin;
+                e.rst += sec.rst;
+                for (a, b) in e.rst_by_class.iter_mut().zip(sec.rst_by_class) {
+                    *a += b;
+                }
+                e.failed_connects += sec.failed_connects;
+                e.dropped += sec.dropped;
+            }
+            alerts.extend(p.alerts);
+            for a in p.active_alerts {
+                let e = active.entry(a.rule).or_insert(a.level);
+                *e = (*e).max(a.level);
+            }
+        }
+        alerts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.rule.cmp(&b.rule)));
+        let activity =
+            |s: &HostStats| s.rst_sent + s.rst_received + s.syn_sent + s.syn_received + s.fin_sent;
+        let mut host_rows: Vec<HostRow> = hosts
+            .into_iter()
+            .map(|(host, stats)| HostRow { host, stats })
+            .collect();
+        host_rows.sort_by(|a, b| {
+            activity(&b.stats)
+                .cmp(&activity(&a.stats))
+                .then_with(|| a.host.cmp(&b.host))
+        });
+        host_rows.truncate(top);
+        let mut merged = Snapshot::build(SnapshotParts {
+            counters,
+            flows,
+            active_flows,
+            hosts: Vec::new(),
+            ports: Vec::new(),
+            seconds: seconds.into_values().collect(),
+            alerts,
+            active_alerts: active
+                .into_iter()
+                .map(|(rule, level)| ActiveAlert { rule, level })
+                .collect(),
+            top,
+        });
+        merged.top_by_class = by_class
+            .into_iter()
+            .map(|(class, (sources, ports))| ClassTop {
+                class,
+                sources: sum_top(sources, top),
+                ports: sum_top(ports, top),
+            })
+            .collect();
+        merged.top_failed_clients = sum_top(failed, top);
+        merged.top_rst_senders = sum_top(senders, top);
+        merged.hosts = host_rows;
+        merged
+    }
 }
 
 #[cfg(test)]

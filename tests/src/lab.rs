@@ -272,11 +272,50 @@ impl Lab {
         self.dir.join("state")
     }
 
+    /// The lab's control socket: Unix socket paths are not per network
+    /// namespace, so every lab needs its own.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("rstwall.sock")
+    }
+
+    /// Run a client command (`rstwall ARGS --socket <the lab's socket>`)
+    /// to its end.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(rstwall_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rstwall")
+    }
+
+    /// [`Lab::cli`] that must succeed; its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "rstwall {}: {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// [`Lab::cli_ok`] of a `--json` command, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let text = self.cli_ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
     /// Start `rstwall run` in the appliance namespace, with the lab's
-    /// statistics file (every 0.2 s) and state directory, and wait until
-    /// it has registered its sockets (its first stats snapshot).
+    /// statistics file (every 0.2 s), state directory and control socket,
+    /// and wait until it has registered its sockets (its first stats
+    /// snapshot).
     pub fn start_rstwall(&mut self, args: &[&str]) {
-        let (stats, state) = (self.stats_path(), self.state_dir());
+        let (stats, state, socket) = (self.stats_path(), self.state_dir(), self.socket());
         let mut all = vec![
             "--stats-interval",
             "0.2",
@@ -284,6 +323,8 @@ impl Lab {
             stats.to_str().expect("UTF-8 path"),
             "--state-dir",
             state.to_str().expect("UTF-8 path"),
+            "--control-socket",
+            socket.to_str().expect("UTF-8 path"),
         ];
         all.extend_from_slice(args);
         self.start_rstwall_exact(&all);
@@ -414,6 +455,21 @@ impl Drop for Lab {
             eprintln!("rstwall log kept in {}", self.dir.display());
         }
     }
+}
+
+/// Send `n` RSTs for no flow from spoofed client ports (`first_port..`)
+/// to the server's port 5999.
+pub fn send_no_flow_rsts(lab: &Lab, n: u16, first_port: u16) {
+    let packets = (0..n)
+        .map(|i| {
+            rst_packet(
+                SocketAddrV4::new(CLIENT, first_port + i),
+                SocketAddrV4::new(SERVER, 5999),
+                0x1234_5678u32.wrapping_mul(u32::from(i) + 1),
+            )
+        })
+        .collect();
+    send_raw(&lab.client, packets);
 }
 
 pub fn rst_count(stats: &Value, class: &str, key: &str) -> u64 {

@@ -41,12 +41,18 @@
 //! `poll()`. Every frame's place is tracked by a [`ledger::Ledger`].
 //!
 //! Workers publish [`WorkerStats`] every [`DatapathConfig::publish_every`]
-//! over a bounded channel, and accept a new [`Policy`] the same way. The
+//! over a bounded channel and answer the control side's questions (flows,
+//! telemetry; [`DatapathHandle`]) at the same moment. A new policy goes
+//! into a latest-wins [`PolicySlot`] whose generation every worker checks
+//! once per loop iteration, so a policy change reaches all workers within
+//! one batch and every packet is judged by one whole policy. Live capture
+//! goes through a [`CaptureTap`] of preallocated buffers. The
 //! sources their policy asks to block (`ratelimit.block_seconds`) go to the
 //! control side over a third bounded channel, [`Datapath::block_requests`],
 //! once per batch and without blocking: a full channel loses requests,
 //! counted in [`WorkerStats::block_requests_dropped`].
 
+mod control;
 mod ledger;
 mod socket;
 mod stats;
@@ -64,12 +70,17 @@ use crossbeam::channel::{self, Receiver, Sender};
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::Umem;
 
+pub use control::{
+    BatchLatency, CaptureFilter, CaptureSession, CaptureTap, Captured, FlowFilter, FlowRow,
+    LatencySummary, PolicySlot, Query, CAPTURE_SNAPLEN,
+};
 pub use ledger::{FrameStats, Ledger, Place};
 pub use socket::{BindMode, ProgramLoad, RingStats, XskMode};
 pub use stats::{DatapathStats, SocketStats, WorkerStats};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::policy::{Policy, PolicyConfig};
+use crate::telemetry::Snapshot;
 use socket::Xsk;
 use worker::{PortRings, Worker};
 
@@ -215,7 +226,8 @@ pub struct SocketInfo {
 /// The running datapath. Dropping it stops the workers.
 pub struct Datapath {
     workers: Vec<(usize, JoinHandle<Result<WorkerStats, AfXdpError>>)>,
-    policy: Vec<Sender<Policy>>,
+    policy: Arc<PolicySlot>,
+    handle: DatapathHandle,
     stop: Arc<AtomicBool>,
     stats: Receiver<WorkerStats>,
     blocks: Receiver<IpAddr>,
@@ -265,21 +277,26 @@ impl Datapath {
             }
             let mut engine = Engine::new(&cfg.engine);
             engine.set_policy(Policy::for_worker(&cfg.engine.policy, cfg.queues));
-            let (policy_tx, policy_rx) = channel::bounded(2);
-            prepared.push((queue, umem, rings, engine, policy_tx, policy_rx));
+            let (query_tx, query_rx) = channel::bounded(QUERIES_QUEUED);
+            prepared.push((queue, umem, rings, engine, query_tx, query_rx));
         }
+        let policy = Arc::new(PolicySlot::new(cfg.engine.policy.clone()));
 
         // Built before the threads: if one cannot be spawned, dropping it
         // stops the ones already running.
         let mut datapath = Datapath {
             workers: Vec::with_capacity(workers_n),
-            policy: Vec::with_capacity(workers_n),
+            policy: policy.clone(),
+            handle: DatapathHandle {
+                queries: Vec::with_capacity(workers_n),
+                capture: CaptureTap::new(),
+            },
             stop,
             stats: stats_rx,
             blocks: blocks_rx,
             sockets,
         };
-        for (id, (queue, umem, rings, engine, policy_tx, policy_rx)) in
+        for (id, (queue, umem, rings, engine, query_tx, query_rx)) in
             prepared.into_iter().enumerate()
         {
             let worker = Worker {
@@ -291,7 +308,12 @@ impl Datapath {
                 engine,
                 stop: datapath.stop.clone(),
                 stats: stats_tx.clone(),
-                policy: policy_rx,
+                policy: policy.clone(),
+                policy_generation: policy.generation(),
+                workers: cfg.queues,
+                queries: query_rx,
+                capture: datapath.handle.capture.clone(),
+                latency: BatchLatency::default(),
                 blocks: blocks_tx.clone(),
                 publish_every: cfg.publish_every,
                 batch: cfg.batch,
@@ -302,7 +324,7 @@ impl Datapath {
                 .spawn(move || worker.run(rings))
                 .map_err(|source| AfXdpError::Worker { worker: id, source })?;
             datapath.workers.push((id, handle));
-            datapath.policy.push(policy_tx);
+            datapath.handle.queries.push(query_tx);
         }
         Ok(datapath)
     }
@@ -324,15 +346,23 @@ impl Datapath {
         &self.blocks
     }
 
-    /// Hand every worker a new policy (each gets its share of the global
-    /// rate limits); applied between batches, within a publish interval.
-    pub fn set_policy(&self, cfg: &PolicyConfig) {
-        let n = self.policy.len() as u32;
-        for tx in &self.policy {
-            // A full channel means an update is already waiting: the newer
-            // one is lost only when two arrive within one interval.
-            let _ = tx.try_send(Policy::for_worker(cfg, n));
-        }
+    /// Make `cfg` every worker's policy (each gets its share of the global
+    /// rate limits), replacing any not yet taken; each worker switches
+    /// between two batches, at most one batch later. Returns the policy's
+    /// generation, which [`WorkerStats::policy_generation`] reports once a
+    /// worker runs it.
+    pub fn set_policy(&self, cfg: &PolicyConfig) -> u64 {
+        self.policy.publish(cfg.clone())
+    }
+
+    /// Generation of the latest policy handed to the workers.
+    pub fn policy_generation(&self) -> u64 {
+        self.policy.generation()
+    }
+
+    /// For asking the workers questions from another thread.
+    pub fn handle(&self) -> DatapathHandle {
+        self.handle.clone()
     }
 
     /// A worker that stopped by itself (it failed), with its error.
@@ -370,6 +400,75 @@ impl Datapath {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+}
+
+/// Questions waiting per worker: a few clients at once.
+const QUERIES_QUEUED: usize = 16;
+
+/// Why a question to the workers got no full answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the workers are busy: too many questions waiting")]
+    Busy,
+    #[error("worker {worker} did not answer within {timeout:?}")]
+    Timeout { worker: usize, timeout: Duration },
+}
+
+/// The workers' question queues and the capture tap: clonable, for the
+/// control API's threads. Every call waits for all workers (each answers
+/// within a publish interval) or gives up after `timeout`.
+#[derive(Clone, Debug)]
+pub struct DatapathHandle {
+    queries: Vec<Sender<Query>>,
+    capture: Arc<CaptureTap>,
+}
+
+impl DatapathHandle {
+    pub fn workers(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Tracked flows, up to `filter.limit` in all.
+    pub fn flows(&self, filter: FlowFilter, timeout: Duration) -> Result<Vec<FlowRow>, QueryError> {
+        let answers = self.ask(timeout, |reply| Query::Flows { filter, reply })?;
+        let mut rows: Vec<FlowRow> = answers.into_iter().flat_map(|(_, r)| r).collect();
+        rows.truncate(filter.limit);
+        Ok(rows)
+    }
+
+    /// Every worker's telemetry snapshot, in worker order.
+    pub fn telemetry(&self, top: usize, timeout: Duration) -> Result<Vec<Snapshot>, QueryError> {
+        let answers = self.ask(timeout, |reply| Query::Telemetry { top, reply })?;
+        Ok(answers.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Ask every worker; their answers in worker order.
+    fn ask<T>(
+        &self,
+        timeout: Duration,
+        make: impl Fn(Sender<T>) -> Query,
+    ) -> Result<Vec<(usize, T)>, QueryError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pending = Vec::with_capacity(self.queries.len());
+        for (worker, q) in self.queries.iter().enumerate() {
+            let (tx, rx) = channel::bounded(1);
+            q.try_send(make(tx)).map_err(|_| QueryError::Busy)?;
+            pending.push((worker, rx));
+        }
+        pending
+            .into_iter()
+            .map(|(worker, rx)| {
+                rx.recv_deadline(deadline)
+                    .map(|a| (worker, a))
+                    .map_err(|_| QueryError::Timeout { worker, timeout })
+            })
+            .collect()
+    }
+
+    /// The workers' live capture.
+    pub fn capture(&self) -> &Arc<CaptureTap> {
+        &self.capture
     }
 }
 

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::control::BatchLatency;
 use super::ledger::FrameStats;
 use super::socket::{RingStats, XskMode};
 use crate::flow::FlowStats;
@@ -55,6 +56,10 @@ pub struct WorkerStats {
     pub active_flows: usize,
     pub sockets: Vec<SocketStats>,
     pub frames: FrameStats,
+    /// Generation of the policy the worker runs ([`super::PolicySlot`]).
+    pub policy_generation: u64,
+    /// Engine time per RX batch, since the worker started.
+    pub batch_latency: BatchLatency,
 }
 
 /// The sum over all workers.
@@ -76,6 +81,11 @@ pub struct DatapathStats {
     /// Sockets per bind mode: `(zerocopy, copy)`.
     pub zerocopy_sockets: usize,
     pub copy_sockets: usize,
+    /// The oldest and newest policy generation the workers run: equal
+    /// once every worker has taken the latest policy.
+    pub policy_generation_min: u64,
+    pub policy_generation_max: u64,
+    pub batch_latency: BatchLatency,
 }
 
 impl DatapathStats {
@@ -111,6 +121,13 @@ impl DatapathStats {
             t.frames.transmit += f.transmit;
             t.frames.leaked += f.leaked;
             t.frames.ledger_errors += f.ledger_errors;
+            t.policy_generation_min = if t.workers == 1 {
+                w.policy_generation
+            } else {
+                t.policy_generation_min.min(w.policy_generation)
+            };
+            t.policy_generation_max = t.policy_generation_max.max(w.policy_generation);
+            t.batch_latency.merge(&w.batch_latency);
         }
         t
     }

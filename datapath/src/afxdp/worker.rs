@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
+
 use xsk_rs::{FrameDesc, Umem};
 
+use super::control::{flow_row, BatchLatency, CaptureTap, PolicySlot, Query};
 use super::ledger::Ledger;
 use super::socket::{RingStats, Xsk};
 use super::stats::{SocketStats, WorkerStats};
@@ -180,7 +182,15 @@ pub(super) struct Worker {
     pub engine: Engine,
     pub stop: Arc<AtomicBool>,
     pub stats: Sender<WorkerStats>,
-    pub policy: Receiver<Policy>,
+    /// The policy to run; looked at once per loop iteration.
+    pub policy: Arc<PolicySlot>,
+    /// Generation of the policy the engine runs.
+    pub policy_generation: u64,
+    /// Workers sharing the global rate budgets ([`Policy::for_worker`]).
+    pub workers: u32,
+    pub queries: Receiver<Query>,
+    pub capture: Arc<CaptureTap>,
+    pub latency: BatchLatency,
     /// Sources the policy asked to block, for the control side.
     pub blocks: Sender<IpAddr>,
     pub publish_every: Duration,
@@ -243,6 +253,7 @@ impl Worker {
         a.refill(ledger);
         b.refill(ledger);
         while !self.stop.load(Ordering::Relaxed) {
+            self.take_new_policy();
             // Completions first: B's completion ring returns A's frames.
             let mut work = reap(ledger, b, &mut a.free, &mut comp_buf);
             work += reap(ledger, a, &mut b.free, &mut comp_buf);
@@ -296,6 +307,7 @@ impl Worker {
         port.refill(ledger);
         let mut iterations = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
+            self.take_new_policy();
             let mut slept = false;
             // SAFETY: the RX ring hands us frames of this UMEM that the
             // kernel has finished writing.
@@ -303,7 +315,8 @@ impl Worker {
             if n > 0 {
                 self.counters.batches += 1;
                 port.rx_frames += n as u64;
-                self.engine.advance(sys::now_ns());
+                let started = sys::now_ns();
+                self.engine.advance(started);
                 let rx = &rx_buf[..n];
                 for d in rx {
                     ledger.received(d.addr());
@@ -312,16 +325,27 @@ impl Worker {
                 // SAFETY: we hold these frames (ledger: in hand) until they
                 // go back on the free list below.
                 let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
+                let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
                 // A mirror port only counts: the verdict is what enforce
                 // would do, and it is in the telemetry.
                 self.engine
-                    .process_batch_with(LinkType::Ethernet, frames, |_, _| {});
+                    .process_batch_with(LinkType::Ethernet, frames, |i, judged| {
+                        if armed != 0 {
+                            let class = judged.rst().map(|r| r.class);
+                            if judged.is_tcp() && CaptureTap::matches(armed, class) {
+                                // SAFETY: as above.
+                                let frame = unsafe { umem.data(&rx[i]) };
+                                capture.offer(id, started, class, frame.contents());
+                            }
+                        }
+                    });
                 for d in rx {
                     ledger.release(d.addr());
                     port.free.push(*d);
                 }
                 self.hand_on_block_requests();
                 port.refill(ledger);
+                self.latency.record(sys::now_ns().saturating_sub(started));
                 idle = 0;
             } else {
                 port.refill(ledger);
@@ -370,7 +394,8 @@ impl Worker {
         }
         self.counters.batches += 1;
         from.rx_frames += n as u64;
-        self.engine.advance(sys::now_ns());
+        let started = sys::now_ns();
+        self.engine.advance(started);
         tx_buf.clear();
         let rx = &rx_buf[..n];
         for d in rx {
@@ -380,9 +405,18 @@ impl Worker {
         // SAFETY: we hold these frames (ledger: in hand) until they go on
         // the TX ring or back on the free list.
         let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
+        let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
         self.engine
             .process_batch_with(LinkType::Ethernet, frames, |i, judged| {
                 let d = rx[i];
+                if armed != 0 {
+                    let class = judged.rst().map(|r| r.class);
+                    if judged.is_tcp() && CaptureTap::matches(armed, class) {
+                        // SAFETY: as above; copied before it is passed on.
+                        let frame = unsafe { umem.data(&d) };
+                        capture.offer(id, started, class, frame.contents());
+                    }
+                }
                 match judged.verdict() {
                     Verdict::Pass => tx_buf.push(d),
                     Verdict::Drop => {
@@ -414,7 +448,45 @@ impl Worker {
                 to.xsk.tx.wakeup()?;
             }
         }
+        self.latency.record(sys::now_ns().saturating_sub(started));
         Ok(n)
+    }
+
+    /// Switch to a newly published policy, between batches: every packet
+    /// is judged by one whole policy, the old or the new.
+    #[inline]
+    fn take_new_policy(&mut self) {
+        if self.policy.generation() == self.policy_generation {
+            return;
+        }
+        let (generation, cfg) = self.policy.latest();
+        self.engine
+            .set_policy(Policy::for_worker(&cfg, self.workers));
+        self.policy_generation = generation;
+    }
+
+    /// Answer the control side's questions (between batches).
+    fn answer_queries(&mut self) {
+        while let Ok(q) = self.queries.try_recv() {
+            match q {
+                Query::Flows { filter, reply } => {
+                    let now = (self.engine.now_ns() / 1_000_000_000) as u32;
+                    let rows: Vec<_> = self
+                        .engine
+                        .flows()
+                        .iter(now)
+                        .take(Query::MAX_FLOW_SCAN)
+                        .filter(|(_, f, _)| filter.state.is_none_or(|s| f.state() == s))
+                        .take(filter.limit)
+                        .map(|(k, f, idle)| flow_row(k, f, idle, self.id))
+                        .collect();
+                    let _ = reply.try_send(rows);
+                }
+                Query::Telemetry { top, reply } => {
+                    let _ = reply.try_send(self.engine.snapshot(top));
+                }
+            }
+        }
     }
 
     /// Send the batch's block requests to the control side. A full channel
@@ -430,12 +502,13 @@ impl Worker {
         });
     }
 
-    /// Publish: apply a waiting policy, read the kernel's ring stats, check
+    /// Publish: answer questions, read the kernel's ring stats, check
     /// the ledger thoroughly (debug builds) and send a copy of everything.
     fn tick(&mut self, ports: &mut [&mut PortRings], ledger: &Ledger) {
-        if let Some(policy) = self.policy.try_iter().last() {
-            self.engine.set_policy(policy);
-        }
+        // The clock moves on without traffic too: seconds close (alerts
+        // are judged, rates roll) and idle flows expire.
+        self.engine.advance(sys::now_ns());
+        self.answer_queries();
         for p in ports.iter_mut() {
             if let Ok(r) = p.xsk.ring_stats() {
                 p.ring = r;
@@ -469,6 +542,8 @@ impl Worker {
             active_flows: self.engine.flows().len(),
             sockets: ports.iter().map(|p| p.stats(self.queue)).collect(),
             frames: ledger.stats(),
+            policy_generation: self.policy_generation,
+            batch_latency: self.latency.clone(),
         }
     }
 }

@@ -28,10 +28,12 @@ fn write_config(lab: &Lab, extra: &str) -> PathBuf {
          stats_interval = 0.2\n\
          stats_json = \"{}\"\n\
          state_dir = \"{}\"\n\
+         control_socket = \"{}\"\n\
          policy = \"policy.toml\"\n\
          {extra}",
         lab.stats_path().display(),
         lab.state_dir().display(),
+        lab.socket().display(),
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -102,20 +104,6 @@ fn wait_log(lab: &Lab, needle: &str, count: usize) {
         );
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Send `n` RSTs for no flow from a spoofed client port to the server.
-fn send_no_flow_rsts(lab: &Lab, n: u16, first_port: u16) {
-    let packets = (0..n)
-        .map(|i| {
-            rst_packet(
-                SocketAddrV4::new(CLIENT, first_port + i),
-                SocketAddrV4::new(SERVER, 5999),
-                0x1234_5678u32.wrapping_mul(u32::from(i) + 1),
-            )
-        })
-        .collect();
-    send_raw(&lab.client, packets);
 }
 
 /// Wait until the stats count `total` no_flow RSTs; the snapshot.

@@ -1,5 +1,6 @@
 //! One integration-test binary; each module is one area.
 
+mod api;
 mod bpf;
 mod classes;
 mod cli;
