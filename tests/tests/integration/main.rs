@@ -7,4 +7,5 @@ mod cli;
 mod corpus;
 mod daemon;
 mod datapath;
+mod lab;
 mod linux_fixtures;
