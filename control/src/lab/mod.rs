@@ -257,6 +257,9 @@ fn up(a: UpArgs) -> Result<(), Failure> {
     };
     require_root()?;
     let lock = topology::LabLock::take(&cfg).map_err(Failure::runtime)?;
+    if Lab::traces(&cfg) {
+        eprintln!("lab {:?}: removing the earlier lab of this name", cfg.name);
+    }
     let lab = Lab::up(&cfg, mode).map_err(|e| Failure::runtime(e.context("lab up")))?;
     let mut out = std::io::stdout().lock();
     topology::describe(&lab, &mut out).map_err(Failure::runtime)?;
@@ -318,11 +321,12 @@ fn run_command(a: RunArgs) -> Result<(), Failure> {
     let built = guard.is_some();
     let opts = ScenarioOptions { duration, mode };
     eprintln!(
-        "lab {:?}: running {} for {:.0} s in {} mode...",
+        "lab {:?}: running {} for {:.0} s in {} mode (watch it: rstwall top --socket {})",
         cfg.name,
         scenario.name(),
         duration.as_secs_f64(),
-        mode
+        mode,
+        cfg.control_socket().display()
     );
     let outcome = run_scenario(&mut lab, scenario, &opts, stop);
 

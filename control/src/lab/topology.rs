@@ -88,10 +88,18 @@ impl LabConfig {
         if !base.is_absolute() {
             return Err(format!("--dir {}: give an absolute path", base.display()));
         }
-        Ok(LabConfig {
+        let cfg = LabConfig {
             name: name.to_string(),
             base: base.to_path_buf(),
-        })
+        };
+        // sockaddr_un holds 108 bytes, the terminating NUL included.
+        if cfg.control_socket().as_os_str().len() > 107 {
+            return Err(format!(
+                "--dir {}: too long for the lab's control socket path (Unix sockets take 107 bytes)",
+                base.display()
+            ));
+        }
+        Ok(cfg)
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -225,6 +233,11 @@ impl Lab {
 
     pub fn daemon_pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The daemon still runs.
+    pub fn daemon_alive(&self) -> bool {
+        alive(self.pid)
     }
 
     /// The daemon's statistics now.
@@ -758,6 +771,11 @@ pub fn describe(lab: &Lab, out: &mut impl Write) -> std::io::Result<()> {
         cfg.ns("server")
     )?;
     writeln!(out, "  files     {}", cfg.dir().display())?;
+    writeln!(
+        out,
+        "  watch     rstwall top --socket {}",
+        cfg.control_socket().display()
+    )?;
     writeln!(
         out,
         "  metrics   ip netns exec {} curl -s 127.0.0.1:9717/metrics",
