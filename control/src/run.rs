@@ -307,6 +307,15 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         None => queue_limit,
     };
 
+    // Checked before anything is written or attached.
+    let control_group = settings
+        .control_group
+        .as_deref()
+        .map(api::Group::lookup)
+        .transpose()
+        .context("control_group")
+        .map_err(Failure::usage)?;
+
     // The policy to start with, persisted before anything runs it.
     let state = StateDir::open(&settings.state_dir).map_err(Failure::runtime)?;
     let persisted = state.load_policy().map_err(Failure::usage)?;
@@ -362,14 +371,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let control = match &settings.control_socket {
         None => None,
         Some(path) => {
-            let group = settings
-                .control_group
-                .as_deref()
-                .map(api::Group::lookup)
-                .transpose()
-                .context("control_group")
-                .map_err(Failure::usage)?;
-            let bound = api::Bound::bind(path, group)
+            let bound = api::Bound::bind(path, control_group)
                 .context("control API")
                 .map_err(Failure::runtime)?;
             Some(bound)

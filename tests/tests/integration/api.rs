@@ -234,7 +234,7 @@ fn every_client_command_against_a_running_daemon() {
 
     // capture: three refused RSTs, as tcpdump reads them.
     let pcap = lab.dir.join("refused.pcap");
-    let mut cap = Command::new(rstwall_bin())
+    let cap = Command::new(rstwall_bin())
         .args([
             "capture",
             "--class",

@@ -8,7 +8,7 @@
 //! the traffic stays in 198.18.0.0/15.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -114,7 +114,8 @@ fn wait_no_flow(lab: &Lab, total: u64) -> Value {
 }
 
 /// How long a worker may take to pick up a policy the main loop handed
-/// over: the workers take it when they publish (every 100 ms), idle or not.
+/// over: it looks between batches, and an idle worker wakes at least every
+/// 20 ms; the main loop acts on a SIGHUP within 50 ms.
 const POLICY_PICKUP: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------
@@ -180,14 +181,14 @@ fn bad_config_or_policy_files_exit_2_naming_key_and_line() {
     write_policy(&lab, "mode = \"enforce\"\n");
     let config = |extra: &str| write_config(&lab, extra);
 
-    // An unknown key, on line 7 (after the six lines write_config writes).
+    // An unknown key, on line 8 (after the seven lines write_config writes).
     let c = config("polcy = \"other.toml\"\n");
     let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
     assert_refused(
         &out,
         &[
             c.to_str().unwrap(),
-            "line 7, column 1",
+            "line 8, column 1",
             "unknown field `polcy`",
         ],
     );
@@ -195,18 +196,34 @@ fn bad_config_or_policy_files_exit_2_naming_key_and_line() {
     // A bad value.
     let c = config("\nqueues = 0\n");
     let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
-    assert_refused(&out, &["line 8, column 10", "queues: at least 1"]);
+    assert_refused(&out, &["line 9, column 10", "queues: at least 1"]);
     let c = config("xdp_mode = \"fast\"\n");
     let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
-    assert_refused(&out, &["line 7", "xdp_mode: unknown XDP mode `fast`"]);
+    assert_refused(&out, &["line 8", "xdp_mode: unknown XDP mode `fast`"]);
     let c = config("metrics_listen = 9717\n");
     let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
     assert_refused(
         &out,
         &[
-            "line 7",
+            "line 8",
             "metrics_listen: expected a string, found integer 9717",
         ],
+    );
+
+    let c = config("control_group = \"no such group!\"\n");
+    let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        &[
+            "line 8",
+            "control_group: \"no such group!\" is not a group name",
+        ],
+    );
+    let c = config("control_group = \"rstwall-no-such-group\"\n");
+    let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        &["control_group", "no such group: rstwall-no-such-group"],
     );
 
     // A bad policy file named by a good config: the policy file's line.
@@ -431,7 +448,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     wait_log(&lab, "reload rejected, policy version 2 keeps running", 2);
     assert!(lab
         .log()
-        .contains("line 7, column 1: unknown field `stats_intreval`"));
+        .contains("line 8, column 1: unknown field `stats_intreval`"));
     thread::sleep(POLICY_PICKUP);
     send_no_flow_rsts(&lab, 2, 32_300);
     let s = wait_no_flow(&lab, sent + 2);
