@@ -91,6 +91,8 @@ impl Stats {
             dropped: n(&c["dropped"]),
             would_drop: n(&c["would_drop"]),
             to_xsk: xdp("to_xsk"),
+            socket_lost: n(&v["totals"]["ring"]["rx_dropped"])
+                + n(&v["totals"]["ring"]["rx_ring_full"]),
             bypassed: xdp("bypassed"),
             flows_created: n(&v["totals"]["flows"]["created"]),
             flows_evicted: n(&v["totals"]["flows"]["evicted"]),
@@ -130,6 +132,9 @@ pub struct Counts {
     /// frames it forwarded itself because no socket was there (fail-open).
     pub to_xsk: u64,
     pub bypassed: u64,
+    /// Frames the kernel could not put on a socket's RX ring (ring full, no
+    /// buffer): lost before rstwall saw them.
+    pub socket_lost: u64,
     pub flows_created: u64,
     pub flows_evicted: u64,
     pub table_full: u64,
@@ -179,6 +184,7 @@ impl Counts {
             would_drop: d(self.would_drop, before.would_drop),
             to_xsk: d(self.to_xsk, before.to_xsk),
             bypassed: d(self.bypassed, before.bypassed),
+            socket_lost: d(self.socket_lost, before.socket_lost),
             flows_created: d(self.flows_created, before.flows_created),
             flows_evicted: d(self.flows_evicted, before.flows_evicted),
             table_full: d(self.table_full, before.table_full),
