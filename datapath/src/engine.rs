@@ -515,6 +515,54 @@ mod tests {
     use crate::policy::{Action, Mode};
     use crate::RstClass;
 
+    /// Two engines that split the flows between them (as the AF_XDP
+    /// workers do), their snapshots merged, show what one engine that saw
+    /// everything shows: counters, classes, per-second counts, hosts and
+    /// top lists (every entry fits the lists here).
+    #[test]
+    fn merged_snapshots_of_split_flows_equal_one_engine() {
+        use crate::capture::CaptureReader;
+        use crate::telemetry::Snapshot;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/demo.pcap");
+        let mut reader = CaptureReader::open(path).unwrap();
+        let cfg = EngineConfig::default();
+        let (mut one, mut parts) = (Engine::new(&cfg), [Engine::new(&cfg), Engine::new(&cfg)]);
+        let mut probe = Engine::new(&cfg);
+        let mut frames = 0;
+        while let Some(f) = reader.next_frame().unwrap() {
+            let link = f.link.unwrap();
+            one.process(link, f.data, f.timestamp_ns);
+            // Both directions of a flow go to the same part.
+            let part = match probe.process(link, f.data, f.timestamp_ns).packet {
+                Some(p) => {
+                    let a = (p.src, p.src_port);
+                    let b = (p.dst, p.dst_port);
+                    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+                    (u16::from(lo.1 % 2 == 0) ^ (hi.1 % 2)) as usize
+                }
+                None => 0,
+            };
+            parts[part].process(link, f.data, f.timestamp_ns);
+            frames += 1;
+        }
+        assert!(frames > 100);
+        let top = 1000;
+        let want = one.snapshot(top);
+        let got = Snapshot::merge(parts.iter().map(|e| e.snapshot(top)).collect(), top);
+        assert!(
+            parts.iter().all(|e| e.telemetry().counters.tcp > 0),
+            "both parts saw flows"
+        );
+        assert_eq!(got.counters, want.counters);
+        assert_eq!(got.rst_classes, want.rst_classes);
+        assert_eq!(got.active_flows, want.active_flows);
+        assert_eq!(got.seconds, want.seconds);
+        assert_eq!(got.hosts, want.hosts);
+        assert_eq!(got.top_rst_senders, want.top_rst_senders);
+        assert_eq!(got.top_failed_clients, want.top_failed_clients);
+        assert_eq!(got.top_by_class, want.top_by_class);
+    }
+
     /// The shortcut `judge` takes for segments that are not RSTs when
     /// neither list has an entry is what the policy decides for them.
     #[test]

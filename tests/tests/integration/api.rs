@@ -333,8 +333,64 @@ fn every_client_command_against_a_running_daemon() {
     assert!(out.contains("q quits"), "{out}");
     assert!(out.contains(&SERVER.to_string()), "a top source: {out}");
 
+    // top in an 80x24 terminal (script(1) gives it one): q quits.
+    let cmd = format!(
+        "stty cols 80 rows 24; {} top --socket {}",
+        rstwall_bin().display(),
+        lab.socket().display()
+    );
+    let mut term = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1)");
+    thread::sleep(Duration::from_millis(2500));
+    term.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while term.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "top did not quit on q");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = term.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{screen}{}", stderr(&out));
+    assert!(
+        screen.contains("RST class") && screen.contains("q quits"),
+        "{screen}"
+    );
+    // Every line of a frame fits 80 columns (escape sequences aside).
+    for line in screen.replace("\x1b[H", "\r\n").split("\r\n") {
+        let visible: String = strip_escapes(line);
+        assert!(visible.chars().count() <= 80, "{visible:?}");
+    }
+
     drop(live);
     drop(accepted);
+}
+
+/// `text` without ANSI escape sequences (CSI ... letter, ESC x).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }
 
 #[test]
