@@ -222,16 +222,12 @@ struct Setup {
 /// per-source table evicts).
 fn hammer() -> Frames {
     let rst = |src: Ipv4Addr, i: u32| {
-        let repr = TcpRepr {
-            src: SocketAddr::new(src.into(), 4444),
-            dst: "198.19.0.1:443".parse().unwrap(),
-            seq: i.wrapping_mul(0x9e37_79b9),
-            ack: 0,
-            flags: TcpFlags::RST,
-            window: 0,
-            syn_options: false,
-            payload_len: 0,
-        };
+        let mut repr = TcpRepr::new(
+            SocketAddr::new(src.into(), 4444),
+            "198.19.0.1:443".parse().unwrap(),
+            TcpFlags::RST,
+        );
+        repr.seq = i.wrapping_mul(0x9e37_79b9);
         (repr, Label::Rst(RstClass::NoFlow))
     };
     let one = Ipv4Addr::new(198, 19, 200, 1);
