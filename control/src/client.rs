@@ -34,9 +34,12 @@ pub struct Client<'a> {
 
 impl<'a> Client<'a> {
     pub fn new(arg: &'a SocketArg) -> Client<'a> {
-        Client {
-            socket: &arg.socket,
-        }
+        Client::at(&arg.socket)
+    }
+
+    /// A client of the daemon listening on `socket`.
+    pub fn at(socket: &'a Path) -> Client<'a> {
+        Client { socket }
     }
 
     fn connect(&self) -> Result<UnixStream, Failure> {
