@@ -48,7 +48,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -383,36 +383,16 @@ impl Drop for Server {
 }
 
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!("control API: accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::AcqRel);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = http::respond(&mut stream, &error(503, "too many connections"), false);
-            continue;
-        }
-        let (s, a) = (shared.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
-            .name("rstwall-api-conn".into())
-            .spawn(move || {
-                serve(stream, &s);
-                a.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+    let busy = error(503, "too many connections");
+    let handle = Arc::new(move |stream: UnixStream| serve(stream, &shared));
+    http::accept_loop(
+        listener.incoming(),
+        "rstwall-api",
+        MAX_CONNECTIONS,
+        &stop,
+        &busy,
+        handle,
+    );
 }
 
 fn error(status: u16, message: &str) -> Response {

@@ -373,6 +373,56 @@ pub fn finish(stream: &mut impl Conn) {
     }
 }
 
+/// Serve connections from `incoming` until `stop` is set (checked after
+/// each accept: the owner wakes the loop with a connection of its own),
+/// each on its own thread, at most `max` at once; beyond that, `busy` is
+/// the answer. Accept errors (EMFILE and friends) pause the loop briefly
+/// rather than spin.
+pub fn accept_loop<S, I>(
+    incoming: I,
+    name: &'static str,
+    max: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    busy: &Response,
+    handle: std::sync::Arc<dyn Fn(S) + Send + Sync>,
+) where
+    S: Conn + Send + 'static,
+    I: Iterator<Item = io::Result<S>>,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in incoming {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("{name}: accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::AcqRel) >= max {
+            active.fetch_sub(1, Ordering::AcqRel);
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = respond(&mut stream, busy, false);
+            continue;
+        }
+        let (h, a) = (handle.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-conn"))
+            .spawn(move || {
+                h(stream);
+                a.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Client side
 // ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -831,41 +831,16 @@ impl Drop for Server {
 }
 
 fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                // EMFILE and friends: do not spin on them.
-                tracing::debug!("metrics: accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::AcqRel);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = http::respond(
-                &mut stream,
-                &Response::text(503, "too many connections\n"),
-                false,
-            );
-            continue;
-        }
-        let (m, a) = (metrics.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
-            .name("rstwall-http".into())
-            .spawn(move || {
-                serve(stream, &m);
-                a.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+    let busy = Response::text(503, "too many connections\n");
+    let handle = Arc::new(move |stream: TcpStream| serve(stream, &metrics));
+    http::accept_loop(
+        listener.incoming(),
+        "rstwall-metrics",
+        MAX_CONNECTIONS,
+        &stop,
+        &busy,
+        handle,
+    );
 }
 
 /// Answer one request. `HEAD` gets the headers of `GET`, without the
