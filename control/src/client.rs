@@ -385,7 +385,7 @@ fn top_frame(
         s(status, &["policy", "mode"]),
         u(status, &["policy", "version"]),
         s(status, &["xsk_mode"]),
-        duration_text(status["uptime_s"].as_f64().unwrap_or(0.0)),
+        duration_text(stats["uptime_s"].as_f64().unwrap_or(0.0)),
     ));
     let c = ["totals", "counters"];
     let cp = |k: &'static str| [c[0], c[1], k];
@@ -535,22 +535,46 @@ pub fn top(args: TopArgs) -> Result<(), Failure> {
         }
     }
     let client = Client::new(&args.socket);
+    let tty = io::stdout().is_terminal() && io::stdin().is_terminal();
+    if !tty {
+        catch_interrupts();
+    }
+    let quit = || INTERRUPTED.load(Ordering::Relaxed);
     run_top(
         &client,
         args.interval,
         args.duration.map(Duration::from_secs_f64),
+        &quit,
     )
+    .map(|_| ())
 }
 
-/// The live view, until `q`, Ctrl-C or `duration`.
-pub fn run_top(client: &Client, interval: f64, duration: Option<Duration>) -> Result<(), Failure> {
+/// Why [`run_top`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopEnd {
+    /// `q` or Esc.
+    Quit,
+    /// Ctrl-C in the terminal (raw mode takes it as a key, not a signal).
+    Interrupt,
+    /// The duration passed, or `stop` said so.
+    Done,
+}
+
+/// The live view, until `q`, Ctrl-C, `duration`, or `stop()` returns true
+/// (checked ten times a second). Without a terminal it prints one frame
+/// per refresh, and signals are the caller's to handle.
+pub fn run_top(
+    client: &Client,
+    interval: f64,
+    duration: Option<Duration>,
+    stop: &dyn Fn() -> bool,
+) -> Result<TopEnd, Failure> {
     // Reach the daemon before touching the terminal.
     let mut status = client.call("GET", "/v1/status", None)?;
     let tty = io::stdout().is_terminal() && io::stdin().is_terminal();
     let _screen = if tty {
         Some(Screen::open().map_err(Failure::runtime)?)
     } else {
-        catch_interrupts();
         None
     };
     let end = duration.map(|d| Instant::now() + d);
@@ -589,8 +613,8 @@ pub fn run_top(client: &Client, interval: f64, duration: Option<Duration>) -> Re
         let next = now + every;
         loop {
             let t = Instant::now();
-            if end.is_some_and(|e| t >= e) || INTERRUPTED.load(Ordering::Relaxed) {
-                return Ok(());
+            if end.is_some_and(|e| t >= e) || stop() {
+                return Ok(TopEnd::Done);
             }
             if t >= next {
                 break;
@@ -600,12 +624,15 @@ pub fn run_top(client: &Client, interval: f64, duration: Option<Duration>) -> Re
                 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
                 if event::poll(wait).map_err(Failure::runtime)? {
                     if let Event::Key(k) = event::read().map_err(Failure::runtime)? {
-                        let quit = k.kind == KeyEventKind::Press
-                            && (matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc)
-                                || (k.code == KeyCode::Char('c')
-                                    && k.modifiers.contains(KeyModifiers::CONTROL)));
-                        if quit {
-                            return Ok(());
+                        if k.kind == KeyEventKind::Press {
+                            if matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc) {
+                                return Ok(TopEnd::Quit);
+                            }
+                            if k.code == KeyCode::Char('c')
+                                && k.modifiers.contains(KeyModifiers::CONTROL)
+                            {
+                                return Ok(TopEnd::Interrupt);
+                            }
                         }
                     }
                 }
@@ -1120,9 +1147,13 @@ mod tests {
         let status = json!({
             "topology": {"inline": ["pa", "pb"]},
             "policy": {"mode": "enforce", "version": 3},
-            "xsk_mode": "copy", "uptime_s": 75.0
+            "xsk_mode": "copy"
         });
-        let mut stats = json!({"totals": {"counters": {"frames": 100, "rst": 10}, "active_flows": 7}, "rst": {}});
+        let mut stats = json!({
+            "totals": {"counters": {"frames": 100, "rst": 10}, "active_flows": 7},
+            "rst": {},
+            "uptime_s": 75.0
+        });
         for c in RstClass::ALL {
             stats["rst"][c.as_str()] =
                 json!({"total": 12345678, "dropped": 1234567, "would_drop": 1234567});
@@ -1151,6 +1182,7 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() <= 80), "{lines:#?}");
         let all = lines.join("\n");
         assert!(all.contains("rst 1.0k/s"), "{all}");
+        assert!(lines[0].contains("up 00:01:15"), "{}", lines[0]);
         assert!(all.contains("443"), "{all}");
         assert!(all.contains("rst_flood (critical)"), "{all}");
         assert_eq!(lines[23], "q quits");

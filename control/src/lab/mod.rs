@@ -11,6 +11,7 @@
 //!   segments and the system calls underneath.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -201,6 +202,11 @@ pub struct RunArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Show `rstwall top` while the scenario runs (q stops watching, Ctrl-C
+    /// stops the scenario); the report follows.
+    #[arg(long, conflicts_with = "json")]
+    pub top: bool,
 }
 
 pub fn run(args: LabArgs) -> Result<(), Failure> {
@@ -328,7 +334,11 @@ fn run_command(a: RunArgs) -> Result<(), Failure> {
         mode,
         cfg.control_socket().display()
     );
-    let outcome = run_scenario(&mut lab, scenario, &opts, stop);
+    let outcome = if a.top {
+        watch_while_running(&mut lab, scenario, &opts, stop, &cfg)
+    } else {
+        run_scenario(&mut lab, scenario, &opts, stop)
+    };
 
     // What happens to the lab: built here and not kept → removed (also
     // after a failure); otherwise it stays as it was found.
@@ -381,6 +391,46 @@ fn run_command(a: RunArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Run the scenario on a thread while `rstwall top` shows the daemon on
+/// this terminal. Quitting the view (q) lets the scenario finish; Ctrl-C
+/// stops it.
+fn watch_while_running(
+    lab: &mut Lab,
+    scenario: Scenario,
+    opts: &ScenarioOptions,
+    stop: &'static AtomicBool,
+    cfg: &LabConfig,
+) -> anyhow::Result<report::Report> {
+    let socket = cfg.control_socket();
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let finished_ref = &finished;
+        let runner = scope.spawn(move || {
+            let r = run_scenario(lab, scenario, opts, stop);
+            finished_ref.store(true, Ordering::Relaxed);
+            r
+        });
+        let client = crate::client::Client::at(&socket);
+        let done = || finished.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+        // Watching is optional: a view that fails leaves the run alone.
+        match crate::client::run_top(&client, 1.0, None, &done) {
+            Ok(crate::client::TopEnd::Interrupt) => stop.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => eprintln!("rstwall top: {:#}", e.error),
+        }
+        if !finished.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            eprintln!(
+                "lab {:?}: {} is still running; its report follows",
+                cfg.name,
+                scenario.name()
+            );
+        }
+        runner
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the scenario thread panicked")))
+    })
 }
 
 fn name_flag(cfg: &LabConfig) -> String {

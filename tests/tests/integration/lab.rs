@@ -291,3 +291,34 @@ fn lab_bad_arguments_exit_2_with_one_line() {
         assert!(!err.contains("panicked"));
     }
 }
+
+/// What the README's main command runs (`scripts/demo`: `rstwall lab run
+/// mixed --top`), without a terminal: `rstwall top` frames while the
+/// scenario runs, then the report, and nothing left behind.
+#[test]
+fn lab_run_with_top_shows_the_live_view_then_the_report() {
+    let lab = TestLab::new("top");
+    let out = lab.rstwall(&["lab", "run", "mixed", "--duration", "4", "--top"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    let frames = stdout
+        .matches("rstwall top - inline pa<->pb - enforce")
+        .count();
+    assert!(frames >= 3, "{frames} frames of top:\n{stdout}");
+    assert!(
+        stdout.contains("in_window") && stdout.contains("q quits"),
+        "{stdout}"
+    );
+    let report = stdout
+        .find("rstwall lab: scenario mixed")
+        .unwrap_or_else(|| panic!("no report after the view:\n{stdout}"));
+    assert!(
+        stdout[report..].contains("PASS mixed"),
+        "{}",
+        &stdout[report..]
+    );
+    assert!(lab.namespaces().is_empty(), "namespaces left behind");
+}
