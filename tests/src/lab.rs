@@ -26,7 +26,6 @@
 //! Sockets are opened from threads that joined a namespace with setns(2);
 //! the few syscalls std does not wrap are declared in [`ffi`].
 
-use std::ffi::c_void;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -38,6 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstwall_control::lab::packet::{self, Segment};
+use rstwall_control::lab::sys;
 use serde_json::Value;
 
 use crate::rstwall_bin;
@@ -51,15 +52,12 @@ pub mod ffi {
     pub const AF_INET: i32 = 2;
     pub const AF_PACKET: i32 = 17;
     pub const SOCK_RAW: i32 = 3;
-    pub const IPPROTO_RAW: i32 = 255;
     pub const ETH_P_ALL: u16 = 0x0003;
     pub const SOL_SOCKET: i32 = 1;
     pub const SO_LINGER: i32 = 13;
     pub const SO_RCVTIMEO: i32 = 20;
-    pub const CLONE_NEWNET: i32 = 0x4000_0000;
-    pub const SIOCETHTOOL: u64 = 0x8946;
-    pub const ETHTOOL_STXCSUM: u32 = 0x17;
-    pub const ETHTOOL_SGRO: u32 = 0x2c;
+    pub const ETHTOOL_STXCSUM: u32 = rstwall_control::lab::sys::ETHTOOL_STXCSUM;
+    pub const ETHTOOL_SGRO: u32 = rstwall_control::lab::sys::ETHTOOL_SGRO;
     pub const SIGHUP: i32 = 1;
     pub const SIGTERM: i32 = 15;
     pub const SIGKILL: i32 = 9;
@@ -75,8 +73,6 @@ pub mod ffi {
             addr: *const c_void,
             addrlen: u32,
         ) -> isize;
-        pub fn ioctl(fd: i32, request: u64, ...) -> i32;
-        pub fn setns(fd: i32, nstype: i32) -> i32;
         pub fn geteuid() -> u32;
         pub fn kill(pid: i32, sig: i32) -> i32;
     }
@@ -135,37 +131,13 @@ pub fn spawn_in_ns<T: Send + 'static>(
 }
 
 pub fn enter_ns(ns: &str) -> bool {
-    let Ok(f) = File::open(format!("/run/netns/{ns}")) else {
-        return false;
-    };
-    // SAFETY: setns on a namespace fd; affects the calling thread only.
-    unsafe { ffi::setns(f.as_raw_fd(), ffi::CLONE_NEWNET) == 0 }
+    sys::enter_netns(ns).is_ok()
 }
 
 /// Set one ethtool flag (`ETHTOOL_S*`) of `ifname`, from inside its namespace.
 pub fn ethtool_set(ifname: &str, cmd: u32, value: u32) {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("ioctl socket");
-    let mut val = [cmd, value];
-    #[repr(C)]
-    struct IfReq {
-        name: [u8; 16],
-        data: *mut c_void,
-        _pad: [u8; 16],
-    }
-    let mut req = IfReq {
-        name: [0; 16],
-        data: val.as_mut_ptr().cast(),
-        _pad: [0; 16],
-    };
-    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-    // SAFETY: a valid ifreq pointing at a valid ethtool_value.
-    let rc = unsafe { ffi::ioctl(sock.as_raw_fd(), ffi::SIOCETHTOOL, &mut req as *mut IfReq) };
-    assert_eq!(
-        rc,
-        0,
-        "ethtool {cmd:#x} on {ifname}: {}",
-        std::io::Error::last_os_error()
-    );
+    sys::ethtool_set(ifname, cmd, value)
+        .unwrap_or_else(|e| panic!("ethtool {cmd:#x} on {ifname}: {e}"));
 }
 
 /// The three namespaces and rstwall; everything is removed on drop.
@@ -542,72 +514,24 @@ pub fn assert_same(sent: &[u8], got: &[u8]) {
 
 /// An IPv4 + TCP RST from `src` to `dst`, checksums filled in.
 pub fn rst_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 40];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&40u16.to_be_bytes());
-    p[6] = 0x40; // DF
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&src.ip().octets());
-    p[16..20].copy_from_slice(&dst.ip().octets());
-    let ip_sum = checksum(&p[..20], 0);
-    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-    let t = 20;
-    p[t..t + 2].copy_from_slice(&src.port().to_be_bytes());
-    p[t + 2..t + 4].copy_from_slice(&dst.port().to_be_bytes());
-    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-    p[t + 12] = 5 << 4;
-    p[t + 13] = 0x04; // RST
-    let mut pseudo = 0u32;
-    for c in p[12..20].chunks(2) {
-        pseudo += u16::from_be_bytes([c[0], c[1]]) as u32;
+    Segment {
+        src,
+        dst,
+        seq,
+        ack: 0,
+        flags: packet::RST,
+        window: 0,
     }
-    pseudo += 6 + 20;
-    let tcp_sum = checksum(&p[t..], pseudo);
-    p[t + 16..t + 18].copy_from_slice(&tcp_sum.to_be_bytes());
-    p
-}
-
-pub fn checksum(bytes: &[u8], initial: u32) -> u16 {
-    let mut sum = initial;
-    for c in bytes.chunks(2) {
-        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    .to_ipv4(0)
+    .to_vec()
 }
 
 /// Send raw IPv4 packets from namespace `ns` (IP_HDRINCL).
 pub fn send_raw(ns: &str, packets: Vec<Vec<u8>>) {
     in_ns(ns, move || {
-        // SAFETY: plain socket calls on a fd we own.
-        let fd = unsafe { ffi::socket(ffi::AF_INET, ffi::SOCK_RAW, ffi::IPPROTO_RAW) };
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        // SAFETY: `fd` was just opened and is ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sender = sys::RawSender::open().expect("raw socket");
         for p in packets {
-            let mut sa = [0u8; 16];
-            sa[0..2].copy_from_slice(&(ffi::AF_INET as u16).to_ne_bytes());
-            sa[4..8].copy_from_slice(&p[16..20]);
-            // SAFETY: valid buffer and sockaddr_in.
-            let n = unsafe {
-                ffi::sendto(
-                    fd.as_raw_fd(),
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    sa.as_ptr().cast(),
-                    16,
-                )
-            };
-            assert_eq!(
-                n,
-                p.len() as isize,
-                "raw send: {}",
-                std::io::Error::last_os_error()
-            );
+            sender.send(&p).expect("raw send");
         }
     });
 }
