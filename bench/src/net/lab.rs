@@ -1,24 +1,43 @@
 //! The bench's three network namespaces and two veth pairs:
 //!
 //! ```text
-//!   gen ns            appliance ns                     sink ns
+//!   gen ns (client)        appliance ns                        sink ns (server)
 //!   rwg<pid> ─veth─ rwa<pid> ══ forwarder ══ rwb<pid> ─veth─ rws<pid>
+//!   198.18.250.1/24                                          198.18.250.2/24
 //! ```
 //!
 //! Names carry this process's id. [`Lab`] deletes the namespaces (and with
-//! them the veths and the XDP programs on them) when dropped, on a panic
-//! too; [`Lab::delete_on_signal`] does it when the run is interrupted.
-//! Nothing outside these namespaces is touched, and no addresses are
-//! configured: the frames (198.18.0.0/15 only) are handed from socket to
-//! socket inside them.
+//! them the veths and the programs on them) when dropped, on a panic too;
+//! [`delete_on_signal`] does it when the run is interrupted. Nothing
+//! outside these namespaces is touched, and only addresses of
+//! 198.18.0.0/15 are used.
+//!
+//! The generator's and the sink's veths are also the hosts of a real
+//! kernel TCP connection ([`CLIENT`] to [`SERVER`]; one /24, so whatever
+//! sits in the appliance namespace is a bump in the wire). Their neighbour
+//! entries are static: ARP would need the appliance's non-TCP path, which
+//! needs NAPI on the hosts' veths, which would put GRO in front of the
+//! sink's counter. Like the end-to-end tests' lab, the hosts do no TX
+//! checksum offload (a frame handed to AF_XDP would keep a partial
+//! checksum). The appliance's ports have GRO off: no contender gets to
+//! merge segments (it has no effect on frames that XDP redirects).
 
 use std::fs::File;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+
+/// The real TCP connection's client (in the generator's namespace) and
+/// server (in the sink's).
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 250, 1);
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 250, 2);
+/// The hosts' MACs.
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0x72, 0x77, 0x63, 0, 1];
+pub const SERVER_MAC: [u8; 6] = [0x02, 0x72, 0x77, 0x63, 0, 2];
 
 /// A network namespace, by name and open handle.
 pub struct Netns {
@@ -27,7 +46,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    fn open(name: &str) -> Result<Netns> {
+    pub fn open(name: &str) -> Result<Netns> {
         let file = File::open(format!("/run/netns/{name}"))
             .with_context(|| format!("open network namespace {name}"))?;
         Ok(Netns {
@@ -88,9 +107,10 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub fn new() -> Result<Lab> {
+    /// The lab, its namespaces named `rstwall-<tag>-{gen,app,sink}-<pid>`.
+    pub fn new(tag: &str) -> Result<Lab> {
         let pid = std::process::id();
-        let names = names();
+        let names = names(tag);
         // From here on every namespace created is deleted by `Cleanup`,
         // also when a later step fails.
         let cleanup = Cleanup(names.clone());
@@ -115,9 +135,11 @@ impl Lab {
             format!("rwb{pid}"),
             format!("rws{pid}"),
         );
-        for (ns, a, peer_ns, b) in [
-            (&gen, &gen_if, &app, &port_a),
-            (&app, &port_b, &sink, &sink_if),
+        let mac = |m: [u8; 6]| m.map(|b| format!("{b:02x}")).join(":");
+        let (client_mac, server_mac) = (mac(CLIENT_MAC), mac(SERVER_MAC));
+        for (ns, a, a_mac, peer_ns, b) in [
+            (&gen, &gen_if, &client_mac, &app, &port_a),
+            (&sink, &sink_if, &server_mac, &app, &port_b),
         ] {
             ip(&[
                 "-n",
@@ -125,6 +147,8 @@ impl Lab {
                 "link",
                 "add",
                 a,
+                "address",
+                a_mac,
                 "type",
                 "veth",
                 "peer",
@@ -133,6 +157,33 @@ impl Lab {
                 "netns",
                 &peer_ns.name,
             ])?;
+        }
+        for (ns, dev, addr, peer, peer_mac) in [
+            (&gen, &gen_if, CLIENT, SERVER, &server_mac),
+            (&sink, &sink_if, SERVER, CLIENT, &client_mac),
+        ] {
+            let n = ns.name.as_str();
+            ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            let peer = peer.to_string();
+            ip(&[
+                "-n",
+                n,
+                "neigh",
+                "add",
+                &peer,
+                "lladdr",
+                peer_mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
+            ns.run(|| ethtool_set(dev, ETHTOOL_STXCSUM, 0))?
+                .with_context(|| format!("TX checksum offload off on {dev}"))?;
+        }
+        for port in [&port_a, &port_b] {
+            app.run(|| ethtool_set(port, ETHTOOL_SGRO, 0))?
+                .with_context(|| format!("GRO off on {port}"))?;
         }
         for (ns, dev) in [
             (&gen, &gen_if),
@@ -157,19 +208,51 @@ impl Lab {
 }
 
 /// The namespaces' names: this process's.
-fn names() -> Vec<String> {
+fn names(tag: &str) -> Vec<String> {
     let pid = std::process::id();
     ["gen", "app", "sink"]
         .iter()
-        .map(|r| format!("rstwall-fwd-{r}-{pid}"))
+        .map(|r| format!("rstwall-{tag}-{r}-{pid}"))
         .collect()
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+/// Set one ethtool flag (`ETHTOOL_S*`) of `ifname`, in the calling
+/// thread's namespace.
+fn ethtool_set(ifname: &str, cmd: u32, value: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    if ifname.len() >= 16 {
+        return Err(io::Error::other("interface name too long"));
+    }
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    let mut val = [cmd, value];
+    let mut req = IfReq {
+        name: [0; 16],
+        data: val.as_mut_ptr().cast(),
+        _pad: [0; 16],
+    };
+    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
+    // SAFETY: a valid ifreq pointing at a valid ethtool_value.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req as *mut IfReq) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Block SIGINT, SIGTERM and SIGHUP in this thread (call it before any
 /// other thread exists, so all inherit the mask, and before [`Lab::new`])
 /// and take them in a thread of their own that deletes the namespaces and
 /// exits.
-pub fn delete_on_signal() -> Result<()> {
+pub fn delete_on_signal(tag: &str) -> Result<()> {
     // SAFETY: plain signal-set manipulation on a local set.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -184,7 +267,7 @@ pub fn delete_on_signal() -> Result<()> {
     if rc != 0 {
         bail!("pthread_sigmask: {}", io::Error::from_raw_os_error(rc));
     }
-    let names = names();
+    let names = names(tag);
     std::thread::Builder::new()
         .name("bench-signals".into())
         .spawn(move || {

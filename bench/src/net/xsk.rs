@@ -1,20 +1,24 @@
 //! The AF_XDP sockets of the bench other than rstwall's own: the bare
 //! forwarding loop (the ceiling), the generator and the latency sink.
 //!
-//! All sockets are bound in copy mode with need_wakeup, and none lets
-//! libxdp load a program: rstwall's XDP program is on every port that
-//! receives, and each socket is registered in its XSKMAP by the caller.
+//! The lab's sockets are bound in copy mode with need_wakeup (veth has no
+//! zero-copy), `rstwall-bench gen`'s in zero-copy where the driver can.
+//! None lets libxdp load a program: rstwall's XDP program is on every port
+//! that receives, and each socket is registered in its XSKMAP by the
+//! caller.
 
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
-use rstwall_bench::traffic::{Frames, Traffic};
+use rstwall_bench::frame;
+use rstwall_bench::gen::XskBind;
+use rstwall_bench::traffic::Frames;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -23,12 +27,6 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 use super::cpu::gettid;
 use super::lab::Netns;
 use super::live::LiveGen;
-
-/// Bytes after each frame for the send timestamp: the low 32 bits of
-/// CLOCK_MONOTONIC in ns, big-endian, 0 for "not stamped". They sit after
-/// the IP datagram (Ethernet padding), where neither checksums nor parsers
-/// look; 32 bits wrap every 4.3 s, far above any latency measured.
-pub const TRAILER: usize = 4;
 
 /// The same idle policy as the datapath's worker (`afxdp/worker.rs`):
 /// spin this many empty iterations, then sleep in poll().
@@ -101,14 +99,61 @@ impl Rings {
     }
 }
 
-/// A copy-mode socket on `ifname` queue `queue`, from the calling thread's
-/// namespace. Each (interface, queue) pair is bound once per UMEM.
-pub fn socket(umem: &Umem, ifname: &str, queue: u32, ring: u32) -> Result<Rings> {
+/// A socket on `ifname` queue `queue` from the calling thread's
+/// namespace, bound as `bind` says; whether it is zero-copy. Each
+/// (interface, queue) pair is bound once per UMEM.
+pub fn socket(
+    umem: &Umem,
+    ifname: &str,
+    queue: u32,
+    ring: u32,
+    bind: XskBind,
+) -> Result<(Rings, bool)> {
+    let attempts: &[bool] = match bind {
+        XskBind::Auto => &[true, false],
+        XskBind::ZeroCopy => &[true],
+        XskBind::Copy => &[false],
+    };
+    let mut last = None;
+    for &zero_copy in attempts {
+        match bind_once(umem, ifname, queue, ring, zero_copy) {
+            Ok(rings) => return Ok((rings, zero_copy)),
+            Err(e) => {
+                let unsupported = e.chain().any(|c| {
+                    c.downcast_ref::<io::Error>()
+                        .is_some_and(|e| e.raw_os_error() == Some(libc::EOPNOTSUPP))
+                });
+                last = Some(e);
+                if !(zero_copy && unsupported) {
+                    break;
+                }
+            }
+        }
+    }
+    let e = last.expect("one bind attempted");
+    let unsupported = e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.raw_os_error() == Some(libc::EOPNOTSUPP))
+    });
+    if bind == XskBind::ZeroCopy && unsupported {
+        return Err(e.context(format!(
+            "{ifname} has no zero-copy AF_XDP (--xdp-mode auto falls back to copy mode)"
+        )));
+    }
+    Err(e)
+}
+
+fn bind_once(umem: &Umem, ifname: &str, queue: u32, ring: u32, zero_copy: bool) -> Result<Rings> {
     let q = QueueSize::new(ring).map_err(|e| anyhow!("ring size {ring}: {e}"))?;
+    let mode = if zero_copy {
+        BindFlags::XDP_ZEROCOPY
+    } else {
+        BindFlags::XDP_COPY
+    };
     let cfg = SocketConfig::builder()
         .rx_queue_size(q)
         .tx_queue_size(q)
-        .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+        .bind_flags(mode | BindFlags::XDP_USE_NEED_WAKEUP)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .build();
     let iface: Interface = ifname
@@ -193,7 +238,6 @@ struct BarePort {
     free: Vec<FrameDesc>,
     tx_pending: bool,
     ring: u32,
-    rx_frames: u64,
 }
 
 /// Both ports' sockets over one UMEM, opened but not yet serviced.
@@ -211,11 +255,10 @@ impl BareSockets {
         let free_b = descs.split_off(shape.frames_per_port as usize);
         let port = |name: &str, free: Vec<FrameDesc>| -> Result<BarePort> {
             Ok(BarePort {
-                rings: socket(&umem, name, 0, shape.ring)?,
+                rings: socket(&umem, name, 0, shape.ring, XskBind::Copy)?.0,
                 free,
                 tx_pending: false,
                 ring: shape.ring,
-                rx_frames: 0,
             })
         };
         let pa = port(a, descs)?;
@@ -314,7 +357,6 @@ fn forward(
     if n == 0 {
         return Ok(0);
     }
-    from.rx_frames += n as u64;
     if let Some(umem) = touch {
         // Read each frame's first cache line, as any parser must.
         let mut sum = 0u64;
@@ -360,12 +402,6 @@ fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Frames the bare loop took from each port's RX ring.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BareStats {
-    pub rx_frames: [u64; 2],
-}
-
 /// The bare loop: the datapath worker's inline loop (`run_inline`) with
 /// the same rings, batching, kicks and idle policy, and without the
 /// engine, the frame ledger and the stats: every frame received on one
@@ -379,7 +415,7 @@ pub fn run_bare(
     touch: bool,
     stop: &AtomicBool,
     tid: &AtomicI32,
-) -> io::Result<BareStats> {
+) -> io::Result<()> {
     tid.store(gettid(), Ordering::Relaxed);
     let batch = s.batch;
     let BareSockets { umem, ports, .. } = &mut s;
@@ -417,45 +453,98 @@ pub fn run_bare(
             idle = 0;
         }
     }
-    Ok(BareStats {
-        rx_frames: [a.rx_frames, b.rx_frames],
-    })
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // The generator
 
-/// What the generator and the thread driving the bench share.
+/// Latency stamps: each stamped frame carries a 16-bit tag in its IP header
+/// ([`frame::set_ip_tag`]: the IPv4 identification or the IPv6 flow label,
+/// which every forwarder, the kernel's included, passes on unchanged), and
+/// the send time of each tag is kept here for the sink, in the same
+/// process, to look up. Tags wrap after 65,536 frames (3.3 s at 20 kpps),
+/// far above any latency measured.
+pub struct Stamps {
+    sent: Box<[AtomicU64]>,
+    next: AtomicU16,
+}
+
+impl Default for Stamps {
+    fn default() -> Self {
+        Stamps {
+            sent: (0..1 << 16).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU16::new(0),
+        }
+    }
+}
+
+impl Stamps {
+    /// A fresh tag, sent at `now_ns`.
+    fn stamp(&self, now_ns: u64) -> u16 {
+        let tag = self.next.fetch_add(1, Ordering::Relaxed);
+        self.sent[usize::from(tag)].store(now_ns, Ordering::Relaxed);
+        tag
+    }
+
+    /// When the frame tagged `tag` was sent (once: the tag is cleared).
+    pub fn take(&self, tag: u16) -> Option<u64> {
+        let t = self.sent[usize::from(tag)].swap(0, Ordering::Relaxed);
+        (t != 0).then_some(t)
+    }
+}
+
+/// What the generator and the thread driving it share.
 #[derive(Default)]
 pub struct GenShared {
     pub stop: AtomicBool,
-    /// Frames the kernel has taken from the TX ring (completed).
+    /// Frames sent (taken from the TX ring by the kernel, or counted by
+    /// the live-frames program).
     pub sent: AtomicU64,
-    /// Every flow's handshake is out; steady traffic follows.
+    /// The first frames (handshakes) are out; the main ones follow.
     pub steady: AtomicBool,
+    /// When they started (CLOCK_MONOTONIC ns), and `sent` then.
+    pub steady_ns: AtomicU64,
+    pub steady_sent: AtomicU64,
+    /// Everything asked for was sent (a limit was reached).
+    pub done: AtomicBool,
     pub tid: AtomicI32,
     /// The second live-frames thread, when there is one.
     pub tid2: AtomicI32,
+    /// The AF_XDP socket is in zero-copy mode.
+    pub zero_copy: AtomicBool,
     pub error: Mutex<Option<String>>,
 }
 
+/// How the main frames are sent.
 #[derive(Clone)]
 pub enum Rate {
-    /// As fast as the generator's CPU can send: the steady pass from the
-    /// XDP live-frames generator, 64-byte frames.
-    Flat(Arc<LiveGen>),
-    /// This many frames a second, one frame at a time, each stamped.
-    Stamped(u64),
+    /// As fast as the kernel's live-frames runner sends the frames loaded
+    /// in this program.
+    Live(Arc<LiveGen>),
+    /// As fast as the AF_XDP socket takes them.
+    Flat,
+    /// This many frames a second from the AF_XDP socket.
+    Paced(u64),
+    /// This many frames a second, one at a time, each stamped.
+    Stamped(u64, Arc<Stamps>),
 }
 
 pub struct GenConfig {
-    pub ns: Arc<Netns>,
+    /// Where `ifname` is (None: the calling thread's namespace).
+    pub ns: Option<Arc<Netns>>,
     pub ifname: String,
-    pub cpu: usize,
-    pub traffic: Arc<Traffic>,
-    /// Rate of the handshakes sent first (slow enough that none is lost).
-    pub handshake_pps: u64,
+    pub queue: u32,
+    pub bind: XskBind,
+    pub cpu: Option<usize>,
+    /// Sent once first, at this rate (the handshakes; slow enough that
+    /// none is lost).
+    pub first: Option<(Arc<Frames>, u64)>,
+    /// Then these, over and over.
+    pub frames: Arc<Frames>,
     pub rate: Rate,
+    /// Stop after this many of `frames`.
+    pub limit: Option<u64>,
 }
 
 const GEN_FRAMES: u32 = 4096;
@@ -463,19 +552,17 @@ const GEN_RING: u32 = 2048;
 const GEN_BATCH: usize = 64;
 /// Frames per live-frames run. Each run sets up and tears down its
 /// page pool, which takes a while (tens of ms here): long runs amortise it.
-const LIVE_BATCH: u32 = 1 << 20;
+const LIVE_BATCH: u64 = 1 << 20;
 
 /// How [`Sender::paced`] sends.
 #[derive(Clone, Copy)]
 struct Pace {
-    /// Frames per second.
-    pps: u64,
+    /// Frames per second; None: as fast as the ring takes them.
+    pps: Option<u64>,
     /// At most this many frames at a time (catching up after a late wake).
     burst: usize,
     /// Stop after this many frames.
     limit: Option<u64>,
-    /// Stamp each frame with its send time.
-    stamp: bool,
 }
 
 struct Sender {
@@ -483,6 +570,8 @@ struct Sender {
     rings: Rings,
     free: Vec<FrameDesc>,
     comp_buf: Vec<FrameDesc>,
+    /// Frames handed to the TX ring and not yet completed.
+    in_flight: u64,
 }
 
 impl Sender {
@@ -490,6 +579,7 @@ impl Sender {
         // SAFETY: completions are frames of this UMEM we submitted.
         let n = unsafe { self.rings.comp.consume(&mut self.comp_buf) };
         self.free.extend_from_slice(&self.comp_buf[..n]);
+        self.in_flight -= n as u64;
         shared.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -500,7 +590,7 @@ impl Sender {
         frames: &Frames,
         cursor: &mut usize,
         k: usize,
-        stamp: bool,
+        stamps: Option<&Stamps>,
         shared: &GenShared,
     ) -> io::Result<usize> {
         self.reap(shared);
@@ -508,18 +598,16 @@ impl Sender {
         let k = (self.rings.tx.nb_free(k as u32) as usize).min(k);
         if k > 0 {
             let at = self.free.len() - k;
-            let stamp = if stamp {
-                (mono_ns() as u32).to_be_bytes()
-            } else {
-                [0; TRAILER]
-            };
             for d in &mut self.free[at..] {
                 // SAFETY: the frame is on our free list: ours alone.
                 let mut data = unsafe { self.umem.data_mut(d) };
                 let mut c = data.cursor();
                 c.set_pos(0);
                 c.write_all(frames.get(*cursor))?;
-                c.write_all(&stamp)?;
+                if let Some(stamps) = stamps {
+                    let tag = stamps.stamp(mono_ns());
+                    frame::set_ip_tag(data.contents_mut(), tag);
+                }
                 *cursor += 1;
                 if *cursor == frames.len() {
                     *cursor = 0;
@@ -528,6 +616,7 @@ impl Sender {
             // SAFETY: ours until they come back on the completion ring.
             let done = unsafe { self.rings.tx.produce(&self.free[at..]) };
             self.free.truncate(self.free.len() - done);
+            self.in_flight += done as u64;
         }
         if self.rings.tx.needs_wakeup() {
             self.rings.tx.wakeup()?;
@@ -536,122 +625,175 @@ impl Sender {
     }
 
     /// Send `frames` (from `cursor`) as `pace` says, until its limit or
-    /// until the bench stops.
+    /// until the bench stops; then wait (up to 100 ms) for the last ones
+    /// to complete.
     fn paced(
         &mut self,
         frames: &Frames,
         cursor: &mut usize,
         pace: Pace,
+        stamps: Option<&Stamps>,
         shared: &GenShared,
     ) -> io::Result<()> {
-        let Pace {
-            pps,
-            burst,
-            limit,
-            stamp,
-        } = pace;
+        let Pace { pps, burst, limit } = pace;
         let start = mono_ns();
         let mut produced = 0u64;
         while !shared.stop.load(Ordering::Relaxed) && limit.is_none_or(|l| produced < l) {
-            let elapsed = mono_ns() - start;
-            let allowed = (elapsed as u128 * pps as u128 / 1_000_000_000) as u64 + 1;
-            if allowed <= produced {
-                sleep_until(start + (produced as u128 * 1_000_000_000 / pps as u128) as u64);
-                continue;
+            let mut k = burst;
+            if let Some(pps) = pps {
+                let elapsed = mono_ns() - start;
+                let allowed = (elapsed as u128 * pps as u128 / 1_000_000_000) as u64 + 1;
+                if allowed <= produced {
+                    sleep_until(start + (produced as u128 * 1_000_000_000 / pps as u128) as u64);
+                    continue;
+                }
+                k = k.min((allowed - produced) as usize);
             }
-            let mut k = ((allowed - produced) as usize).min(burst);
             if let Some(l) = limit {
                 k = k.min((l - produced) as usize);
             }
-            produced += self.send(frames, cursor, k, stamp, shared)? as u64;
+            produced += self.send(frames, cursor, k, stamps, shared)? as u64;
+        }
+        let deadline = mono_ns() + 100_000_000;
+        while self.in_flight > 0 && mono_ns() < deadline {
+            if self.rings.tx.needs_wakeup() {
+                self.rings.tx.wakeup()?;
+            }
+            self.reap(shared);
+            std::thread::sleep(Duration::from_micros(200));
         }
         Ok(())
     }
 }
 
-/// The generator thread's body: handshakes at `handshake_pps`, then the
-/// steady pass over and over at `rate`, until `shared.stop`.
+/// The generator thread's body: the first frames at their rate, then the
+/// main ones at `rate`, until the limit or `shared.stop`.
 pub fn generator(cfg: GenConfig, shared: Arc<GenShared>) {
     if let Err(e) = run_generator(&cfg, &shared) {
         *shared.error.lock().unwrap() = Some(format!("{e:#}"));
     }
-    // Unblock a driver waiting for the steady phase.
+    // Unblock a driver waiting for the steady phase, or for the end.
     shared.steady.store(true, Ordering::Relaxed);
+    shared.done.store(true, Ordering::Relaxed);
 }
 
 fn run_generator(cfg: &GenConfig, shared: &GenShared) -> Result<()> {
-    cfg.ns.enter().context("generator: enter namespace")?;
-    pin(cfg.cpu);
+    if let Some(ns) = &cfg.ns {
+        ns.enter().context("generator: enter namespace")?;
+    }
+    if let Some(cpu) = cfg.cpu {
+        pin(cpu);
+    }
     tight_timers();
     shared.tid.store(gettid(), Ordering::Relaxed);
-    let (umem, free) = umem(2048, GEN_RING, GEN_FRAMES)?;
-    let rings = socket(&umem, &cfg.ifname, 0, GEN_RING)?;
-    let mut s = Sender {
-        umem,
-        rings,
-        free,
-        comp_buf: vec![FrameDesc::default(); GEN_BATCH],
+    let needs_socket = cfg.first.is_some() || !matches!(cfg.rate, Rate::Live(_));
+    let mut s = if needs_socket {
+        let (umem, free) = umem(2048, GEN_RING, GEN_FRAMES)?;
+        let (rings, zero_copy) = socket(&umem, &cfg.ifname, cfg.queue, GEN_RING, cfg.bind)?;
+        shared.zero_copy.store(zero_copy, Ordering::Relaxed);
+        Some(Sender {
+            umem,
+            rings,
+            free,
+            comp_buf: vec![FrameDesc::default(); GEN_BATCH],
+            in_flight: 0,
+        })
+    } else {
+        None
     };
-    let t = &cfg.traffic;
-    let mut cursor = 0;
-    let handshakes = Pace {
-        pps: cfg.handshake_pps,
-        burst: 16,
-        limit: Some(t.handshakes.len() as u64),
-        stamp: false,
-    };
-    s.paced(&t.handshakes, &mut cursor, handshakes, shared)?;
-    // Let the last handshakes through before the steady traffic.
-    std::thread::sleep(Duration::from_millis(20));
-    s.reap(shared);
+    if let (Some((first, pps)), Some(s)) = (&cfg.first, s.as_mut()) {
+        let pace = Pace {
+            pps: Some(*pps),
+            burst: 16,
+            limit: Some(first.len() as u64),
+        };
+        s.paced(first, &mut 0, pace, None, shared)?;
+        // Let the last of them through before the main frames.
+        std::thread::sleep(Duration::from_millis(20));
+        s.reap(shared);
+    }
+    shared
+        .steady_sent
+        .store(shared.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+    shared.steady_ns.store(mono_ns(), Ordering::Relaxed);
     shared.steady.store(true, Ordering::Relaxed);
     let mut cursor = 0;
-    match &cfg.rate {
-        Rate::Flat(live) => {
-            // Two threads on this CPU take turns running the program: each
-            // run ends with a page-pool teardown that sleeps for a while
-            // (tens of ms here), and one thread alone would leave gaps in
-            // the traffic. The program's per-CPU state stays consistent: a
-            // run is not preempted. A third thread publishes the program's
-            // own count of frames sent.
-            let base = shared.sent.load(Ordering::Relaxed);
-            let done = AtomicBool::new(false);
-            let run = || -> Result<()> {
-                while !shared.stop.load(Ordering::Relaxed) {
-                    live.send(LIVE_BATCH)?;
-                }
-                Ok(())
-            };
-            std::thread::scope(|scope| -> Result<()> {
-                scope.spawn(|| {
-                    while !done.load(Ordering::Relaxed) {
-                        shared.sent.store(base + live.sent(), Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                });
-                let second = scope.spawn(|| {
-                    shared.tid2.store(gettid(), Ordering::Relaxed);
-                    run()
-                });
-                let r = run();
-                let r2 = second
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow!("generator panicked")));
-                done.store(true, Ordering::Relaxed);
-                r.and(r2)
-            })?;
-        }
-        &Rate::Stamped(pps) => {
+    let frames = &cfg.frames;
+    match (&cfg.rate, s.as_mut()) {
+        (Rate::Live(live), _) => send_live(live, cfg.limit, shared)?,
+        (Rate::Flat, Some(s)) => {
             let pace = Pace {
-                pps,
-                burst: 1,
-                limit: None,
-                stamp: true,
+                pps: None,
+                burst: GEN_BATCH,
+                limit: cfg.limit,
             };
-            s.paced(&t.steady, &mut cursor, pace, shared)?
+            s.paced(frames, &mut cursor, pace, None, shared)?
         }
+        (&Rate::Paced(pps), Some(s)) => {
+            let pace = Pace {
+                pps: Some(pps),
+                burst: GEN_BATCH,
+                limit: cfg.limit,
+            };
+            s.paced(frames, &mut cursor, pace, None, shared)?
+        }
+        (Rate::Stamped(pps, stamps), Some(s)) => {
+            let pace = Pace {
+                pps: Some(*pps),
+                burst: 1,
+                limit: cfg.limit,
+            };
+            s.paced(frames, &mut cursor, pace, Some(stamps), shared)?
+        }
+        (_, None) => unreachable!("a socket for every AF_XDP rate"),
     }
     Ok(())
+}
+
+/// The live-frames program, flat out, until `limit` frames or a stop.
+///
+/// Two threads on this CPU take turns running the program: each run ends
+/// with a page-pool teardown that sleeps for a while (tens of ms here), and
+/// one thread alone would leave gaps in the traffic. The program's per-CPU
+/// state stays consistent: a run is not preempted. A third thread
+/// publishes the program's own count of frames sent.
+fn send_live(live: &LiveGen, limit: Option<u64>, shared: &GenShared) -> Result<()> {
+    let base = shared.sent.load(Ordering::Relaxed);
+    let left = AtomicU64::new(limit.unwrap_or(u64::MAX));
+    let done = AtomicBool::new(false);
+    let run = || -> Result<()> {
+        while !shared.stop.load(Ordering::Relaxed) {
+            let mut n = 0;
+            let take = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                n = l.min(LIVE_BATCH);
+                Some(l - n)
+            });
+            if take.is_err() || n == 0 {
+                break;
+            }
+            live.send(n as u32)?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                shared.sent.store(base + live.sent(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            shared.sent.store(base + live.sent(), Ordering::Relaxed);
+        });
+        let second = scope.spawn(|| {
+            shared.tid2.store(gettid(), Ordering::Relaxed);
+            run()
+        });
+        let r = run();
+        let r2 = second
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("generator panicked")));
+        done.store(true, Ordering::Relaxed);
+        r.and(r2)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -682,7 +824,7 @@ impl Sink {
     /// and hand all its frames to the fill ring.
     pub fn open(ifname: &str) -> Result<Sink> {
         let (umem, free) = umem(2048, SINK_RING, SINK_RING)?;
-        let mut rings = socket(&umem, ifname, 0, SINK_RING)?;
+        let (mut rings, _) = socket(&umem, ifname, 0, SINK_RING, XskBind::Copy)?;
         // SAFETY: all frames are ours; the ring holds exactly that many.
         let n = unsafe { rings.fill.produce(&free) };
         if n != free.len() {
@@ -696,7 +838,7 @@ impl Sink {
     }
 
     /// Receive until `shared.stop`; the latency histogram (ns).
-    pub fn run(mut self, cpu: usize, shared: &SinkShared) -> Histogram<u64> {
+    pub fn run(mut self, cpu: usize, stamps: &Stamps, shared: &SinkShared) -> Histogram<u64> {
         pin(cpu);
         let mut hist = Histogram::<u64>::new_with_max(10_000_000_000, 3).expect("histogram");
         let mut buf = vec![FrameDesc::default(); 64];
@@ -711,19 +853,14 @@ impl Sink {
                 }
                 continue;
             }
-            let now = mono_ns() as u32;
+            let now = mono_ns();
             let record = shared.record.load(Ordering::Relaxed);
             for d in &buf[..n] {
                 // SAFETY: as above.
                 let data = unsafe { self.umem.data(d) };
-                let c = data.contents();
-                if record && c.len() >= TRAILER {
-                    let mut t = [0; TRAILER];
-                    t.copy_from_slice(&c[c.len() - TRAILER..]);
-                    let stamp = u32::from_be_bytes(t);
-                    if stamp != 0 {
-                        hist.saturating_record(u64::from(now.wrapping_sub(stamp)));
-                    }
+                let sent = frame::ip_tag(data.contents()).and_then(|t| stamps.take(t));
+                if let (true, Some(sent)) = (record, sent) {
+                    hist.saturating_record(now.saturating_sub(sent));
                 }
             }
             shared.received.fetch_add(n as u64, Ordering::Relaxed);

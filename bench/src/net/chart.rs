@@ -1,0 +1,193 @@
+//! A hand-written SVG chart: panels of horizontal bars, one group of bars
+//! per contender, the value written at the end of each bar, so that the
+//! report's main table can be read at a glance.
+
+use std::fmt::Write as _;
+
+/// One bar series of a panel: its name (in the legend) and colour.
+pub struct Series {
+    pub name: &'static str,
+    pub color: &'static str,
+}
+
+/// One panel: a title, the series, and per contender (in order) one value
+/// per series (None: not measured).
+pub struct Panel {
+    pub title: String,
+    pub series: Vec<Series>,
+    pub rows: Vec<(String, Vec<Option<f64>>)>,
+    /// Decimals of the printed values, and a unit after them.
+    pub decimals: usize,
+    pub unit: &'static str,
+    /// The axis' end (None: the largest value).
+    pub max: Option<f64>,
+}
+
+const PANEL_W: f64 = 560.0;
+const LABEL_W: f64 = 170.0;
+const BAR_H: f64 = 16.0;
+const GAP: f64 = 10.0;
+const PAD: f64 = 20.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Panel {
+    fn height(&self) -> f64 {
+        let group = self.series.len() as f64 * BAR_H + GAP;
+        56.0 + self.rows.len() as f64 * group + 8.0
+    }
+
+    fn draw(&self, out: &mut String, x0: f64, y0: f64) {
+        let plot_w = PANEL_W - LABEL_W - 90.0;
+        let max = self.max.unwrap_or_else(|| {
+            self.rows
+                .iter()
+                .flat_map(|(_, v)| v.iter().flatten().copied())
+                .fold(0.0, f64::max)
+        });
+        let max = if max > 0.0 { max } else { 1.0 };
+        let _ = writeln!(
+            out,
+            r#"<text x="{x0}" y="{}" class="title">{}</text>"#,
+            y0 + 18.0,
+            esc(&self.title)
+        );
+        // Legend.
+        let mut lx = x0;
+        for s in &self.series {
+            let _ = writeln!(
+                out,
+                r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}" class="small">{}</text>"#,
+                y0 + 28.0,
+                s.color,
+                lx + 14.0,
+                y0 + 37.0,
+                esc(s.name)
+            );
+            lx += 24.0 + 7.0 * s.name.len() as f64;
+        }
+        let top = y0 + 50.0;
+        let axis_x = x0 + LABEL_W;
+        let group = self.series.len() as f64 * BAR_H + GAP;
+        for (i, (name, values)) in self.rows.iter().enumerate() {
+            let gy = top + i as f64 * group;
+            let _ = writeln!(
+                out,
+                r#"<text x="{}" y="{}" class="label" text-anchor="end">{}</text>"#,
+                axis_x - 8.0,
+                gy + self.series.len() as f64 * BAR_H / 2.0 + 4.0,
+                esc(name)
+            );
+            for (j, (s, v)) in self.series.iter().zip(values).enumerate() {
+                let by = gy + j as f64 * BAR_H;
+                match v {
+                    Some(v) => {
+                        let w = (v / max).clamp(0.0, 1.0) * plot_w;
+                        let _ = writeln!(
+                            out,
+                            r#"<rect x="{axis_x}" y="{by}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}" class="value">{:.*}{}</text>"#,
+                            BAR_H - 3.0,
+                            s.color,
+                            axis_x + w + 4.0,
+                            by + BAR_H - 5.0,
+                            self.decimals,
+                            v,
+                            self.unit
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            r#"<text x="{}" y="{}" class="value">not measured</text>"#,
+                            axis_x + 4.0,
+                            by + BAR_H - 5.0
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            r##"<line x1="{axis_x}" y1="{}" x2="{axis_x}" y2="{}" stroke="#444"/>"##,
+            top - 4.0,
+            top + self.rows.len() as f64 * group - GAP + 4.0
+        );
+    }
+}
+
+/// Panels in two columns under a title and a footnote.
+pub fn svg(title: &str, note: &str, panels: &[Panel]) -> String {
+    let cols = 2;
+    let rows = panels.len().div_ceil(cols);
+    let mut heights = vec![0.0f64; rows];
+    for (i, p) in panels.iter().enumerate() {
+        heights[i / cols] = heights[i / cols].max(p.height());
+    }
+    let width = PAD * 2.0 + cols as f64 * PANEL_W;
+    let height = 50.0 + heights.iter().sum::<f64>() + 40.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">"#
+    );
+    out.push_str(
+        "<style>.title{font-size:15px;font-weight:bold}.label{font-size:13px}\
+         .value{font-size:12px}.small{font-size:11px}.head{font-size:18px;font-weight:bold}\
+         .note{font-size:11px;fill:#555}</style>\n",
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{PAD}" y="30" class="head">{}</text>"#,
+        esc(title)
+    );
+    let mut y = 50.0;
+    for (r, h) in heights.iter().enumerate() {
+        for c in 0..cols {
+            if let Some(p) = panels.get(r * cols + c) {
+                p.draw(&mut out, PAD + c as f64 * PANEL_W, y);
+            }
+        }
+        y += h;
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{PAD}" y="{}" class="note">{}</text>"#,
+        y + 20.0,
+        esc(note)
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_and_missing_values_are_said() {
+        let panel = Panel {
+            title: "Mpps <64 B>".into(),
+            series: vec![Series {
+                name: "forwarded",
+                color: "#1f77b4",
+            }],
+            rows: vec![("a".into(), vec![Some(2.0)]), ("b".into(), vec![None])],
+            decimals: 2,
+            unit: "",
+            max: None,
+        };
+        let s = svg("t", "n", &[panel]);
+        assert!(s.starts_with("<svg"));
+        assert!(s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("Mpps &lt;64 B&gt;"));
+        assert!(s.contains(">2.00<"));
+        assert!(s.contains("not measured"));
+        let full = LABEL_W + (PANEL_W - LABEL_W - 90.0);
+        assert!(s.contains(&format!("width=\"{:.1}\"", full - LABEL_W)));
+    }
+}
