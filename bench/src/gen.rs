@@ -533,14 +533,18 @@ pub enum XskBind {
                   Frames are built once into a table (--frames) and replayed in order; each \
                   second a line gives the frames per second sent.\n\n\
                   Examples:\n  \
-                  rstwall-bench gen --dev veth0 --profile syn-flood --dst 198.18.0.2 --dport 80 --rate 100k\n  \
-                  rstwall-bench gen --dev veth0 --profile rst-flood --src 198.18.0.1 --sport 40000 \
-                  --dst 198.18.0.2 --dport 5201 --dst-mac 02:00:00:00:00:02\n  \
-                  rstwall-bench gen --dev veth0 --flags syn,ack --dst 2001:2::5 --dport 443 --count 1000"
+                  rstwall-bench gen --dev veth0 --profile syn-flood --dst 198.18.0.2 --dport 80 \
+                  --rate 100k\n  \
+                  rstwall-bench gen --dev veth0 --profile rst-flood --dst-mac 02:00:00:00:00:02 \\\n      \
+                  --src 198.18.0.1 --sport 40000 --dst 198.18.0.2 --dport 5201\n  \
+                  rstwall-bench gen --dev veth0 --flags syn,ack --dst 2001:2::5 --dport 443 \
+                  --count 1000\n  \
+                  rstwall-bench gen --netns lab-attacker --dev eth0 --profile mix --via xsk \
+                  --rate 50k"
 )]
 pub struct GenArgs {
     /// Interface to send on.
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", required = true)]
     pub dev: Option<String>,
     /// Network namespace of the interface (a name under /run/netns).
     #[arg(long, value_name = "NAME")]
@@ -1239,7 +1243,16 @@ mod tests {
             let e = err(&format!("{base} {extra}"));
             assert!(e.starts_with(option), "{extra}: {e}");
         }
-        assert!(err("--dst 198.18.0.1 --dport 1 --flags syn").starts_with("--dev"));
+        let argv = [
+            "gen",
+            "--dst",
+            "198.18.0.1",
+            "--dport",
+            "1",
+            "--flags",
+            "syn",
+        ];
+        assert!(Cli::try_parse_from(argv).is_err(), "--dev is required");
         assert!(err("--dev v0 --dst 198.18.0.1 --flags syn").starts_with("--dport"));
         assert!(err("--dev v0 --dst 198.18.0.1 --dport 1").starts_with("--flags"));
         assert!(err("--dev v0 --dport 1 --flags syn").starts_with("--dst"));

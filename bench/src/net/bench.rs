@@ -621,6 +621,26 @@ impl<'a> Bench<'a> {
             }
         };
         let a = f.programs().map(|p| p.a().counters()).transpose()?;
+        let policy = match f {
+            Forwarder::Rstwall { dp, .. } => {
+                // The worker publishes every 100 ms into a small channel
+                // that keeps the oldest: empty it, take the next one.
+                while dp.stats().try_recv().is_ok() {}
+                let w = dp
+                    .stats()
+                    .recv_timeout(Duration::from_secs(1))
+                    .context("no stats from the worker")?;
+                Some((w.counters.dropped, w.at_ns as f64 / 1e9))
+            }
+            Forwarder::Nftables(k) => {
+                let n = k.counters()?;
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                Some((n.invalid + n.rst_limited, t))
+            }
+            _ => None,
+        };
         let lab = self.lab;
         let ((a_rx, _, _), (_, b_tx, b_tx_dropped)) = lab.app.run(|| -> Result<_> {
             Ok((dev_packets(&lab.port_a)?, dev_packets(&lab.port_b)?))
@@ -628,6 +648,7 @@ impl<'a> Bench<'a> {
         Ok(Snap {
             at: Instant::now(),
             gen_sent: gen.sent.load(Ordering::Relaxed),
+            policy,
             a,
             a_rx,
             b_tx,
@@ -1114,6 +1135,9 @@ fn wait_for_secs<T>(secs: f64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 struct Snap {
     at: Instant,
     gen_sent: u64,
+    /// Frames the contender's policy dropped so far (rstwall's engine,
+    /// nftables' rules), and when that was counted (s since the epoch).
+    policy: Option<(u64, f64)>,
     /// A's XDP counters (rstwall's program), when it is attached.
     a: Option<XdpCounters>,
     /// A's received frames (`/proc/net/dev`).
@@ -1148,6 +1172,8 @@ pub struct Tput {
     pub forwarded: f64,
     /// B's transmitted frames (Mpps): the sink's count, from the other end.
     pub b_tx: f64,
+    /// Frames the contender's policy dropped (Mpps), when it has one.
+    pub policy_dropped: Option<f64>,
     /// Frames lost before the forwarder, per cent of what arrived: A's
     /// socket's drops (RX ring full) for AF_XDP contenders; for the bridge,
     /// all that arrived and was not forwarded.
@@ -1181,11 +1207,17 @@ impl Tput {
         };
         let arrived = a.as_ref().map_or(s1.a_rx - s0.a_rx, |a| a.packets());
         let sink: u64 = s1.sink.iter().zip(s0.sink.iter()).map(|(x, y)| x - y).sum();
+        let policy_dropped = match (s0.policy, s1.policy) {
+            (Some((d0, t0)), Some((d1, t1))) if t1 > t0 => Some((d1 - d0) as f64 / (t1 - t0) / 1e6),
+            _ => None,
+        };
+        let policy_frames = policy_dropped.map_or(0, |p| (p * 1e6 * secs) as u64);
         let drops = match (s0.xsk_drops_a, s1.xsk_drops_a) {
             (Some(x), Some(y)) => y.saturating_sub(x),
             // The bridge's losses (cpumap queue, backlog) are not counted
-            // anywhere one place: what arrived and was not forwarded.
-            _ if c == Contender::Nftables => arrived.saturating_sub(sink),
+            // in one place: what arrived and was neither forwarded nor
+            // dropped by a rule.
+            _ if c == Contender::Nftables => arrived.saturating_sub(sink + policy_frames),
             _ => 0,
         };
         let handled = match &a {
@@ -1214,6 +1246,7 @@ impl Tput {
             handled: mpps(handled),
             forwarded: mpps(sink),
             b_tx: mpps(s1.b_tx - s0.b_tx),
+            policy_dropped,
             lost_pct: drops as f64 * 100.0 / arrived.max(1) as f64,
             fwd_ns: fwd_cpu.map(|c| c as f64 / handled.max(1) as f64),
             fwd_util: fwd_cpu.map(|c| c as f64 * 100.0 / ns),
@@ -1229,15 +1262,18 @@ impl Tput {
     pub fn line(&self) -> String {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
         format!(
-            "round {} {:<23} offered {:.3} arrived {:.3} handled {:.3} forwarded {:.3} Mpps, \
+            "round {} {:<23} offered {:.3} arrived {:.3} handled {:.3} forwarded {:.3} Mpps{}, \
              lost before the forwarder {:.2}%, forwarder {} ns/frame at {}% CPU ({}% sys), \
-             generator {}% CPU, dropped by B {}, CPUs busy {}, steal {:.1}%, other processes {:.0}%",
+             generator {}% CPU, dropped by B {}, CPUs busy {}, steal {:.1}%, other processes \
+             {:.0}%{}",
             self.round + 1,
             self.contender.name(),
             self.offered,
             self.arrived,
             self.handled,
             self.forwarded,
+            self.policy_dropped
+                .map_or(String::new(), |p| format!(" (policy dropped {p:.3})")),
             self.lost_pct,
             opt(self.fwd_ns, 0),
             opt(self.fwd_util, 0),
@@ -1251,6 +1287,10 @@ impl Tput {
                 .join("/"),
             self.cpus.iter().map(|c| c.steal).sum::<f64>(),
             self.outside,
+            self.stop.nft.map_or(String::new(), |n| format!(
+                "; over the whole run nftables dropped {} invalid, {} over the RST limit",
+                n.invalid, n.rst_limited
+            )),
         )
     }
 }

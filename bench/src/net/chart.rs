@@ -21,6 +21,8 @@ pub struct Panel {
     pub unit: &'static str,
     /// The axis' end (None: the largest value).
     pub max: Option<f64>,
+    /// Per row, words after its last bar's value (empty: none).
+    pub notes: Vec<String>,
 }
 
 const PANEL_W: f64 = 560.0;
@@ -82,14 +84,19 @@ impl Panel {
                 gy + self.series.len() as f64 * BAR_H / 2.0 + 4.0,
                 esc(name)
             );
+            let last = self.series.len() - 1;
             for (j, (s, v)) in self.series.iter().zip(values).enumerate() {
                 let by = gy + j as f64 * BAR_H;
+                let note = match self.notes.get(i) {
+                    Some(n) if j == last && !n.is_empty() => format!(" {}", esc(n)),
+                    _ => String::new(),
+                };
                 match v {
                     Some(v) => {
                         let w = (v / max).clamp(0.0, 1.0) * plot_w;
                         let _ = writeln!(
                             out,
-                            r#"<rect x="{axis_x}" y="{by}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}" class="value">{:.*}{}</text>"#,
+                            r#"<rect x="{axis_x}" y="{by}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}" class="value">{:.*}{}{note}</text>"#,
                             BAR_H - 3.0,
                             s.color,
                             axis_x + w + 4.0,
@@ -180,12 +187,13 @@ mod tests {
             decimals: 2,
             unit: "",
             max: None,
+            notes: vec!["(0.5× <x>)".into()],
         };
         let s = svg("t", "n", &[panel]);
+        assert!(s.contains(">2.00 (0.5× &lt;x&gt;)<"));
         assert!(s.starts_with("<svg"));
         assert!(s.trim_end().ends_with("</svg>"));
         assert!(s.contains("Mpps &lt;64 B&gt;"));
-        assert!(s.contains(">2.00<"));
         assert!(s.contains("not measured"));
         let full = LABEL_W + (PANEL_W - LABEL_W - 90.0);
         assert!(s.contains(&format!("width=\"{:.1}\"", full - LABEL_W)));

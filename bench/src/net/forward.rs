@@ -17,10 +17,10 @@
 //! replayed in order.
 //!
 //! * Throughput: the steady pass flat out from an XDP live-frames generator
-//!   ([`super::live`]), 64-byte frames. Forwarded = B's transmitted frames;
-//!   offered = what A's program saw; lost = A's socket's XDP_STATISTICS
-//!   drops. The sink's veth has no XDP program: a tc program counts and
-//!   drops what arrives ([`super::sink`]). The forwarder's CPU time is its
+//!   ([`super::live`]), 64-byte frames. Forwarded = frames the sink
+//!   counted (its veth has no XDP program: a tc program counts and drops
+//!   what arrives, [`super::sink`]); offered = what A's program saw; lost
+//!   = A's socket's XDP_STATISTICS drops. The forwarder's CPU time is its
 //!   thread's CPU clock.
 //! * Latency: the steady pass at a low, fixed rate from an AF_XDP socket,
 //!   each frame tagged in its IP header; an AF_XDP socket on the sink
@@ -311,7 +311,7 @@ impl Report<'_> {
              - Throughput: the steady pass flat out from an XDP live-frames generator \
              (`BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`), every frame 64 bytes; {} \
              rounds of {:.1} s per contender after {:.1} s of warm-up, the order rotated each \
-             round. Forwarded: frames B's veth transmitted (tx_packets).\n\
+             round. Forwarded: frames counted at the sink.\n\
              - Latency: the steady pass at {} frames/s from an AF_XDP socket in copy mode, \
              each frame tagged in its IPv4 identification field and its CLOCK_MONOTONIC send \
              time kept by tag (64-byte frames), received by an AF_XDP socket \

@@ -604,9 +604,10 @@ impl Report<'_> {
         let _ = writeln!(
             o,
             "Throughput (medians over rounds; CPU in per cent of one CPU):\n\n\
-             | contender | offered Mpps | arrived at A Mpps | forwarded Mpps | lost before the forwarder | \
-             forwarder thread CPU | CPU {} busy (sys, irq) | CPU {} busy (sys, irq) | other processes |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             | contender | offered Mpps | arrived at A Mpps | forwarded Mpps | dropped by policy Mpps | \
+             lost before the forwarder | forwarder thread CPU | CPU {} busy (sys, irq) | CPU {} busy \
+             (sys, irq) | other processes |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             self.s.gen_cpu, self.s.fwd_cpu
         );
         for &c in self.contenders {
@@ -625,11 +626,12 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {}% | {} | {} | {} | {}% |",
+                "| {} | {} | {} | {} | {} | {}% | {} | {} | {} | {}% |",
                 c.name(),
                 opt(m(&|x| Some(x.offered)), 3),
                 opt(m(&|x| Some(x.arrived)), 3),
                 opt(m(&|x| Some(x.forwarded)), 3),
+                opt(m(&|x| x.policy_dropped), 3),
                 opt(m(&|x| Some(x.lost_pct)), 1),
                 m(&|x| x.fwd_util).map_or("in the kernel".into(), |v| format!("{v:.0}%")),
                 cpu(self.s.gen_cpu),
@@ -639,8 +641,13 @@ impl Report<'_> {
         }
         let _ = writeln!(
             o,
-            "\n\"Lost before the forwarder\": A's AF_XDP socket's drops (its RX ring full) for \
-             AF_XDP contenders; for the bridge, every frame that arrived and was not forwarded.\n"
+            "\n\"Dropped by policy\": rstwall's engine (enforce: the spoofed RSTs, about 1% of the \
+             pass) or the nftables rules. At saturation a forwarder sees only a random part of \
+             each flow's segments, which for conntrack means segments outside the window it \
+             knows: it marks them invalid and drops them (at the accuracy phase's rate it drops \
+             nothing legitimate). \"Lost before the forwarder\": A's AF_XDP socket's drops (its \
+             RX ring full) for AF_XDP contenders; for the bridge, every frame that arrived and \
+             was neither forwarded nor dropped by a rule.\n"
         );
     }
 
@@ -826,6 +833,7 @@ impl Report<'_> {
                     "contender": t.contender.key(), "round": t.round + 1,
                     "offered_mpps": t.offered, "arrived_mpps": t.arrived,
                     "forwarded_mpps": t.forwarded, "b_tx_mpps": t.b_tx,
+                    "policy_dropped_mpps": t.policy_dropped,
                     "lost_before_forwarder_pct": t.lost_pct,
                     "forwarder_cpu_ns_per_frame": t.fwd_ns, "forwarder_cpu_pct": t.fwd_util,
                     "cpu_busy_pct": t.cpus.iter().map(|c| c.busy()).collect::<Vec<_>>(),
@@ -937,6 +945,13 @@ impl Report<'_> {
                 decimals: 2,
                 unit: "",
                 max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        x.vs_bare
+                            .map_or(String::new(), |r| format!("({r:.2}× bare)"))
+                    })
+                    .collect(),
             },
             Panel {
                 title: "Drop accuracy, counted at the sink (%)".into(),
@@ -954,6 +969,7 @@ impl Report<'_> {
                 decimals: 1,
                 unit: "%",
                 max: Some(100.0),
+                notes: Vec::new(),
             },
             Panel {
                 title: format!("One-way latency at {} kpps (µs)", s.latency_pps / 1000),
@@ -975,6 +991,14 @@ impl Report<'_> {
                 decimals: 0,
                 unit: "",
                 max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        x.latency
+                            .as_ref()
+                            .map_or(String::new(), |h| format!("(p99.9 {:.0})", us(h, 0.999)))
+                    })
+                    .collect(),
             },
             Panel {
                 title: format!(
@@ -995,6 +1019,18 @@ impl Report<'_> {
                 decimals: 0,
                 unit: "",
                 max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        let broke = if x.broke > 0 {
+                            ", connection broke"
+                        } else {
+                            ""
+                        };
+                        x.flood_ratio
+                            .map_or(String::new(), |r| format!("({r:.2}× alone{broke})"))
+                    })
+                    .collect(),
             },
         ];
         let m = &self.machine;
