@@ -25,8 +25,10 @@ pub struct Panel {
     pub notes: Vec<String>,
 }
 
-const PANEL_W: f64 = 560.0;
-const LABEL_W: f64 = 170.0;
+const PANEL_W: f64 = 620.0;
+const LABEL_W: f64 = 180.0;
+/// Room right of the longest bar for its value and note.
+const TEXT_W: f64 = 170.0;
 const BAR_H: f64 = 16.0;
 const GAP: f64 = 10.0;
 const PAD: f64 = 20.0;
@@ -44,7 +46,7 @@ impl Panel {
     }
 
     fn draw(&self, out: &mut String, x0: f64, y0: f64) {
-        let plot_w = PANEL_W - LABEL_W - 90.0;
+        let plot_w = PANEL_W - LABEL_W - TEXT_W;
         let max = self.max.unwrap_or_else(|| {
             self.rows
                 .iter()
@@ -195,7 +197,7 @@ mod tests {
         assert!(s.trim_end().ends_with("</svg>"));
         assert!(s.contains("Mpps &lt;64 B&gt;"));
         assert!(s.contains("not measured"));
-        let full = LABEL_W + (PANEL_W - LABEL_W - 90.0);
-        assert!(s.contains(&format!("width=\"{:.1}\"", full - LABEL_W)));
+        let full = PANEL_W - LABEL_W - TEXT_W;
+        assert!(s.contains(&format!("width=\"{full:.1}\"")));
     }
 }
