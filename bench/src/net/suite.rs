@@ -528,7 +528,8 @@ impl Report<'_> {
         let _ = writeln!(
             o,
             "- Wire: three network namespaces, veth pairs; the appliance namespace in the \
-             middle bridges its ports A and B. AF_XDP contenders sit behind rstwall's XDP \
+             middle has the two ports, A (towards the generator) and B (towards the sink). \
+             AF_XDP contenders sit behind rstwall's XDP \
              program (attached {}), copy mode, one queue, one forwarder thread pinned to CPU \
              {}; the kernel contender is a Linux bridge with `nf_call_iptables` (conntrack and \
              an `inet` nftables table: `ct state invalid drop`, and RSTs over {}/s, burst {}, \
