@@ -48,7 +48,7 @@ enum Command {
     /// accuracy counted at the sink, latency percentiles, and a kernel TCP
     /// transfer's goodput alone and during a blind-reset flood. Writes a
     /// markdown report, JSON and an SVG chart to --out. Needs root; builds
-    /// and deletes its own namespaces; about 6 minutes with the defaults.
+    /// and deletes its own namespaces; about 4 minutes with the defaults.
     Run(net::suite::RunArgs),
 }
 

@@ -49,8 +49,10 @@ pub enum Phase {
     kernel TCP transfer through the appliance, alone and during the flood."
 )]
 pub struct RunArgs {
-    /// Directory for report.md, results.json and chart.svg (created).
-    #[arg(long, value_name = "DIR", default_value = "rstwall-bench-run")]
+    /// Directory for report.md, results.json and chart.svg (created; the
+    /// default is inside cargo's target directory when run from the
+    /// repository).
+    #[arg(long, value_name = "DIR", default_value = "target/bench-run")]
     out: PathBuf,
     /// Contenders, in the order of the report.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Contender::Bare, Contender::Nftables, Contender::Monitor, Contender::Enforce])]
