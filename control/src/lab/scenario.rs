@@ -31,11 +31,11 @@
 //! bypass; and, from the sockets, that every connection that had to survive
 //! did and every reset that had to happen did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -718,7 +718,13 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     })?;
     let done = AtomicBool::new(false);
     let isns: Mutex<HashMap<u16, u32>> = Mutex::new(HashMap::new());
-    let rsts_at_server = AtomicU64::new(0);
+    // Every RST the server saw, and every spoofed one sent, by (source
+    // port, sequence number): only a RST the attacker sent counts as one
+    // that got through. (About one run in twenty-five under heavy load
+    // shows one other RST on a victim port at the end, outside rstwall's
+    // counts; the report shows it.)
+    let rsts_at_server: Mutex<Vec<(u16, u32)>> = Mutex::new(Vec::new());
+    let mut spoofed: HashSet<(u16, u32)> = HashSet::new();
 
     let outcome = thread::scope(|s| -> anyhow::Result<SprayOutcome> {
         let _done = SetOnDrop(&done);
@@ -726,7 +732,10 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
             while !done.load(Ordering::Relaxed) {
                 match sniffer.next() {
                     Ok(Some(seg)) if seg.flags & RST != 0 => {
-                        rsts_at_server.fetch_add(1, Ordering::Relaxed);
+                        rsts_at_server
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((seg.sport, seg.seq));
                     }
                     Ok(Some(seg)) if seg.flags & (SYN | ACK) == SYN => {
                         isns.lock()
@@ -807,6 +816,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                         window: 0,
                     };
                     ip_id = ip_id.wrapping_add(1);
+                    spoofed.insert((ports[i], seq));
                     spoofer
                         .send(&rst.to_ipv4(ip_id))
                         .context("sending a spoofed RST")?;
@@ -837,7 +847,11 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
         Ok(out)
     })?;
 
-    let reached = rsts_at_server.load(Ordering::Relaxed);
+    let seen = rsts_at_server
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let reached = seen.iter().filter(|r| spoofed.contains(r)).count() as u64;
+    let others = seen.len() as u64 - reached;
     let sent = outcome.in_window + outcome.out_of_window;
     let n = spray.sessions;
     let mut p = Part::default();
@@ -873,12 +887,18 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
             Mode::Enforce => reached == 0,
             Mode::Monitor => reached == sent,
         },
-        match ctx.mode {
-            Mode::Enforce => format!("spoofed RSTs that reached the server: {reached} of {sent}"),
-            Mode::Monitor => format!(
-                "spoofed RSTs that reached the server: {reached} of {sent} (monitor mode passes them)"
-            ),
-        },
+        format!(
+            "spoofed RSTs that reached the server: {reached} of {sent}{}{}",
+            match ctx.mode {
+                Mode::Enforce => "",
+                Mode::Monitor => " (monitor mode passes them)",
+            },
+            if others > 0 {
+                format!(" ({others} other RST seen there, not one the attacker sent)")
+            } else {
+                String::new()
+            }
+        ),
     );
     Ok(p)
 }
