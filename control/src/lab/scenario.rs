@@ -721,8 +721,8 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     // Every RST the server saw, and every spoofed one sent, by (source
     // port, sequence number): only a RST the attacker sent counts as one
     // that got through. (About one run in twenty-five under heavy load
-    // shows one other RST on a victim port at the end, outside rstwall's
-    // counts; the report shows it.)
+    // shows one other RST on a victim port; where it comes from is not
+    // known yet, and the report shows it.)
     let rsts_at_server: Mutex<Vec<(u16, u32)>> = Mutex::new(Vec::new());
     let mut spoofed: HashSet<(u16, u32)> = HashSet::new();
 
