@@ -383,7 +383,9 @@ class Capture:
     def _synced(self) -> tuple[list[Frame], int]:
         self._drain()
         want = len(self.seen)
-        deadline = time.monotonic() + 5
+        # Generous: on a loaded machine (CI runs tests side by side on two
+        # cores) tcpdump can fall seconds behind.
+        deadline = time.monotonic() + 20
         while True:
             frames, n = read_pcap(self.path)
             if n >= want:
@@ -398,7 +400,7 @@ class Capture:
     def last_no(self) -> int:
         return self._synced()[1]
 
-    def wait_for(self, pred, what: str, after: int = 0, timeout: float = 3.0) -> Frame:
+    def wait_for(self, pred, what: str, after: int = 0, timeout: float = 10.0) -> Frame:
         deadline = time.monotonic() + timeout
         while True:
             for f in self.frames():
