@@ -351,6 +351,14 @@ SIGHUP (systemctl reload) re-reads the config file and its policy file and
 applies the policy if it is valid; an invalid one is logged (file, line, key)
 and the running policy stays. Other changed settings need a restart.
 
+Control: a control API (HTTP with JSON bodies) on the Unix socket
+--control-socket (default /run/rstwall/rstwall.sock, mode 0600; `off`
+disables it) serves `rstwall status`, `stats`, `top`, `flows`, `policy`,
+`block`, `capture` and `alerts`. Root may use it, and with --control-group
+the members of that group. Policy changes made through it are persisted
+like reloads and survive a restart; operator blocks (`rstwall block`) are
+kept in STATE_DIR/blocks.json.
+
 Metrics: Prometheus/OpenMetrics at http://METRICS_LISTEN/metrics (default
 127.0.0.1:9717; `off` disables it). Statistics are also logged every
 --stats-interval seconds (RUST_LOG, when set, overrides --log-level with
