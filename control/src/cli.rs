@@ -349,7 +349,9 @@ changes. At start-up rstwall runs, in this order of precedence:
      policy (monitor mode).
 SIGHUP (systemctl reload) re-reads the config file and its policy file and
 applies the policy if it is valid; an invalid one is logged (file, line, key)
-and the running policy stays. Other changed settings need a restart.
+and the running policy stays. A policy changed through the control API stays
+until the configured policy itself changes (as across a restart). Other
+changed settings need a restart.
 
 Control: a control API (HTTP with JSON bodies) on the Unix socket
 --control-socket (default /run/rstwall/rstwall.sock, mode 0600; `off`

@@ -45,7 +45,7 @@ use crate::blocks::Blocks;
 use crate::cli::RunArgs;
 use crate::config::{self, value, ConfigFile, LogLevel, MetricsListen};
 use crate::metrics::{self, KernelSnapshot, Metrics, Reload, Snapshot};
-use crate::persist::{Origin, PolicyState, StateDir};
+use crate::persist::{Digest, Origin, PolicyState, StateDir};
 use crate::Failure;
 
 /// `RunArgs` over the config file, checked.
@@ -670,6 +670,18 @@ impl Reloader<'_> {
                  the policy only)",
                 restart.join(", ")
             );
+        }
+        // A policy changed at run time (the control API) stays until the
+        // configured policy itself changes, as it does across a restart.
+        if Digest::of(&new.engine.policy) == self.live.configured
+            && new.engine.policy != self.live.policy
+        {
+            tracing::info!(
+                "SIGHUP: {} is unchanged since it was loaded: the running policy, version \
+                 {running} (changed at run time), stays",
+                new.policy_source()
+            );
+            return Reload::Unchanged;
         }
         let next = PolicyState::adopt(Some(&self.live), &new.engine.policy);
         if next == self.live {

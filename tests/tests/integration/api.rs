@@ -404,6 +404,23 @@ fn policy_and_blocks_survive_a_restart_and_clients_see_no_daemon() {
         "ratelimit.per_source_rate=7",
     ]);
     lab.cli_ok(&["block", "add", "198.18.0.200"]);
+    // A reload with the configured policy unchanged keeps the policy set at
+    // run time (as a restart does).
+    lab.signal_rstwall(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.log().contains("(changed at run time), stays") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged:\n{}",
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let p = lab.cli_json(&["policy", "show", "--json"]);
+    assert_eq!(
+        (p["version"].as_u64(), p["mode"].as_str()),
+        (Some(2), Some("enforce"))
+    );
     lab.stop_rstwall(libc_sigterm());
     assert!(!lab.socket().exists(), "the socket goes with the daemon");
     for args in [
