@@ -588,6 +588,13 @@ struct Ctx<'a> {
 /// worker checks between batches, so no packet is judged by a mix) and to
 /// the XDP maps ([`KernelDrops::apply`]). A failure before the hand-over
 /// changes nothing.
+///
+/// The XDP deny map is updated entry by entry after the workers have the
+/// new policy, and a packet is still judged by one policy or the other,
+/// never a mix: the deny list is the first rule in XDP and in the engine
+/// alike, so a packet XDP drops matched an entry of the old or the new
+/// list (that policy drops it too), and a packet XDP lets through gets the
+/// whole verdict of the worker's policy.
 struct Reloader<'a> {
     args: &'a RunArgs,
     /// As of the start, for what a reload cannot change.
