@@ -29,13 +29,23 @@ pub fn corpus_dir() -> PathBuf {
 /// `scripts/test` before the tests run (`cargo build --workspace --bins`):
 /// cargo builds another package's binaries only for that package's tests.
 pub fn rstwall_bin() -> PathBuf {
+    built_bin("rstwall")
+}
+
+/// `target/<profile>/rstwall-bench`, the benchmark tools.
+pub fn bench_bin() -> PathBuf {
+    built_bin("rstwall-bench")
+}
+
+/// A binary of this workspace, built beside the test executable.
+fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/rstwall
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join("rstwall");
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",

@@ -1,6 +1,7 @@
 //! One integration-test binary; each module is one area.
 
 mod api;
+mod bench;
 mod bpf;
 mod classes;
 mod cli;

@@ -1,0 +1,312 @@
+//! The benchmark tools, run for real but briefly (root; they build their
+//! own namespaces): the generator sends exactly what it is asked over
+//! AF_XDP and through the kernel's live-frames runner, and the harness runs
+//! every contender and writes its report, JSON and chart. The figures
+//! themselves are not checked (tests assert behaviour, not speed); what
+//! enforce mode drops is.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rstwall_tests::bench_bin;
+use rstwall_tests::lab::{ethtool_set, ffi, in_ns, require_root, sh};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bench_bin())
+        .args(args)
+        .output()
+        .expect("run rstwall-bench")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Two namespaces joined by a veth pair (`g0` sends, `s0` receives), both
+/// removed on drop.
+struct Pair {
+    gen: String,
+    sink: String,
+}
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        require_root();
+        let pid = std::process::id();
+        let p = Pair {
+            gen: format!("rwbg-{tag}-{pid}"),
+            sink: format!("rwbs-{tag}-{pid}"),
+        };
+        for ns in [&p.gen, &p.sink] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            for key in ["all", "default"] {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+                ]);
+            }
+        }
+        sh(&[
+            "ip", "-n", &p.gen, "link", "add", "g0", "type", "veth", "peer", "name", "s0", "netns",
+            &p.sink,
+        ]);
+        // The generator's default destination MAC: frames are for s0.
+        sh(&[
+            "ip",
+            "-n",
+            &p.sink,
+            "link",
+            "set",
+            "s0",
+            "address",
+            "02:00:00:00:00:02",
+        ]);
+        // veth takes XDP-redirected frames only when its peer runs NAPI.
+        in_ns(&p.sink, || ethtool_set("s0", ffi::ETHTOOL_SGRO, 1));
+        sh(&["ip", "-n", &p.gen, "link", "set", "g0", "up"]);
+        sh(&["ip", "-n", &p.sink, "link", "set", "s0", "up"]);
+        p
+    }
+
+    /// Frames s0 has received.
+    fn received(&self) -> u64 {
+        let out = Command::new("ip")
+            .args(["-n", &self.sink, "-j", "-s", "link", "show", "s0"])
+            .output()
+            .expect("ip link");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        v[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rx packets in {v}"))
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.gen, &self.sink] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+#[test]
+fn gen_sends_exactly_what_it_is_asked_over_af_xdp_and_live_frames() {
+    let pair = Pair::new("gen");
+    let before = pair.received();
+    let out = run(&[
+        "gen",
+        "--dev",
+        "g0",
+        "--netns",
+        &pair.gen,
+        "--profile",
+        "rst-flood",
+        "--src",
+        "198.18.0.1",
+        "--sport",
+        "40000",
+        "--dst",
+        "198.18.0.2",
+        "--dport",
+        "179",
+        "--rate",
+        "2000",
+        "--count",
+        "500",
+        "--via",
+        "xsk",
+    ]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{:?}: {all}", out.status);
+    assert!(all.contains("frames/s"), "a rate line: {all}");
+    assert!(
+        all.contains("500 frames") && all.contains("AF_XDP"),
+        "{all}"
+    );
+    assert_eq!(pair.received() - before, 500, "{all}");
+
+    let before = pair.received();
+    let out = run(&[
+        "gen",
+        "--dev",
+        "g0",
+        "--netns",
+        &pair.gen,
+        "--profile",
+        "syn-flood",
+        "--dst",
+        "198.18.0.2",
+        "--dport",
+        "80",
+        "--count",
+        "2000",
+        "--via",
+        "live",
+    ]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("live frames"), "{all}");
+    assert_eq!(pair.received() - before, 2000, "{all}");
+
+    // IPv6 and a custom segment, counted the same way.
+    let before = pair.received();
+    let out = run(&[
+        "gen",
+        "--dev",
+        "g0",
+        "--netns",
+        &pair.gen,
+        "--src",
+        "2001:2::1",
+        "--dst",
+        "2001:2::2",
+        "--dport",
+        "443",
+        "--flags",
+        "rst,ack",
+        "--count",
+        "100",
+        "--rate",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(pair.received() - before, 100);
+
+    // Bad arguments: one line, exit 2, nothing sent.
+    for args in [
+        &[
+            "gen",
+            "--dev",
+            "g0",
+            "--netns",
+            &pair.gen,
+            "--profile",
+            "custom",
+        ][..],
+        &[
+            "gen",
+            "--dev",
+            "g0",
+            "--netns",
+            &pair.gen,
+            "--dst",
+            "198.18.0.2",
+            "--dport",
+            "70000",
+            "--flags",
+            "syn",
+        ],
+        &[
+            "gen",
+            "--dev",
+            "nope0",
+            "--netns",
+            &pair.gen,
+            "--profile",
+            "syn-flood",
+            "--dst",
+            "198.18.0.2",
+            "--dport",
+            "80",
+        ],
+    ] {
+        let out = run(args);
+        let err = text(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
+    require_root();
+    let out_dir = std::env::temp_dir().join(format!("rstwall-bench-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = run(&[
+        "run",
+        "--rounds",
+        "1",
+        "--round-secs",
+        "0.5",
+        "--warmup-secs",
+        "0.2",
+        "--latency-secs",
+        "0.5",
+        "--goodput-secs",
+        "1",
+        "--flows",
+        "1000",
+        "--max-other",
+        "100",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let read = |name: &str| {
+        std::fs::read_to_string(out_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}"))
+    };
+    let report = read("report.md");
+    for name in [
+        "bare AF_XDP loop",
+        "Linux bridge + nftables",
+        "rstwall monitor",
+        "rstwall enforce",
+    ] {
+        assert!(
+            report.contains(name),
+            "{name} missing in report.md:\n{report}"
+        );
+    }
+    let chart = read("chart.svg");
+    assert!(
+        chart.trim_start().starts_with("<svg") || chart.starts_with("<?xml"),
+        "{chart}"
+    );
+    assert!(chart.contains("rstwall enforce") && chart.trim_end().ends_with("</svg>"));
+    let json: Value = serde_json::from_str(&read("results.json")).expect("results.json");
+    let summary = json["summary"].as_array().expect("summary");
+    let names: Vec<&str> = summary
+        .iter()
+        .map(|c| c["contender"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bare", "nftables", "monitor", "enforce"]);
+    for c in summary {
+        assert!(c["mpps"].as_f64().unwrap() > 0.0, "{c:#}");
+        assert!(c["latency_us"]["samples"].as_u64().unwrap() > 0, "{c:#}");
+        assert!(c["goodput_mbps"]["alone"].as_f64().unwrap() > 0.0, "{c:#}");
+    }
+    // What enforce mode drops does not depend on the machine's speed:
+    // every spoofed RST of the accuracy pass, and none reached the sink.
+    assert_eq!(
+        summary[3]["spoofed_rst_dropped_pct"], 100.0,
+        "{:#}",
+        summary[3]
+    );
+    let acc = json["accuracy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["contender"] == "enforce")
+        .expect("enforce's accuracy");
+    for kind in ["in_window", "out_of_window", "syn_sent_bad_ack"] {
+        let k = &acc["by_kind"][kind];
+        assert!(k["sent"].as_u64().unwrap() > 0, "{acc:#}");
+        assert_eq!(k["arrived"], 0, "{kind}: {acc:#}");
+    }
+    assert_eq!(json["settings"].is_object(), true);
+    assert!(Path::new(&out_dir).join("results.json").exists());
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
