@@ -53,3 +53,18 @@ fn built_bin(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// Tests that time real kernel TCP (the lab's scenarios, the live Linux
+/// captures) hold this for reading; the benchmark harness, which keeps both
+/// CPUs busy flat out for half a minute, holds it for writing. So they
+/// never overlap, while the others still run side by side.
+pub fn cpu_share() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// See [`cpu_share`].
+pub fn cpu_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(|e| e.into_inner())
+}
+
+static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());

@@ -19,6 +19,8 @@ use serde_json::Value;
 struct TestLab {
     name: String,
     dir: PathBuf,
+    /// Not alongside the benchmark harness (see `cpu_share`).
+    _cpu: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl TestLab {
@@ -28,6 +30,7 @@ impl TestLab {
         TestLab {
             name: format!("t{pid}-{tag}"),
             dir: std::env::temp_dir().join(format!("rstwall-labtest-{tag}-{pid}")),
+            _cpu: rstwall_tests::cpu_share(),
         }
     }
 

@@ -132,6 +132,7 @@ fn committed_linux_captures_classify_as_the_kernel_judged() {
 /// Needs root (namespaces, raw sockets). Fails, rather than skips, without.
 #[test]
 fn live_linux_stacks_classify_as_the_kernel_judged() {
+    let _cpu = rstwall_tests::cpu_share();
     let uid = Command::new("id").arg("-u").output().expect("id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
