@@ -47,7 +47,7 @@ use rstwall_datapath::RstClass;
 use super::packet::{Rng, Segment, ACK, RST, SYN};
 use super::report::{Check, Did, Report};
 use super::stats::{Counts, Stats};
-use super::sys::{self, RawSender, TcpSniffer};
+use super::sys::{self, RawSender, SeenSegment, TcpSniffer};
 use super::topology::{Lab, CLIENT, SERVER, SERVER_IF, STATS_INTERVAL};
 use super::traffic::{self, join, spawn_in, Errors, Pacer, Running, SetOnDrop};
 
@@ -723,7 +723,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     // that got through. (About one run in twenty-five under heavy load
     // shows one other RST on a victim port; where it comes from is not
     // known yet, and the report shows it.)
-    let rsts_at_server: Mutex<Vec<(u16, u32)>> = Mutex::new(Vec::new());
+    let rsts_at_server: Mutex<Vec<SeenSegment>> = Mutex::new(Vec::new());
     let mut spoofed: HashSet<(u16, u32)> = HashSet::new();
 
     let outcome = thread::scope(|s| -> anyhow::Result<SprayOutcome> {
@@ -735,7 +735,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                         rsts_at_server
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .push((seg.sport, seg.seq));
+                            .push(seg);
                     }
                     Ok(Some(seg)) if seg.flags & (SYN | ACK) == SYN => {
                         isns.lock()
@@ -850,8 +850,10 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     let seen = rsts_at_server
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    let reached = seen.iter().filter(|r| spoofed.contains(r)).count() as u64;
-    let others = seen.len() as u64 - reached;
+    let (spoofs, others): (Vec<&SeenSegment>, Vec<&SeenSegment>) = seen
+        .iter()
+        .partition(|r| r.src == CLIENT && spoofed.contains(&(r.sport, r.seq)));
+    let reached = spoofs.len() as u64;
     let sent = outcome.in_window + outcome.out_of_window;
     let n = spray.sessions;
     let mut p = Part::default();
@@ -893,10 +895,21 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                 Mode::Enforce => "",
                 Mode::Monitor => " (monitor mode passes them)",
             },
-            if others > 0 {
-                format!(" ({others} other RST seen there, not one the attacker sent)")
-            } else {
-                String::new()
+            match others.first() {
+                // Say what it was: a clue for where it came from.
+                Some(o) => format!(
+                    " ({} other RST seen there, not one the attacker sent; the first: \
+                     {}:{} > {}:{} seq {} ack {} flags {:#04x})",
+                    others.len(),
+                    o.src,
+                    o.sport,
+                    o.dst,
+                    o.dport,
+                    o.seq,
+                    o.ack,
+                    o.flags
+                ),
+                None => String::new(),
             }
         ),
     );
