@@ -59,7 +59,7 @@ use ipnet::IpNet;
 use rstwall_datapath::afxdp::{CaptureFilter, DatapathHandle, FlowFilter, QueryError};
 use rstwall_datapath::capture::{CaptureWriter, Resolution};
 use rstwall_datapath::flow::FlowState;
-use rstwall_datapath::telemetry::{AlertRule, Snapshot};
+use rstwall_datapath::telemetry::Snapshot;
 use rstwall_datapath::wire::LinkType;
 use rstwall_datapath::RstClass;
 use serde::Deserialize;
@@ -115,13 +115,20 @@ impl ApiError {
 pub enum Op {
     Status,
     Stats,
+    /// Alerts judged on all workers together.
+    Alerts,
     PolicyShow,
     PolicySet(Vec<String>),
     PolicyApply(String),
     PolicyDiff(String),
     BlockList,
-    BlockAdd { cidr: IpNet, ttl_s: Option<u64> },
-    BlockDel { cidr: IpNet },
+    BlockAdd {
+        cidr: IpNet,
+        ttl_s: Option<u64>,
+    },
+    BlockDel {
+        cidr: IpNet,
+    },
 }
 
 /// A request for the main loop, and where its answer goes.
@@ -243,7 +250,6 @@ struct Shared {
     calls: Sender<Call>,
     datapath: DatapathHandle,
     group: Option<Group>,
-    rules: Vec<AlertRule>,
 }
 
 /// The socket, bound but not yet served: bound early in the start-up so
@@ -333,7 +339,6 @@ impl Server {
         bound: Bound,
         calls: Sender<Call>,
         datapath: DatapathHandle,
-        rules: Vec<AlertRule>,
     ) -> anyhow::Result<Server> {
         let Bound {
             path,
@@ -345,7 +350,6 @@ impl Server {
             calls,
             datapath,
             group,
-            rules,
         });
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -575,7 +579,7 @@ fn route(req: &Request, shared: &Shared) -> Result<Value, ApiError> {
             match path {
                 "/v1/status" => main(Op::Status),
                 "/v1/stats" => main(Op::Stats),
-                _ => alerts(shared),
+                _ => main(Op::Alerts),
             }
         }
         "/v1/telemetry" => {
@@ -585,8 +589,13 @@ fn route(req: &Request, shared: &Shared) -> Result<Value, ApiError> {
             only_params(req, &["top"])?;
             no_body(req)?;
             let top = number(req, "top", 10usize, 1..=MAX_TOP)?;
-            let s = telemetry(shared, top)?;
-            Ok(serde_json::to_value(s).expect("json"))
+            let mut s = serde_json::to_value(telemetry(shared, top)?).expect("json");
+            // The daemon's alerts: judged on all workers together, not
+            // each worker's on its share.
+            let a = ask_main(shared, Op::Alerts)?;
+            s["active_alerts"] = a["active"].clone();
+            s["alerts"] = a["history"].clone();
+            Ok(s)
         }
         "/v1/flows" => {
             if method != "GET" {
@@ -702,28 +711,6 @@ fn telemetry(shared: &Shared, top: usize) -> Result<Snapshot, ApiError> {
         .telemetry(top, ANSWER_TIMEOUT)
         .map_err(query_error)?;
     Ok(Snapshot::merge(parts, top))
-}
-
-fn alerts(shared: &Shared) -> Result<Value, ApiError> {
-    let s = telemetry(shared, 1)?;
-    let rules: Vec<Value> = shared
-        .rules
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "metric": r.metric.name(),
-                "warn": r.warn,
-                "critical": r.critical,
-                "window": r.window,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "active": s.active_alerts,
-        "history": s.alerts,
-        "rules": rules,
-    }))
 }
 
 /// `GET /v1/capture`: a pcap stream of matching frames until `count` are

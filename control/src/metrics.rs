@@ -956,6 +956,8 @@ mod tests {
                 l.record(30_000);
                 l
             },
+            second: 0,
+            recent_seconds: Vec::new(),
         }
     }
 

@@ -37,6 +37,7 @@ use rstwall_datapath::afxdp::{
 };
 use rstwall_datapath::engine::EngineConfig;
 use rstwall_datapath::policy::{Mode, PolicyConfig};
+use rstwall_datapath::telemetry::{Level, MergedAlerts};
 use rstwall_datapath::{FlagClass, RstClass};
 use serde_json::json;
 
@@ -458,14 +459,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         None => None,
         Some(bound) => {
             let path = bound.path().to_path_buf();
-            let server = api::Server::start(
-                bound,
-                calls_tx,
-                datapath.handle(),
-                settings.engine.alerts.clone(),
-            )
-            .context("control API")
-            .map_err(Failure::runtime)?;
+            let server = api::Server::start(bound, calls_tx, datapath.handle())
+                .context("control API")
+                .map_err(Failure::runtime)?;
             tracing::info!("control API on {}", path.display());
             Some(server)
         }
@@ -495,6 +491,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         for s in datapath.stats().try_iter() {
             monitor.update(s);
         }
+        monitor.judge_alerts();
         let now = Instant::now();
         {
             let mut ctx = Ctx {
@@ -729,6 +726,7 @@ impl Reloader<'_> {
         match op {
             Op::Status => Ok(self.status(ctx)),
             Op::Stats => Ok(ctx.monitor.doc(ctx.programs, ctx.kernel.stats())),
+            Op::Alerts => Ok(ctx.monitor.alerts_doc()),
             Op::PolicyShow => Ok(json!({
                 "version": self.live.version,
                 "digest": self.live.digest().to_string(),
@@ -1404,6 +1402,8 @@ struct Monitor {
     next: Instant,
     xdp_modes: Vec<(String, String)>,
     block_seconds: u64,
+    /// The alert rules judged on the sum of every worker's seconds.
+    alerts: MergedAlerts,
 }
 
 impl Monitor {
@@ -1427,6 +1427,7 @@ impl Monitor {
                 .map(|p| (p.ifname().to_string(), p.attached_mode().to_string()))
                 .collect(),
             block_seconds: live.policy.ratelimit().block_seconds,
+            alerts: MergedAlerts::new(s.engine.alerts.clone()),
         }
     }
 
@@ -1460,6 +1461,68 @@ impl Monitor {
         if let Some(slot) = self.workers.get_mut(s.worker) {
             *slot = Some(s);
         }
+    }
+
+    /// Judge the alert rules on the seconds every worker has completed
+    /// (once all have published), and log each level change.
+    fn judge_alerts(&mut self) {
+        if self.workers.iter().any(Option::is_none) {
+            return;
+        }
+        let before = self.alerts.alerts().changes();
+        self.alerts.update(
+            self.workers
+                .iter()
+                .flatten()
+                .map(|w| (w.second, w.recent_seconds.as_slice())),
+        );
+        let new = (self.alerts.alerts().changes() - before) as usize;
+        if new == 0 {
+            return;
+        }
+        let events = self.alerts.alerts().events();
+        for e in &events[events.len().saturating_sub(new)..] {
+            let msg = format!(
+                "alert {}: {} ({} = {:.1}, threshold {})",
+                e.rule,
+                match e.level {
+                    Level::Ok => "ok",
+                    Level::Warning => "WARNING",
+                    Level::Critical => "CRITICAL",
+                },
+                e.metric,
+                e.value,
+                e.threshold
+            );
+            match e.level {
+                Level::Ok => tracing::info!("{msg}"),
+                _ => tracing::warn!("{msg}"),
+            }
+        }
+    }
+
+    /// `GET /v1/alerts`.
+    fn alerts_doc(&self) -> serde_json::Value {
+        let rules: Vec<serde_json::Value> = self
+            .alerts
+            .alerts()
+            .rules()
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "metric": r.metric.name(),
+                    "warn": r.warn,
+                    "critical": r.critical,
+                    "window": r.window,
+                })
+            })
+            .collect();
+        json!({
+            "active": self.alerts.alerts().active(),
+            "history": self.alerts.alerts().events(),
+            "rules": rules,
+        })
     }
 
     /// Print and write when the interval is due, or at the end (`last`).

@@ -142,6 +142,22 @@ pub struct SecondStats {
     pub dropped: u64,
 }
 
+impl SecondStats {
+    /// Add another engine's counts of the same second.
+    pub fn add(&mut self, o: &SecondStats) {
+        self.packets += o.packets;
+        self.syn += o.syn;
+        self.synack += o.synack;
+        self.fin += o.fin;
+        self.rst += o.rst;
+        for (a, b) in self.rst_by_class.iter_mut().zip(o.rst_by_class) {
+            *a += b;
+        }
+        self.failed_connects += o.failed_connects;
+        self.dropped += o.dropped;
+    }
+}
+
 /// A per-second quantity an alert rule watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -341,89 +357,51 @@ pub struct Telemetry {
     current: u64,
     /// `current % RATE_WINDOW`, kept so the per-packet path never divides.
     current_slot: usize,
+    alerts: Alerts,
+}
+
+/// Alert rules, their current levels and the history of level changes,
+/// judged on a ring of per-second counts: one engine's own (offline
+/// analysis, and each worker), or the sum of every worker's
+/// ([`MergedAlerts`], the daemon's view).
+#[derive(Clone, Debug)]
+pub struct Alerts {
     rules: Vec<AlertRule>,
     levels: Vec<Level>,
     /// Consecutive seconds each rule has been below its current level.
     quiet: Vec<u32>,
-    alerts: VecDeque<AlertRecord>,
+    history: VecDeque<AlertRecord>,
+    /// Level changes ever (the history keeps the last [`ALERT_HISTORY`]).
+    changes: u64,
 }
 
-impl Telemetry {
-    pub fn new(cfg: &TelemetryConfig, rules: Vec<AlertRule>) -> Telemetry {
+impl Alerts {
+    pub fn new(rules: Vec<AlertRule>) -> Alerts {
         let n = rules.len();
-        Telemetry {
-            counters: Counters::default(),
-            hosts: BoundedTable::with_capacity(cfg.hosts),
-            ports: BoundedTable::with_capacity(cfg.ports),
-            seconds: [SecondStats::default(); RATE_WINDOW],
-            current: 0,
-            current_slot: 0,
+        Alerts {
             rules,
             levels: vec![Level::Ok; n],
             quiet: vec![0; n],
-            alerts: VecDeque::with_capacity(ALERT_HISTORY),
+            history: VecDeque::with_capacity(ALERT_HISTORY),
+            changes: 0,
         }
     }
 
-    /// Move the clock to `second`. Completed seconds are closed and alert
-    /// rules evaluated on them. Called once per batch, not per packet.
-    pub fn tick(&mut self, second: u64) {
-        if second == self.current {
-            return;
-        }
-        if second < self.current {
-            // The engine keeps time monotonic; a stale tick is ignored.
-            return;
-        }
-        if self.current != 0 {
-            // Evaluate each completed second up to (not including) `second`,
-            // but no more than the window: longer gaps were silent.
-            let first = (self.current).max(second.saturating_sub(RATE_WINDOW as u64));
-            for s in first..second {
-                self.slot_for(s);
-                self.evaluate(s);
-            }
-        }
-        self.current = second;
-        self.current_slot = (second % RATE_WINDOW as u64) as usize;
-        self.slot_for(second);
+    /// Level changes since the start (more than [`Alerts::events`] keeps).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
-    /// Evaluate the alert rules over the current (possibly incomplete)
-    /// second too — for the end of an offline analysis. Raises only: a
-    /// partial second says nothing about an alert being over.
-    pub fn finish(&mut self) {
-        if self.current != 0 {
-            self.evaluate(self.current);
-        }
+    pub fn rules(&self) -> &[AlertRule] {
+        &self.rules
     }
 
-    fn slot_for(&mut self, second: u64) -> &mut SecondStats {
-        let slot = &mut self.seconds[(second % RATE_WINDOW as u64) as usize];
-        if slot.second != second {
-            *slot = SecondStats {
-                second,
-                ..SecondStats::default()
-            };
-        }
-        slot
-    }
-
-    fn rate(&self, metric: Metric, end: u64, window: u32) -> f64 {
-        let mut sum = 0;
-        for s in end.saturating_sub(window as u64 - 1)..=end {
-            let slot = &self.seconds[(s % RATE_WINDOW as u64) as usize];
-            if slot.second == s {
-                sum += metric.value(slot);
-            }
-        }
-        sum as f64 / window as f64
-    }
-
-    fn evaluate(&mut self, end: u64) {
+    /// Judge every rule at second `end` over `seconds` (a ring indexed by
+    /// `second % RATE_WINDOW`; slots of other seconds count as zero).
+    fn evaluate(&mut self, seconds: &[SecondStats; RATE_WINDOW], end: u64) {
         for i in 0..self.rules.len() {
             let rule = &self.rules[i];
-            let value = self.rate(rule.metric, end, rule.window);
+            let value = rate(seconds, rule.metric, end, rule.window);
             let level = if value >= rule.critical {
                 Level::Critical
             } else if value >= rule.warn {
@@ -445,19 +423,214 @@ impl Telemetry {
                     Level::Critical => rule.critical,
                     _ => rule.warn,
                 };
-                if self.alerts.len() == ALERT_HISTORY {
-                    self.alerts.pop_front();
+                if self.history.len() == ALERT_HISTORY {
+                    self.history.pop_front();
                 }
-                self.alerts.push_back(AlertRecord {
+                self.history.push_back(AlertRecord {
                     rule: i,
                     level,
                     at: end,
                     value,
                     threshold,
                 });
+                self.changes += 1;
                 self.levels[i] = level;
             }
         }
+    }
+
+    /// The rules above `ok` now.
+    pub fn active(&self) -> Vec<ActiveAlert> {
+        self.rules
+            .iter()
+            .zip(&self.levels)
+            .filter(|(_, l)| **l != Level::Ok)
+            .map(|(r, l)| ActiveAlert {
+                rule: r.name.clone(),
+                level: *l,
+            })
+            .collect()
+    }
+
+    /// Every level change kept, oldest first.
+    pub fn events(&self) -> Vec<AlertEvent> {
+        self.history
+            .iter()
+            .map(|a| {
+                let rule = &self.rules[a.rule];
+                AlertEvent {
+                    rule: rule.name.clone(),
+                    metric: rule.metric.name(),
+                    level: a.level,
+                    at: a.at,
+                    value: a.value,
+                    threshold: a.threshold,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The rate of `metric` over the `window` seconds ending at `end`.
+fn rate(seconds: &[SecondStats; RATE_WINDOW], metric: Metric, end: u64, window: u32) -> f64 {
+    let mut sum = 0;
+    for s in end.saturating_sub(window as u64 - 1)..=end {
+        let slot = &seconds[(s % RATE_WINDOW as u64) as usize];
+        if slot.second == s {
+            sum += metric.value(slot);
+        }
+    }
+    sum as f64 / window as f64
+}
+
+/// The alert rules judged on the sum of several engines' per-second
+/// counts: the daemon's alerts, whatever the number of workers. A worker
+/// judges its own share only, which with N queues reaches a threshold at
+/// about N times the rate; this is the one that counts.
+///
+/// Each worker hands over its latest completed seconds
+/// ([`Telemetry::recent_seconds`]); a second is judged once every worker
+/// has moved past it (idle workers move their clock on too).
+#[derive(Clone, Debug)]
+pub struct MergedAlerts {
+    seconds: [SecondStats; RATE_WINDOW],
+    alerts: Alerts,
+    /// The last second judged.
+    judged: u64,
+}
+
+impl MergedAlerts {
+    pub fn new(rules: Vec<AlertRule>) -> MergedAlerts {
+        MergedAlerts {
+            seconds: [SecondStats::default(); RATE_WINDOW],
+            alerts: Alerts::new(rules),
+            judged: 0,
+        }
+    }
+
+    /// Judge the seconds every worker has completed. `workers` gives, per
+    /// worker, its current (incomplete) second and its recent completed
+    /// seconds; a worker with nothing for a second had no traffic in it.
+    pub fn update<'a>(&mut self, workers: impl IntoIterator<Item = (u64, &'a [SecondStats])>) {
+        let mut complete_before = u64::MAX;
+        let mut parts: Vec<&[SecondStats]> = Vec::new();
+        for (current, recent) in workers {
+            complete_before = complete_before.min(current);
+            parts.push(recent);
+        }
+        if parts.is_empty() || complete_before == u64::MAX || complete_before == 0 {
+            return;
+        }
+        let last = complete_before - 1;
+        if self.judged == 0 {
+            // Start with the most recent complete second.
+            self.judged = last.saturating_sub(1);
+        }
+        let first = (self.judged + 1).max(last.saturating_sub(RATE_WINDOW as u64 - 1));
+        for second in first..=last {
+            let mut sum = SecondStats {
+                second,
+                ..SecondStats::default()
+            };
+            for recent in &parts {
+                if let Some(s) = recent.iter().find(|s| s.second == second) {
+                    sum.add(s);
+                }
+            }
+            self.seconds[(second % RATE_WINDOW as u64) as usize] = sum;
+            self.alerts.evaluate(&self.seconds, second);
+            self.judged = second;
+        }
+    }
+
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
+    }
+
+    /// The merged per-second counts kept, oldest first.
+    pub fn seconds(&self) -> Vec<SecondStats> {
+        let mut v: Vec<SecondStats> = self
+            .seconds
+            .iter()
+            .filter(|s| s.second != 0)
+            .copied()
+            .collect();
+        v.sort_by_key(|s| s.second);
+        v
+    }
+}
+
+impl Telemetry {
+    pub fn new(cfg: &TelemetryConfig, rules: Vec<AlertRule>) -> Telemetry {
+        Telemetry {
+            counters: Counters::default(),
+            hosts: BoundedTable::with_capacity(cfg.hosts),
+            ports: BoundedTable::with_capacity(cfg.ports),
+            seconds: [SecondStats::default(); RATE_WINDOW],
+            current: 0,
+            current_slot: 0,
+            alerts: Alerts::new(rules),
+        }
+    }
+
+    /// Move the clock to `second`. Completed seconds are closed and alert
+    /// rules evaluated on them. Called once per batch, not per packet.
+    pub fn tick(&mut self, second: u64) {
+        if second == self.current {
+            return;
+        }
+        if second < self.current {
+            // The engine keeps time monotonic; a stale tick is ignored.
+            return;
+        }
+        if self.current != 0 {
+            // Evaluate each completed second up to (not including) `second`,
+            // but no more than the window: longer gaps were silent.
+            let first = (self.current).max(second.saturating_sub(RATE_WINDOW as u64));
+            for s in first..second {
+                self.slot_for(s);
+                self.alerts.evaluate(&self.seconds, s);
+            }
+        }
+        self.current = second;
+        self.current_slot = (second % RATE_WINDOW as u64) as usize;
+        self.slot_for(second);
+    }
+
+    /// Evaluate the alert rules over the current (possibly incomplete)
+    /// second too — for the end of an offline analysis. Raises only: a
+    /// partial second says nothing about an alert being over.
+    pub fn finish(&mut self) {
+        if self.current != 0 {
+            self.alerts.evaluate(&self.seconds, self.current);
+        }
+    }
+
+    fn slot_for(&mut self, second: u64) -> &mut SecondStats {
+        let slot = &mut self.seconds[(second % RATE_WINDOW as u64) as usize];
+        if slot.second != second {
+            *slot = SecondStats {
+                second,
+                ..SecondStats::default()
+            };
+        }
+        slot
+    }
+
+    /// The current (incomplete) second, and the completed seconds of the
+    /// last `n` with traffic, oldest first: what a worker hands the
+    /// daemon's [`MergedAlerts`].
+    pub fn recent_seconds(&self, n: usize) -> (u64, Vec<SecondStats>) {
+        let mut v: Vec<SecondStats> = self
+            .seconds
+            .iter()
+            .filter(|s| {
+                s.second != 0 && s.second < self.current && s.second + n as u64 >= self.current
+            })
+            .copied()
+            .collect();
+        v.sort_by_key(|s| s.second);
+        (self.current, v)
     }
 
     /// True if [`Self::record_tcp`] looks `p`'s hosts up (SYN, FIN, RST).
@@ -650,16 +823,6 @@ impl Telemetry {
             .copied()
             .collect();
         seconds.sort_by_key(|s| s.second);
-        let active: Vec<ActiveAlert> = self
-            .rules
-            .iter()
-            .zip(&self.levels)
-            .filter(|(_, l)| **l != Level::Ok)
-            .map(|(r, l)| ActiveAlert {
-                rule: r.name.clone(),
-                level: *l,
-            })
-            .collect();
         Snapshot::build(SnapshotParts {
             counters: self.counters,
             flows,
@@ -667,22 +830,8 @@ impl Telemetry {
             hosts,
             ports,
             seconds,
-            alerts: self
-                .alerts
-                .iter()
-                .map(|a| {
-                    let rule = &self.rules[a.rule];
-                    AlertEvent {
-                        rule: rule.name.clone(),
-                        metric: rule.metric.name(),
-                        level: a.level,
-                        at: a.at,
-                        value: a.value,
-                        threshold: a.threshold,
-                    }
-                })
-                .collect(),
-            active_alerts: active,
+            alerts: self.alerts.events(),
+            active_alerts: self.alerts.active(),
             top,
         })
     }
@@ -897,20 +1046,13 @@ impl Snapshot {
                 }
             }
             for sec in p.seconds {
-                let e = seconds.entry(sec.second).or_insert(SecondStats {
-                    second: sec.second,
-                    ..SecondStats::default()
-                });
-                e.packets += sec.packets;
-                e.syn += sec.syn;
-                e.synack += sec.synack;
-                e.fin += sec.fin;
-                e.rst += sec.rst;
-                for (a, b) in e.rst_by_class.iter_mut().zip(sec.rst_by_class) {
-                    *a += b;
-                }
-                e.failed_connects += sec.failed_connects;
-                e.dropped += sec.dropped;
+                seconds
+                    .entry(sec.second)
+                    .or_insert(SecondStats {
+                        second: sec.second,
+                        ..SecondStats::default()
+                    })
+                    .add(&sec);
             }
             alerts.extend(p.alerts);
             for a in p.active_alerts {
@@ -982,11 +1124,11 @@ mod tests {
         for s in 103..=101 + ALERT_HOLD_DOWN as u64 {
             failed_at(&mut t, s, 0);
         }
-        let levels: Vec<(u64, Level)> = t.alerts.iter().map(|a| (a.at, a.level)).collect();
+        let levels: Vec<(u64, Level)> = t.alerts.history.iter().map(|a| (a.at, a.level)).collect();
         assert_eq!(levels, vec![(100, Level::Warning), (101, Level::Critical)]);
         // A one-second pause does not clear it; five quiet seconds do.
         failed_at(&mut t, 102 + ALERT_HOLD_DOWN as u64, 0);
-        let last = t.alerts.back().unwrap();
+        let last = t.alerts.history.back().unwrap();
         assert_eq!(
             (last.level, last.at),
             (Level::Ok, 101 + ALERT_HOLD_DOWN as u64)
@@ -1003,11 +1145,11 @@ mod tests {
             failed_at(&mut t, s, 2);
         }
         t.finish();
-        assert_eq!(t.alerts.len(), 1);
-        assert_eq!(t.alerts[0].value, 2.0);
+        assert_eq!(t.alerts.history.len(), 1);
+        assert_eq!(t.alerts.history[0].value, 2.0);
         // A gap longer than the ring leaves no stale counts behind.
         t.tick(10 + 10 * RATE_WINDOW as u64);
-        assert_eq!(t.rate(Metric::FailedConnects, t.current, 4), 0.0);
+        assert_eq!(rate(&t.seconds, Metric::FailedConnects, t.current, 4), 0.0);
     }
 
     #[test]
@@ -1021,5 +1163,54 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("alerts.failed.critical"));
+    }
+
+    /// Two workers each under a rule's threshold, together over it: the
+    /// merged alerts fire, each worker's own do not; a second is judged
+    /// only once every worker has finished it.
+    #[test]
+    fn merged_alerts_judge_the_sum_of_the_workers() {
+        let rules = vec![rule()]; // failed connects: warn 2/s, critical 10/s
+        let (mut a, mut b) = (
+            Telemetry::new(&TelemetryConfig::default(), rules.clone()),
+            Telemetry::new(&TelemetryConfig::default(), rules.clone()),
+        );
+        let mut merged = MergedAlerts::new(rules);
+        let update = |merged: &mut MergedAlerts, a: &Telemetry, b: &Telemetry| {
+            let (ca, ra) = a.recent_seconds(5);
+            let (cb, rb) = b.recent_seconds(5);
+            merged.update([(ca, ra.as_slice()), (cb, rb.as_slice())]);
+        };
+        failed_at(&mut a, 100, 1);
+        failed_at(&mut b, 100, 1);
+        update(&mut merged, &a, &b);
+        // a moves on to 101, b is still in 100: 100 is not judged yet.
+        failed_at(&mut a, 101, 1);
+        update(&mut merged, &a, &b);
+        assert!(merged.alerts().events().is_empty());
+        failed_at(&mut b, 101, 1);
+        for second in 102..104 {
+            failed_at(&mut a, second, 1);
+            failed_at(&mut b, second, 1);
+            update(&mut merged, &a, &b);
+        }
+        assert!(a.alerts.active().is_empty() && b.alerts.active().is_empty());
+        let events = merged.alerts().events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!((events[0].at, events[0].level), (100, Level::Warning));
+        assert_eq!(events[0].value, 2.0);
+        assert_eq!(merged.alerts().active()[0].rule, "failed");
+        let judged: Vec<(u64, u64)> = merged
+            .seconds()
+            .iter()
+            .map(|s| (s.second, s.failed_connects))
+            .collect();
+        assert_eq!(judged, vec![(99, 0), (100, 2), (101, 2), (102, 2)]);
+        // Workers that moved on without traffic hold nothing back, and
+        // the quiet seconds clear the alert after the hold-down.
+        failed_at(&mut a, 110, 0);
+        failed_at(&mut b, 110, 0);
+        update(&mut merged, &a, &b);
+        assert!(merged.alerts().active().is_empty());
     }
 }

@@ -60,6 +60,13 @@ pub struct WorkerStats {
     pub policy_generation: u64,
     /// Engine time per RX batch, since the worker started.
     pub batch_latency: BatchLatency,
+    /// The engine's current (incomplete) second, and its last few
+    /// completed seconds' counts: for the daemon's alerts, judged on the
+    /// sum of all workers ([`crate::telemetry::MergedAlerts`]).
+    #[serde(skip)]
+    pub second: u64,
+    #[serde(skip)]
+    pub recent_seconds: Vec<crate::telemetry::SecondStats>,
 }
 
 /// The sum over all workers.

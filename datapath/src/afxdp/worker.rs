@@ -27,6 +27,9 @@ const SPINS_BEFORE_SLEEP: u32 = 256;
 /// Iterations between looks at the clock for publishing (a busy worker
 /// runs a few million iterations a second; the batch clock is separate).
 const CLOCK_CHECK_EVERY: u32 = 64;
+/// Completed seconds a worker publishes for the daemon's merged alerts:
+/// enough to ride out a few missed publishes.
+const RECENT_SECONDS: usize = 5;
 /// Longest sleep: bounds how late a stop request or a publish is seen.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
@@ -527,6 +530,7 @@ impl Worker {
 
     fn snapshot(&self, ports: &[&mut PortRings], ledger: &Ledger) -> WorkerStats {
         let lc = &self.counters;
+        let (second, recent_seconds) = self.engine.telemetry().recent_seconds(RECENT_SECONDS);
         WorkerStats {
             worker: self.id,
             queue: self.queue,
@@ -544,6 +548,8 @@ impl Worker {
             frames: ledger.stats(),
             policy_generation: self.policy_generation,
             batch_latency: self.latency.clone(),
+            second,
+            recent_seconds,
         }
     }
 }
