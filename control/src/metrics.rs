@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub kernel: KernelSnapshot,
     pub policy_version: u64,
     pub enforcing: bool,
+    /// Each alert rule and its level: 0 ok, 1 warning, 2 critical.
+    pub alerts: Vec<(String, u64)>,
 }
 
 /// What the XDP programs drop on the policy's behalf, as the main loop
@@ -418,6 +420,15 @@ fn families(s: &Snapshot, started_unix: u64) -> Vec<Fam> {
         )
         .with(vec![], u64::from(s.enforcing)),
     ];
+    let mut alert = Fam::new(
+        G,
+        "alert_level",
+        "Each alert rule's level, judged on all workers together: 0 ok, 1 warning, 2 critical.",
+    );
+    for (rule, level) in &s.alerts {
+        alert.add(l1("rule", rule), *level);
+    }
+    out.push(alert);
 
     // --- the XDP programs, per port ---
     let mut tcp = Fam::new(
@@ -976,6 +987,7 @@ mod tests {
             },
             policy_version: 3,
             enforcing: true,
+            alerts: vec![("rst_flood".into(), 2), ("syn_flood".into(), 0)],
         }
     }
 
@@ -1038,6 +1050,8 @@ mod tests {
             (r#"rstwall_xsk_zerocopy{port="pa",queue="0"}"#, "0"),
             ("rstwall_kernel_deny_entries", "1"),
             ("rstwall_policy_version", "3"),
+            ("rstwall_alert_level{rule=\"rst_flood\"}", "2"),
+            ("rstwall_alert_level{rule=\"syn_flood\"}", "0"),
             ("rstwall_policy_enforcing", "1"),
             ("rstwall_start_time_seconds", "1700000000"),
             (r#"rstwall_policy_reloads_total{result="rejected"}"#, "0"),

@@ -1454,6 +1454,24 @@ impl Monitor {
             },
             policy_version: self.policy_version,
             enforcing: self.mode == Mode::Enforce,
+            alerts: {
+                let a = self.alerts.alerts();
+                let active = a.active();
+                a.rules()
+                    .iter()
+                    .map(|r| {
+                        let level = active
+                            .iter()
+                            .find(|x| x.rule == r.name)
+                            .map_or(0, |x| match x.level {
+                                Level::Ok => 0,
+                                Level::Warning => 1,
+                                Level::Critical => 2,
+                            });
+                        (r.name.clone(), level)
+                    })
+                    .collect()
+            },
         }
     }
 
