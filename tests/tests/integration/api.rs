@@ -324,7 +324,11 @@ fn every_client_command_against_a_running_daemon() {
     let text = lab.cli_ok(&["alerts"]);
     assert!(text.contains("failed_connects"), "{text}");
     // The daemon logs each level change.
-    assert!(lab.log().contains("alert failed_connects: "), "{}", lab.log());
+    assert!(
+        lab.log().contains("alert failed_connects: "),
+        "{}",
+        lab.log()
+    );
 
     // top, without a terminal: frames on standard output, then it quits.
     let out = lab.cli_ok(&["top", "--duration", "1.5", "--interval", "0.5"]);
