@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::class::RstClass;
+use crate::engine::Judged;
 use crate::flow::{FlowState, Side};
 use crate::policy::PolicyConfig;
 use crate::telemetry::Snapshot;
@@ -241,6 +242,23 @@ impl CaptureTap {
     #[inline]
     pub fn matches(armed: u32, class: Option<RstClass>) -> bool {
         armed & ALL_TCP != 0 || class.is_some_and(|c| armed & (1 << c.index()) != 0)
+    }
+
+    /// Offer a judged frame if the capture `armed` (its filter bits, read
+    /// once per batch) wants it; `frame` is read only then.
+    #[inline]
+    pub fn consider<'f>(
+        &self,
+        armed: u32,
+        worker: usize,
+        timestamp_ns: u64,
+        judged: &Judged<'_>,
+        frame: impl FnOnce() -> &'f [u8],
+    ) {
+        let class = judged.rst().map(|r| r.class);
+        if judged.is_tcp() && CaptureTap::matches(armed, class) {
+            self.offer(worker, timestamp_ns, class, frame());
+        }
     }
 
     /// Offer a matching frame (worker side). Never blocks or allocates.

@@ -316,37 +316,14 @@ impl Worker {
             // kernel has finished writing.
             let n = unsafe { port.xsk.rx.consume(&mut rx_buf) };
             if n > 0 {
-                self.counters.batches += 1;
-                port.rx_frames += n as u64;
-                let started = sys::now_ns();
-                self.engine.advance(started);
-                let rx = &rx_buf[..n];
-                for d in rx {
-                    ledger.received(d.addr());
-                }
-                let umem = &self.umem;
-                // SAFETY: we hold these frames (ledger: in hand) until they
-                // go back on the free list below.
-                let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
-                let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
+                let free = &mut port.free;
                 // A mirror port only counts: the verdict is what enforce
                 // would do, and it is in the telemetry.
-                self.engine
-                    .process_batch_with(LinkType::Ethernet, frames, |i, judged| {
-                        if armed != 0 {
-                            let class = judged.rst().map(|r| r.class);
-                            if judged.is_tcp() && CaptureTap::matches(armed, class) {
-                                // SAFETY: as above.
-                                let frame = unsafe { umem.data(&rx[i]) };
-                                capture.offer(id, started, class, frame.contents());
-                            }
-                        }
+                let started =
+                    self.judge_batch(&rx_buf[..n], &mut port.rx_frames, ledger, |ledger, d, _| {
+                        ledger.release(d.addr());
+                        free.push(d);
                     });
-                for d in rx {
-                    ledger.release(d.addr());
-                    port.free.push(*d);
-                }
-                self.hand_on_block_requests();
                 port.refill(ledger);
                 self.latency.record(sys::now_ns().saturating_sub(started));
                 idle = 0;
@@ -395,40 +372,20 @@ impl Worker {
         if n == 0 {
             return Ok(0);
         }
-        self.counters.batches += 1;
-        from.rx_frames += n as u64;
-        let started = sys::now_ns();
-        self.engine.advance(started);
         tx_buf.clear();
-        let rx = &rx_buf[..n];
-        for d in rx {
-            ledger.received(d.addr());
-        }
-        let umem = &self.umem;
-        // SAFETY: we hold these frames (ledger: in hand) until they go on
-        // the TX ring or back on the free list.
-        let frames = rx.iter().map(|d| unsafe { umem.data(d) }.contents());
-        let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
-        self.engine
-            .process_batch_with(LinkType::Ethernet, frames, |i, judged| {
-                let d = rx[i];
-                if armed != 0 {
-                    let class = judged.rst().map(|r| r.class);
-                    if judged.is_tcp() && CaptureTap::matches(armed, class) {
-                        // SAFETY: as above; copied before it is passed on.
-                        let frame = unsafe { umem.data(&d) };
-                        capture.offer(id, started, class, frame.contents());
-                    }
+        let free = &mut from.free;
+        let started = self.judge_batch(
+            &rx_buf[..n],
+            &mut from.rx_frames,
+            ledger,
+            |ledger, d, verdict| match verdict {
+                Verdict::Pass => tx_buf.push(d),
+                Verdict::Drop => {
+                    ledger.release(d.addr());
+                    free.push(d);
                 }
-                match judged.verdict() {
-                    Verdict::Pass => tx_buf.push(d),
-                    Verdict::Drop => {
-                        ledger.release(d.addr());
-                        from.free.push(d);
-                    }
-                }
-            });
-        self.hand_on_block_requests();
+            },
+        );
         // SAFETY: the frames are ours (in hand) and belong to the UMEM `to`
         // shares; until they come back on its completion ring nobody
         // touches them.
@@ -453,6 +410,41 @@ impl Worker {
         }
         self.latency.record(sys::now_ns().saturating_sub(started));
         Ok(n)
+    }
+
+    /// One RX burst through the engine, for both roles: counted, the clock
+    /// read once, every frame judged, offered to a running capture, and
+    /// handed to `each` with its verdict to be placed (TX ring or free
+    /// list). Returns the batch's start time.
+    fn judge_batch(
+        &mut self,
+        rx: &[FrameDesc],
+        rx_frames: &mut u64,
+        ledger: &mut Ledger,
+        mut each: impl FnMut(&mut Ledger, FrameDesc, Verdict),
+    ) -> u64 {
+        self.counters.batches += 1;
+        *rx_frames += rx.len() as u64;
+        let started = sys::now_ns();
+        self.engine.advance(started);
+        for d in rx {
+            ledger.received(d.addr());
+        }
+        let umem = &self.umem;
+        // SAFETY: the frames are in hand (see the ledger) until `each`
+        // puts them on a TX ring or a free list.
+        let frame = |d: &FrameDesc| unsafe { umem.data(d) }.contents();
+        let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
+        self.engine
+            .process_batch_with(LinkType::Ethernet, rx.iter().map(frame), |i, judged| {
+                let d = rx[i];
+                if armed != 0 {
+                    capture.consider(armed, id, started, &judged, || frame(&d));
+                }
+                each(ledger, d, judged.verdict());
+            });
+        self.hand_on_block_requests();
+        started
     }
 
     /// Switch to a newly published policy, between batches: every packet
