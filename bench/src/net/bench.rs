@@ -238,7 +238,7 @@ pub struct Bench<'a> {
 
 /// Packets counted by a device of the calling thread's namespace: received,
 /// transmitted, dropped on transmit (`/proc/net/dev`).
-fn dev_packets(dev: &str) -> Result<(u64, u64, u64)> {
+pub(super) fn dev_packets(dev: &str) -> Result<(u64, u64, u64)> {
     let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
     for line in text.lines() {
         let Some((name, rest)) = line.split_once(':') else {

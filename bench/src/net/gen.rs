@@ -239,53 +239,15 @@ fn in_ns<T>(ns: &Option<Arc<Netns>>, f: impl FnOnce() -> Result<T>) -> Result<T>
 
 /// Transmitted and dropped-on-transmit frames of `dev`.
 fn dev_tx(ns: &Option<Arc<Netns>>, dev: &str) -> Option<(u64, u64)> {
-    in_ns(ns, || {
-        let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
-        for line in text.lines() {
-            if let Some((name, rest)) = line.split_once(':') {
-                if name.trim() == dev {
-                    let f: Vec<u64> = rest
-                        .split_whitespace()
-                        .map(|x| x.parse().unwrap_or(0))
-                        .collect();
-                    if f.len() >= 12 {
-                        return Ok(Some((f[9], f[11])));
-                    }
-                }
-            }
-        }
-        Ok(None)
-    })
-    .ok()
-    .flatten()
+    in_ns(ns, || super::bench::dev_packets(dev))
+        .ok()
+        .map(|(_, tx, tx_dropped)| (tx, tx_dropped))
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the generator (call before any other
 /// thread exists, so all inherit the blocked mask).
 fn stop_on_signal(shared: Arc<GenShared>) -> Result<()> {
-    // SAFETY: plain signal-set manipulation on a local set.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        set
-    };
-    // SAFETY: `set` is a valid signal set.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        bail!("pthread_sigmask: {}", std::io::Error::from_raw_os_error(rc));
-    }
-    thread::Builder::new()
-        .name("gen-signals".into())
-        .spawn(move || {
-            let mut sig = 0;
-            // SAFETY: `set` and `sig` are valid for the call.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                shared.stop.store(true, Ordering::Relaxed);
-            }
-        })
-        .context("spawn the signal thread")?;
-    Ok(())
+    super::lab::on_stop_signal("gen-signals", move |_| {
+        shared.stop.store(true, Ordering::Relaxed)
+    })
 }

@@ -253,6 +253,18 @@ fn ethtool_set(ifname: &str, cmd: u32, value: u32) -> io::Result<()> {
 /// and take them in a thread of their own that deletes the namespaces and
 /// exits.
 pub fn delete_on_signal(tag: &str) -> Result<()> {
+    let names = names(tag);
+    on_stop_signal("bench-signals", move |sig| {
+        eprintln!("signal {sig}: deleting the bench namespaces");
+        delete(&names);
+        std::process::exit(128 + sig);
+    })
+}
+
+/// Block SIGINT, SIGTERM and SIGHUP in this thread (call it before any
+/// other thread exists, so that all inherit the mask) and run `then` with
+/// the first that arrives, on a thread of its own.
+pub fn on_stop_signal(name: &str, then: impl FnOnce(i32) + Send + 'static) -> Result<()> {
     // SAFETY: plain signal-set manipulation on a local set.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -267,16 +279,13 @@ pub fn delete_on_signal(tag: &str) -> Result<()> {
     if rc != 0 {
         bail!("pthread_sigmask: {}", io::Error::from_raw_os_error(rc));
     }
-    let names = names(tag);
     std::thread::Builder::new()
-        .name("bench-signals".into())
+        .name(name.into())
         .spawn(move || {
             let mut sig = 0;
             // SAFETY: `set` and `sig` are valid for the call.
             if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                eprintln!("signal {sig}: deleting the bench namespaces");
-                delete(&names);
-                std::process::exit(128 + sig);
+                then(sig);
             }
         })
         .context("spawn the signal thread")?;
