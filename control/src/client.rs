@@ -20,6 +20,7 @@ use crate::cli::{
     StatusArgs, TopArgs,
 };
 use crate::http;
+use crate::render::thousands;
 use crate::Failure;
 use rstwall_datapath::analyze::format_ts;
 use rstwall_datapath::RstClass;
@@ -106,19 +107,6 @@ fn u(v: &Value, path: &[&str]) -> u64 {
 
 fn s<'v>(v: &'v Value, path: &[&str]) -> &'v str {
     path.iter().fold(v, |v, k| &v[*k]).as_str().unwrap_or("?")
-}
-
-/// 1234567 → "1,234,567".
-pub fn thousands(n: u64) -> String {
-    let d = n.to_string();
-    let mut out = String::with_capacity(d.len() + d.len() / 3);
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A rate, compactly: 950, 12.3k, 4.56M.

@@ -37,7 +37,7 @@ use std::time::Duration;
 use rstwall_bpf::XdpMode;
 use rstwall_datapath::afxdp::{BindMode, Topology};
 use rstwall_datapath::engine::EngineConfig;
-use rstwall_datapath::policy::Location;
+use rstwall_datapath::policy::{describe, Location};
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
@@ -325,18 +325,6 @@ struct RawConfig {
 
 /// An error at a byte range of the file, its message starting with the key.
 type Located = (Range<usize>, String);
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("string {s:?}"),
-        Value::Integer(i) => format!("integer {i}"),
-        Value::Float(x) => format!("float {x}"),
-        Value::Boolean(b) => format!("boolean {b}"),
-        Value::Datetime(d) => format!("datetime {d}"),
-        Value::Array(_) => "an array".to_string(),
-        Value::Table(_) => "a table".to_string(),
-    }
-}
 
 /// One key's value, typed by `typed` and checked by `check`; errors are
 /// prefixed with the key and located at the value.

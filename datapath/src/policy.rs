@@ -668,7 +668,8 @@ impl<'de> Deserialize<'de> for RawList {
     }
 }
 
-fn describe(v: &Value) -> String {
+/// A TOML value as an error message names it ("string \"x\"", "an array").
+pub fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("string {s:?}"),
         Value::Integer(i) => format!("integer {i}"),

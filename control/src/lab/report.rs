@@ -7,6 +7,7 @@ use rstwall_datapath::RstClass;
 use serde::Serialize;
 
 use super::stats::Counts;
+use crate::render::thousands;
 
 /// One thing a scenario part did, for the report.
 #[derive(Clone, Debug, Serialize)]
@@ -58,19 +59,6 @@ fn by_class<S: serde::Serializer>(v: &[u64; RstClass::COUNT], s: S) -> Result<S:
         m.serialize_entry(class.as_str(), &v[class.index()])?;
     }
     m.end()
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl Report {
