@@ -529,14 +529,32 @@ fn refused(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     Ok(p)
 }
 
-/// The server closes at once; the client, having seen the FIN, sends data
-/// anyway; the server's kernel answers with a RST.
-fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
-    let addr = SocketAddrV4::new(SERVER, TEARDOWN_PORT);
+/// What one connection of [`reset_by_server`] came to.
+enum Tried {
+    /// Something went wrong before the client sent its segment (noted).
+    Failed,
+    /// The client sent the segment that must be answered by a RST, but
+    /// the RST did not come (noted).
+    Sent,
+    /// The server's kernel reset the connection, as it must.
+    Reset,
+}
+
+/// A server on `addr` that treats each connection with `serve`, and a
+/// client that connects `per_sec` times a second and plays `attempt` on
+/// each: (attempts, segments sent that must be reset, resets seen, errors).
+fn reset_by_server(
+    ctx: &Ctx,
+    name: &str,
+    addr: SocketAddrV4,
+    per_sec: f64,
+    serve: impl FnMut(TcpStream) + Send,
+    mut attempt: impl FnMut(&mut TcpStream, &mut Errors) -> Tried + Send,
+) -> anyhow::Result<(u64, u64, u64, Errors)> {
     let listener = traffic::listen(&ctx.server, addr)?;
     let done = AtomicBool::new(false);
-    let (attempts, sent, reset, errors) = thread::scope(|s| {
-        let server = s.spawn(|| traffic::serve_until(&listener, &done, drop));
+    thread::scope(|s| {
+        let server = s.spawn(|| traffic::serve_until(&listener, &done, serve));
         let client = spawn_in(s, &ctx.client, || {
             let _done = SetOnDrop(&done);
             let mut pace = Pacer::new(per_sec, &ctx.run);
@@ -551,34 +569,53 @@ fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
                         continue;
                     }
                 };
-                match c.read(&mut [0u8; 64]) {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        errors.add("data instead of the server's FIN");
-                        continue;
+                match attempt(&mut c, &mut errors) {
+                    Tried::Failed => {}
+                    Tried::Sent => sent += 1,
+                    Tried::Reset => {
+                        sent += 1;
+                        reset += 1;
                     }
-                    Err(e) => {
-                        errors.add(format!("waiting for the server's FIN: {e}"));
-                        continue;
-                    }
-                }
-                if let Err(e) = c.write_all(b"data after the server closed\n") {
-                    errors.add(format!("write: {e}"));
-                    continue;
-                }
-                sent += 1;
-                match wait_reset(&c, Duration::from_secs(3)) {
-                    Ok(()) => reset += 1,
-                    Err(e) => errors.add(e),
                 }
             }
             Ok((attempts, sent, reset, errors))
         });
-        let r = join(client, "teardown client");
+        let r = join(client, &format!("{name} client"));
         done.store(true, Ordering::Relaxed);
-        join(server, "teardown server")?;
+        join(server, &format!("{name} server"))?;
         r
-    })?;
+    })
+}
+
+/// The server closes at once; the client, having seen the FIN, sends data
+/// anyway; the server's kernel answers with a RST.
+fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
+    let addr = SocketAddrV4::new(SERVER, TEARDOWN_PORT);
+    let (attempts, sent, reset, errors) =
+        reset_by_server(ctx, "teardown", addr, per_sec, drop, |c, errors| {
+            match c.read(&mut [0u8; 64]) {
+                Ok(0) => {}
+                Ok(_) => {
+                    errors.add("data instead of the server's FIN");
+                    return Tried::Failed;
+                }
+                Err(e) => {
+                    errors.add(format!("waiting for the server's FIN: {e}"));
+                    return Tried::Failed;
+                }
+            }
+            if let Err(e) = c.write_all(b"data after the server closed\n") {
+                errors.add(format!("write: {e}"));
+                return Tried::Failed;
+            }
+            match wait_reset(c, Duration::from_secs(3)) {
+                Ok(()) => Tried::Reset,
+                Err(e) => {
+                    errors.add(e);
+                    Tried::Sent
+                }
+            }
+        })?;
     let mut p = Part::default();
     p.did(
         "teardown",
@@ -604,56 +641,32 @@ const ABORT_UNREAD: usize = 100;
 /// RST with the exact sequence number.
 fn abort(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let addr = SocketAddrV4::new(SERVER, ABORT_PORT);
-    let listener = traffic::listen(&ctx.server, addr)?;
-    let done = AtomicBool::new(false);
-    let (attempts, sent, reset, errors) = thread::scope(|s| {
-        let server = s.spawn(|| {
-            traffic::serve_until(&listener, &done, |conn| {
-                // Close once the request is queued, unread.
-                let until = Instant::now() + Duration::from_secs(3);
-                while sys::bytes_queued(conn.as_raw_fd()).unwrap_or(0) < ABORT_UNREAD
-                    && Instant::now() < until
-                {
-                    thread::sleep(Duration::from_millis(1));
-                }
-            })
-        });
-        let client = spawn_in(s, &ctx.client, || {
-            let _done = SetOnDrop(&done);
-            let mut pace = Pacer::new(per_sec, &ctx.run);
-            let (mut attempts, mut sent, mut reset) = (0u64, 0u64, 0u64);
-            let mut errors = Errors::default();
-            let mut seed = ctx.seed | 1;
-            while pace.wait() {
-                attempts += 1;
-                let mut c = match connect(addr) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        errors.add(format!("connect: {e}"));
-                        continue;
-                    }
-                };
-                let mut req = [0u8; ABORT_UNREAD];
-                traffic::fill(&mut req, &mut seed);
-                if let Err(e) = c.write_all(&req) {
-                    errors.add(format!("write: {e}"));
-                    continue;
-                }
-                sent += 1;
-                match c.read(&mut [0u8; 64]) {
-                    Err(e) if e.kind() == ErrorKind::ConnectionReset => reset += 1,
-                    Err(e) => errors.add(format!("read: {e}, not ECONNRESET")),
-                    Ok(0) => errors.add("a FIN, not a RST"),
-                    Ok(_) => errors.add("data, not a RST"),
-                }
+    // Close once the request is queued, unread.
+    let serve = |conn: TcpStream| {
+        let until = Instant::now() + Duration::from_secs(3);
+        while sys::bytes_queued(conn.as_raw_fd()).unwrap_or(0) < ABORT_UNREAD
+            && Instant::now() < until
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let mut seed = ctx.seed | 1;
+    let (attempts, sent, reset, errors) =
+        reset_by_server(ctx, "abort", addr, per_sec, serve, |c, errors| {
+            let mut req = [0u8; ABORT_UNREAD];
+            traffic::fill(&mut req, &mut seed);
+            if let Err(e) = c.write_all(&req) {
+                errors.add(format!("write: {e}"));
+                return Tried::Failed;
             }
-            Ok((attempts, sent, reset, errors))
-        });
-        let r = join(client, "abort client");
-        done.store(true, Ordering::Relaxed);
-        join(server, "abort server")?;
-        r
-    })?;
+            match c.read(&mut [0u8; 64]) {
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Tried::Reset,
+                Err(e) => errors.add(format!("read: {e}, not ECONNRESET")),
+                Ok(0) => errors.add("a FIN, not a RST"),
+                Ok(_) => errors.add("data, not a RST"),
+            }
+            Tried::Sent
+        })?;
     let mut p = Part::default();
     p.did(
         "abort",
