@@ -140,6 +140,25 @@ pub fn ethtool_set(ifname: &str, cmd: u32, value: u32) {
         .unwrap_or_else(|e| panic!("ethtool {cmd:#x} on {ifname}: {e}"));
 }
 
+/// Create network namespace `ns` (replacing a stale one of that name),
+/// IPv6 off (no neighbour discovery in the counts), loopback up.
+pub fn add_netns(ns: &str) {
+    let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    sh(&["ip", "netns", "add", ns]);
+    for key in ["all", "default", "lo"] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+        ]);
+    }
+    sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
 /// The three namespaces and rstwall; everything is removed on drop.
 pub struct Lab {
     pub client: String,
@@ -170,20 +189,7 @@ impl Lab {
             dir,
         };
         for ns in [&lab.client, &lab.appliance, &lab.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            for key in ["all", "default", "lo"] {
-                sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-                ]);
-            }
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            add_netns(ns);
         }
         let (c, a, s) = (&lab.client, &lab.appliance, &lab.server);
         let q = queues.to_string();

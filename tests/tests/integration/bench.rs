@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use rstwall_tests::bench_bin;
-use rstwall_tests::lab::{ethtool_set, ffi, in_ns, require_root, sh};
+use rstwall_tests::lab::{add_netns, ethtool_set, ffi, in_ns, require_root, sh};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> Output {
@@ -39,19 +39,7 @@ impl Pair {
             sink: format!("rwbs-{tag}-{pid}"),
         };
         for ns in [&p.gen, &p.sink] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            for key in ["all", "default"] {
-                sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-                ]);
-            }
+            add_netns(ns);
         }
         sh(&[
             "ip", "-n", &p.gen, "link", "add", "g0", "type", "veth", "peer", "name", "s0", "netns",
