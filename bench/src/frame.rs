@@ -99,7 +99,7 @@ pub struct TcpRepr {
     pub ip_id: u16,
     pub seq: u32,
     pub ack: u32,
-    /// [`rstwall_datapath::wire::TcpFlags`] bits (all nine: NS/AE, CWR,
+    /// [`rstwall_engine::wire::TcpFlags`] bits (all nine: NS/AE, CWR,
     /// ECE, URG, ACK, PSH, RST, SYN, FIN).
     pub flags: u16,
     pub window: u16,
@@ -306,7 +306,7 @@ fn checksum(data: &[u8], acc: u64) -> u16 {
 mod tests {
     use super::*;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    use rstwall_datapath::wire::{self, LinkType, Parsed, TcpFlags};
+    use rstwall_engine::wire::{self, LinkType, Parsed, TcpFlags};
 
     fn repr(src: &str, dst: &str, flags: u16, syn_options: bool, payload_len: u16) -> TcpRepr {
         TcpRepr {

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::ValueEnum;
-use rstwall_datapath::wire::TcpFlags;
+use rstwall_engine::wire::TcpFlags;
 
 use crate::frame::{self, marker_mac, TcpRepr, MARK_DELIVER};
 use crate::traffic::{Frames, Label, Mix, Rng, TrafficConfig};

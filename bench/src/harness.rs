@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rstwall_datapath::analyze::format_ts;
+use rstwall_pcap::analyze::format_ts;
 
 use crate::run::{engine_config, EngineLoop, ParseLoop, BATCH};
 use crate::traffic::{FrameCounts, Traffic, TrafficConfig};

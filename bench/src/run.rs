@@ -12,8 +12,8 @@
 
 use std::hint::black_box;
 
-use rstwall_datapath::engine::{Engine, EngineConfig};
-use rstwall_datapath::wire::{self, LinkType};
+use rstwall_engine::engine::{Engine, EngineConfig};
+use rstwall_engine::wire::{self, LinkType};
 
 use crate::traffic::{Frames, Traffic};
 
@@ -183,12 +183,12 @@ mod tests {
     use std::net::IpAddr;
     use std::path::PathBuf;
 
-    use rstwall_datapath::capture::CaptureReader;
-    use rstwall_datapath::engine::{Engine, EngineConfig, Outcome};
-    use rstwall_datapath::flow::Timeouts;
-    use rstwall_datapath::policy::{PolicyConfig, Reason};
-    use rstwall_datapath::telemetry::{AlertRule, TelemetryConfig};
-    use rstwall_datapath::wire::LinkType;
+    use rstwall_engine::engine::{Engine, EngineConfig, Outcome};
+    use rstwall_engine::flow::Timeouts;
+    use rstwall_engine::policy::{PolicyConfig, Reason};
+    use rstwall_engine::telemetry::{AlertRule, TelemetryConfig};
+    use rstwall_engine::wire::LinkType;
+    use rstwall_pcap::capture::CaptureReader;
 
     use crate::traffic::{Traffic, TrafficConfig};
 

@@ -34,8 +34,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 
-use rstwall_datapath::wire::TcpFlags;
-use rstwall_datapath::RstClass;
+use rstwall_engine::wire::TcpFlags;
+use rstwall_engine::RstClass;
 
 use crate::frame::{self, marker_mac, TcpRepr};
 
@@ -944,8 +944,8 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstwall_datapath::engine::{Engine, EngineConfig};
-    use rstwall_datapath::wire::{self, LinkType, Parsed};
+    use rstwall_engine::engine::{Engine, EngineConfig};
+    use rstwall_engine::wire::{self, LinkType, Parsed};
 
     fn small() -> TrafficConfig {
         TrafficConfig {

@@ -1,6 +1,6 @@
 //! The program's counters, summed over CPUs.
 
-use rstwall_datapath::class::FlagClass;
+use rstwall_engine::class::FlagClass;
 
 use crate::shared::Counter;
 

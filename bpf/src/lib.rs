@@ -2,7 +2,7 @@
 //!
 //! One program instance runs on each port (`src/bpf/rstwall.bpf.c`). It
 //! classifies every frame exactly as the userspace parser does
-//! (`rstwall_datapath::wire` and [`FlagClass`](rstwall_datapath::FlagClass)),
+//! (`rstwall_engine::wire` and [`FlagClass`](rstwall_engine::FlagClass)),
 //! drops malformed frames and traffic from denied or blocked sources, hands
 //! TCP to the AF_XDP socket of the frame's RX queue, and fails open when no
 //! socket is there: an inline port forwards to its peer through a DEVMAP, in

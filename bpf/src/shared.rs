@@ -8,7 +8,7 @@ use std::mem::size_of;
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
-use rstwall_datapath::class::FlagClass;
+use rstwall_engine::class::FlagClass;
 
 use crate::skel::types;
 
@@ -313,7 +313,7 @@ mod tests {
     /// The parser limits are the userspace parser's.
     #[test]
     fn limits_match_the_userspace_parser() {
-        use rstwall_datapath::wire::{ethernet, ipv6};
+        use rstwall_engine::wire::{ethernet, ipv6};
         assert_eq!(MAX_VLAN_TAGS, ethernet::MAX_VLAN_TAGS);
         assert_eq!(MAX_EXT_HEADERS, ipv6::MAX_EXT_HEADERS);
     }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use rstwall_datapath::capture::CaptureReader;
+use rstwall_pcap::capture::CaptureReader;
 
 /// Frames taken from each file.
 const PER_FILE: u64 = 64;

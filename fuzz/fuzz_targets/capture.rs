@@ -6,7 +6,7 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use rstwall_datapath::capture::{CaptureReader, MAX_CAPLEN};
+use rstwall_pcap::capture::{CaptureReader, MAX_CAPLEN};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = CaptureReader::new(Cursor::new(data)) else {

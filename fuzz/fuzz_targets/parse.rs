@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rstwall_datapath::wire::{self, Parsed};
+use rstwall_engine::wire::{self, Parsed};
 
 fuzz_target!(|data: &[u8]| {
     let Some((link, frame)) = rstwall_fuzz::link_and_frame(data) else {

@@ -37,8 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rstwall_control::lab::packet::{self, Segment};
-use rstwall_control::lab::sys;
+use rstwall_lab::packet::{self, Segment};
+use rstwall_lab::sys;
 use serde_json::Value;
 
 use crate::rstwall_bin;
@@ -56,8 +56,8 @@ pub mod ffi {
     pub const SOL_SOCKET: i32 = 1;
     pub const SO_LINGER: i32 = 13;
     pub const SO_RCVTIMEO: i32 = 20;
-    pub const ETHTOOL_STXCSUM: u32 = rstwall_control::lab::sys::ETHTOOL_STXCSUM;
-    pub const ETHTOOL_SGRO: u32 = rstwall_control::lab::sys::ETHTOOL_SGRO;
+    pub const ETHTOOL_STXCSUM: u32 = rstwall_lab::sys::ETHTOOL_STXCSUM;
+    pub const ETHTOOL_SGRO: u32 = rstwall_lab::sys::ETHTOOL_SGRO;
     pub const SIGHUP: i32 = 1;
     pub const SIGTERM: i32 = 15;
     pub const SIGKILL: i32 = 9;
@@ -745,7 +745,7 @@ pub fn policy_file(lab: &Lab, policy: &str) -> String {
 }
 
 /// The engine's count of policy decisions for `reason` (by index).
-pub fn reason_count(stats: &Value, reason: rstwall_datapath::policy::Reason) -> u64 {
+pub fn reason_count(stats: &Value, reason: rstwall_engine::policy::Reason) -> u64 {
     stats["totals"]["counters"]["reasons"][reason.index()]
         .as_u64()
         .unwrap_or_else(|| panic!("totals.counters.reasons missing in {stats:#}"))

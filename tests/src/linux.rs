@@ -47,8 +47,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{
     IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader,
 };
-use rstwall_datapath::flow::{FlowTable, Observation, RstJudgment, Timeouts};
-use rstwall_datapath::wire::{self, LinkType, Parsed, Segment, TcpFlags};
+use rstwall_engine::flow::{FlowTable, Observation, RstJudgment, Timeouts};
+use rstwall_engine::wire::{self, LinkType, Parsed, Segment, TcpFlags};
 
 pub const FIN: u16 = TcpFlags::FIN;
 pub const SYN: u16 = TcpFlags::SYN;
@@ -689,7 +689,7 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 fn after(a: u32, b: u32) -> bool {
-    rstwall_datapath::seq::after(a, b)
+    rstwall_engine::seq::after(a, b)
 }
 
 /// Parse one of our frames back (panics if it is not TCP).

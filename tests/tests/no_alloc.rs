@@ -16,12 +16,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use rstwall_bench::frame::TcpRepr;
 use rstwall_bench::traffic::{Frames, Label, Traffic, TrafficConfig};
-use rstwall_datapath::engine::{Engine, EngineConfig};
-use rstwall_datapath::flow::Timeouts;
-use rstwall_datapath::policy::{PolicyConfig, Reason};
-use rstwall_datapath::telemetry::{AlertRule, Counters, Metric, TelemetryConfig, ALERT_HOLD_DOWN};
-use rstwall_datapath::wire::{LinkType, TcpFlags};
-use rstwall_datapath::RstClass;
+use rstwall_engine::engine::{Engine, EngineConfig};
+use rstwall_engine::flow::Timeouts;
+use rstwall_engine::policy::{PolicyConfig, Reason};
+use rstwall_engine::telemetry::{AlertRule, Counters, Metric, TelemetryConfig, ALERT_HOLD_DOWN};
+use rstwall_engine::wire::{LinkType, TcpFlags};
+use rstwall_engine::RstClass;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {

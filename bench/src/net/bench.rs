@@ -57,14 +57,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
+use rstwall_afxdp::{sys, BindMode, Datapath, DatapathConfig, Topology};
 use rstwall_bench::frame::{marker_mac, MARK_DELIVER};
 use rstwall_bench::gen::{Family, Pick, Spec, XskBind};
 use rstwall_bench::traffic::{FrameCounts, Frames, Label, Traffic};
 use rstwall_bpf::{PortProgram, PortRole, XdpCounters, XdpMode};
-use rstwall_datapath::afxdp::{sys, BindMode, Datapath, DatapathConfig, Topology};
-use rstwall_datapath::engine::EngineConfig;
-use rstwall_datapath::policy::Mode;
-use rstwall_datapath::wire::TcpFlags;
+use rstwall_engine::engine::EngineConfig;
+use rstwall_engine::policy::Mode;
+use rstwall_engine::wire::TcpFlags;
 
 use super::cpu::{self, CpuShare, CpuTimes};
 use super::kernel::{KernelBridge, NftCounters, RstLimit};
@@ -1333,7 +1333,7 @@ impl Lat {
 /// Which RSTs a filter should stop: those the receiving kernel would never
 /// act on (it ignores them, or answers with a challenge ACK). Spoofed.
 pub fn is_spoofed(label: Label) -> bool {
-    use rstwall_datapath::RstClass::*;
+    use rstwall_engine::RstClass::*;
     matches!(label, Label::Rst(InWindow | OutOfWindow | SynSentBadAck))
 }
 
@@ -1341,7 +1341,7 @@ pub fn is_spoofed(label: Label) -> bool {
 /// kernel accepts (the traffic's SYNs, SYN-ACKs, ACKs, data, FINs, and its
 /// real resets: refused, abort, teardown).
 pub fn is_legitimate(label: Label) -> bool {
-    use rstwall_datapath::RstClass::*;
+    use rstwall_engine::RstClass::*;
     matches!(
         label,
         Label::Syn

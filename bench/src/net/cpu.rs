@@ -250,7 +250,7 @@ impl Machine {
                 "status",
                 "--porcelain",
                 "--",
-                ":(top)datapath/src",
+                ":(top)datapath",
                 ":(top)bpf/src",
             ])
             .output()
@@ -274,5 +274,5 @@ fn today() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     // RFC 3339: the date is the part before the `T`.
-    rstwall_datapath::analyze::format_ts(now)[..10].to_string()
+    rstwall_pcap::analyze::format_ts(now)[..10].to_string()
 }

@@ -38,9 +38,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
+use rstwall_afxdp::sys;
 use rstwall_bench::gen::BadArg;
 use rstwall_bench::traffic::{Mix, Traffic, TrafficConfig};
-use rstwall_datapath::afxdp::sys;
 
 use super::bench::{median, min_max, pct, secs, us, Bench, Contender, Lat, Settings, Tput};
 use super::cpu::{self, Machine};

@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use rstwall_afxdp::sys;
 use rstwall_bench::gen::{BadArg, GenArgs, Plan, Via, What};
 use rstwall_bench::traffic::{Frames, Traffic};
-use rstwall_datapath::afxdp::sys;
 
 use super::lab::Netns;
 use super::live::LiveGen;

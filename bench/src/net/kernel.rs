@@ -339,7 +339,7 @@ impl SteerProgram {
         ]);
         let prog = load(sys::BPF_PROG_TYPE_XDP, "bench_steer", &insns)?;
         let ifindex = ns.run(|| -> Result<i32> {
-            let ifindex = rstwall_datapath::afxdp::sys::ifindex(ifname)? as i32;
+            let ifindex = rstwall_afxdp::sys::ifindex(ifname)? as i32;
             // SAFETY: a valid program fd; no options.
             let rc = unsafe {
                 sys::bpf_xdp_attach(

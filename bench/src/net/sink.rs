@@ -120,7 +120,7 @@ impl SinkCounter {
             &program(counts.as_raw_fd()),
         )?;
         let ifindex = ns.run(|| -> Result<i32> {
-            let ifindex = rstwall_datapath::afxdp::sys::ifindex(ifname)? as i32;
+            let ifindex = rstwall_afxdp::sys::ifindex(ifname)? as i32;
             let mut hook = tc_hook(ifindex);
             // SAFETY: a valid hook; EEXIST (a clsact already there) is fine.
             let rc = unsafe { sys::bpf_tc_hook_create(&mut hook) };

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
+use rstwall_afxdp::sys;
 use rstwall_bench::gen::BadArg;
 use rstwall_bench::traffic::{Label, Mix, Traffic, TrafficConfig};
-use rstwall_datapath::afxdp::sys;
-use rstwall_datapath::policy::RateLimitConfig;
+use rstwall_engine::policy::RateLimitConfig;
 use serde_json::{json, Value};
 
 use super::bench::{

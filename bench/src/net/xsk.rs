@@ -67,7 +67,7 @@ fn tight_timers() {
 }
 
 pub fn pin(cpu: usize) {
-    if let Err(e) = rstwall_datapath::afxdp::sys::pin_current_thread(cpu) {
+    if let Err(e) = rstwall_afxdp::sys::pin_current_thread(cpu) {
         eprintln!("cannot pin thread to CPU {cpu}: {e}");
     }
 }

@@ -31,9 +31,9 @@ use rstwall_bpf::{
     action, detach_stale, monotonic_now_ns, AttachedMode, BpfError, Errno, PortProgram, PortRole,
     TestProgram, XdpCounters, XdpMode, MIN_TEST_FRAME,
 };
-use rstwall_datapath::capture::CaptureReader;
-use rstwall_datapath::wire::{self, LinkType, Parsed};
-use rstwall_datapath::FlagClass;
+use rstwall_engine::wire::{self, LinkType, Parsed};
+use rstwall_engine::FlagClass;
+use rstwall_pcap::capture::CaptureReader;
 
 // ---------------------------------------------------------------------------
 // Privileges, programs and running one frame

@@ -4,8 +4,8 @@
 //! Each test says which kernel function (or RFC 5961 rule) decides what the
 //! receiving Linux host does with the RST; the flow table must agree.
 
-use rstwall_datapath::flow::{FlowState, RstJudgment};
-use rstwall_datapath::RstClass::{self, *};
+use rstwall_engine::flow::{FlowState, RstJudgment};
+use rstwall_engine::RstClass::{self, *};
 use rstwall_tests::linux::{segment, Conn, Family, Host, Tap, ACK, FIN, PSH, RST, SYN};
 
 use Host::{Client, Server};

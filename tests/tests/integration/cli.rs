@@ -63,7 +63,7 @@ fn text_report_names_every_class() {
     let o = rstwall(&["analyze", &demo()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
-    for class in rstwall_datapath::RstClass::ALL {
+    for class in rstwall_engine::RstClass::ALL {
         assert!(text.contains(class.as_str()), "{class} missing:\n{text}");
     }
     assert!(text.contains("failed connection attempts"));

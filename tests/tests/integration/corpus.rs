@@ -22,11 +22,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rstwall_datapath::analyze;
-use rstwall_datapath::capture::{CaptureReader, CaptureWriter, Resolution, WriteError};
-use rstwall_datapath::engine::EngineConfig;
-use rstwall_datapath::telemetry::TelemetryConfig;
-use rstwall_datapath::wire::{self, Parsed};
+use rstwall_engine::engine::EngineConfig;
+use rstwall_engine::telemetry::TelemetryConfig;
+use rstwall_engine::wire::{self, Parsed};
+use rstwall_pcap::analyze;
+use rstwall_pcap::capture::{CaptureReader, CaptureWriter, Resolution, WriteError};
 
 /// The `expected.tsv` columns we count, in file order.
 const COLUMNS: [&str; 7] = ["frames", "tcp", "syn", "synack", "fin", "rst", "rstack"];

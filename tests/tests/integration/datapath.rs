@@ -250,7 +250,7 @@ fn tap_counts_equal_offline_analysis_of_the_same_frames() {
     lab.start_rstwall(&["--tap", "t0"]);
 
     let pcap = rstwall_tests::repo_root().join("samples/demo.pcap");
-    let mut reader = rstwall_datapath::capture::CaptureReader::open(&pcap).expect("demo.pcap");
+    let mut reader = rstwall_pcap::capture::CaptureReader::open(&pcap).expect("demo.pcap");
     let mut frames = Vec::new();
     while let Some(f) = reader.next_frame().expect("demo.pcap frame") {
         assert_eq!(f.linktype, 1, "demo.pcap is Ethernet");
@@ -309,7 +309,7 @@ fn two_queues_get_two_pinned_workers() {
 
 #[test]
 fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
-    use rstwall_datapath::policy::Reason;
+    use rstwall_engine::policy::Reason;
 
     let mut lab = Lab::new("deny");
     let policy = policy_file(

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use rstwall_datapath::analyze::{self, RstEvent};
-use rstwall_datapath::engine::EngineConfig;
-use rstwall_datapath::RstClass;
+use rstwall_engine::engine::EngineConfig;
+use rstwall_engine::RstClass;
+use rstwall_pcap::analyze::{self, RstEvent};
 use rstwall_tests::repo_root;
 
 struct Expected {
