@@ -54,10 +54,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use rstwall_afxdp::{DatapathStats, WorkerStats, XskMode};
+use rstwall_afxdp::{XskMode, XskStats, XskTotals};
 use rstwall_bpf::XdpCounters;
 use rstwall_engine::policy::Reason;
 use rstwall_engine::{FlagClass, RstClass};
+use rstwall_source::{Totals, WorkerStats};
 
 use rstwall_api::http::{self, Request, Response};
 
@@ -78,7 +79,7 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// The latest stats of each worker that has published.
-    pub workers: Vec<WorkerStats>,
+    pub workers: Vec<WorkerStats<XskStats>>,
     /// Each port and its XDP program's counters (`None`: unreadable).
     pub ports: Vec<(String, Option<XdpCounters>)>,
     pub kernel: KernelSnapshot,
@@ -300,7 +301,7 @@ fn encode_batch_latency(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Resul
             below = c;
         }
         buckets.push((f64::INFINITY, count - below));
-        let labels: Labels = vec![("queue", w.queue.to_string())];
+        let labels: Labels = vec![("queue", w.source.queue.to_string())];
         m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
             h.sum_ns() as f64 / 1e9,
             count,
@@ -484,7 +485,7 @@ fn families(s: &Snapshot, started_unix: u64) -> Vec<Fam> {
 
     // --- kernel-side drops: what the daemon keeps in the XDP maps ---
     let k = &s.kernel;
-    let t = DatapathStats::sum(&s.workers);
+    let t = Totals::<XskTotals>::sum(&s.workers);
     out.extend([
         Fam::new(
             G,
@@ -641,23 +642,23 @@ fn families(s: &Snapshot, started_unix: u64) -> Vec<Fam> {
     );
     let mut xsk = XskFamilies::new();
     for w in &s.workers {
-        let q = || l1("queue", w.queue);
+        let q = || l1("queue", w.source.queue);
         frames.add(q(), w.counters.frames);
         bytes.add(q(), w.counters.bytes);
         batches.add(q(), w.batches);
         sleeps.add(q(), w.sleeps);
-        tx_full.add(q(), w.tx_ring_full_drops);
+        tx_full.add(q(), w.source.tx_ring_full_drops);
         for (place, v) in [
-            ("free", w.frames.free),
-            ("receive", w.frames.receive),
-            ("in_hand", w.frames.in_hand),
-            ("transmit", w.frames.transmit),
+            ("free", w.source.frames.free),
+            ("receive", w.source.frames.receive),
+            ("in_hand", w.source.frames.in_hand),
+            ("transmit", w.source.frames.transmit),
         ] {
-            umem.add(l2("queue", w.queue, "place", place), v);
+            umem.add(l2("queue", w.source.queue, "place", place), v);
         }
-        leaked.add(q(), w.frames.leaked);
-        ledger.add(q(), w.frames.ledger_errors);
-        for sock in &w.sockets {
+        leaked.add(q(), w.source.frames.leaked);
+        ledger.add(q(), w.source.frames.ledger_errors);
+        for sock in &w.source.sockets {
             xsk.add(sock);
         }
     }
@@ -909,7 +910,7 @@ mod tests {
 
     use super::*;
 
-    fn worker(queue: u32) -> WorkerStats {
+    fn worker(queue: u32) -> WorkerStats<XskStats> {
         let mut counters = Counters {
             frames: 100 + u64::from(queue),
             bytes: 6400,
@@ -937,12 +938,10 @@ mod tests {
         };
         WorkerStats {
             worker: queue as usize,
-            queue,
             cpu: Some(0),
             at_ns: 0,
             batches: 10,
             sleeps: 2,
-            tx_ring_full_drops: 0,
             blocks: BlockStats::default(),
             block_requests_dropped: 0,
             counters,
@@ -953,22 +952,26 @@ mod tests {
                 table_full: 3,
             },
             active_flows: 6,
-            sockets: vec![sock("pa"), sock("pb")],
-            frames: FrameStats {
-                total: 8192,
-                free: 4000,
-                receive: 4192,
-                ..FrameStats::default()
-            },
             policy_generation: 1,
             batch_latency: {
-                let mut l = rstwall_afxdp::BatchLatency::default();
+                let mut l = rstwall_source::BatchLatency::default();
                 l.record(1_500);
                 l.record(30_000);
                 l
             },
             second: 0,
             recent_seconds: Vec::new(),
+            source: XskStats {
+                queue,
+                tx_ring_full_drops: 0,
+                sockets: vec![sock("pa"), sock("pb")],
+                frames: FrameStats {
+                    total: 8192,
+                    free: 4000,
+                    receive: 4192,
+                    ..FrameStats::default()
+                },
+            },
         }
     }
 

@@ -31,14 +31,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use ipnet::{IpNet, Ipv6Net};
-use rstwall_afxdp::{
-    sys, BindMode, Datapath, DatapathConfig, DatapathStats, Topology, WorkerStats,
-};
+use rstwall_afxdp::{sys, BindMode, Datapath, DatapathConfig, Topology, XskStats, XskTotals};
 use rstwall_bpf::{PortProgram, PortRole, XdpCounters, XdpMode};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_engine::telemetry::{Level, MergedAlerts};
 use rstwall_engine::{FlagClass, RstClass};
+use rstwall_source::{Source, Totals, WorkerStats};
+
+type DatapathStats = Totals<XskTotals>;
 use serde_json::json;
 
 use crate::blocks::Blocks;
@@ -459,7 +460,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         None => None,
         Some(bound) => {
             let path = bound.path().to_path_buf();
-            let server = api::Server::start(bound, calls_tx, datapath.handle())
+            let server = api::Server::start(bound, calls_tx, datapath.workers().handle())
                 .context("control API")
                 .map_err(Failure::runtime)?;
             tracing::info!("control API on {}", path.display());
@@ -488,7 +489,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
             Ok(None) => {}
             Err(e) => break Err(anyhow!(e).context("waiting for signals")),
         }
-        for s in datapath.stats().try_iter() {
+        for s in datapath.workers().stats().try_iter() {
             monitor.update(s);
         }
         monitor.judge_alerts();
@@ -507,11 +508,16 @@ pub fn run(args: Flags) -> Result<(), Failure> {
             }
         }
         // Bounded: workers may refill the channel as fast as it drains.
-        for src in datapath.block_requests().try_iter().take(BLOCKS_PER_LOOP) {
+        for src in datapath
+            .workers()
+            .block_requests()
+            .try_iter()
+            .take(BLOCKS_PER_LOOP)
+        {
             kernel.block(src, now, &programs);
         }
         kernel.expire(now, &programs);
-        if let Some(e) = datapath.failed_worker() {
+        if let Some(e) = datapath.workers_mut().failed_worker() {
             break Err(anyhow!(e));
         }
         if now >= next_publish {
@@ -643,12 +649,12 @@ impl Reloader<'_> {
         let old = Reloader::effective(&self.live.policy, &self.blocks);
         let new = Reloader::effective(&next.policy, &blocks);
         let generation = if new != old {
-            let g = ctx.datapath.set_policy(&new);
+            let g = ctx.datapath.workers().set_policy(&new);
             let change = ctx.kernel.apply(&new, ctx.programs);
             log_kernel_drops(&new, &change, ctx.kernel.stats().deny_entries);
             g
         } else {
-            ctx.datapath.policy_generation()
+            ctx.datapath.workers().policy_generation()
         };
         ctx.monitor.set_policy(&next);
         self.live = next;
@@ -805,7 +811,7 @@ impl Reloader<'_> {
                 "changed": false,
                 "version": self.live.version,
                 "digest": self.live.digest().to_string(),
-                "generation": ctx.datapath.policy_generation(),
+                "generation": ctx.datapath.workers().policy_generation(),
             }));
         }
         // A change made at run time: the configured digest stays, so a
@@ -877,7 +883,7 @@ impl Reloader<'_> {
             "ports": ports,
             "queues": m.workers.len(),
             "workers_running": total.workers,
-            "xsk_mode": total.xsk_mode(),
+            "xsk_mode": total.source.xsk_mode(),
             "sockets": sockets,
             "uptime_s": m.started.elapsed().as_secs_f64(),
             "started_at": m.started_unix,
@@ -885,7 +891,7 @@ impl Reloader<'_> {
                 "version": self.live.version,
                 "digest": self.live.digest().to_string(),
                 "mode": self.live.policy.mode(),
-                "generation": ctx.datapath.policy_generation(),
+                "generation": ctx.datapath.workers().policy_generation(),
                 "workers_generation_min": total.policy_generation_min,
             },
             "blocks": self.blocks.len(),
@@ -1396,7 +1402,7 @@ struct Monitor {
     json: Option<PathBuf>,
     started: Instant,
     started_unix: u64,
-    workers: Vec<Option<WorkerStats>>,
+    workers: Vec<Option<WorkerStats<XskStats>>>,
     last_at: Instant,
     last_frames: u64,
     next: Instant,
@@ -1475,7 +1481,7 @@ impl Monitor {
         }
     }
 
-    fn update(&mut self, s: WorkerStats) {
+    fn update(&mut self, s: WorkerStats<XskStats>) {
         if let Some(slot) = self.workers.get_mut(s.worker) {
             *slot = Some(s);
         }
@@ -1630,14 +1636,14 @@ impl Monitor {
             k.blocked_now,
             t.blocks.would_block,
             block_requests_lost(t),
-            t.ring.rx_ring_full,
-            t.ring.rx_fill_ring_empty_descs,
-            t.ring.rx_dropped,
-            t.ring.tx_invalid_descs,
-            t.frames.leaked,
-            t.frames.ledger_errors,
+            t.source.ring.rx_ring_full,
+            t.source.ring.rx_fill_ring_empty_descs,
+            t.source.ring.rx_dropped,
+            t.source.ring.tx_invalid_descs,
+            t.source.frames.leaked,
+            t.source.frames.ledger_errors,
             t.active_flows,
-            t.xsk_mode(),
+            t.source.xsk_mode(),
         )
     }
 
@@ -1697,7 +1703,7 @@ impl Monitor {
             },
             "mode": self.mode,
             "policy": { "version": self.policy_version, "digest": self.policy_digest },
-            "xsk_mode": t.xsk_mode(),
+            "xsk_mode": t.source.xsk_mode(),
             "rst": rst,
             // What XDP drops on the policy's behalf, summed over ports, and
             // the blocks behind `block_dropped`.
