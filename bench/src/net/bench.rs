@@ -522,7 +522,7 @@ impl<'a> Bench<'a> {
                     .context("bare loop")?;
                 Ok(StopReport::default())
             }
-            Forwarder::Rstwall { dp, .. } => {
+            Forwarder::Rstwall { mut dp, .. } => {
                 let stats = dp.stop()?;
                 let w = stats.first().context("no worker stats")?;
                 if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {

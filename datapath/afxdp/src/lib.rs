@@ -330,7 +330,7 @@ impl Source for Datapath {
     }
 
     /// The sockets close with their workers.
-    fn stop(self) -> Result<Vec<WorkerStats<XskStats>>, WorkerError> {
+    fn stop(&mut self) -> Result<Vec<WorkerStats<XskStats>>, WorkerError> {
         self.workers.stop()
     }
 }
@@ -366,4 +366,34 @@ fn open_queue(
     }
     debug_assert!(descs.is_empty());
     Ok((umem, rings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_and_sockets_as_the_documents_show_them() {
+        fn json(v: &impl Serialize) -> String {
+            serde_json::to_string(v).unwrap()
+        }
+        let inline = Topology::Inline {
+            a: "pa".into(),
+            b: "pb".into(),
+        };
+        let tap = Topology::Tap { port: "t0".into() };
+        assert_eq!(json(&inline), r#"{"inline":["pa","pb"]}"#);
+        assert_eq!(json(&tap), r#"{"tap":"t0"}"#);
+        assert_eq!(inline.to_string(), "inline pa <-> pb");
+        assert_eq!(tap.to_string(), "tap t0");
+        assert_eq!((inline.mode(), tap.mode()), ("inline", "tap"));
+        let s = SocketInfo {
+            port: "pa".into(),
+            queue: 1,
+            fd: 7,
+            mode: XskMode::ZeroCopy,
+        };
+        assert_eq!(json(&s), r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy"}"#);
+        assert_eq!(s.to_string(), "pa/1 zerocopy");
+    }
 }

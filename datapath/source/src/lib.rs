@@ -74,6 +74,6 @@ pub trait Source {
     fn endpoints(&self) -> &[Self::Endpoint];
 
     /// Stop the workers and close the source's I/O; each worker's final
-    /// statistics.
-    fn stop(self) -> Result<Vec<WorkerStats<Self::Stats>>, WorkerError>;
+    /// statistics. The source has no workers from then on.
+    fn stop(&mut self) -> Result<Vec<WorkerStats<Self::Stats>>, WorkerError>;
 }

@@ -74,8 +74,8 @@ pub struct WorkerStats<S> {
 }
 
 impl<S> WorkerStats<S> {
-    /// The same statistics with the source's part replaced by `f` of it.
-    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> WorkerStats<T> {
+    /// The part every source has, without the source's own.
+    pub fn common(&self) -> WorkerStats<()> {
         WorkerStats {
             worker: self.worker,
             cpu: self.cpu,
@@ -88,10 +88,10 @@ impl<S> WorkerStats<S> {
             flows: self.flows,
             active_flows: self.active_flows,
             policy_generation: self.policy_generation,
-            batch_latency: self.batch_latency,
+            batch_latency: self.batch_latency.clone(),
             second: self.second,
-            recent_seconds: self.recent_seconds,
-            source: f(self.source),
+            recent_seconds: self.recent_seconds.clone(),
+            source: (),
         }
     }
 }

@@ -128,12 +128,9 @@ impl<S> Workers<S> {
         })
     }
 
-    /// Stop the workers; the final stats of each.
-    pub fn stop(mut self) -> Result<Vec<WorkerStats<S>>, WorkerError> {
-        self.stop_threads()
-    }
-
-    fn stop_threads(&mut self) -> Result<Vec<WorkerStats<S>>, WorkerError> {
+    /// Stop the workers; the final stats of each. The handle's questions
+    /// go unanswered from then on.
+    pub fn stop(&mut self) -> Result<Vec<WorkerStats<S>>, WorkerError> {
         self.stop.store(true, Ordering::Relaxed);
         let mut out = Vec::with_capacity(self.threads.len());
         let mut first_err = None;
@@ -157,7 +154,7 @@ impl<S> Workers<S> {
 
 impl<S> Drop for Workers<S> {
     fn drop(&mut self) {
-        let _ = self.stop_threads();
+        let _ = self.stop();
     }
 }
 
