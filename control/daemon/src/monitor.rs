@@ -15,7 +15,7 @@ use rstwall_engine::{FlagClass, RstClass};
 use rstwall_source::{sys, Totals, WorkerStats};
 use serde_json::json;
 
-use crate::metrics::{KernelSnapshot, Snapshot, WorkerSample};
+use crate::metrics::{KernelSnapshot, Snapshot};
 use crate::persist::{self, PolicyState};
 use crate::settings::Settings;
 use crate::source::{KernelView, SourceView};
@@ -73,13 +73,7 @@ impl<S: SourceView> Monitor<S> {
         let workers: Vec<WorkerStats<S>> = self.workers.iter().flatten().cloned().collect();
         let kernel = k.drops;
         Snapshot {
-            workers: workers
-                .iter()
-                .map(|w| WorkerSample {
-                    label: w.source.worker_label(),
-                    stats: w.common(),
-                })
-                .collect(),
+            workers: S::samples(&workers),
             source: S::families(&workers),
             ports: k
                 .ports

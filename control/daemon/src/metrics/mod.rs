@@ -324,13 +324,7 @@ mod tests {
         x.forwarded = 2;
         let workers = [worker(0), worker(1)];
         Snapshot {
-            workers: workers
-                .iter()
-                .map(|w| WorkerSample {
-                    label: w.source.worker_label(),
-                    stats: w.common(),
-                })
-                .collect(),
+            workers: XskStats::samples(&workers),
             source: XskStats::families(&workers),
             ports: vec![("pa".into(), Some(x)), ("pb".into(), None)],
             kernel: KernelSnapshot {

@@ -35,7 +35,7 @@ use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_source::{Source, WorkerError, WorkerStats};
 
 use super::{KernelView, PortView, Running, SourceView};
-use crate::metrics::{l1, l2, Kind, MetricFamily};
+use crate::metrics::family::{l1, l2, Kind, MetricFamily};
 use crate::settings::Settings;
 
 /// The ports, checked: they exist, and how many queues the workers get.

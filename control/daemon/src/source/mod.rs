@@ -21,7 +21,8 @@ use rstwall_bpf::{KernelDropStats, XdpCounters};
 use rstwall_engine::policy::PolicyConfig;
 use rstwall_source::{Source, SourceStats, WorkerError, WorkerStats};
 
-use crate::metrics::MetricFamily;
+use crate::metrics::family::MetricFamily;
+use crate::metrics::snapshot::WorkerSample;
 
 /// How the daemon shows what a source adds to its workers' statistics.
 pub trait SourceView: SourceStats {
@@ -34,6 +35,17 @@ pub trait SourceView: SourceStats {
     fn line(totals: &Self::Totals) -> String;
     /// The source's per-worker metric families.
     fn families(workers: &[WorkerStats<Self>]) -> Vec<MetricFamily>;
+
+    /// What the common per-worker metric families show of each worker.
+    fn samples(workers: &[WorkerStats<Self>]) -> Vec<WorkerSample> {
+        workers
+            .iter()
+            .map(|w| WorkerSample {
+                label: w.source.worker_label(),
+                stats: w.common(),
+            })
+            .collect()
+    }
 }
 
 /// The statistics a running source's workers publish.
