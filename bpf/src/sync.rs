@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use ipnet::{IpNet, Ipv6Net};
 use rstwall_engine::policy::{Mode, PolicyConfig};
 
-use crate::{BpfError, PortProgram};
+use crate::error::BpfError;
+use crate::port::PortProgram;
 
 /// A port program's deny and block maps, as [`KernelDrops`] uses them (the
 /// tests put a fake in its place).
@@ -361,7 +362,7 @@ mod tests {
 
     use std::cell::{Cell, RefCell};
 
-    use crate::Errno;
+    use crate::error::Errno;
 
     /// A port's maps, in memory; `fail` makes every call fail.
     #[derive(Default)]

@@ -51,6 +51,7 @@
 //! at the same moment, take a new policy between two batches, feed a live
 //! capture and hand on the sources their policy asks to block.
 
+mod error;
 mod ledger;
 pub mod socket;
 mod stats;
@@ -63,6 +64,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use error::AfXdpError;
 pub use ledger::{FrameStats, Ledger, Place};
 pub use socket::{BindMode, RingStats, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
@@ -200,23 +202,6 @@ impl DatapathConfig {
         }
         self.engine.validate().map_err(AfXdpError::Config)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AfXdpError {
-    #[error("{0}")]
-    Config(String),
-    #[error("UMEM for queue {queue}: {reason}")]
-    Umem { queue: u32, reason: String },
-    #[error("AF_XDP socket on {ifname} queue {queue}: {source}")]
-    Socket {
-        ifname: String,
-        queue: u32,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Workers(#[from] WorkerError),
 }
 
 /// A bound socket, for registering it in the XDP program's XSKMAP; as

@@ -48,7 +48,7 @@ use xsk_rs::{CompQueue, FillQueue, RxQueue, TxQueue};
 
 pub use xsk_rs::{FrameDesc, Umem};
 
-use crate::AfXdpError;
+use crate::error::AfXdpError;
 
 /// How a socket moves frames between the NIC and the UMEM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
