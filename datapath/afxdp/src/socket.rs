@@ -51,6 +51,12 @@ pub use xsk_rs::{FrameDesc, Umem};
 use crate::error::AfXdpError;
 
 /// How a socket moves frames between the NIC and the UMEM.
+///
+/// Two spellings reach operators today, and both are kept until the enum
+/// takes its names from one place (`rstwall_engine`'s `closed_enum!`):
+/// serde's `zero_copy` (the statistics document's per-socket `mode`) and
+/// [`XskMode::as_str`]'s `zerocopy` (`xsk_mode` in status and the
+/// statistics, the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum XskMode {
