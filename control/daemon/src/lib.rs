@@ -2,7 +2,7 @@
 //!
 //! * [`flags`] and [`config`] — the command line and the config file,
 //!   merged and checked into [`Settings`] ([`settings`]);
-//! * [`run`] — start-up, the main loop, shutdown; [`signals`] — what stops
+//! * [`mod@run`] — start-up, the main loop, shutdown; [`signals`] — what stops
 //!   and reloads it;
 //! * [`source`] — the frame sources it runs, one module each (AF_XDP:
 //!   [`source::afxdp`]): starting them with their kernel side, keeping

@@ -42,11 +42,11 @@
 //! [`advance`](rstwall_engine::engine::Engine::advance), the engine per frame, one TX
 //! submit, one fill refill. Syscalls happen only when the kernel asks for
 //! them (need_wakeup) or when a worker has been idle long enough to sleep in
-//! `poll()`. Every frame's place is tracked by a [`ledger::Ledger`].
+//! `poll()`. Every frame's place is tracked by a [`Ledger`].
 //!
 //! The control side drives the running [`Datapath`] through
 //! [`rstwall_source::Source`]: workers publish their statistics (the
-//! common [`WorkerStats`](rstwall_source::WorkerStats) with this source's
+//! common [`rstwall_source::WorkerStats`] with this source's
 //! [`XskStats`]) every [`DatapathConfig::publish_every`], answer questions
 //! at the same moment, take a new policy between two batches, feed a live
 //! capture and hand on the sources their policy asks to block.

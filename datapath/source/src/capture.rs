@@ -61,7 +61,7 @@ const RST_MASK: u32 = (1 << RstClass::COUNT) - 1;
 /// Workers take empty buffers from a preallocated pool, copy a matching
 /// frame in and queue it; the reader writes it out and returns the buffer.
 /// Nothing allocates and nothing blocks on the workers' side; when the
-/// pool is empty the frame is not captured and [`CaptureTap::lost`] counts
+/// pool is empty the frame is not captured and [`CaptureSession::lost`] counts
 /// it. A capture takes at most the number of frames it was started with.
 pub struct CaptureTap {
     /// The filter's bits while a capture runs, 0 when none does: the one

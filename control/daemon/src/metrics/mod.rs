@@ -29,7 +29,7 @@
 //! `rstwall_` prefix; counters end in `_total`; units in the name
 //! (`_bytes`, `_seconds`); labels name what varies: `port`, `queue`,
 //! `class` (a TCP flag class, or an RST class: the names of
-//! [`FlagClass`] and [`RstClass`]), `verdict`, `reason`, `action`. A
+//! [`rstwall_engine::FlagClass`] and [`rstwall_engine::RstClass`]), `verdict`, `reason`, `action`. A
 //! family's samples partition what it counts unless its help says
 //! otherwise, so `sum()` over a label is meaningful.
 //!

@@ -19,7 +19,7 @@
 //! XSKMAPs, and the programs keep forwarding in the kernel (fail-open)
 //! until the next start replaces them. A failing worker, a start-up that
 //! fails after attaching, or a panic end the same way on purpose: only a
-//! clean stop detaches ([`Attached`]), so rstwall failing never cuts an
+//! clean stop detaches (`Attached`), so rstwall failing never cuts an
 //! inline wire.
 
 use std::net::IpAddr;
