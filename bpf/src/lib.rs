@@ -13,6 +13,8 @@
 //!   the deny and block lists, detach.
 //! * [`TestProgram`] — the same program, unattached, one frame at a time
 //!   through `BPF_PROG_TEST_RUN`.
+//! * [`KernelDrops`] — kernel map sync: the deny and block maps of every
+//!   port kept in step with the policy.
 //! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
 //!   definition of map names, layouts and counter indices.
 //!
@@ -25,6 +27,7 @@ mod maps;
 mod netlink;
 mod port;
 pub mod shared;
+mod sync;
 mod test_run;
 
 /// The skeleton libbpf-cargo generated from the compiled object (build.rs).
@@ -43,6 +46,7 @@ pub use counters::XdpCounters;
 pub use error::{BpfError, Errno};
 pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};
 pub use shared::Counter;
+pub use sync::{kernel_deny, DenyChange, DropMaps, KernelDropStats, KernelDrops, PortMapError};
 pub use test_run::{action, monotonic_now_ns, TestProgram, MIN_TEST_FRAME};
 
 // The daemon shares ports between its workers and its control thread.

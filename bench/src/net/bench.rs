@@ -65,6 +65,7 @@ use rstwall_bpf::{PortProgram, PortRole, XdpCounters, XdpMode};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::Mode;
 use rstwall_engine::wire::TcpFlags;
+use rstwall_source::Source;
 
 use super::cpu::{self, CpuShare, CpuTimes};
 use super::kernel::{KernelBridge, NftCounters, RstLimit};
@@ -521,14 +522,14 @@ impl<'a> Bench<'a> {
                     .context("bare loop")?;
                 Ok(StopReport::default())
             }
-            Forwarder::Rstwall { dp, .. } => {
+            Forwarder::Rstwall { mut dp, .. } => {
                 let stats = dp.stop()?;
                 let w = stats.first().context("no worker stats")?;
-                if w.frames.ledger_errors != 0 || w.frames.leaked != 0 {
+                if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {
                     bail!(
                         "datapath frame ledger: {} errors, {} leaked",
-                        w.frames.ledger_errors,
-                        w.frames.leaked
+                        w.source.frames.ledger_errors,
+                        w.source.frames.leaked
                     );
                 }
                 Ok(StopReport {
@@ -625,8 +626,9 @@ impl<'a> Bench<'a> {
             Forwarder::Rstwall { dp, .. } => {
                 // The worker publishes every 100 ms into a small channel
                 // that keeps the oldest: empty it, take the next one.
-                while dp.stats().try_recv().is_ok() {}
+                while dp.workers().stats().try_recv().is_ok() {}
                 let w = dp
+                    .workers()
                     .stats()
                     .recv_timeout(Duration::from_secs(1))
                     .context("no stats from the worker")?;

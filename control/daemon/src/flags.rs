@@ -1,5 +1,5 @@
 //! What the command line says, before it is merged with the config file
-//! and checked ([`crate::run::Settings`]). Every field is an override of
+//! and checked ([`crate::Settings`]). Every field is an override of
 //! the config file's key of the same name; `None` (or `false`) leaves the
 //! file's value, or the default, in place. The CLI fills it from its own
 //! arguments; kept whole because SIGHUP merges it again with the re-read

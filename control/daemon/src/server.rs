@@ -41,7 +41,7 @@
 //! policy, blocks) go to the main loop as a [`Call`] and are answered from
 //! there, so policy changes are ordered with SIGHUP reloads; requests
 //! about the traffic (flows, telemetry, alerts, capture) go straight to
-//! the workers through a [`DatapathHandle`].
+//! the workers through a [`SourceHandle`].
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -56,12 +56,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use crossbeam::channel::{self, Sender};
 use ipnet::IpNet;
-use rstwall_afxdp::{CaptureFilter, DatapathHandle, FlowFilter, QueryError};
 use rstwall_engine::flow::FlowState;
 use rstwall_engine::telemetry::Snapshot;
 use rstwall_engine::wire::LinkType;
 use rstwall_engine::RstClass;
 use rstwall_pcap::capture::{CaptureWriter, Resolution};
+use rstwall_source::{CaptureFilter, FlowFilter, QueryError, SourceHandle};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -246,7 +246,7 @@ pub struct Server {
 /// What the request handlers need.
 struct Shared {
     calls: Sender<Call>,
-    datapath: DatapathHandle,
+    datapath: SourceHandle,
     group: Option<Group>,
 }
 
@@ -336,7 +336,7 @@ impl Server {
     pub fn start(
         bound: Bound,
         calls: Sender<Call>,
-        datapath: DatapathHandle,
+        datapath: SourceHandle,
     ) -> anyhow::Result<Server> {
         let Bound {
             path,

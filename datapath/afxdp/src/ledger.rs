@@ -58,6 +58,19 @@ pub struct FrameStats {
     pub ledger_errors: u64,
 }
 
+impl FrameStats {
+    /// Add another worker's frames (for totals over workers).
+    pub fn merge(&mut self, o: &FrameStats) {
+        self.total += o.total;
+        self.free += o.free;
+        self.receive += o.receive;
+        self.in_hand += o.in_hand;
+        self.transmit += o.transmit;
+        self.leaked += o.leaked;
+        self.ledger_errors += o.ledger_errors;
+    }
+}
+
 /// Per-frame places plus a count per place. One byte per frame.
 pub struct Ledger {
     frame_shift: u32,

@@ -1,5 +1,9 @@
-//! The live datapath: AF_XDP sockets, one pinned worker per queue, each
-//! with its own [`Engine`](rstwall_engine::engine::Engine).
+//! The AF_XDP frame source: sockets, one pinned worker per queue, each
+//! with its own [`Engine`](rstwall_engine::engine::Engine). What a worker
+//! does besides moving frames (the engine batch, the policy, capture,
+//! queries, statistics) is the worker core of [`rstwall_source`]; this
+//! crate owns the rings, the UMEM, the frame ledger and TX. The sockets
+//! alone, without the workers, are [`socket`].
 //!
 //! # Topologies
 //!
@@ -38,56 +42,37 @@
 //! [`advance`](rstwall_engine::engine::Engine::advance), the engine per frame, one TX
 //! submit, one fill refill. Syscalls happen only when the kernel asks for
 //! them (need_wakeup) or when a worker has been idle long enough to sleep in
-//! `poll()`. Every frame's place is tracked by a [`ledger::Ledger`].
+//! `poll()`. Every frame's place is tracked by a [`Ledger`].
 //!
-//! Workers publish [`WorkerStats`] every [`DatapathConfig::publish_every`]
-//! over a bounded channel and answer the control side's questions (flows,
-//! telemetry; [`DatapathHandle`]) at the same moment. A new policy goes
-//! into a latest-wins [`PolicySlot`] whose generation every worker checks
-//! once per loop iteration, so a policy change reaches all workers within
-//! one batch and every packet is judged by one whole policy. Live capture
-//! goes through a [`CaptureTap`] of preallocated buffers. The
-//! sources their policy asks to block (`ratelimit.block_seconds`) go to the
-//! control side over a third bounded channel, [`Datapath::block_requests`],
-//! once per batch and without blocking: a full channel loses requests,
-//! counted in [`WorkerStats::block_requests_dropped`].
+//! The control side drives the running [`Datapath`] through
+//! [`rstwall_source::Source`]: workers publish their statistics (the
+//! common [`rstwall_source::WorkerStats`] with this source's
+//! [`XskStats`]) every [`DatapathConfig::publish_every`], answer questions
+//! at the same moment, take a new policy between two batches, feed a live
+//! capture and hand on the sources their policy asks to block.
 
-mod control;
+mod error;
 mod ledger;
-mod socket;
+pub mod socket;
 mod stats;
 pub mod sys;
 mod worker;
 
-use std::net::IpAddr;
+use std::fmt;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam::channel::{self, Receiver, Sender};
-use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
-use xsk_rs::Umem;
+use serde::{Serialize, Serializer};
 
-pub use control::{
-    BatchLatency, CaptureFilter, CaptureSession, CaptureTap, Captured, FlowFilter, FlowRow,
-    LatencySummary, PolicySlot, Query, CAPTURE_SNAPLEN,
-};
+pub use error::AfXdpError;
 pub use ledger::{FrameStats, Ledger, Place};
-pub use socket::{BindMode, ProgramLoad, RingStats, XskMode};
-pub use stats::{DatapathStats, SocketStats, WorkerStats};
+pub use socket::{BindMode, RingStats, XskMode};
+pub use stats::{SocketStats, XskStats, XskTotals};
 
-use rstwall_engine::engine::{Engine, EngineConfig};
-use rstwall_engine::policy::{Policy, PolicyConfig};
-use rstwall_engine::telemetry::Snapshot;
-use socket::Xsk;
+use rstwall_engine::engine::EngineConfig;
+use rstwall_source::{Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
+use socket::{open_umem, FrameDesc, Umem, UmemShape, Xsk, XskConfig};
 use worker::{PortRings, Worker};
-
-/// Block requests the channel to the control side holds: many more than
-/// the control side sees between two looks at it, short of a flood of
-/// sources each over its own limit.
-const BLOCK_REQUESTS_QUEUED: usize = 4096;
 
 /// The ports rstwall serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +90,37 @@ impl Topology {
             Topology::Tap { port } => vec![port.as_str()],
         }
     }
+
+    /// "inline" or "tap".
+    pub const fn mode(&self) -> &'static str {
+        match self {
+            Topology::Inline { .. } => "inline",
+            Topology::Tap { .. } => "tap",
+        }
+    }
+}
+
+/// As the documents show it: `{"inline": [A, B]}` or `{"tap": P}`.
+impl Serialize for Topology {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            Topology::Inline { a, b } => m.serialize_entry("inline", &[a, b])?,
+            Topology::Tap { port } => m.serialize_entry("tap", port)?,
+        }
+        m.end()
+    }
+}
+
+/// As the log says it: "inline A <-> B", "tap P".
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topology::Inline { a, b } => write!(f, "inline {a} <-> {b}"),
+            Topology::Tap { port } => write!(f, "tap {port}"),
+        }
+    }
 }
 
 /// How the datapath is built.
@@ -113,7 +129,8 @@ pub struct DatapathConfig {
     pub topology: Topology,
     /// Queues `0..queues` of every port get a socket and a worker.
     pub queues: u32,
-    /// Engine per worker; its policy is split with [`Policy::for_worker`].
+    /// Engine per worker; its policy is split with
+    /// [`Policy::for_worker`](rstwall_engine::policy::Policy::for_worker).
     pub engine: EngineConfig,
     /// RX, TX, fill and completion ring sizes (power of two).
     pub ring_size: u32,
@@ -125,7 +142,6 @@ pub struct DatapathConfig {
     /// Frames per RX burst.
     pub batch: usize,
     pub bind: BindMode,
-    pub program: ProgramLoad,
     /// CPUs to pin workers to, in order (worker `i` gets `cpus[i % len]`).
     /// Empty: the CPUs the process may use.
     pub cpus: Vec<usize>,
@@ -143,7 +159,6 @@ impl DatapathConfig {
             frame_size: 4096,
             batch: 64,
             bind: BindMode::Auto,
-            program: ProgramLoad::Inhibit,
             cpus: Vec::new(),
             publish_every: Duration::from_millis(100),
         }
@@ -189,48 +204,32 @@ impl DatapathConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AfXdpError {
-    #[error("{0}")]
-    Config(String),
-    #[error("UMEM for queue {queue}: {reason}")]
-    Umem { queue: u32, reason: String },
-    #[error("AF_XDP socket on {ifname} queue {queue}: {source}")]
-    Socket {
-        ifname: String,
-        queue: u32,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("worker {worker}: {source}")]
-    Worker {
-        worker: usize,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("worker {worker} panicked")]
-    WorkerPanicked { worker: usize },
-    #[error("worker {worker} stopped unexpectedly")]
-    Stopped { worker: usize },
-}
-
-/// A bound socket, for registering it in the XDP program's XSKMAP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A bound socket, for registering it in the XDP program's XSKMAP; as
+/// `status` shows it, `{"port", "queue", "xsk_mode"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SocketInfo {
     pub port: String,
     pub queue: u32,
+    #[serde(skip)]
     pub fd: RawFd,
+    #[serde(rename = "xsk_mode", serialize_with = "mode_name")]
     pub mode: XskMode,
+}
+
+fn mode_name<S: Serializer>(mode: &XskMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(mode.as_str())
+}
+
+/// "PORT/QUEUE MODE", as the start-up log lists the sockets.
+impl fmt::Display for SocketInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} {}", self.port, self.queue, self.mode.as_str())
+    }
 }
 
 /// The running datapath. Dropping it stops the workers.
 pub struct Datapath {
-    workers: Vec<(usize, JoinHandle<Result<WorkerStats, AfXdpError>>)>,
-    policy: Arc<PolicySlot>,
-    handle: DatapathHandle,
-    stop: Arc<AtomicBool>,
-    stats: Receiver<WorkerStats>,
-    blocks: Receiver<IpAddr>,
+    workers: Workers<XskStats>,
     sockets: Vec<SocketInfo>,
 }
 
@@ -240,18 +239,8 @@ impl Datapath {
     /// [`Datapath::sockets`] in the XDP program's XSKMAP.
     pub fn start(cfg: &DatapathConfig) -> Result<Datapath, AfXdpError> {
         cfg.validate()?;
-        let cpus = if cfg.cpus.is_empty() {
-            sys::allowed_cpus().unwrap_or_default()
-        } else {
-            cfg.cpus.clone()
-        };
-        let workers_n = cfg.queues as usize;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stats_tx, stats_rx) = channel::bounded(workers_n * 16);
-        let (blocks_tx, blocks_rx) = channel::bounded(BLOCK_REQUESTS_QUEUED);
-
         // Open everything first, so a failure leaves no thread behind.
-        let mut prepared = Vec::with_capacity(workers_n);
+        let mut prepared = Vec::with_capacity(cfg.queues as usize);
         let mut sockets = Vec::new();
         for queue in 0..cfg.queues {
             let (umem, rings) = match open_queue(cfg, queue, cfg.bind) {
@@ -271,204 +260,63 @@ impl Datapath {
                 sockets.push(SocketInfo {
                     port: r.name().to_string(),
                     queue,
-                    fd: r.fd(),
-                    mode: r.mode(),
+                    fd: r.xsk().fd(),
+                    mode: r.xsk().mode(),
                 });
             }
-            let mut engine = Engine::new(&cfg.engine);
-            engine.set_policy(Policy::for_worker(&cfg.engine.policy, cfg.queues));
-            let (query_tx, query_rx) = channel::bounded(QUERIES_QUEUED);
-            prepared.push((queue, umem, rings, engine, query_tx, query_rx));
+            prepared.push((queue, umem, rings));
         }
-        let policy = Arc::new(PolicySlot::new(cfg.engine.policy.clone()));
 
-        // Built before the threads: if one cannot be spawned, dropping it
-        // stops the ones already running.
-        let mut datapath = Datapath {
-            workers: Vec::with_capacity(workers_n),
-            policy: policy.clone(),
-            handle: DatapathHandle {
-                queries: Vec::with_capacity(workers_n),
-                capture: CaptureTap::new(),
-            },
-            stop,
-            stats: stats_rx,
-            blocks: blocks_rx,
-            sockets,
-        };
-        for (id, (queue, umem, rings, engine, query_tx, query_rx)) in
-            prepared.into_iter().enumerate()
-        {
+        let mut spawner = Spawner::new(WorkersConfig {
+            workers: cfg.queues,
+            engine: cfg.engine.clone(),
+            cpus: cfg.cpus.clone(),
+            publish_every: cfg.publish_every,
+        });
+        for (queue, umem, rings) in prepared {
             let worker = Worker {
-                id,
                 queue,
-                cpu: (!cpus.is_empty()).then(|| cpus[id % cpus.len()]),
                 umem,
                 frame_size: cfg.frame_size as usize,
-                engine,
-                stop: datapath.stop.clone(),
-                stats: stats_tx.clone(),
-                policy: policy.clone(),
-                policy_generation: policy.generation(),
-                workers: cfg.queues,
-                queries: query_rx,
-                capture: datapath.handle.capture.clone(),
-                latency: BatchLatency::default(),
-                blocks: blocks_tx.clone(),
-                publish_every: cfg.publish_every,
                 batch: cfg.batch,
-                counters: Default::default(),
+                tx_ring_full_drops: 0,
+                tx_since_audit: 0,
             };
-            let handle = std::thread::Builder::new()
-                .name(format!("rstwall-q{queue}"))
-                .spawn(move || worker.run(rings))
-                .map_err(|source| AfXdpError::Worker { worker: id, source })?;
-            datapath.workers.push((id, handle));
-            datapath.handle.queries.push(query_tx);
+            spawner.spawn(format!("rstwall-q{queue}"), move |core| {
+                worker.run(core, rings)
+            })?;
         }
-        Ok(datapath)
+        Ok(Datapath {
+            workers: spawner.finish(),
+            sockets,
+        })
     }
 
     /// Every socket: register each in its port's XSKMAP under its queue.
     pub fn sockets(&self) -> &[SocketInfo] {
         &self.sockets
     }
-
-    /// Workers' published stats (the latest per worker is what counts).
-    pub fn stats(&self) -> &Receiver<WorkerStats> {
-        &self.stats
-    }
-
-    /// Sources the workers' policies asked to block (enforce mode, with
-    /// `ratelimit.block_seconds` above 0). Each worker asks at most once per
-    /// block period per source, but several workers may ask for the same one.
-    pub fn block_requests(&self) -> &Receiver<IpAddr> {
-        &self.blocks
-    }
-
-    /// Make `cfg` every worker's policy (each gets its share of the global
-    /// rate limits), replacing any not yet taken; each worker switches
-    /// between two batches, at most one batch later. Returns the policy's
-    /// generation, which [`WorkerStats::policy_generation`] reports once a
-    /// worker runs it.
-    pub fn set_policy(&self, cfg: &PolicyConfig) -> u64 {
-        self.policy.publish(cfg.clone())
-    }
-
-    /// Generation of the latest policy handed to the workers.
-    pub fn policy_generation(&self) -> u64 {
-        self.policy.generation()
-    }
-
-    /// For asking the workers questions from another thread.
-    pub fn handle(&self) -> DatapathHandle {
-        self.handle.clone()
-    }
-
-    /// A worker that stopped by itself (it failed), with its error.
-    pub fn failed_worker(&mut self) -> Option<AfXdpError> {
-        let i = self.workers.iter().position(|(_, h)| h.is_finished())?;
-        let (id, handle) = self.workers.swap_remove(i);
-        Some(match handle.join() {
-            Ok(Err(e)) => e,
-            Ok(Ok(_)) => AfXdpError::Stopped { worker: id },
-            Err(_) => AfXdpError::WorkerPanicked { worker: id },
-        })
-    }
-
-    /// Stop the workers and close the sockets; the final stats of each.
-    pub fn stop(mut self) -> Result<Vec<WorkerStats>, AfXdpError> {
-        self.stop_workers()
-    }
-
-    fn stop_workers(&mut self) -> Result<Vec<WorkerStats>, AfXdpError> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut out = Vec::with_capacity(self.workers.len());
-        let mut first_err = None;
-        for (i, h) in self.workers.drain(..) {
-            match h.join() {
-                Ok(Ok(s)) => out.push(s),
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert(AfXdpError::WorkerPanicked { worker: i });
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
 }
 
-/// Questions waiting per worker: a few clients at once.
-const QUERIES_QUEUED: usize = 16;
+impl Source for Datapath {
+    type Stats = XskStats;
+    type Endpoint = SocketInfo;
 
-/// Why a question to the workers got no full answer.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    #[error("the workers are busy: too many questions waiting")]
-    Busy,
-    #[error("worker {worker} did not answer within {timeout:?}")]
-    Timeout { worker: usize, timeout: Duration },
-}
-
-/// The workers' question queues and the capture tap: clonable, for the
-/// control API's threads. Every call waits for all workers (each answers
-/// within a publish interval) or gives up after `timeout`.
-#[derive(Clone, Debug)]
-pub struct DatapathHandle {
-    queries: Vec<Sender<Query>>,
-    capture: Arc<CaptureTap>,
-}
-
-impl DatapathHandle {
-    pub fn workers(&self) -> usize {
-        self.queries.len()
+    fn workers(&self) -> &Workers<XskStats> {
+        &self.workers
     }
 
-    /// Tracked flows, up to `filter.limit` in all.
-    pub fn flows(&self, filter: FlowFilter, timeout: Duration) -> Result<Vec<FlowRow>, QueryError> {
-        let answers = self.ask(timeout, |reply| Query::Flows { filter, reply })?;
-        let mut rows: Vec<FlowRow> = answers.into_iter().flat_map(|(_, r)| r).collect();
-        rows.truncate(filter.limit);
-        Ok(rows)
+    fn workers_mut(&mut self) -> &mut Workers<XskStats> {
+        &mut self.workers
     }
 
-    /// Every worker's telemetry snapshot, in worker order.
-    pub fn telemetry(&self, top: usize, timeout: Duration) -> Result<Vec<Snapshot>, QueryError> {
-        let answers = self.ask(timeout, |reply| Query::Telemetry { top, reply })?;
-        Ok(answers.into_iter().map(|(_, s)| s).collect())
+    fn endpoints(&self) -> &[SocketInfo] {
+        &self.sockets
     }
 
-    /// Ask every worker; their answers in worker order.
-    fn ask<T>(
-        &self,
-        timeout: Duration,
-        make: impl Fn(Sender<T>) -> Query,
-    ) -> Result<Vec<(usize, T)>, QueryError> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut pending = Vec::with_capacity(self.queries.len());
-        for (worker, q) in self.queries.iter().enumerate() {
-            let (tx, rx) = channel::bounded(1);
-            q.try_send(make(tx)).map_err(|_| QueryError::Busy)?;
-            pending.push((worker, rx));
-        }
-        pending
-            .into_iter()
-            .map(|(worker, rx)| {
-                rx.recv_deadline(deadline)
-                    .map(|a| (worker, a))
-                    .map_err(|_| QueryError::Timeout { worker, timeout })
-            })
-            .collect()
-    }
-
-    /// The workers' live capture.
-    pub fn capture(&self) -> &Arc<CaptureTap> {
-        &self.capture
+    /// The sockets close with their workers.
+    fn stop(&mut self) -> Result<Vec<WorkerStats<XskStats>>, WorkerError> {
+        self.workers.stop()
     }
 }
 
@@ -479,29 +327,23 @@ fn open_queue(
     queue: u32,
     bind: BindMode,
 ) -> Result<(Umem, Vec<PortRings>), AfXdpError> {
-    let umem_err = |reason: String| AfXdpError::Umem { queue, reason };
     let ports = cfg.topology.ports();
-    let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| umem_err(e.to_string()))?)
-        .fill_queue_size(QueueSize::new(cfg.ring_size).map_err(|e| umem_err(e.to_string()))?)
-        .comp_queue_size(QueueSize::new(cfg.ring_size).map_err(|e| umem_err(e.to_string()))?)
-        .build()
-        .map_err(|e| umem_err(e.to_string()))?;
-    let frames = cfg.frames_per_port * ports.len() as u32;
-    let (umem, mut descs) = Umem::new(
-        umem_cfg,
-        std::num::NonZeroU32::new(frames).expect("validated non-zero"),
-        false,
-    )
-    .map_err(|e| {
-        umem_err(match std::error::Error::source(&e) {
-            Some(s) => format!("{e}: {s}"),
-            None => e.to_string(),
-        })
+    let (umem, mut descs): (Umem, Vec<FrameDesc>) = open_umem(UmemShape {
+        frame_size: cfg.frame_size,
+        ring_size: cfg.ring_size,
+        frames: cfg.frames_per_port * ports.len() as u32,
+    })
+    .map_err(|e| AfXdpError::Umem {
+        queue,
+        reason: e.to_string(),
     })?;
+    let xsk_cfg = XskConfig {
+        ring_size: cfg.ring_size,
+        bind,
+    };
     let mut rings = Vec::with_capacity(ports.len());
     for port in ports {
-        let xsk = Xsk::open(&umem, port, queue, cfg.ring_size, bind, cfg.program)?;
+        let xsk = Xsk::open(&umem, port, queue, &xsk_cfg)?;
         // The next partition of the UMEM belongs to this port.
         let rest = descs.split_off(cfg.frames_per_port as usize);
         let free = std::mem::replace(&mut descs, rest);
@@ -511,8 +353,32 @@ fn open_queue(
     Ok((umem, rings))
 }
 
-impl Drop for Datapath {
-    fn drop(&mut self) {
-        let _ = self.stop_workers();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_and_sockets_as_the_documents_show_them() {
+        fn json(v: &impl Serialize) -> String {
+            serde_json::to_string(v).unwrap()
+        }
+        let inline = Topology::Inline {
+            a: "pa".into(),
+            b: "pb".into(),
+        };
+        let tap = Topology::Tap { port: "t0".into() };
+        assert_eq!(json(&inline), r#"{"inline":["pa","pb"]}"#);
+        assert_eq!(json(&tap), r#"{"tap":"t0"}"#);
+        assert_eq!(inline.to_string(), "inline pa <-> pb");
+        assert_eq!(tap.to_string(), "tap t0");
+        assert_eq!((inline.mode(), tap.mode()), ("inline", "tap"));
+        let s = SocketInfo {
+            port: "pa".into(),
+            queue: 1,
+            fd: 7,
+            mode: XskMode::ZeroCopy,
+        };
+        assert_eq!(json(&s), r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy"}"#);
+        assert_eq!(s.to_string(), "pa/1 zerocopy");
     }
 }

@@ -1,16 +1,62 @@
-//! Opening AF_XDP sockets: zero-copy first, copy mode when the driver has
-//! no zero-copy support, need_wakeup always; and reading their statistics.
+//! AF_XDP sockets on their own: a UMEM, sockets bound zero-copy first and
+//! in copy mode when the driver has no zero-copy support, need_wakeup
+//! always, the kicks the kernel asks for, and the kernel's ring
+//! statistics. The datapath's workers are built on it; so can be anything
+//! else that moves frames through AF_XDP (a bare forwarding loop, a
+//! traffic generator, a sink), without the workers.
+//!
+//! # A socket's life
+//!
+//! ```text
+//!   let (umem, mut free) = open_umem(UmemShape { frame_size: 4096, ring_size: 2048, frames: 4096 })?;
+//!   let mut xsk = Xsk::open(&umem, "eth0", 0, &XskConfig::default())?;
+//!   // register xsk.fd() in the XDP program's XSKMAP
+//!   loop {
+//!       unsafe { xsk.fill_from(&mut free, |_| {}) };      // frames to receive into
+//!       let n = unsafe { xsk.rx.consume(&mut buf) };      // received frames, now ours
+//!       if n == 0 { xsk.kick_fill()?; wait_readable([xsk.fd()], timeout)?; }
+//!       ... read or write them through umem.data(d) / umem.data_mut(d) ...
+//!       unsafe { xsk.transmit(&buf[..n]) }?;               // or push them back on `free`
+//!       let done = unsafe { xsk.comp.consume(&mut comp) }; // sent: free again
+//!       xsk.kick_tx()?;                                    // until the TX ring has drained
+//!   }
+//! ```
+//!
+//! libxdp never loads a program for these sockets: the caller's XDP
+//! program (rstwall's, `rstwall-bpf`) redirects frames to them through its
+//! XSKMAP, where the caller registers [`Xsk::fd`].
+//!
+//! Frames are [`FrameDesc`]s of one [`Umem`]; the caller keeps track of
+//! which it holds. Several sockets may share one UMEM (one per (interface,
+//! queue) pair, each with its own fill and completion rings): a frame
+//! received on one can be transmitted on another without a copy. The rings
+//! are the `xsk_rs` types, public on [`Xsk`]; their `produce` and
+//! `consume` are `unsafe` for the same reason [`Xsk::fill_from`] and
+//! [`Xsk::transmit`] are: a frame handed to the kernel must be one of the
+//! socket's UMEM and must not be touched until the kernel gives it back.
 
 use std::io;
+use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use serde::Serialize;
-use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
-use xsk_rs::{CompQueue, FillQueue, RxQueue, TxQueue, Umem};
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, RxQueue, TxQueue};
 
-use super::AfXdpError;
+pub use xsk_rs::{FrameDesc, Umem};
+
+use crate::error::AfXdpError;
 
 /// How a socket moves frames between the NIC and the UMEM.
+///
+/// Two spellings reach operators today, and both are kept until the enum
+/// takes its names from one place (`rstwall_engine`'s `closed_enum!`):
+/// serde's `zero_copy` (the statistics document's per-socket `mode`) and
+/// [`XskMode::as_str`]'s `zerocopy` (`xsk_mode` in status and the
+/// statistics, the log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum XskMode {
@@ -42,18 +88,6 @@ pub enum BindMode {
     Copy,
 }
 
-/// Whether libxdp may load its own XDP program for the socket.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ProgramLoad {
-    /// The appliance: rstwall's own XDP program is attached by the caller,
-    /// which registers each socket in its XSKMAP.
-    #[default]
-    Inhibit,
-    /// Benchmarks and experiments only: libxdp attaches its default
-    /// program (redirect everything on the queue) and registers the socket.
-    LibxdpDefault,
-}
-
 /// The kernel's XDP_STATISTICS for one socket (cumulative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RingStats {
@@ -81,33 +115,91 @@ impl RingStats {
     }
 }
 
-/// One bound socket's four rings.
+/// A UMEM's size: frames of `frame_size` bytes (a power of two, 2048 to
+/// 65536), and fill and completion rings of `ring_size` entries (a power
+/// of two) for each socket bound to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UmemShape {
+    pub frame_size: u32,
+    pub ring_size: u32,
+    pub frames: u32,
+}
+
+/// Why a UMEM could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UmemError(String);
+
+/// A UMEM of `shape.frames` frames, and a descriptor for each: all free.
+/// The largest frame a socket receives into it is `frame_size` less the
+/// kernel's XDP headroom (256 bytes).
+pub fn open_umem(shape: UmemShape) -> Result<(Umem, Vec<FrameDesc>), UmemError> {
+    let err = |e: &dyn std::fmt::Display| UmemError(e.to_string());
+    let ring = QueueSize::new(shape.ring_size).map_err(|e| err(&e))?;
+    let cfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(shape.frame_size).map_err(|e| err(&e))?)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| err(&e))?;
+    let frames =
+        NonZeroU32::new(shape.frames).ok_or_else(|| UmemError("a UMEM of 0 frames".into()))?;
+    Umem::new(cfg, frames, false).map_err(|e| {
+        UmemError(match std::error::Error::source(&e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        })
+    })
+}
+
+/// How to open a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XskConfig {
+    /// RX and TX ring size (a power of two). The fill and completion rings
+    /// are the UMEM's ([`UmemShape::ring_size`]).
+    pub ring_size: u32,
+    pub bind: BindMode,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            ring_size: 2048,
+            bind: BindMode::Auto,
+        }
+    }
+}
+
+/// One bound socket: its four rings, the mode the kernel bound it in, and
+/// the need_wakeup kicks it made.
 pub struct Xsk {
     pub rx: RxQueue,
     pub tx: TxQueue,
     pub fill: FillQueue,
     pub comp: CompQueue,
-    pub mode: XskMode,
-    pub ring_size: u32,
+    mode: XskMode,
+    ring_size: u32,
+    /// The TX ring may still hold descriptors the kernel has not taken.
+    tx_pending: bool,
+    tx_wakeups: u64,
+    fill_wakeups: u64,
 }
 
 impl Xsk {
     /// Create a socket on `ifname` queue `queue` over `umem`. With a shared
     /// UMEM, each (interface, queue) pair must be bound only once: it gets
-    /// its own fill and completion rings.
-    pub fn open(
-        umem: &Umem,
-        ifname: &str,
-        queue: u32,
-        ring_size: u32,
-        bind: BindMode,
-        load: ProgramLoad,
-    ) -> Result<Xsk, AfXdpError> {
+    /// its own fill and completion rings. With [`BindMode::Auto`] a driver
+    /// without zero-copy gets a copy-mode socket; note that the second
+    /// socket of a shared UMEM inherits the first one's mode (EOPNOTSUPP
+    /// when only the first port can do zero-copy: open them all again in
+    /// copy mode).
+    pub fn open(umem: &Umem, ifname: &str, queue: u32, cfg: &XskConfig) -> Result<Xsk, AfXdpError> {
         let iface: Interface = ifname.parse().map_err(|_| AfXdpError::Socket {
             ifname: ifname.to_string(),
             queue,
             source: io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"),
         })?;
+        let (ring_size, bind) = (cfg.ring_size, cfg.bind);
         let attempts: &[XskMode] = match bind {
             BindMode::Auto => &[XskMode::ZeroCopy, XskMode::Copy],
             BindMode::ZeroCopy => &[XskMode::ZeroCopy],
@@ -122,18 +214,18 @@ impl Xsk {
             let size = QueueSize::new(ring_size).map_err(|_| {
                 AfXdpError::Config(format!("ring size {ring_size}: must be a power of two"))
             })?;
-            let mut builder = SocketConfig::builder();
-            builder
+            // libxdp never loads a program of its own: the caller's XDP
+            // program steers frames to the socket through its XSKMAP.
+            let config = SocketConfig::builder()
                 .rx_queue_size(size)
                 .tx_queue_size(size)
-                .bind_flags(flags);
-            if load == ProgramLoad::Inhibit {
-                builder.libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD);
-            }
-            // SAFETY: each (ifname, queue) pair is bound once per UMEM and
-            // the program load is inhibited for the appliance (the contract
-            // of `Socket::new`).
-            match unsafe { xsk_rs::Socket::new(builder.build(), umem, &iface, queue) } {
+                .bind_flags(flags)
+                .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                .build();
+            // SAFETY: the program load is inhibited, which is what
+            // `Socket::new` requires of a second bind of a (interface,
+            // queue) pair on one UMEM; such a bind is refused below.
+            match unsafe { xsk_rs::Socket::new(config, umem, &iface, queue) } {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let mode = verified_mode(tx_fd(&tx)).unwrap_or(mode);
                     return Ok(Xsk {
@@ -143,6 +235,9 @@ impl Xsk {
                         comp,
                         mode,
                         ring_size,
+                        tx_pending: false,
+                        tx_wakeups: 0,
+                        fill_wakeups: 0,
                     });
                 }
                 Ok((_, _, None)) => {
@@ -179,8 +274,144 @@ impl Xsk {
         Err(last.expect("at least one bind attempted"))
     }
 
+    /// The socket's fd: for the XSKMAP, and for poll().
     pub fn fd(&self) -> RawFd {
         tx_fd(&self.tx)
+    }
+
+    /// The mode the kernel bound the socket in.
+    pub fn mode(&self) -> XskMode {
+        self.mode
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size
+    }
+
+    /// Move frames from the end of `free` onto the fill ring, as many as
+    /// fit; `each` sees every frame moved. The number moved.
+    ///
+    /// # Safety
+    ///
+    /// Every frame on `free` belongs to the UMEM this socket was opened
+    /// on, and nothing else holds it: the kernel may write into it from now
+    /// until it comes back on the RX ring.
+    #[inline]
+    pub unsafe fn fill_from(
+        &mut self,
+        free: &mut Vec<FrameDesc>,
+        mut each: impl FnMut(&FrameDesc),
+    ) -> usize {
+        let have = free.len();
+        if have == 0 {
+            return 0;
+        }
+        let n = (self.fill.nb_free(have as u32) as usize).min(have);
+        if n == 0 {
+            return 0;
+        }
+        let start = have - n;
+        // SAFETY: the caller's contract.
+        let done = unsafe { self.fill.produce(&free[start..]) };
+        for d in &free[start..start + done] {
+            each(d);
+        }
+        free.drain(start..start + done);
+        done
+    }
+
+    /// Zero-copy drivers may ask to be kicked to pick up fill entries: a
+    /// zero-length, non-blocking recvfrom when the fill ring says so.
+    #[inline]
+    pub fn kick_fill(&mut self) -> io::Result<()> {
+        if self.fill.needs_wakeup() {
+            self.fill_wakeups += 1;
+            // SAFETY: a zero-length, non-blocking recvfrom on our socket.
+            let rc = unsafe {
+                libc::recvfrom(
+                    self.fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {}
+                    _ => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Submit `frames` on the TX ring, as many as fit, and kick the kernel
+    /// if it asks; the number submitted. Those left over are still the
+    /// caller's.
+    ///
+    /// # Safety
+    ///
+    /// Every frame belongs to the UMEM this socket was opened on and is the
+    /// caller's (received, or never handed out); none may be touched until
+    /// it comes back on the completion ring.
+    #[inline]
+    pub unsafe fn transmit(&mut self, frames: &[FrameDesc]) -> io::Result<usize> {
+        // SAFETY: the caller's contract.
+        let sent = unsafe { self.tx.produce(frames) };
+        if sent > 0 {
+            self.tx_pending = true;
+            if self.tx.needs_wakeup() {
+                self.tx_wakeups += 1;
+                self.tx.wakeup()?;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The TX ring has frames to go out, or had no room: keep kicking
+    /// ([`Xsk::kick_tx`]) until it drains.
+    #[inline]
+    pub fn mark_tx_pending(&mut self) {
+        self.tx_pending = true;
+    }
+
+    /// Whether the TX ring may still hold frames the kernel has not taken.
+    #[inline]
+    pub fn tx_pending(&self) -> bool {
+        self.tx_pending
+    }
+
+    /// Kick the kernel to transmit what is on the TX ring, when it asks.
+    /// Copy mode sends a limited number of frames per kick, so this is
+    /// repeated every iteration until the ring has drained.
+    #[inline]
+    pub fn kick_tx(&mut self) -> io::Result<()> {
+        if !self.tx_pending {
+            return Ok(());
+        }
+        if self.tx.nb_free_exact() == self.ring_size {
+            self.tx_pending = false;
+            return Ok(());
+        }
+        if self.tx.needs_wakeup() {
+            self.tx_wakeups += 1;
+            self.tx.wakeup()?;
+        }
+        Ok(())
+    }
+
+    /// Nothing on the TX ring and nothing on the completion ring: every
+    /// frame sent has been taken back.
+    pub fn quiet(&mut self) -> bool {
+        self.tx.nb_free_exact() == self.ring_size && self.comp.nb_avail_exact() == 0
+    }
+
+    /// Kicks made so far: TX (sendto), fill (recvfrom).
+    pub fn wakeups(&self) -> (u64, u64) {
+        (self.tx_wakeups, self.fill_wakeups)
     }
 
     /// XDP_STATISTICS, read with one getsockopt.
@@ -195,6 +426,27 @@ impl Xsk {
             tx_ring_empty_descs: s.tx_ring_empty_descs(),
         })
     }
+}
+
+/// Sleep in poll() until one of the sockets `fds` has frames to read, or
+/// `timeout` passes. With need_wakeup, poll() also kicks a zero-copy
+/// driver's RX. Allocates nothing.
+pub fn wait_readable<const N: usize>(fds: [RawFd; N], timeout: Duration) -> io::Result<()> {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let timeout = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: `pfds` holds N valid pollfd entries.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, timeout) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn tx_fd(tx: &TxQueue) -> RawFd {

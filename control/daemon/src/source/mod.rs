@@ -1,0 +1,110 @@
+//! The frame sources the daemon runs, one module each.
+//!
+//! A source is a [`rstwall_source::Source`] (its workers) and the kernel
+//! side that brings them frames (AF_XDP: rstwall's XDP program on every
+//! port, which also drops what the policy denies). Its module starts both,
+//! keeps the kernel side in step with the policy ([`Running`]), stops them,
+//! and says how to show what only this source counts ([`SourceView`]).
+//! Everything else — the control-plane state, the monitor and its one
+//! statistics document, the metrics, the control API — is the same for
+//! every source.
+//!
+//! * [`afxdp`] — `rstwall run --inline/--tap`: AF_XDP workers behind
+//!   rstwall's XDP program.
+
+pub mod afxdp;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use rstwall_bpf::{KernelDropStats, XdpCounters};
+use rstwall_engine::policy::PolicyConfig;
+use rstwall_source::{Source, SourceStats, WorkerError, WorkerStats};
+
+use crate::metrics::family::MetricFamily;
+use crate::metrics::snapshot::WorkerSample;
+
+/// How the daemon shows what a source adds to its workers' statistics.
+pub trait SourceView: SourceStats {
+    /// The label that names this worker in the per-worker metrics, and its
+    /// value (AF_XDP: `queue`).
+    fn worker_label(&self) -> (&'static str, String);
+    /// How frames reach the workers, summed up (the documents' `xsk_mode`).
+    fn mode(totals: &Self::Totals) -> String;
+    /// The source's part of the stats line.
+    fn line(totals: &Self::Totals) -> String;
+    /// The source's per-worker metric families.
+    fn families(workers: &[WorkerStats<Self>]) -> Vec<MetricFamily>;
+
+    /// What the common per-worker metric families show of each worker.
+    fn samples(workers: &[WorkerStats<Self>]) -> Vec<WorkerSample> {
+        workers
+            .iter()
+            .map(|w| WorkerSample {
+                label: w.source.worker_label(),
+                stats: w.common(),
+            })
+            .collect()
+    }
+}
+
+/// The statistics a running source's workers publish.
+pub type StatsOf<R> = <<R as Running>::Source as Source>::Stats;
+
+/// A source as the daemon runs it.
+pub trait Running {
+    type Source: Source<Stats: SourceView>;
+
+    fn source(&self) -> &Self::Source;
+    fn source_mut(&mut self) -> &mut Self::Source;
+
+    /// One line for the log: where frames come from and how.
+    fn describe(&self) -> String;
+
+    /// Bring what the kernel drops on the policy's behalf in line with
+    /// `policy` (the workers have it already).
+    fn apply_policy(&mut self, policy: &PolicyConfig);
+    /// The workers' policy asked to block `src`.
+    fn block(&mut self, src: IpAddr, now: Instant);
+    /// Called every turn of the main loop: blocks that have run out go.
+    fn expire(&mut self, now: Instant);
+
+    /// The kernel side as of now.
+    fn kernel(&self) -> KernelView;
+
+    /// Stop the workers; their final statistics. The kernel side stays
+    /// (it forwards without them) until [`Running::release`].
+    fn stop_workers(&mut self) -> Result<Vec<WorkerStats<StatsOf<Self>>>, WorkerError>;
+    /// Let go of the kernel side: removed after a clean stop (`clean`),
+    /// left in place to fail open otherwise.
+    fn release(self, clean: bool) -> anyhow::Result<()>;
+}
+
+/// The kernel side of a running source, as of one moment.
+#[derive(Clone, Debug, Default)]
+pub struct KernelView {
+    pub ports: Vec<PortView>,
+    /// What the kernel drops on the policy's behalf, as the daemon keeps it.
+    pub drops: KernelDropStats,
+}
+
+/// One port and its program.
+#[derive(Clone, Debug)]
+pub struct PortView {
+    pub port: String,
+    /// The mode the program is attached in.
+    pub xdp_mode: String,
+    /// Its counters (`None`: they could not be read).
+    pub counters: Option<XdpCounters>,
+}
+
+impl KernelView {
+    /// One XDP counter summed over the ports whose counters could be read.
+    pub fn xdp_sum(&self, f: fn(&XdpCounters) -> u64) -> u64 {
+        self.ports
+            .iter()
+            .filter_map(|p| p.counters.as_ref())
+            .map(f)
+            .sum()
+    }
+}
