@@ -76,13 +76,14 @@ const MAX_WSCALE: u8 = 14;
 /// SYN-ACK windows are never scaled.
 const MAX_UNSCALED_WINDOW: u32 = 65_535;
 
-/// Which endpoint of a canonical key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The endpoint that sorts lower (address, then port).
-    Lo = 0,
-    Hi = 1,
+crate::closed_enum! {
+    /// Which endpoint of a canonical key.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Side: "side" {
+        /// The endpoint that sorts lower (address, then port).
+        Lo = "lo",
+        Hi = "hi",
+    }
 }
 
 impl Side {
@@ -262,61 +263,35 @@ impl Packet {
     }
 }
 
-/// Connection state as seen between the two endpoints: RFC 793's states
-/// named from the connection's point of view (as conntrack does), plus
-/// `midstream` for flows whose handshake was never seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum FlowState {
-    /// SYN seen, no SYN-ACK yet.
-    SynSent,
-    /// SYN-ACK seen, handshake not completed.
-    SynReceived,
-    /// Handshake completed.
-    Established,
-    /// Data seen but never the handshake.
-    Midstream,
-    /// One side sent FIN, not yet acknowledged.
-    FinWait,
-    /// One side's FIN acknowledged; the other may still send.
-    CloseWait,
-    /// Both sides sent FIN; the second not yet acknowledged.
-    LastAck,
-    /// Both FINs acknowledged.
-    TimeWait,
-    /// Reset accepted by the receiver.
-    Closed,
+crate::closed_enum! {
+    /// Connection state as seen between the two endpoints: RFC 793's states
+    /// named from the connection's point of view (as conntrack does), plus
+    /// `midstream` for flows whose handshake was never seen.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[repr(u8)]
+    pub enum FlowState: "flow state" {
+        /// SYN seen, no SYN-ACK yet.
+        SynSent = "syn_sent",
+        /// SYN-ACK seen, handshake not completed.
+        SynReceived = "syn_received",
+        /// Handshake completed.
+        Established = "established",
+        /// Data seen but never the handshake.
+        Midstream = "midstream",
+        /// One side sent FIN, not yet acknowledged.
+        FinWait = "fin_wait",
+        /// One side's FIN acknowledged; the other may still send.
+        CloseWait = "close_wait",
+        /// Both sides sent FIN; the second not yet acknowledged.
+        LastAck = "last_ack",
+        /// Both FINs acknowledged.
+        TimeWait = "time_wait",
+        /// Reset accepted by the receiver.
+        Closed = "closed",
+    }
 }
 
 impl FlowState {
-    pub const COUNT: usize = 9;
-    pub const ALL: [FlowState; Self::COUNT] = [
-        FlowState::SynSent,
-        FlowState::SynReceived,
-        FlowState::Established,
-        FlowState::Midstream,
-        FlowState::FinWait,
-        FlowState::CloseWait,
-        FlowState::LastAck,
-        FlowState::TimeWait,
-        FlowState::Closed,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FlowState::SynSent => "syn_sent",
-            FlowState::SynReceived => "syn_received",
-            FlowState::Established => "established",
-            FlowState::Midstream => "midstream",
-            FlowState::FinWait => "fin_wait",
-            FlowState::CloseWait => "close_wait",
-            FlowState::LastAck => "last_ack",
-            FlowState::TimeWait => "time_wait",
-            FlowState::Closed => "closed",
-        }
-    }
-
     /// Which idle-timeout class (and LRU list) the state belongs to.
     #[inline]
     pub const fn timeout_class(self) -> TimeoutClass {
@@ -326,22 +301,6 @@ impl FlowState {
             FlowState::FinWait | FlowState::CloseWait | FlowState::LastAck => TimeoutClass::Closing,
             FlowState::TimeWait | FlowState::Closed => TimeoutClass::Closed,
         }
-    }
-}
-
-impl std::str::FromStr for FlowState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FlowState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = FlowState::ALL.iter().map(|s| s.as_str()).collect();
-                format!(
-                    "unknown flow state `{s}` (expected one of: {})",
-                    names.join(", ")
-                )
-            })
     }
 }
 
@@ -1090,6 +1049,21 @@ mod tests {
             let (start, end) = (i * 96, i * 96 + 95);
             assert_eq!(end / 64 - start / 64, 1, "entry {i}");
         }
+    }
+
+    #[test]
+    fn flow_state_names() {
+        crate::names::assert_consistent::<FlowState>();
+        assert_eq!(
+            "open".parse::<FlowState>().unwrap_err().to_string(),
+            "unknown flow state `open` (expected one of: syn_sent, syn_received, established, \
+             midstream, fin_wait, close_wait, last_ack, time_wait, closed)"
+        );
+    }
+
+    #[test]
+    fn side_names() {
+        crate::names::assert_consistent::<Side>();
     }
 
     #[test]

@@ -152,6 +152,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use toml::{Spanned, Value};
 
+use crate::names::alternatives;
 use crate::table::{BoundedTable, Insert};
 use crate::RstClass;
 
@@ -161,53 +162,30 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 // Modes, actions, verdicts, reasons
 // ---------------------------------------------------------------------------
 
-/// Whether verdicts are applied or only reported.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Every packet passes; decisions say what enforce would have done.
-    #[default]
-    Monitor,
-    /// Drop decisions drop.
-    Enforce,
-}
-
-impl Mode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mode::Monitor => "monitor",
-            Mode::Enforce => "enforce",
-        }
+crate::closed_enum! {
+    /// Whether verdicts are applied or only reported.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum Mode: "mode" {
+        /// Every packet passes; decisions say what enforce would have done.
+        #[default]
+        Monitor = "monitor",
+        /// Drop decisions drop.
+        Enforce = "enforce",
     }
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::closed_enum! {
+    /// What to do with a RST of a given class.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Action: "action" {
+        Pass = "pass",
+        Drop = "drop",
+        /// Pass while the source's bucket and the global budget allow.
+        RateLimit = "ratelimit",
     }
-}
-
-/// What to do with a RST of a given class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Action {
-    #[serde(rename = "pass")]
-    Pass,
-    #[serde(rename = "drop")]
-    Drop,
-    /// Pass while the source's bucket and the global budget allow.
-    #[serde(rename = "ratelimit")]
-    RateLimit,
 }
 
 impl Action {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Action::Pass => "pass",
-            Action::Drop => "drop",
-            Action::RateLimit => "ratelimit",
-        }
-    }
-
     /// The default action for `class`: drop only what the kernel is known to
     /// ignore (see the module docs).
     pub const fn default_for(class: RstClass) -> Action {
@@ -218,94 +196,41 @@ impl Action {
     }
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::closed_enum! {
+    /// What happens to the packet.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Verdict: "verdict" {
+        Pass = "pass",
+        Drop = "drop",
     }
 }
 
-/// What happens to the packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Pass,
-    Drop,
-}
-
-impl Verdict {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Drop => "drop",
-        }
+crate::closed_enum! {
+    /// Why a packet got its verdict. In monitor mode, what enforce would do.
+    /// The names are reports', JSON's and metrics labels' (`reason`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[repr(u8)]
+    pub enum Reason: "reason" {
+        /// Not a RST, and the source is on neither list.
+        NotRst = "not_rst",
+        /// Source on the allow list.
+        AllowList = "allow_list",
+        /// Source on the deny list (drops any TCP packet).
+        DenyList = "deny_list",
+        /// The class action is `pass`.
+        ClassPass = "class_pass",
+        /// The class action is `drop`.
+        ClassDrop = "class_drop",
+        /// Class action `ratelimit`, and both buckets had a token.
+        WithinRate = "within_rate",
+        /// Class action `ratelimit`, and the source's bucket was empty.
+        SourceRate = "source_rate",
+        /// Class action `ratelimit`, and the global budget was empty.
+        GlobalRate = "global_rate",
     }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a packet got its verdict. In monitor mode, what enforce would do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum Reason {
-    /// Not a RST, and the source is on neither list.
-    NotRst = 0,
-    /// Source on the allow list.
-    AllowList = 1,
-    /// Source on the deny list (drops any TCP packet).
-    DenyList = 2,
-    /// The class action is `pass`.
-    ClassPass = 3,
-    /// The class action is `drop`.
-    ClassDrop = 4,
-    /// Class action `ratelimit`, and both buckets had a token.
-    WithinRate = 5,
-    /// Class action `ratelimit`, and the source's bucket was empty.
-    SourceRate = 6,
-    /// Class action `ratelimit`, and the global budget was empty.
-    GlobalRate = 7,
 }
 
 impl Reason {
-    /// Number of reasons; sizes per-reason counter arrays.
-    pub const COUNT: usize = 8;
-
-    /// All reasons in index order.
-    pub const ALL: [Reason; Self::COUNT] = [
-        Reason::NotRst,
-        Reason::AllowList,
-        Reason::DenyList,
-        Reason::ClassPass,
-        Reason::ClassDrop,
-        Reason::WithinRate,
-        Reason::SourceRate,
-        Reason::GlobalRate,
-    ];
-
-    /// Stable name used in reports, JSON and metrics labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::NotRst => "not_rst",
-            Reason::AllowList => "allow_list",
-            Reason::DenyList => "deny_list",
-            Reason::ClassPass => "class_pass",
-            Reason::ClassDrop => "class_drop",
-            Reason::WithinRate => "within_rate",
-            Reason::SourceRate => "source_rate",
-            Reason::GlobalRate => "global_rate",
-        }
-    }
-
-    /// Index into per-reason arrays (`0..COUNT`).
-    #[inline]
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
     /// Whether enforce mode drops a packet for this reason.
     #[inline]
     pub const fn drops(self) -> bool {
@@ -313,12 +238,6 @@ impl Reason {
             self,
             Reason::DenyList | Reason::ClassDrop | Reason::SourceRate | Reason::GlobalRate
         )
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -381,13 +300,19 @@ impl fmt::Display for Location {
 /// (`line 7, column 11: ...`), and by [`PolicyConfig::load`] in the path.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("mode: unknown mode {value:?} (expected monitor or enforce)")]
+    #[error(
+        "mode: unknown mode {value:?} (expected {})",
+        alternatives(&Mode::NAMES)
+    )]
     UnknownMode { value: String },
-    #[error("{key}: unknown action {value:?} (expected pass, drop or ratelimit)")]
+    #[error(
+        "{key}: unknown action {value:?} (expected {})",
+        alternatives(&Action::NAMES)
+    )]
     UnknownAction { key: String, value: String },
     #[error(
         "actions.{name}: unknown RST class (expected one of: {})",
-        class_names()
+        RstClass::NAMES.join(", ")
     )]
     UnknownClass { name: String },
     #[error("{key}: {value} is out of range ({min}..={max})")]
@@ -406,7 +331,7 @@ pub enum PolicyError {
         found: String,
     },
     #[error("{key}: unknown key (expected {expected})")]
-    UnknownKey { key: String, expected: &'static str },
+    UnknownKey { key: String, expected: String },
     #[error("{0:?}: expected KEY=VALUE")]
     NotAssignment(String),
     /// TOML syntax, a duplicate key, an unknown field or a section of the
@@ -450,26 +375,16 @@ impl PolicyError {
     }
 }
 
-fn class_names() -> String {
-    RstClass::ALL.map(RstClass::as_str).join(", ")
-}
-
 const TOP_KEYS: &str = "mode, actions.<class>, ratelimit.<field>, lists.allow or lists.deny";
-const RATELIMIT_KEYS: &str = "per_source_rate, per_source_burst, global_rate, global_burst, \
-     source_table_size or block_seconds";
 
 // ---------------------------------------------------------------------------
 // Value checks shared by the file and `set`
 // ---------------------------------------------------------------------------
 
 fn parse_mode(s: &str) -> Result<Mode, PolicyError> {
-    match s {
-        "monitor" => Ok(Mode::Monitor),
-        "enforce" => Ok(Mode::Enforce),
-        _ => Err(PolicyError::UnknownMode {
-            value: s.to_string(),
-        }),
-    }
+    s.parse().map_err(|_| PolicyError::UnknownMode {
+        value: s.to_string(),
+    })
 }
 
 fn parse_class(name: &str) -> Result<RstClass, PolicyError> {
@@ -479,15 +394,10 @@ fn parse_class(name: &str) -> Result<RstClass, PolicyError> {
 }
 
 fn parse_action(key: &str, s: &str) -> Result<Action, PolicyError> {
-    match s {
-        "pass" => Ok(Action::Pass),
-        "drop" => Ok(Action::Drop),
-        "ratelimit" => Ok(Action::RateLimit),
-        _ => Err(PolicyError::UnknownAction {
-            key: key.to_string(),
-            value: s.to_string(),
-        }),
-    }
+    s.parse().map_err(|_| PolicyError::UnknownAction {
+        key: key.to_string(),
+        value: s.to_string(),
+    })
 }
 
 /// A CIDR or a bare host address, normalized to its network. Parsed with
@@ -514,38 +424,20 @@ fn parse_cidr(key: impl FnOnce() -> String, s: &str) -> Result<IpNet, PolicyErro
         })
 }
 
-/// One of the `[ratelimit]` integers.
-#[derive(Clone, Copy, Debug)]
-enum RateField {
-    PerSourceRate,
-    PerSourceBurst,
-    GlobalRate,
-    GlobalBurst,
-    SourceTableSize,
-    BlockSeconds,
+crate::closed_enum! {
+    /// One of the `[ratelimit]` integers, by its key.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum RateField: "ratelimit key" {
+        PerSourceRate = "per_source_rate",
+        PerSourceBurst = "per_source_burst",
+        GlobalRate = "global_rate",
+        GlobalBurst = "global_burst",
+        SourceTableSize = "source_table_size",
+        BlockSeconds = "block_seconds",
+    }
 }
 
 impl RateField {
-    const ALL: [RateField; 6] = [
-        RateField::PerSourceRate,
-        RateField::PerSourceBurst,
-        RateField::GlobalRate,
-        RateField::GlobalBurst,
-        RateField::SourceTableSize,
-        RateField::BlockSeconds,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            RateField::PerSourceRate => "per_source_rate",
-            RateField::PerSourceBurst => "per_source_burst",
-            RateField::GlobalRate => "global_rate",
-            RateField::GlobalBurst => "global_burst",
-            RateField::SourceTableSize => "source_table_size",
-            RateField::BlockSeconds => "block_seconds",
-        }
-    }
-
     /// 0 means "off" only for `block_seconds`; a zero rate, burst or table
     /// size is a mistake.
     fn min(self) -> u64 {
@@ -579,7 +471,7 @@ impl RateField {
         match u64::try_from(value) {
             Ok(v) if (self.min()..=self.max()).contains(&v) => Ok(v),
             _ => Err(PolicyError::OutOfRange {
-                key: format!("ratelimit.{}", self.name()),
+                key: format!("ratelimit.{}", self.as_str()),
                 value,
                 min: self.min(),
                 max: self.max(),
@@ -732,7 +624,7 @@ impl RawPolicy {
                     return Err((
                         v.span(),
                         PolicyError::WrongType {
-                            key: format!("ratelimit.{}", field.name()),
+                            key: format!("ratelimit.{}", field.as_str()),
                             expected: "an integer",
                             found: describe(other),
                         },
@@ -898,13 +790,10 @@ impl PolicyConfig {
                     let class = parse_class(name)?;
                     self.actions[class.index()] = parse_action(key, value)?;
                 } else if let Some(name) = key.strip_prefix("ratelimit.") {
-                    let field = RateField::ALL
-                        .into_iter()
-                        .find(|f| f.name() == name)
-                        .ok_or_else(|| PolicyError::UnknownKey {
-                            key: key.to_string(),
-                            expected: RATELIMIT_KEYS,
-                        })?;
+                    let field: RateField = name.parse().map_err(|_| PolicyError::UnknownKey {
+                        key: key.to_string(),
+                        expected: alternatives(&RateField::NAMES),
+                    })?;
                     let n: i128 = value.parse().map_err(|_| PolicyError::WrongType {
                         key: key.to_string(),
                         expected: "an integer",
@@ -914,7 +803,7 @@ impl PolicyConfig {
                 } else {
                     return Err(PolicyError::UnknownKey {
                         key: key.to_string(),
-                        expected: TOP_KEYS,
+                        expected: TOP_KEYS.to_string(),
                     });
                 }
             }
@@ -2331,7 +2220,28 @@ allow = ["10.1.2.3", "2001:db8::1", " 10.1.2.3/8 ", "2001:db8:1:2:3::/48", "0.0.
     }
 
     #[test]
+    fn policy_mode_names() {
+        crate::names::assert_consistent::<Mode>();
+    }
+
+    #[test]
+    fn policy_action_names() {
+        crate::names::assert_consistent::<Action>();
+    }
+
+    #[test]
+    fn policy_verdict_names() {
+        crate::names::assert_consistent::<Verdict>();
+    }
+
+    #[test]
+    fn policy_ratelimit_key_names() {
+        crate::names::assert_consistent::<RateField>();
+    }
+
+    #[test]
     fn policy_reason_names_are_stable_and_dense() {
+        crate::names::assert_consistent::<Reason>();
         for (i, r) in Reason::ALL.into_iter().enumerate() {
             assert_eq!(r.index(), i);
             assert_eq!(

@@ -196,13 +196,14 @@ impl Metric {
     }
 }
 
-/// Alert severity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Ok,
-    Warning,
-    Critical,
+crate::closed_enum! {
+    /// Alert severity, in rising order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Level: "alert level" {
+        Ok = "ok",
+        Warning = "warning",
+        Critical = "critical",
+    }
 }
 
 /// An alert rule: the rate of `metric`, averaged over `window` seconds,
@@ -1150,6 +1151,12 @@ mod tests {
         // A gap longer than the ring leaves no stale counts behind.
         t.tick(10 + 10 * RATE_WINDOW as u64);
         assert_eq!(rate(&t.seconds, Metric::FailedConnects, t.current, 4), 0.0);
+    }
+
+    #[test]
+    fn level_names() {
+        crate::names::assert_consistent::<Level>();
+        assert!(Level::Ok < Level::Warning && Level::Warning < Level::Critical);
     }
 
     #[test]

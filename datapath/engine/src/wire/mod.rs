@@ -20,77 +20,38 @@ use std::net::IpAddr;
 pub use link::LinkType;
 pub use tcp::{TcpFlags, TcpOptions};
 
-/// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
-/// the per-packet path and counted, never formatted there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParseError {
-    /// The link-layer header was cut short.
-    TruncatedLink,
-    /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
-    TooManyVlanTags,
-    /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
-    BadIpv4Header,
-    /// IPv6 header cut short or an extension header running past the data.
-    BadIpv6Header,
-    /// More IPv6 extension headers than we walk.
-    TooManyExtHeaders,
-    /// The version nibble does not match the link layer's protocol.
-    IpVersionMismatch,
-    /// TCP header too short to hold the flags byte, or data offset < 5.
-    BadTcpHeader,
-}
-
-impl ParseError {
-    pub const COUNT: usize = 7;
-    pub const ALL: [ParseError; Self::COUNT] = [
-        ParseError::TruncatedLink,
-        ParseError::TooManyVlanTags,
-        ParseError::BadIpv4Header,
-        ParseError::BadIpv6Header,
-        ParseError::TooManyExtHeaders,
-        ParseError::IpVersionMismatch,
-        ParseError::BadTcpHeader,
-    ];
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ParseError::TruncatedLink => "truncated_link",
-            ParseError::TooManyVlanTags => "too_many_vlan_tags",
-            ParseError::BadIpv4Header => "bad_ipv4_header",
-            ParseError::BadIpv6Header => "bad_ipv6_header",
-            ParseError::TooManyExtHeaders => "too_many_ext_headers",
-            ParseError::IpVersionMismatch => "ip_version_mismatch",
-            ParseError::BadTcpHeader => "bad_tcp_header",
-        }
+crate::closed_enum! {
+    /// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
+    /// the per-packet path and counted, never formatted there.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ParseError: "parse error" {
+        /// The link-layer header was cut short.
+        TruncatedLink = "truncated_link",
+        /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
+        TooManyVlanTags = "too_many_vlan_tags",
+        /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
+        BadIpv4Header = "bad_ipv4_header",
+        /// IPv6 header cut short or an extension header running past the data.
+        BadIpv6Header = "bad_ipv6_header",
+        /// More IPv6 extension headers than we walk.
+        TooManyExtHeaders = "too_many_ext_headers",
+        /// The version nibble does not match the link layer's protocol.
+        IpVersionMismatch = "ip_version_mismatch",
+        /// TCP header too short to hold the flags byte, or data offset < 5.
+        BadTcpHeader = "bad_tcp_header",
     }
 }
 
-/// A well-formed frame that carries no TCP header we can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NotTcp {
-    /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
-    NonIp,
-    /// IP carrying another transport (UDP, ICMP, GRE, ...).
-    OtherTransport,
-    /// An IP fragment other than the first: the TCP header is elsewhere.
-    LaterFragment,
-}
-
-impl NotTcp {
-    pub const COUNT: usize = 3;
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            NotTcp::NonIp => "non_ip",
-            NotTcp::OtherTransport => "other_transport",
-            NotTcp::LaterFragment => "later_fragment",
-        }
+crate::closed_enum! {
+    /// A well-formed frame that carries no TCP header we can use.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum NotTcp: "non-TCP frame kind" {
+        /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
+        NonIp = "non_ip",
+        /// IP carrying another transport (UDP, ICMP, GRE, ...).
+        OtherTransport = "other_transport",
+        /// An IP fragment other than the first: the TCP header is elsewhere.
+        LaterFragment = "later_fragment",
     }
 }
 
@@ -181,4 +142,19 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
 #[inline(always)]
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_names() {
+        crate::names::assert_consistent::<ParseError>();
+    }
+
+    #[test]
+    fn not_tcp_names() {
+        crate::names::assert_consistent::<NotTcp>();
+    }
 }
