@@ -1,7 +1,8 @@
 //! Link layers: Ethernet for live ports, plus the link types people capture
 //! on (`tcpdump -i any` gives Linux cooked v1/v2, BSD loopback gives NULL).
 
-use super::{be16, ethernet, ParseError};
+use super::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use super::{be16, ParseError};
 
 crate::closed_enum! {
     /// Link-layer header types, numbered as in pcap/pcapng (`LINKTYPE_*`).
@@ -77,9 +78,6 @@ pub(crate) enum Network {
     ByVersion,
     Unknown,
 }
-
-pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
-pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 #[inline]
 fn by_ethertype(ethertype: u16) -> Network {

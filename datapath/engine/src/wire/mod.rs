@@ -8,8 +8,21 @@
 //!
 //! [`parse`] is the one entry point used by the engine, the pcap reader, the
 //! fuzzers and the benchmarks.
+//!
+//! # Writing frames
+//!
+//! The module that reads a header also writes it, smoltcp style: a small
+//! `Repr` per header ([`EthernetRepr`], [`Ipv4Repr`], [`Ipv6Repr`],
+//! [`TcpRepr`]) is what a builder chooses, `emit` writes it into a caller's
+//! buffer (never allocating, filling the IPv4 header checksum and the TCP
+//! checksum over its pseudo-header) and `parse` reads it back from the
+//! checked views. [`TcpFrameRepr`] is the three together, the frame the
+//! benchmarks, the tests and the lab send. What is derived — lengths,
+//! protocol numbers, ethertypes, checksums — is written by `emit` from the
+//! layer above and is not a field, so `parse(emit(r)) == r` for every `r`.
 
 pub mod ethernet;
+mod frame;
 pub mod ipv4;
 pub mod ipv6;
 pub mod link;
@@ -17,8 +30,12 @@ pub mod tcp;
 
 use std::net::IpAddr;
 
+pub use ethernet::{EthernetFrame, EthernetRepr};
+pub use frame::{IpRepr, ReprError, TcpFrameRepr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use link::LinkType;
-pub use tcp::{TcpFlags, TcpOptions};
+pub use tcp::{SackBlocks, TcpFlags, TcpHeader, TcpOptions, TcpRepr};
 
 crate::closed_enum! {
     /// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
@@ -131,6 +148,71 @@ pub(crate) fn parse_with<'a, T>(
             None => Err(ParseError::TruncatedLink),
         },
     }
+}
+
+/// Why a `Repr` could not be written. Checked before anything is written:
+/// on error the buffer is as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("buffer of {have} bytes, {need} needed")]
+    BufferTooShort { need: usize, have: usize },
+    /// A value wider than its field on the wire.
+    #[error("{field} of {value} does not fit (at most {max})")]
+    TooLarge {
+        field: &'static str,
+        value: usize,
+        max: usize,
+    },
+    /// An IPv4 and an IPv6 address in one pseudo-header.
+    #[error("source and destination are of different address families")]
+    MixedFamilies,
+}
+
+/// `Err` unless `buf` holds `need` bytes.
+#[inline]
+pub(crate) fn room(buf: &[u8], need: usize) -> Result<(), EmitError> {
+    if buf.len() < need {
+        return Err(EmitError::BufferTooShort {
+            need,
+            have: buf.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Sum of the big-endian 16-bit words of `data` (an odd tail padded with
+/// zero) added to `acc`, not yet folded.
+pub(crate) fn sum_words(data: &[u8], acc: u64) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    let mut acc = acc;
+    for w in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// The Internet checksum (RFC 1071) of `data`, starting from the sum
+/// `acc`. Over data that carries its own correct checksum it is 0.
+pub(crate) fn checksum(data: &[u8], acc: u64) -> u16 {
+    let mut acc = sum_words(data, acc);
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// The sum of a TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1):
+/// addresses, protocol and the TCP length. `None` for mixed families.
+pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: u32) -> Option<u64> {
+    let addrs = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => sum_words(&s.octets(), sum_words(&d.octets(), 0)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => sum_words(&s.octets(), sum_words(&d.octets(), 0)),
+        _ => return None,
+    };
+    Some(addrs + u64::from(ipv4::PROTO_TCP) + u64::from(len >> 16) + u64::from(len & 0xffff))
 }
 
 /// Read a big-endian u16 at `at`; callers have checked the length.
