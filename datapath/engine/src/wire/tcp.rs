@@ -343,6 +343,9 @@ pub struct TcpRepr<'a> {
 }
 
 impl<'a> TcpRepr<'a> {
+    /// The fixed header, without options.
+    pub const MIN_HEADER_LEN: usize = field::MIN_LEN;
+
     /// Read a segment whose header (options included) was captured whole;
     /// the view's bytes after the header are the payload. Options are read
     /// as [`TcpOptions::parse`] reads them; unknown ones are skipped.
