@@ -158,8 +158,8 @@ impl Default for RateLimitConfig {
 }
 
 /// The operator's policy, validated. Build it with [`Default`],
-/// [`PolicyConfig::from_toml_str`], [`PolicyConfig::load`] or
-/// [`PolicyConfig::set`]; every way in runs the same checks.
+/// [`PolicyConfig::from_toml_str`] or [`PolicyConfig::set`]; every way
+/// in runs the same checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyConfig {
     pub(super) mode: Mode,

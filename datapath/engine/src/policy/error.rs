@@ -1,7 +1,6 @@
 //! Why a policy was rejected, and where in its file.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::names::alternatives;
 use crate::RstClass;
@@ -43,8 +42,9 @@ impl fmt::Display for Location {
 }
 
 /// Why a policy was rejected. A bad value's message starts with its key
-/// (`lists.allow[2]: ...`); from a file, it is wrapped in [`PolicyError::At`]
-/// (`line 7, column 11: ...`), and by [`PolicyConfig::load`] in the path.
+/// (`lists.allow[2]: ...`); from a file's text, it is wrapped in
+/// [`PolicyError::At`] (`line 7, column 11: ...`). Whoever reads the file
+/// names it.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error(
@@ -91,32 +91,21 @@ pub enum PolicyError {
         at: Location,
         error: Box<PolicyError>,
     },
-    #[error("{}: {error}", path.display())]
-    File {
-        path: PathBuf,
-        error: Box<PolicyError>,
-    },
-    #[error("{}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
 }
 
 impl PolicyError {
-    /// Where in the file the error is, if it came from a file.
+    /// Where in the file the error is, if it came from a file's text.
     pub fn location(&self) -> Option<Location> {
         match self {
             PolicyError::At { at, .. } => Some(*at),
-            PolicyError::File { error, .. } => error.location(),
             _ => None,
         }
     }
 
-    /// The error without its file and location.
+    /// The error without its location.
     pub fn inner(&self) -> &PolicyError {
         match self {
-            PolicyError::At { error, .. } | PolicyError::File { error, .. } => error.inner(),
+            PolicyError::At { error, .. } => error.inner(),
             e => e,
         }
     }

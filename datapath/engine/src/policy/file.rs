@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
-use std::path::Path;
 
 use serde::Deserialize;
 use toml::{Spanned, Value};
@@ -214,19 +213,6 @@ impl PolicyConfig {
         })?;
         raw.validate().map_err(|(span, e)| located(span, e))
     }
-
-    /// Read and validate a policy file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
-        let path = path.as_ref();
-        let src = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        Self::from_toml_str(&src).map_err(|e| PolicyError::File {
-            path: path.to_path_buf(),
-            error: Box::new(e),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -394,30 +380,6 @@ allow = ["10.1.2.3", "2001:db8::1", " 10.1.2.3/8 ", "2001:db8:1:2:3::/48", "0.0.
                 assert!(matches!(e, PolicyError::NotCidr { .. }), "{bad:?}");
             }
         }
-    }
-
-    #[test]
-    fn policy_load_names_the_file() {
-        let dir = std::env::temp_dir().join(format!("rstwall-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("policy.toml");
-        std::fs::write(&path, "\n[ratelimit]\nglobal_rate = 0\n").unwrap();
-        let e = PolicyConfig::load(&path).unwrap_err();
-        assert_eq!(e.location().map(|l| l.line), Some(3));
-        assert!(
-            e.to_string().starts_with(&format!(
-                "{}: line 3, column 15: ratelimit.global_rate",
-                path.display()
-            )),
-            "{e}"
-        );
-        std::fs::write(&path, PolicyConfig::default().to_toml_string()).unwrap();
-        assert_eq!(PolicyConfig::load(&path).unwrap(), PolicyConfig::default());
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(matches!(
-            PolicyConfig::load(&path),
-            Err(PolicyError::Io { .. })
-        ));
     }
 
     #[test]

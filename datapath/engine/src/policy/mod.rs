@@ -2,8 +2,9 @@
 //!
 //! Two forms, in the usual raw → validated → compiled order:
 //!
-//! * [`PolicyConfig`] — the operator's policy. Read from TOML
-//!   ([`PolicyConfig::from_toml_str`], [`PolicyConfig::load`]), changed one key
+//! * [`PolicyConfig`] — the operator's policy. Read from a file's TOML text
+//!   ([`PolicyConfig::from_toml_str`]; the engine does no I/O, so the
+//!   caller reads the file and names it in errors), changed one key
 //!   at a time ([`PolicyConfig::set`], for `rstwall policy set KEY=VALUE`) and
 //!   written back ([`PolicyConfig::to_toml_string`]). Both input paths run the
 //!   same checks and produce the same [`PolicyError`] text, which always names
