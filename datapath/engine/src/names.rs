@@ -4,9 +4,9 @@
 //! classes, policy modes, actions and reasons, flow states, XDP counters —
 //! in policy files, JSON documents, metrics labels, CLI arguments and the
 //! BPF shared header. Each such enum is declared once with
-//! [`closed_enum!`], which writes the name beside the variant and derives
+//! [`closed_enum!`](crate::closed_enum), which writes the name beside the variant and derives
 //! everything else from that one line: `COUNT`, `ALL`, `NAMES`,
-//! `as_str()`, `index()`, [`FromStr`], [`Display`] and serde's
+//! `as_str()`, `index()`, [`FromStr`], [`Display`](fmt::Display) and serde's
 //! `Serialize`/`Deserialize` (both through `as_str`, so a document can
 //! never spell a name differently from a label or a policy file).
 //!
@@ -37,7 +37,7 @@ use serde::Serialize;
 #[doc(hidden)]
 pub use serde as __serde;
 
-/// What [`closed_enum!`] derives, for code generic over named enums (and
+/// What [`closed_enum!`](crate::closed_enum) derives, for code generic over named enums (and
 /// for [`assert_consistent`]). The same items exist as inherent `const`
 /// items and `const fn`s on each enum.
 pub trait ClosedEnum:
@@ -227,7 +227,7 @@ macro_rules! closed_enum {
 /// `ALL` order, names unique, `as_str` round-trips through `FromStr`,
 /// `Display` is `as_str`, serde writes `as_str` and reads it back, and an
 /// unknown name is refused by both `FromStr` and serde. The one test every
-/// [`closed_enum!`] gets.
+/// [`closed_enum!`](crate::closed_enum) gets.
 pub fn assert_consistent<E: ClosedEnum>() {
     assert_eq!(E::ALL.len(), E::NAMES.len(), "{}: ALL and NAMES", E::KIND);
     for (i, &v) in E::ALL.iter().enumerate() {

@@ -159,7 +159,7 @@ impl Header {
 
 /// A TCP segment as the engine tracks it: its flow's key and the key's
 /// hash, the sender's side, and the header fields. Built once per frame by
-/// [`FlowTable::packet`]; everything after the parse works from it.
+/// [`FlowTable::packet`](super::FlowTable::packet); everything after the parse works from it.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet {
     pub key: FlowKey,

@@ -68,7 +68,7 @@
 //! * `block_seconds = 0`: a source over its rate is never blocked, only
 //!   rate limited (see [Blocking sources](#blocking-sources)).
 //!
-//! The class defaults are derived from [`RstClass::kernel_accepts`]: only a
+//! The class defaults are derived from [`RstClass::kernel_accepts`](crate::RstClass::kernel_accepts): only a
 //! class the kernel is known to ignore defaults to `drop`.
 //!
 //! # Verdicts

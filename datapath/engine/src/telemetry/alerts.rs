@@ -266,7 +266,7 @@ pub struct ActiveAlert {
 /// about N times the rate; this is the one that counts.
 ///
 /// Each worker hands over its latest completed seconds
-/// ([`Telemetry::recent_seconds`]); a second is judged once every worker
+/// ([`Telemetry::recent_seconds`](super::Telemetry::recent_seconds)); a second is judged once every worker
 /// has moved past it (idle workers move their clock on too).
 #[derive(Clone, Debug)]
 pub struct MergedAlerts {

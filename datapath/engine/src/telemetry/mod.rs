@@ -4,7 +4,7 @@
 //! window, and alert rules with warn and critical thresholds.
 //!
 //! Everything here is bounded and preallocated: per-host and per-port
-//! tables are [`BoundedTable`]s (least recently active evicted), the rate
+//! tables are [`BoundedTable`](crate::table::BoundedTable)s (least recently active evicted), the rate
 //! window is a fixed ring, alert history a fixed-size ring. Recording a
 //! packet never allocates. Reports are built from a [`Snapshot`], which does.
 //!

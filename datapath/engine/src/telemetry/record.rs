@@ -113,7 +113,7 @@ impl Telemetry {
 
     /// The current (incomplete) second, and the completed seconds of the
     /// last `n` with traffic, oldest first: what a worker hands the
-    /// daemon's [`MergedAlerts`].
+    /// daemon's [`MergedAlerts`](super::MergedAlerts).
     pub fn recent_seconds(&self, n: usize) -> (u64, Vec<SecondStats>) {
         let mut v: Vec<SecondStats> = self
             .seconds
