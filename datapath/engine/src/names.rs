@@ -116,6 +116,9 @@ pub fn alternatives(names: &[&str]) -> String {
 /// ```
 ///
 /// Variants take their indices (and discriminants) in declaration order.
+/// A name is a string literal, or any constant `&'static str` expression:
+/// an enum whose values include another's takes those names from it
+/// (`Syn = FlagClass::Syn.as_str()`), so they are still written once.
 /// `FromStr` fails with [`UnknownName`], or with a type of the caller's
 /// choosing written after `else` (it must implement `From<UnknownName>`):
 /// `pub enum XdpMode: "XDP mode" else UnknownXdpMode { ... }`.
@@ -124,7 +127,7 @@ macro_rules! closed_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident : $kind:literal $(else $err:ty)? {
-            $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $text:expr ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -176,9 +179,9 @@ macro_rules! closed_enum {
         impl ::std::str::FromStr for $name {
             type Err = $crate::closed_enum!(@err $($err)?);
             fn from_str(s: &str) -> ::std::result::Result<Self, Self::Err> {
-                match s {
-                    $( $text => Ok($name::$variant), )+
-                    _ => Err($crate::names::UnknownName {
+                match $name::NAMES.iter().position(|&n| n == s) {
+                    Some(i) => Ok($name::ALL[i]),
+                    None => Err($crate::names::UnknownName {
                         kind: $kind,
                         name: s.to_string(),
                         expected: &$name::NAMES,
