@@ -88,6 +88,22 @@ fn top_n<K: Clone + Ord>(items: impl Iterator<Item = (K, u64)>, n: usize) -> Vec
         .collect()
 }
 
+/// The `top` most active hosts, most active first (ties by address).
+fn host_rows(hosts: impl IntoIterator<Item = (IpAddr, HostStats)>, top: usize) -> Vec<HostRow> {
+    let mut rows: Vec<HostRow> = hosts
+        .into_iter()
+        .map(|(host, stats)| HostRow { host, stats })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.stats
+            .activity()
+            .cmp(&a.stats.activity())
+            .then_with(|| a.host.cmp(&b.host))
+    });
+    rows.truncate(top);
+    rows
+}
+
 impl Snapshot {
     pub(super) fn build(p: SnapshotParts) -> Snapshot {
         let rst_classes = RstClass::ALL
@@ -125,19 +141,7 @@ impl Snapshot {
             .collect();
         let top_failed_clients = top_n(p.hosts.iter().map(|(h, s)| (*h, s.failed_connects)), p.top);
         let top_rst_senders = top_n(p.hosts.iter().map(|(h, s)| (*h, s.rst_sent)), p.top);
-        let activity =
-            |s: &HostStats| s.rst_sent + s.rst_received + s.syn_sent + s.syn_received + s.fin_sent;
-        let mut hosts: Vec<HostRow> = p
-            .hosts
-            .into_iter()
-            .map(|(host, stats)| HostRow { host, stats })
-            .collect();
-        hosts.sort_by(|a, b| {
-            activity(&b.stats)
-                .cmp(&activity(&a.stats))
-                .then_with(|| a.host.cmp(&b.host))
-        });
-        hosts.truncate(p.top);
+        let hosts = host_rows(p.hosts, p.top);
         Snapshot {
             counters: p.counters,
             rst_classes,
@@ -198,21 +202,7 @@ impl Snapshot {
             failed.push(p.top_failed_clients);
             senders.push(p.top_rst_senders);
             for h in p.hosts {
-                let e = hosts.entry(h.host).or_default();
-                let s = &h.stats;
-                e.syn_sent += s.syn_sent;
-                e.syn_received += s.syn_received;
-                e.synack_sent += s.synack_sent;
-                e.synack_received += s.synack_received;
-                e.fin_sent += s.fin_sent;
-                e.fin_received += s.fin_received;
-                e.rst_sent += s.rst_sent;
-                e.rst_received += s.rst_received;
-                e.failed_connects += s.failed_connects;
-                e.refused += s.refused;
-                for (a, b) in e.rst_sent_by_class.iter_mut().zip(s.rst_sent_by_class) {
-                    *a += b;
-                }
+                hosts.entry(h.host).or_default().add(&h.stats);
             }
             for sec in p.seconds {
                 seconds
@@ -230,18 +220,7 @@ impl Snapshot {
             }
         }
         alerts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.rule.cmp(&b.rule)));
-        let activity =
-            |s: &HostStats| s.rst_sent + s.rst_received + s.syn_sent + s.syn_received + s.fin_sent;
-        let mut host_rows: Vec<HostRow> = hosts
-            .into_iter()
-            .map(|(host, stats)| HostRow { host, stats })
-            .collect();
-        host_rows.sort_by(|a, b| {
-            activity(&b.stats)
-                .cmp(&activity(&a.stats))
-                .then_with(|| a.host.cmp(&b.host))
-        });
-        host_rows.truncate(top);
+        let host_rows = host_rows(hosts, top);
         let mut merged = Snapshot::build(SnapshotParts {
             counters,
             flows,
