@@ -1,7 +1,10 @@
 //! Building Ethernet/IPv4 and Ethernet/IPv6 TCP frames into a caller's
 //! buffer, with valid IP and TCP checksums: the one place the bench makes
 //! frames, for the engine benchmarks, the traffic of the live benchmarks
-//! and `rstwall-bench gen` alike.
+//! and `rstwall-bench gen` alike. The bytes are written by the engine's
+//! own builder ([`rstwall_engine::wire::TcpFrameRepr`]); this module adds
+//! the bench's conventions: its MACs and markers, minimum-size padding,
+//! a fixed SYN option set and request-looking payload.
 //!
 //! The bench marks what it sends in the source MAC: [`marker_mac`] puts a
 //! one-byte code after a fixed prefix, and the bench's sink counts frames
@@ -12,6 +15,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use rstwall_engine::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use rstwall_engine::wire::{
+    ipv4, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpFrameRepr, TcpRepr as SegmentRepr,
+};
+
 /// Shortest frame handed to software: 64 bytes on the wire less the 4-byte
 /// FCS the NIC strips. Shorter frames are zero-padded up to it.
 pub const MIN_FRAME_LEN: usize = 60;
@@ -21,11 +29,10 @@ pub const MAX_IP_LEN: usize = 1500;
 /// packet of [`MAX_IP_LEN`].
 pub const MAX_FRAME_LEN: usize = ETH_LEN + MAX_IP_LEN;
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
-const TCP_LEN: usize = 20;
-const PROTO_TCP: u8 = 6;
+const ETH_LEN: usize = EthernetRepr::HEADER_LEN;
+const IPV4_LEN: usize = Ipv4Repr::HEADER_LEN;
+const IPV6_LEN: usize = Ipv6Repr::HEADER_LEN;
+const TCP_LEN: usize = SegmentRepr::MIN_HEADER_LEN;
 /// Hop limit of the bench's frames unless told otherwise.
 pub const TTL: u8 = 64;
 
@@ -52,15 +59,26 @@ pub fn marker_code(frame: &[u8]) -> Option<u8> {
     (frame.len() >= ETH_LEN && frame[6..11] == MARKER_PREFIX).then(|| frame[11])
 }
 
-/// What Linux puts in a SYN that fits a minimum-size frame: MSS 1460, NOP,
-/// window scale 7 (timestamps and SACK-permitted would push an IPv4 SYN past
-/// 64 bytes).
-const SYN_OPTIONS: [u8; 8] = [2, 4, 0x05, 0xb4, 1, 3, 3, 7];
-/// The shift [`SYN_OPTIONS`] announces.
+/// What Linux puts in a SYN that fits a minimum-size frame: MSS 1460, then
+/// NOP and window scale [`WINDOW_SHIFT`] (timestamps and SACK-permitted
+/// would push an IPv4 SYN past 64 bytes). Eight bytes of options.
+const SYN_MSS: u16 = 1460;
+const SYN_OPTIONS_LEN: usize = 8;
+/// The shift a SYN announces.
 pub const WINDOW_SHIFT: u8 = 7;
 
 /// Request-looking bytes for data segments, repeated for longer payloads.
 const PAYLOAD: &[u8; 16] = b"GET / HTTP/1.1\r\n";
+/// [`PAYLOAD`] repeated to the longest payload a frame carries.
+static PAYLOAD_BYTES: [u8; MAX_IP_LEN] = {
+    let mut out = [0u8; MAX_IP_LEN];
+    let mut i = 0;
+    while i < MAX_IP_LEN {
+        out[i] = PAYLOAD[i % PAYLOAD.len()];
+        i += 1;
+    }
+    out
+};
 
 /// Longest payload a segment can carry within [`MAX_IP_LEN`].
 pub const fn max_payload(ipv6: bool, syn_options: bool) -> usize {
@@ -69,12 +87,12 @@ pub const fn max_payload(ipv6: bool, syn_options: bool) -> usize {
 
 const fn header_len(ipv6: bool, syn_options: bool) -> usize {
     let ip = if ipv6 { IPV6_LEN } else { IPV4_LEN };
-    let options = if syn_options { SYN_OPTIONS.len() } else { 0 };
+    let options = if syn_options { SYN_OPTIONS_LEN } else { 0 };
     ETH_LEN + ip + TCP_LEN + options
 }
 
 /// Length of the frame for a TCP segment: Ethernet, IP (IPv6 or IPv4
-/// without options), TCP (with [`SYN_OPTIONS`] or none), payload, padded
+/// without options), TCP (with the SYN options or none), payload, padded
 /// to [`MIN_FRAME_LEN`].
 pub const fn frame_len(ipv6: bool, syn_options: bool, payload_len: usize) -> usize {
     let len = header_len(ipv6, syn_options) + payload_len;
@@ -103,7 +121,7 @@ pub struct TcpRepr {
     /// ECE, URG, ACK, PSH, RST, SYN, FIN).
     pub flags: u16,
     pub window: u16,
-    /// Carry [`SYN_OPTIONS`].
+    /// Carry the SYN options: MSS 1460, window scale [`WINDOW_SHIFT`].
     pub syn_options: bool,
     /// Bytes of payload, at most [`max_payload`].
     pub payload_len: u16,
@@ -129,22 +147,6 @@ impl TcpRepr {
         }
     }
 
-    fn ip_header_len(&self) -> usize {
-        match self.src {
-            SocketAddr::V4(_) => IPV4_LEN,
-            SocketAddr::V6(_) => IPV6_LEN,
-        }
-    }
-
-    fn tcp_len(&self) -> usize {
-        let options = if self.syn_options {
-            SYN_OPTIONS.len()
-        } else {
-            0
-        };
-        TCP_LEN + options + self.payload_len as usize
-    }
-
     /// Length of the frame [`TcpRepr::emit`] writes, padding included.
     pub fn frame_len(&self) -> usize {
         frame_len(
@@ -152,6 +154,50 @@ impl TcpRepr {
             self.syn_options,
             self.payload_len.into(),
         )
+    }
+
+    /// The engine's frame for this segment (without the padding).
+    ///
+    /// # Panics
+    ///
+    /// If the payload is longer than [`MAX_IP_LEN`] or the two addresses
+    /// are of different families.
+    pub fn to_frame(&self) -> TcpFrameRepr<'static> {
+        let ip = match (self.src.ip(), self.dst.ip()) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => IpRepr::V4(Ipv4Repr {
+                src,
+                dst,
+                ttl: self.ttl,
+                ident: self.ip_id,
+                dont_fragment: true,
+            }),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(Ipv6Repr {
+                src,
+                dst,
+                hop_limit: self.ttl,
+                flow_label: u32::from(self.ip_id),
+            }),
+            _ => panic!("source and destination of different address families"),
+        };
+        TcpFrameRepr {
+            ethernet: EthernetRepr {
+                src: self.src_mac,
+                dst: self.dst_mac,
+            },
+            ip,
+            tcp: SegmentRepr {
+                src_port: self.src.port(),
+                dst_port: self.dst.port(),
+                seq: self.seq,
+                ack: self.ack,
+                flags: TcpFlags(self.flags),
+                window: self.window,
+                mss: self.syn_options.then_some(SYN_MSS),
+                window_scale: self.syn_options.then_some(WINDOW_SHIFT),
+                payload: &PAYLOAD_BYTES[..usize::from(self.payload_len)],
+                ..SegmentRepr::default()
+            },
+        }
     }
 
     /// Write the frame at the start of `buf` and return its length.
@@ -167,66 +213,12 @@ impl TcpRepr {
         );
         let len = self.frame_len();
         let buf = &mut buf[..len];
-        buf.fill(0);
-        buf[0..6].copy_from_slice(&self.dst_mac);
-        buf[6..12].copy_from_slice(&self.src_mac);
-        let tcp_at = ETH_LEN + self.ip_header_len();
-        let tcp_len = self.tcp_len();
-        self.emit_tcp(&mut buf[tcp_at..tcp_at + tcp_len]);
-        let pseudo = match (self.src.ip(), self.dst.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-                let ip = &mut buf[ETH_LEN..tcp_at];
-                ip[0] = 0x45;
-                ip[2..4].copy_from_slice(&((IPV4_LEN + tcp_len) as u16).to_be_bytes());
-                ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-                ip[6] = 0x40; // don't fragment
-                ip[8] = self.ttl;
-                ip[9] = PROTO_TCP;
-                ip[12..16].copy_from_slice(&s.octets());
-                ip[16..20].copy_from_slice(&d.octets());
-                let sum = checksum(ip, 0);
-                ip[10..12].copy_from_slice(&sum.to_be_bytes());
-                sum_words(&s.octets(), sum_words(&d.octets(), 0))
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                buf[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-                let ip = &mut buf[ETH_LEN..tcp_at];
-                ip[0] = 0x60;
-                ip[2..4].copy_from_slice(&self.ip_id.to_be_bytes());
-                ip[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-                ip[6] = PROTO_TCP;
-                ip[7] = self.ttl;
-                ip[8..24].copy_from_slice(&s.octets());
-                ip[24..40].copy_from_slice(&d.octets());
-                sum_words(&s.octets(), sum_words(&d.octets(), 0))
-            }
-            _ => panic!("source and destination of different address families"),
-        };
-        // Both pseudo-headers add the protocol and the TCP length.
-        let pseudo = pseudo + u64::from(PROTO_TCP) + tcp_len as u64;
-        let tcp = &mut buf[tcp_at..tcp_at + tcp_len];
-        let sum = checksum(tcp, pseudo);
-        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        let written = self
+            .to_frame()
+            .emit(buf)
+            .expect("a frame of at most MAX_FRAME_LEN fits its buffer");
+        buf[written..].fill(0);
         len
-    }
-
-    /// The TCP header and payload, checksum zero.
-    fn emit_tcp(&self, tcp: &mut [u8]) {
-        tcp[0..2].copy_from_slice(&self.src.port().to_be_bytes());
-        tcp[2..4].copy_from_slice(&self.dst.port().to_be_bytes());
-        tcp[4..8].copy_from_slice(&self.seq.to_be_bytes());
-        tcp[8..12].copy_from_slice(&self.ack.to_be_bytes());
-        let header_len = tcp.len() - self.payload_len as usize;
-        tcp[12] = ((header_len / 4) as u8) << 4 | (self.flags >> 8) as u8 & 1;
-        tcp[13] = self.flags as u8;
-        tcp[14..16].copy_from_slice(&self.window.to_be_bytes());
-        if self.syn_options {
-            tcp[TCP_LEN..TCP_LEN + SYN_OPTIONS.len()].copy_from_slice(&SYN_OPTIONS);
-        }
-        for (b, p) in tcp[header_len..].iter_mut().zip(PAYLOAD.iter().cycle()) {
-            *b = *p;
-        }
     }
 }
 
@@ -243,10 +235,7 @@ pub fn set_ip_tag(frame: &mut [u8], tag: u16) -> bool {
             }
             let ip = &mut frame[ETH_LEN..ETH_LEN + ihl];
             ip[4..6].copy_from_slice(&tag.to_be_bytes());
-            ip[10..12].fill(0);
-            let sum = checksum(ip, 0);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            true
+            ipv4::fill_checksum(ip).is_ok()
         }
         Some(6) => {
             frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&tag.to_be_bytes());
@@ -274,32 +263,10 @@ fn ip_version(frame: &[u8]) -> Option<u8> {
         u16::from_be_bytes([frame[12], frame[13]]),
         frame[ETH_LEN] >> 4,
     ) {
-        (0x0800, 4) => Some(4),
-        (0x86dd, 6) if frame.len() >= ETH_LEN + IPV6_LEN => Some(6),
+        (ETHERTYPE_IPV4, 4) => Some(4),
+        (ETHERTYPE_IPV6, 6) if frame.len() >= ETH_LEN + IPV6_LEN => Some(6),
         _ => None,
     }
-}
-
-/// Sum of big-endian 16-bit words (odd tail padded with zero), unfolded.
-fn sum_words(data: &[u8], acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    let mut acc = acc;
-    for w in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
-/// The Internet checksum (RFC 1071) of `data`, starting from `acc`.
-fn checksum(data: &[u8], acc: u64) -> u16 {
-    let mut acc = sum_words(data, acc);
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
 }
 
 #[cfg(test)]
@@ -391,6 +358,14 @@ mod tests {
             assert_eq!(seg.options.window_scale, Some(WINDOW_SHIFT));
             assert_eq!(seg.options.mss, Some(1460));
         }
+    }
+
+    #[test]
+    fn syn_options_are_what_the_length_says() {
+        let syn = repr("198.18.0.1:1", "198.19.0.1:2", TcpFlags::SYN, true, 0);
+        assert_eq!(syn.to_frame().tcp.options_len(), SYN_OPTIONS_LEN);
+        let frame = check(&syn);
+        assert_eq!(frame[54..62], [2, 4, 0x05, 0xb4, 1, 3, 3, WINDOW_SHIFT]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct XdpCounters {
 impl XdpCounters {
     /// From per-counter totals indexed by [`Counter::index`].
     pub fn from_totals(t: &[u64; Counter::COUNT]) -> XdpCounters {
-        let at = |c: Counter| t[c.index() as usize];
+        let at = |c: Counter| t[c.index()];
         let mut flag_classes = [0; FlagClass::COUNT];
         for class in FlagClass::ALL {
             flag_classes[class.index()] = at(Counter::of_class(class));
@@ -116,7 +116,7 @@ impl XdpCounters {
     pub fn since(&self, earlier: &XdpCounters) -> XdpCounters {
         let mut t = [0u64; Counter::COUNT];
         for c in Counter::ALL {
-            t[c.index() as usize] = self.get(c).saturating_sub(earlier.get(c));
+            t[c.index()] = self.get(c).saturating_sub(earlier.get(c));
         }
         XdpCounters::from_totals(&t)
     }
@@ -134,7 +134,7 @@ mod tests {
         }
         let c = XdpCounters::from_totals(&t);
         for counter in Counter::ALL {
-            assert_eq!(c.get(counter), t[counter.index() as usize], "{counter:?}");
+            assert_eq!(c.get(counter), t[counter.index()], "{counter:?}");
         }
         assert_eq!(c.flag_class(FlagClass::RstAck), 104);
         assert_eq!(c.tcp(), (100..106).sum::<u64>());

@@ -99,7 +99,7 @@ impl Maps {
     pub fn counters(&self) -> Result<XdpCounters, BpfError> {
         let mut totals = [0u64; Counter::COUNT];
         for counter in Counter::ALL {
-            let key = counter.index().to_ne_bytes();
+            let key = counter.key().to_ne_bytes();
             let per_cpu = self
                 .counters
                 .lookup_percpu(&key, MapFlags::ANY)
@@ -108,7 +108,7 @@ impl Maps {
                     format!("reading counter {}", counter.as_str()),
                 ))?
                 .unwrap_or_default();
-            totals[counter.index() as usize] = per_cpu
+            totals[counter.index()] = per_cpu
                 .iter()
                 .filter_map(|v| v.get(..8))
                 .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))

@@ -1,12 +1,11 @@
 //! One port: the program loaded for it and attached to it.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use rstwall_engine::names::{alternatives, UnknownName};
 
 use crate::counters::XdpCounters;
 use crate::error::{BpfError, Errno};
@@ -15,27 +14,21 @@ use crate::maps::Maps;
 use crate::netlink::{self, Found, Hook};
 use crate::shared;
 
-/// How to attach.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum XdpMode {
-    /// Native (driver) mode, falling back to generic if the driver refuses.
-    #[default]
-    Auto,
-    /// Driver mode only: fails on drivers without XDP support.
-    Native,
-    /// Generic (skb) mode: works everywhere, slower, copies frames for AF_XDP.
-    Generic,
+rstwall_engine::closed_enum! {
+    /// How to attach.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum XdpMode: "XDP mode" else UnknownXdpMode {
+        /// Native (driver) mode, falling back to generic if the driver refuses.
+        #[default]
+        Auto = "auto",
+        /// Driver mode only: fails on drivers without XDP support.
+        Native = "native",
+        /// Generic (skb) mode: works everywhere, slower, copies frames for AF_XDP.
+        Generic = "generic",
+    }
 }
 
 impl XdpMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-        }
-    }
-
     fn candidates(self) -> &'static [AttachedMode] {
         match self {
             XdpMode::Auto => &[AttachedMode::Native, AttachedMode::Generic],
@@ -45,55 +38,32 @@ impl XdpMode {
     }
 }
 
-impl fmt::Display for XdpMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An XDP mode name that is not `auto`, `native` or `generic`.
+/// An XDP mode name that is none of [`XdpMode::NAMES`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown XDP mode `{0}` (expected auto, native or generic)")]
+#[error("unknown XDP mode `{0}` (expected {expected})", expected = alternatives(&XdpMode::NAMES))]
 pub struct UnknownXdpMode(pub String);
 
-impl FromStr for XdpMode {
-    type Err = UnknownXdpMode;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(XdpMode::Auto),
-            "native" => Ok(XdpMode::Native),
-            "generic" => Ok(XdpMode::Generic),
-            _ => Err(UnknownXdpMode(s.to_string())),
-        }
+impl From<UnknownName> for UnknownXdpMode {
+    fn from(e: UnknownName) -> Self {
+        UnknownXdpMode(e.name)
     }
 }
 
-/// The mode a program ended up attached in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AttachedMode {
-    Native,
-    Generic,
+rstwall_engine::closed_enum! {
+    /// The mode a program ended up attached in.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum AttachedMode: "attached XDP mode" {
+        Native = "native",
+        Generic = "generic",
+    }
 }
 
 impl AttachedMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AttachedMode::Native => "native",
-            AttachedMode::Generic => "generic",
-        }
-    }
-
     fn hook(self) -> Hook {
         match self {
             AttachedMode::Native => Hook::Driver,
             AttachedMode::Generic => Hook::Generic,
         }
-    }
-}
-
-impl fmt::Display for AttachedMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -395,6 +365,16 @@ pub fn detach_stale(ifname: &str) -> Result<bool, BpfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xdp_mode_names() {
+        rstwall_engine::names::assert_consistent::<XdpMode>();
+    }
+
+    #[test]
+    fn attached_mode_names() {
+        rstwall_engine::names::assert_consistent::<AttachedMode>();
+    }
 
     #[test]
     fn modes_parse() {

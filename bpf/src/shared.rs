@@ -41,76 +41,37 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_EXT_HEADERS: usize = 8;
 pub const TCP_FLAGS_END: usize = 14;
 
-/// Indices into the `counters` PERCPU_ARRAY (`enum rstwall_counter`).
-/// The first six are [`FlagClass`] indices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Counter {
-    Syn = 0,
-    SynAck = 1,
-    Fin = 2,
-    Rst = 3,
-    RstAck = 4,
-    Other = 5,
-    NonTcp = 6,
-    Malformed = 7,
-    ToXsk = 8,
-    Forwarded = 9,
-    TapDropped = 10,
-    Bypassed = 11,
-    DenyDropped = 12,
-    BlockDropped = 13,
-    MalformedDropped = 14,
-    PeerMissing = 15,
+rstwall_engine::closed_enum! {
+    /// Indices into the `counters` PERCPU_ARRAY (`enum rstwall_counter`).
+    /// The first six are the [`FlagClass`]es, index for index and with
+    /// their names. A name is the header's `RSTWALL_CNT_*` name without its
+    /// prefix, in lower case, and the field name in [`crate::XdpCounters`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[repr(u32)]
+    pub enum Counter: "XDP counter" {
+        Syn = FlagClass::Syn.as_str(),
+        SynAck = FlagClass::SynAck.as_str(),
+        Fin = FlagClass::Fin.as_str(),
+        Rst = FlagClass::Rst.as_str(),
+        RstAck = FlagClass::RstAck.as_str(),
+        Other = FlagClass::Other.as_str(),
+        NonTcp = "non_tcp",
+        Malformed = "malformed",
+        ToXsk = "to_xsk",
+        Forwarded = "forwarded",
+        TapDropped = "tap_dropped",
+        Bypassed = "bypassed",
+        DenyDropped = "deny_dropped",
+        BlockDropped = "block_dropped",
+        MalformedDropped = "malformed_dropped",
+        PeerMissing = "peer_missing",
+    }
 }
 
 impl Counter {
-    /// `RSTWALL_CNT_MAX`: entries in the `counters` map.
-    pub const COUNT: usize = 16;
-    pub const ALL: [Counter; Self::COUNT] = [
-        Counter::Syn,
-        Counter::SynAck,
-        Counter::Fin,
-        Counter::Rst,
-        Counter::RstAck,
-        Counter::Other,
-        Counter::NonTcp,
-        Counter::Malformed,
-        Counter::ToXsk,
-        Counter::Forwarded,
-        Counter::TapDropped,
-        Counter::Bypassed,
-        Counter::DenyDropped,
-        Counter::BlockDropped,
-        Counter::MalformedDropped,
-        Counter::PeerMissing,
-    ];
-
-    /// The header's name for it, without the `RSTWALL_CNT_` prefix, in
-    /// lower case: also the field name in [`crate::XdpCounters`].
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Counter::Syn => "syn",
-            Counter::SynAck => "synack",
-            Counter::Fin => "fin",
-            Counter::Rst => "rst",
-            Counter::RstAck => "rstack",
-            Counter::Other => "other",
-            Counter::NonTcp => "non_tcp",
-            Counter::Malformed => "malformed",
-            Counter::ToXsk => "to_xsk",
-            Counter::Forwarded => "forwarded",
-            Counter::TapDropped => "tap_dropped",
-            Counter::Bypassed => "bypassed",
-            Counter::DenyDropped => "deny_dropped",
-            Counter::BlockDropped => "block_dropped",
-            Counter::MalformedDropped => "malformed_dropped",
-            Counter::PeerMissing => "peer_missing",
-        }
-    }
-
+    /// The key of this counter's slot in the `counters` map.
     #[inline]
-    pub const fn index(self) -> u32 {
+    pub const fn key(self) -> u32 {
         self as u32
     }
 
@@ -120,7 +81,8 @@ impl Counter {
     }
 }
 
-// The flag-class counters are FlagClass, index for index.
+// The flag-class counters are FlagClass, index for index (their names are
+// FlagClass's by construction).
 const _: () = {
     let mut i = 0;
     while i < FlagClass::COUNT {
@@ -303,10 +265,21 @@ mod tests {
         assert_eq!(in_header, Counter::COUNT + 1, "counters in the header");
         for counter in Counter::ALL {
             let name = format!("RSTWALL_CNT_{}", counter.as_str().to_uppercase());
-            assert_eq!(num(&c, &name), u64::from(counter.index()), "{name}");
+            assert_eq!(num(&c, &name), u64::from(counter.key()), "{name}");
         }
         for class in FlagClass::ALL {
             assert_eq!(Counter::of_class(class).as_str(), class.as_str());
+        }
+    }
+
+    /// The counter names are one closed enum's, and the flag-class ones are
+    /// FlagClass's names, which the daemon's metrics use as `class` labels.
+    #[test]
+    fn counter_names() {
+        rstwall_engine::names::assert_consistent::<Counter>();
+        for class in FlagClass::ALL {
+            assert_eq!(Counter::of_class(class).as_str(), class.as_str());
+            assert_eq!(Counter::of_class(class).index(), class.index());
         }
     }
 

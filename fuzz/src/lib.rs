@@ -3,10 +3,10 @@
 
 use std::io::Cursor;
 
-use rstwall_pcap::capture::CaptureReader;
 use rstwall_engine::engine::{Engine, EngineConfig};
 use rstwall_engine::telemetry::TelemetryConfig;
 use rstwall_engine::wire::LinkType;
+use rstwall_pcap::capture::CaptureReader;
 
 /// The link types a `parse` input can name: its first byte, modulo the
 /// length, picks one; the rest of the input is the frame.

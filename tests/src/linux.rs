@@ -44,11 +44,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{
-    IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader,
-};
 use rstwall_engine::flow::{FlowTable, Observation, RstJudgment, Timeouts};
-use rstwall_engine::wire::{self, LinkType, Parsed, Segment, TcpFlags};
+use rstwall_engine::wire::{
+    self, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, LinkType, Parsed, SackBlocks, Segment,
+    TcpFlags, TcpFrameRepr, TcpRepr,
+};
 
 pub const FIN: u16 = TcpFlags::FIN;
 pub const SYN: u16 = TcpFlags::SYN;
@@ -59,13 +59,8 @@ pub const ACK: u16 = TcpFlags::ACK;
 /// Window scale Linux offers with default buffers (tcp_rmem max 6 MiB).
 pub const WSCALE: u8 = 7;
 
-const OPT_NOP: u8 = 1;
-const OPT_MSS: u8 = 2;
-const OPT_WSCALE: u8 = 3;
-const OPT_SACK_PERM: u8 = 4;
-const OPT_SACK: u8 = 5;
-const OPT_TIMESTAMP: u8 = 8;
-const OPT_FASTOPEN: u8 = 34;
+/// A segment's options and nothing else: what [`Conn::emit`] adds them to.
+type Options<'a> = TcpRepr<'a>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -333,15 +328,15 @@ impl Conn {
         self.tick();
         let c = Host::Client;
         let isn = self.end(c).isn;
-        let mut opts = self.syn_options(c, 0, self.end(c).offers_wscale);
-        if tfo {
-            opts.extend_from_slice(&[OPT_FASTOPEN, 10]);
-            opts.extend_from_slice(&self.tfo_cookie);
-            opts.extend_from_slice(&[OPT_NOP, OPT_NOP]);
-        }
+        let opts = self.syn_options(c, 0, self.end(c).offers_wscale);
+        let cookie = self.tfo_cookie;
+        let opts = TcpRepr {
+            fast_open: tfo.then_some(&cookie[..]),
+            ..opts
+        };
         let win = self.end(c).syn_window;
         self.end_mut(c).snd_nxt = isn.wrapping_add(1 + data.len() as u32);
-        let frame = self.emit(c, SYN, isn, 0, win, &opts, data, None);
+        let frame = self.emit(c, SYN, isn, 0, win, opts, data, None);
         let tsval = self.tsval(c);
         let s = self.end_mut(Host::Server);
         s.last_rx = Some(Received {
@@ -367,7 +362,7 @@ impl Conn {
         let (isn, ack, win) = (self.end(s).isn, self.end(s).rcv_nxt, self.end(s).syn_window);
         self.end_mut(s).snd_nxt = isn.wrapping_add(1);
         self.synced = true;
-        let frame = self.emit(s, SYN | ACK, isn, ack, win, &opts, &[], Some(0));
+        let frame = self.emit(s, SYN | ACK, isn, ack, win, opts, &[], Some(0));
         let tsval = self.tsval(s);
         let c = self.end_mut(Host::Client);
         c.last_rx = Some(Received {
@@ -391,47 +386,43 @@ impl Conn {
         vec![self.syn(), self.syn_ack(), self.handshake_ack()]
     }
 
-    /// MSS, SACK-permitted + TS, NOP + WS: `tcp_options_write()` order.
-    fn syn_options(&self, from: Host, tsecr: u32, wscale: bool) -> Vec<u8> {
-        let mut o = vec![OPT_MSS, 4];
-        o.extend_from_slice(&self.end(from).mss.to_be_bytes());
-        o.extend_from_slice(&[OPT_SACK_PERM, 2, OPT_TIMESTAMP, 10]);
-        o.extend_from_slice(&self.tsval(from).to_be_bytes());
-        o.extend_from_slice(&tsecr.to_be_bytes());
-        if wscale {
-            o.extend_from_slice(&[OPT_NOP, OPT_WSCALE, 3, WSCALE]);
+    /// MSS, SACK-permitted, timestamps and window scale (laid out in
+    /// `tcp_options_write()` order by [`TcpRepr::emit`]).
+    fn syn_options(&self, from: Host, tsecr: u32, wscale: bool) -> Options<'static> {
+        TcpRepr {
+            mss: Some(self.end(from).mss),
+            sack_permitted: true,
+            timestamps: Some((self.tsval(from), tsecr)),
+            window_scale: wscale.then_some(WSCALE),
+            ..TcpRepr::default()
         }
-        o
     }
 
-    /// NOP NOP TS, then NOP NOP SACK with the D-SACK block first and the
+    /// Timestamps, then the SACK blocks: the D-SACK block first and the
     /// held out-of-order blocks (three at most beside timestamps).
-    fn established_options(&mut self, from: Host, with_sack: bool) -> Vec<u8> {
-        let mut o = Vec::new();
+    fn established_options(&mut self, from: Host, with_sack: bool) -> Options<'static> {
         if !self.synced {
-            return o;
+            return TcpRepr::default();
         }
-        o.extend_from_slice(&[OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10]);
-        o.extend_from_slice(&self.tsval(from).to_be_bytes());
-        o.extend_from_slice(&self.end(from).ts_recent.to_be_bytes());
+        let timestamps = Some((self.tsval(from), self.end(from).ts_recent));
+        let mut sack_blocks = SackBlocks::default();
         if with_sack {
             let e = self.end_mut(from);
-            let blocks: Vec<(u32, u32)> = e
+            for block in e
                 .dsack
                 .take()
                 .into_iter()
                 .chain(e.ooo.iter().copied())
                 .take(3)
-                .collect();
-            if !blocks.is_empty() {
-                o.extend_from_slice(&[OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * blocks.len() as u8]);
-                for (l, r) in blocks {
-                    o.extend_from_slice(&l.to_be_bytes());
-                    o.extend_from_slice(&r.to_be_bytes());
-                }
+            {
+                sack_blocks.push(block);
             }
         }
-        o
+        TcpRepr {
+            timestamps,
+            sack_blocks,
+            ..TcpRepr::default()
+        }
     }
 
     // ---- established traffic -------------------------------------------
@@ -455,7 +446,7 @@ impl Conn {
         let ack = self.end(from).rcv_nxt;
         let win = self.window_field(from);
         let opts = self.established_options(from, true);
-        let frame = self.emit(from, PSH | ACK, seq, ack, win, &opts, &payload(len), None);
+        let frame = self.emit(from, PSH | ACK, seq, ack, win, opts, &payload(len), None);
         self.deliver(from, seq, ack, PSH | ACK, len as u32);
         frame
     }
@@ -477,7 +468,7 @@ impl Conn {
         let opts = self.established_options(from, true);
         let seq_len = len as u32 + (flags & FIN != 0) as u32;
         self.end_mut(from).snd_nxt = seq.wrapping_add(seq_len);
-        let frame = self.emit(from, flags, seq, ack, win, &opts, &payload(len), None);
+        let frame = self.emit(from, flags, seq, ack, win, opts, &payload(len), None);
         if delivered {
             self.deliver(from, seq, ack, flags, len as u32);
         }
@@ -541,7 +532,7 @@ impl Conn {
         let (seq, ack) = (self.end(from).snd_nxt, self.end(from).rcv_nxt);
         let win = self.window_field(from);
         let opts = self.established_options(from, true);
-        let frame = self.emit(from, RST | ACK, seq, ack, win, &opts, &[], None);
+        let frame = self.emit(from, RST | ACK, seq, ack, win, opts, &[], None);
         self.deliver(from, seq, ack, RST | ACK, 0);
         frame
     }
@@ -587,7 +578,16 @@ impl Conn {
         self.tick();
         let flags = if with_ack { RST | ACK } else { RST };
         let ack = if with_ack { ack } else { 0 };
-        let frame = self.emit(from, flags, seq, ack, 0, &[], payload, Some(0));
+        let frame = self.emit(
+            from,
+            flags,
+            seq,
+            ack,
+            0,
+            Options::default(),
+            payload,
+            Some(0),
+        );
         self.deliver(from, seq, ack, flags, payload.len() as u32);
         frame
     }
@@ -603,7 +603,7 @@ impl Conn {
             self.window_field(from)
         };
         let opts = self.established_options(from, false);
-        let frame = self.emit(from, flags, seq, ack, win, &opts, payload, None);
+        let frame = self.emit(from, flags, seq, ack, win, opts, payload, None);
         let r = self.end_mut(from.peer());
         r.last_rx = Some(Received {
             seq,
@@ -616,9 +616,9 @@ impl Conn {
 
     // ---- framing ------------------------------------------------------
 
-    /// Ethernet + IP + TCP with checksums. `ip_id` None: the socket's
-    /// counter; Some: a fixed ID (0 for SYN-ACKs and control-socket resets,
-    /// both sent with DF).
+    /// Ethernet + IP + TCP with checksums, built with the engine's
+    /// [`TcpFrameRepr`]. `ip_id` None: the socket's counter; Some: a fixed
+    /// ID (0 for SYN-ACKs and control-socket resets, both sent with DF).
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
@@ -627,7 +627,7 @@ impl Conn {
         seq: u32,
         ack: u32,
         window: u16,
-        options: &[u8],
+        options: Options<'_>,
         payload: &[u8],
         ip_id: Option<u16>,
     ) -> Vec<u8> {
@@ -640,45 +640,41 @@ impl Conn {
             }
         };
         let (s, d) = (self.end(from), self.end(from.peer()));
-        let mut tcp = TcpHeader::new(s.port, d.port, seq, window);
-        tcp.fin = flags & FIN != 0;
-        tcp.syn = flags & SYN != 0;
-        tcp.rst = flags & RST != 0;
-        tcp.psh = flags & PSH != 0;
-        tcp.ack = flags & ACK != 0;
-        tcp.acknowledgment_number = ack;
-        tcp.set_options_raw(options).expect("TCP options fit");
         let ip = match (s.ip, d.ip) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => IpHeaders::Ipv4(
-                Ipv4Header {
-                    identification: id,
-                    dont_fragment: true,
-                    time_to_live: 64,
-                    protocol: IpNumber::TCP,
-                    source: src.octets(),
-                    destination: dst.octets(),
-                    ..Default::default()
-                },
-                Default::default(),
-            ),
-            (IpAddr::V6(src), IpAddr::V6(dst)) => IpHeaders::Ipv6(
-                Ipv6Header {
-                    flow_label: Ipv6FlowLabel::try_new(s.flow_label).expect("20-bit label"),
-                    hop_limit: 64,
-                    next_header: IpNumber::TCP,
-                    source: src.octets(),
-                    destination: dst.octets(),
-                    ..Default::default()
-                },
-                Default::default(),
-            ),
+            (IpAddr::V4(src), IpAddr::V4(dst)) => IpRepr::V4(Ipv4Repr {
+                src,
+                dst,
+                ttl: 64,
+                ident: id,
+                dont_fragment: true,
+            }),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(Ipv6Repr {
+                src,
+                dst,
+                hop_limit: 64,
+                flow_label: s.flow_label,
+            }),
             _ => unreachable!("both ends share a family"),
         };
-        let builder = PacketBuilder::ethernet2(s.mac, d.mac)
-            .ip(ip)
-            .tcp_header(tcp);
-        let mut out = Vec::with_capacity(builder.size(payload.len()));
-        builder.write(&mut out, payload).expect("frame serializes");
+        let frame = TcpFrameRepr {
+            ethernet: EthernetRepr {
+                src: s.mac,
+                dst: d.mac,
+            },
+            ip,
+            tcp: TcpRepr {
+                src_port: s.port,
+                dst_port: d.port,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window,
+                payload,
+                ..options
+            },
+        };
+        let mut out = vec![0; frame.len()];
+        frame.emit(&mut out).expect("frame serializes");
         out
     }
 }

@@ -59,16 +59,17 @@ impl PcapSink<'_> {
     }
 }
 
+/// Read and validate a policy file. The engine reads no files: the error
+/// names the file here (and, from the engine, the line and column).
+fn read_policy_file(path: &Path) -> anyhow::Result<PolicyConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    PolicyConfig::from_toml_str(&text).with_context(|| format!("policy file {}", path.display()))
+}
+
 fn load_policy(args: &AnalyzeArgs) -> Result<PolicyConfig, Failure> {
     let mut policy = match &args.policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read policy file {}", path.display()))
-                .map_err(Failure::usage)?;
-            PolicyConfig::from_toml_str(&text)
-                .with_context(|| format!("policy file {}", path.display()))
-                .map_err(Failure::usage)?
-        }
+        Some(path) => read_policy_file(path).map_err(Failure::usage)?,
         None => PolicyConfig::default(),
     };
     if let Some(mode) = &args.mode {
@@ -196,4 +197,42 @@ pub fn run(args: AnalyzeArgs) -> Result<(), Failure> {
     }
     out.flush().map_err(Failure::runtime)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rstwall_engine::policy::PolicyError;
+
+    use super::*;
+
+    /// Moved from the engine (policy_load_names_the_file) with the reading
+    /// of policy files: the error names the file, then the line and column.
+    #[test]
+    fn policy_load_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("rstwall-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, "\n[ratelimit]\nglobal_rate = 0\n").unwrap();
+        let e = read_policy_file(&path).unwrap_err();
+        let location = e
+            .downcast_ref::<PolicyError>()
+            .and_then(PolicyError::location);
+        assert_eq!(location.map(|l| l.line), Some(3));
+        assert!(
+            format!("{e:#}").starts_with(&format!(
+                "policy file {}: line 3, column 15: ratelimit.global_rate",
+                path.display()
+            )),
+            "{e:#}"
+        );
+        std::fs::write(&path, PolicyConfig::default().to_toml_string()).unwrap();
+        assert_eq!(read_policy_file(&path).unwrap(), PolicyConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = read_policy_file(&path).unwrap_err();
+        assert!(e.downcast_ref::<std::io::Error>().is_some(), "{e:#}");
+        assert!(
+            format!("{e:#}").starts_with(&format!("cannot read policy file {}", path.display())),
+            "{e:#}"
+        );
+    }
 }

@@ -671,7 +671,9 @@ replace_foreign_xdp = true
     #[test]
     fn the_sample_policy_is_the_default_policy() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/policy.toml");
-        let p = rstwall_engine::policy::PolicyConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let p = rstwall_engine::policy::PolicyConfig::from_toml_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(p, rstwall_engine::policy::PolicyConfig::default());
     }
 

@@ -12,10 +12,13 @@
 //! * [`policy`] — monitor/enforce, per-class actions, rate limits, CIDR lists.
 //! * [`telemetry`] — counters, per-host/port tables, rates, alerts.
 //! * [`engine`] — one frame in, one verdict out.
+//! * [`names`] — [`closed_enum!`], the one definition of every closed
+//!   enum's names.
 
 pub mod class;
 pub mod engine;
 pub mod flow;
+pub mod names;
 pub mod policy;
 pub mod seq;
 pub mod table;

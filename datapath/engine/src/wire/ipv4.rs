@@ -5,19 +5,23 @@ use std::net::{IpAddr, Ipv4Addr};
 
 #[cfg(test)]
 use super::Parsed;
-use super::{be16, tcp, NotTcp, ParseError};
+use super::{be16, checksum, room, tcp, EmitError, NotTcp, ParseError};
 
 mod field {
     pub const VER_IHL: usize = 0;
     pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
     pub const FRAG: usize = 6;
+    pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
     pub const SRC: usize = 12;
     pub const DST: usize = 16;
     pub const MIN_LEN: usize = 20;
 }
 
 pub const PROTO_TCP: u8 = 6;
+const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
@@ -64,6 +68,27 @@ impl<'a> Ipv4Packet<'a> {
     pub fn protocol(&self) -> u8 {
         self.buf[field::PROTOCOL]
     }
+    /// Header length in bytes (IHL × 4), options included.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+    #[inline]
+    pub fn ident(&self) -> u16 {
+        be16(self.buf, field::IDENT)
+    }
+    #[inline]
+    pub fn ttl(&self) -> u8 {
+        self.buf[field::TTL]
+    }
+    #[inline]
+    pub fn dont_fragment(&self) -> bool {
+        be16(self.buf, field::FRAG) & FLAG_DF != 0
+    }
+    /// The header checksum is right.
+    pub fn checksum_ok(&self) -> bool {
+        checksum(&self.buf[..self.header_len], 0) == 0
+    }
     #[inline]
     pub fn src(&self) -> Ipv4Addr {
         let b = &self.buf[field::SRC..field::SRC + 4];
@@ -91,6 +116,72 @@ impl<'a> Ipv4Packet<'a> {
     pub fn payload_len(&self) -> u32 {
         self.payload_len
     }
+}
+
+/// An IPv4 header without options as a frame builder chooses it. Version,
+/// IHL, total length, protocol and checksum are written by
+/// [`Ipv4Repr::emit`]; DSCP/ECN, MF and the fragment offset are written as
+/// zero and not read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// Identification.
+    pub ident: u16,
+    pub dont_fragment: bool,
+}
+
+impl Ipv4Repr {
+    pub const HEADER_LEN: usize = field::MIN_LEN;
+
+    pub fn parse(p: &Ipv4Packet<'_>) -> Ipv4Repr {
+        Ipv4Repr {
+            src: p.src(),
+            dst: p.dst(),
+            ttl: p.ttl(),
+            ident: p.ident(),
+            dont_fragment: p.dont_fragment(),
+        }
+    }
+
+    /// Write the 20-byte header for `payload_len` bytes of `protocol` at
+    /// the start of `buf`, with its checksum.
+    pub fn emit(&self, buf: &mut [u8], protocol: u8, payload_len: usize) -> Result<(), EmitError> {
+        let max = usize::from(u16::MAX) - field::MIN_LEN;
+        if payload_len > max {
+            return Err(EmitError::TooLarge {
+                field: "IPv4 payload length",
+                value: payload_len,
+                max,
+            });
+        }
+        room(buf, field::MIN_LEN)?;
+        let h = &mut buf[..field::MIN_LEN];
+        h.fill(0);
+        h[field::VER_IHL] = 0x45;
+        let total = (field::MIN_LEN + payload_len) as u16;
+        h[field::TOTAL_LEN..field::TOTAL_LEN + 2].copy_from_slice(&total.to_be_bytes());
+        h[field::IDENT..field::IDENT + 2].copy_from_slice(&self.ident.to_be_bytes());
+        let frag = if self.dont_fragment { FLAG_DF } else { 0 };
+        h[field::FRAG..field::FRAG + 2].copy_from_slice(&frag.to_be_bytes());
+        h[field::TTL] = self.ttl;
+        h[field::PROTOCOL] = protocol;
+        h[field::SRC..field::SRC + 4].copy_from_slice(&self.src.octets());
+        h[field::DST..field::DST + 4].copy_from_slice(&self.dst.octets());
+        fill_checksum(h)
+    }
+}
+
+/// Compute and write the checksum of `header`, a whole IPv4 header (IHL ×
+/// 4 bytes): after a field such as the identification was changed.
+pub fn fill_checksum(header: &mut [u8]) -> Result<(), EmitError> {
+    room(header, field::MIN_LEN)?;
+    let at = field::CHECKSUM..field::CHECKSUM + 2;
+    header[at.clone()].fill(0);
+    let sum = checksum(header, 0);
+    header[at].copy_from_slice(&sum.to_be_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -137,6 +228,53 @@ mod tests {
         h[12..16].copy_from_slice(&[198, 18, 0, 1]);
         h[16..20].copy_from_slice(&[198, 18, 0, 2]);
         h
+    }
+
+    #[test]
+    fn repr_round_trip() {
+        let r = Ipv4Repr {
+            src: Ipv4Addr::new(198, 18, 0, 1),
+            dst: Ipv4Addr::new(198, 19, 255, 254),
+            ttl: 63,
+            ident: 0xbeef,
+            dont_fragment: true,
+        };
+        for (df, payload_len) in [(true, 0), (false, 7), (true, 65_515)] {
+            let r = Ipv4Repr {
+                dont_fragment: df,
+                ..r
+            };
+            let mut buf = [0xaau8; 27];
+            r.emit(&mut buf, 17, payload_len).unwrap();
+            let p = Ipv4Packet::new_checked(&buf).unwrap();
+            assert_eq!(Ipv4Repr::parse(&p), r);
+            assert!(p.checksum_ok());
+            assert_eq!((p.protocol(), p.payload_len()), (17, payload_len as u32));
+            assert_eq!((p.header_len(), p.more_fragments()), (20, false));
+            assert_eq!(p.fragment_offset(), 0);
+        }
+        // Flip any bit of the header: the checksum no longer holds.
+        let mut buf = [0u8; 20];
+        r.emit(&mut buf, PROTO_TCP, 0).unwrap();
+        for bit in 0..160 {
+            let mut b = buf;
+            b[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(p) = Ipv4Packet::new_checked(&b) {
+                assert!(!p.checksum_ok(), "bit {bit}");
+            }
+        }
+        // Refused without writing: too short, too long.
+        let mut short = [0x11u8; 19];
+        assert_eq!(
+            r.emit(&mut short, PROTO_TCP, 0),
+            Err(EmitError::BufferTooShort { need: 20, have: 19 })
+        );
+        assert_eq!(short, [0x11; 19]);
+        assert!(matches!(
+            r.emit(&mut buf, PROTO_TCP, 65_516),
+            Err(EmitError::TooLarge { .. })
+        ));
+        assert!(fill_checksum(&mut short).is_err());
     }
 
     #[test]

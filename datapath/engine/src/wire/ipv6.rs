@@ -4,11 +4,13 @@ use std::net::{IpAddr, Ipv6Addr};
 
 #[cfg(test)]
 use super::Parsed;
-use super::{be16, tcp, NotTcp, ParseError};
+use super::{be16, be32, room, tcp, EmitError, NotTcp, ParseError};
 
 mod field {
+    pub const VER_CLASS_LABEL: usize = 0;
     pub const PAYLOAD_LEN: usize = 4;
     pub const NEXT_HEADER: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
     pub const SRC: usize = 8;
     pub const DST: usize = 24;
     pub const HEADER_LEN: usize = 40;
@@ -28,11 +30,149 @@ const SHIM6: u8 = 140;
 /// two or three; a long chain is an evasion attempt or garbage.
 pub const MAX_EXT_HEADERS: usize = 8;
 
+const FLOW_LABEL_MASK: u32 = 0x000f_ffff;
+
+/// Whether `next_header` is an extension header the parser walks.
+pub fn is_extension_header(next_header: u8) -> bool {
+    matches!(
+        next_header,
+        HOP_BY_HOP | ROUTING | FRAGMENT | AUTH | DEST_OPTS | MOBILITY | HIP | SHIM6
+    )
+}
+
 #[inline]
 fn addr(b: &[u8], at: usize) -> Ipv6Addr {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[at..at + 16]);
     Ipv6Addr::from(a)
+}
+
+/// A checked view over the fixed IPv6 header.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv6Packet<'a> {
+    buf: &'a [u8],
+    /// End of the packet within `buf`: min(40 + payload length, captured).
+    end: usize,
+    /// Payload length the header announces (0, a jumbogram or a TSO
+    /// capture, reads as what was captured).
+    payload_len: u32,
+}
+
+impl<'a> Ipv6Packet<'a> {
+    #[inline]
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, ParseError> {
+        if buf.len() < field::HEADER_LEN {
+            return Err(ParseError::BadIpv6Header);
+        }
+        if buf[field::VER_CLASS_LABEL] >> 4 != 6 {
+            return Err(ParseError::IpVersionMismatch);
+        }
+        let announced = be16(buf, field::PAYLOAD_LEN) as usize;
+        // Payload length 0 is a jumbogram or a TSO capture: trust what we have.
+        let announced = if announced == 0 {
+            buf.len() - field::HEADER_LEN
+        } else {
+            announced
+        };
+        Ok(Ipv6Packet {
+            buf,
+            // Trim link-layer padding; keep the announced length for TCP.
+            end: (field::HEADER_LEN + announced).min(buf.len()),
+            payload_len: announced as u32,
+        })
+    }
+    #[inline]
+    pub fn src(&self) -> Ipv6Addr {
+        addr(self.buf, field::SRC)
+    }
+    #[inline]
+    pub fn dst(&self) -> Ipv6Addr {
+        addr(self.buf, field::DST)
+    }
+    #[inline]
+    pub fn next_header(&self) -> u8 {
+        self.buf[field::NEXT_HEADER]
+    }
+    #[inline]
+    pub fn hop_limit(&self) -> u8 {
+        self.buf[field::HOP_LIMIT]
+    }
+    #[inline]
+    pub fn flow_label(&self) -> u32 {
+        be32(self.buf, field::VER_CLASS_LABEL) & FLOW_LABEL_MASK
+    }
+    /// Captured payload (extension headers included), trimmed of
+    /// link-layer padding.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.buf[field::HEADER_LEN..self.end]
+    }
+    #[inline]
+    pub fn payload_len(&self) -> u32 {
+        self.payload_len
+    }
+}
+
+/// An IPv6 header without extension headers as a frame builder chooses it.
+/// Version, payload length and next header are written by
+/// [`Ipv6Repr::emit`]; the traffic class is written as zero and not read
+/// back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// 20 bits.
+    pub flow_label: u32,
+}
+
+impl Ipv6Repr {
+    pub const HEADER_LEN: usize = field::HEADER_LEN;
+
+    pub fn parse(p: &Ipv6Packet<'_>) -> Ipv6Repr {
+        Ipv6Repr {
+            src: p.src(),
+            dst: p.dst(),
+            hop_limit: p.hop_limit(),
+            flow_label: p.flow_label(),
+        }
+    }
+
+    /// Write the 40-byte header for `payload_len` bytes of `next_header` at
+    /// the start of `buf`.
+    pub fn emit(
+        &self,
+        buf: &mut [u8],
+        next_header: u8,
+        payload_len: usize,
+    ) -> Result<(), EmitError> {
+        let max = usize::from(u16::MAX);
+        if payload_len > max {
+            return Err(EmitError::TooLarge {
+                field: "IPv6 payload length",
+                value: payload_len,
+                max,
+            });
+        }
+        if self.flow_label > FLOW_LABEL_MASK {
+            return Err(EmitError::TooLarge {
+                field: "IPv6 flow label",
+                value: self.flow_label as usize,
+                max: FLOW_LABEL_MASK as usize,
+            });
+        }
+        room(buf, field::HEADER_LEN)?;
+        let h = &mut buf[..field::HEADER_LEN];
+        let first = (6 << 28) | self.flow_label;
+        h[field::VER_CLASS_LABEL..field::VER_CLASS_LABEL + 4].copy_from_slice(&first.to_be_bytes());
+        h[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2]
+            .copy_from_slice(&(payload_len as u16).to_be_bytes());
+        h[field::NEXT_HEADER] = next_header;
+        h[field::HOP_LIMIT] = self.hop_limit;
+        h[field::SRC..field::SRC + 16].copy_from_slice(&self.src.octets());
+        h[field::DST..field::DST + 16].copy_from_slice(&self.dst.octets());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -48,35 +188,23 @@ pub(crate) fn parse_tcp_with<'a, T>(
     tcp: impl FnOnce(super::Segment<'a>) -> T,
     not_tcp: impl FnOnce(NotTcp) -> T,
 ) -> Result<T, ParseError> {
-    if data.len() < field::HEADER_LEN {
-        return Err(ParseError::BadIpv6Header);
-    }
-    if data[0] >> 4 != 6 {
-        return Err(ParseError::IpVersionMismatch);
-    }
-    let announced = be16(data, field::PAYLOAD_LEN) as usize;
-    // Payload length 0 is a jumbogram or a TSO capture: trust what we have.
-    let announced = if announced == 0 {
-        data.len() - field::HEADER_LEN
-    } else {
-        announced
-    };
-    // Trim link-layer padding; keep the announced length for the TCP payload.
-    let end = (field::HEADER_LEN + announced).min(data.len());
-    let pkt = &data[..end];
+    let ip = Ipv6Packet::new_checked(data)?;
+    let announced = ip.payload_len() as usize;
+    let pkt = ip.payload();
 
-    let mut next = data[field::NEXT_HEADER];
-    let mut off = field::HEADER_LEN;
+    let mut next = ip.next_header();
+    // Offsets from the end of the fixed header.
+    let mut off = 0;
     let mut fragmented = false;
     for _ in 0..=MAX_EXT_HEADERS {
         match next {
             TCP => {
                 let payload_len = announced
-                    .checked_sub(off - field::HEADER_LEN)
+                    .checked_sub(off)
                     .ok_or(ParseError::BadIpv6Header)?;
                 let seg = tcp::parse(
-                    IpAddr::V6(addr(data, field::SRC)),
-                    IpAddr::V6(addr(data, field::DST)),
+                    IpAddr::V6(ip.src()),
+                    IpAddr::V6(ip.dst()),
                     &pkt[off..],
                     payload_len as u32,
                     fragmented,
@@ -141,6 +269,52 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = 0x04; // RST
         t
+    }
+
+    #[test]
+    fn repr_round_trip() {
+        let r = Ipv6Repr {
+            src: "2001:2::1".parse().unwrap(),
+            dst: "2001:2:0:ffff::2".parse().unwrap(),
+            hop_limit: 255,
+            flow_label: 0xf_ffff,
+        };
+        for (label, payload_len) in [(0, 3), (1, 9), (0xf_ffff, 65_535)] {
+            let r = Ipv6Repr {
+                flow_label: label,
+                ..r
+            };
+            let mut buf = [0xaau8; 49];
+            r.emit(&mut buf, 17, payload_len).unwrap();
+            let p = Ipv6Packet::new_checked(&buf).unwrap();
+            assert_eq!(Ipv6Repr::parse(&p), r);
+            assert_eq!((p.next_header(), p.payload_len()), (17, payload_len as u32));
+            assert_eq!(p.payload().len(), payload_len.min(9));
+        }
+        let mut short = [0x11u8; 39];
+        assert_eq!(
+            r.emit(&mut short, TCP, 0),
+            Err(EmitError::BufferTooShort { need: 40, have: 39 })
+        );
+        assert_eq!(short, [0x11; 39]);
+        let mut buf = [0u8; 40];
+        assert!(matches!(
+            r.emit(&mut buf, TCP, 65_536),
+            Err(EmitError::TooLarge { .. })
+        ));
+        let wide = Ipv6Repr {
+            flow_label: 0x10_0000,
+            ..r
+        };
+        assert!(matches!(
+            wide.emit(&mut buf, TCP, 0),
+            Err(EmitError::TooLarge { .. })
+        ));
+        assert_eq!(
+            Ipv6Packet::new_checked(&buf[..39]).unwrap_err(),
+            ParseError::BadIpv6Header
+        );
+        assert!(is_extension_header(DEST_OPTS) && !is_extension_header(TCP));
     }
 
     #[test]

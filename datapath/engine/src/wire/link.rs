@@ -1,50 +1,40 @@
 //! Link layers: Ethernet for live ports, plus the link types people capture
 //! on (`tcpdump -i any` gives Linux cooked v1/v2, BSD loopback gives NULL).
 
-use super::{be16, ethernet, ParseError};
+use super::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use super::{be16, ParseError};
 
-/// Link-layer header types, numbered as in pcap/pcapng (`LINKTYPE_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinkType {
-    /// LINKTYPE_ETHERNET (1).
-    Ethernet,
-    /// LINKTYPE_NULL (0): 4-byte address family in the writer's byte order.
-    Null,
-    /// LINKTYPE_LOOP (108): 4-byte address family in network byte order.
-    Loop,
-    /// LINKTYPE_RAW (101), and DLT_RAW's platform numbers 12 and 14: bare IP.
-    Raw,
-    /// LINKTYPE_IPV4 (228).
-    Ipv4,
-    /// LINKTYPE_IPV6 (229).
-    Ipv6,
-    /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1.
-    LinuxSll,
-    /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
-    LinuxSll2,
-    /// LINKTYPE_PPP (9): PPP, with or without the 0xff 0x03 HDLC address
-    /// and control bytes, with a 1- or 2-byte protocol field.
-    Ppp,
-    /// LINKTYPE_PPP_HDLC (50): PPP in HDLC-like framing, which on serial
-    /// lines may also carry Cisco HDLC frames.
-    PppSerial,
+crate::closed_enum! {
+    /// Link-layer header types, numbered as in pcap/pcapng (`LINKTYPE_*`).
+    /// [`LinkType::ALL`] is every link type [`crate::wire`] reads.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum LinkType: "link type" {
+        /// LINKTYPE_ETHERNET (1).
+        Ethernet = "ethernet",
+        /// LINKTYPE_NULL (0): 4-byte address family in the writer's byte order.
+        Null = "null",
+        /// LINKTYPE_LOOP (108): 4-byte address family in network byte order.
+        Loop = "loop",
+        /// LINKTYPE_RAW (101), and DLT_RAW's platform numbers 12 and 14: bare IP.
+        Raw = "raw",
+        /// LINKTYPE_IPV4 (228).
+        Ipv4 = "ipv4",
+        /// LINKTYPE_IPV6 (229).
+        Ipv6 = "ipv6",
+        /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1.
+        LinuxSll = "linux_sll",
+        /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
+        LinuxSll2 = "linux_sll2",
+        /// LINKTYPE_PPP (9): PPP, with or without the 0xff 0x03 HDLC address
+        /// and control bytes, with a 1- or 2-byte protocol field.
+        Ppp = "ppp",
+        /// LINKTYPE_PPP_HDLC (50): PPP in HDLC-like framing, which on serial
+        /// lines may also carry Cisco HDLC frames.
+        PppSerial = "ppp_serial",
+    }
 }
 
 impl LinkType {
-    /// Every link type [`crate::wire`] reads.
-    pub const ALL: [LinkType; 10] = [
-        LinkType::Ethernet,
-        LinkType::Null,
-        LinkType::Loop,
-        LinkType::Raw,
-        LinkType::Ipv4,
-        LinkType::Ipv6,
-        LinkType::LinuxSll,
-        LinkType::LinuxSll2,
-        LinkType::Ppp,
-        LinkType::PppSerial,
-    ];
-
     /// Map a pcap link-type number; `None` for link types we do not read.
     pub fn from_pcap(linktype: u32) -> Option<LinkType> {
         Some(match linktype {
@@ -77,21 +67,6 @@ impl LinkType {
             LinkType::PppSerial => 50,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkType::Ethernet => "ethernet",
-            LinkType::Null => "null",
-            LinkType::Loop => "loop",
-            LinkType::Raw => "raw",
-            LinkType::Ipv4 => "ipv4",
-            LinkType::Ipv6 => "ipv6",
-            LinkType::LinuxSll => "linux_sll",
-            LinkType::LinuxSll2 => "linux_sll2",
-            LinkType::Ppp => "ppp",
-            LinkType::PppSerial => "ppp_serial",
-        }
-    }
 }
 
 /// What the link layer says sits above it.
@@ -103,9 +78,6 @@ pub(crate) enum Network {
     ByVersion,
     Unknown,
 }
-
-pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
-pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 #[inline]
 fn by_ethertype(ethertype: u16) -> Network {
@@ -228,6 +200,11 @@ fn sll_protocol(arphrd: u16, protocol: u16) -> Network {
 mod tests {
     use super::*;
     use crate::wire::{parse, Parsed};
+
+    #[test]
+    fn link_type_names() {
+        crate::names::assert_consistent::<LinkType>();
+    }
 
     #[test]
     fn pcap_numbers_round_trip() {

@@ -8,8 +8,21 @@
 //!
 //! [`parse`] is the one entry point used by the engine, the pcap reader, the
 //! fuzzers and the benchmarks.
+//!
+//! # Writing frames
+//!
+//! The module that reads a header also writes it, smoltcp style: a small
+//! `Repr` per header ([`EthernetRepr`], [`Ipv4Repr`], [`Ipv6Repr`],
+//! [`TcpRepr`]) is what a builder chooses, `emit` writes it into a caller's
+//! buffer (never allocating, filling the IPv4 header checksum and the TCP
+//! checksum over its pseudo-header) and `parse` reads it back from the
+//! checked views. [`TcpFrameRepr`] is the three together, the frame the
+//! benchmarks, the tests and the lab send. What is derived — lengths,
+//! protocol numbers, ethertypes, checksums — is written by `emit` from the
+//! layer above and is not a field, so `parse(emit(r)) == r` for every `r`.
 
 pub mod ethernet;
+mod frame;
 pub mod ipv4;
 pub mod ipv6;
 pub mod link;
@@ -17,80 +30,45 @@ pub mod tcp;
 
 use std::net::IpAddr;
 
+pub use ethernet::{EthernetFrame, EthernetRepr};
+pub use frame::{IpRepr, ReprError, TcpFrameRepr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use link::LinkType;
-pub use tcp::{TcpFlags, TcpOptions};
+pub use tcp::{SackBlocks, TcpFlags, TcpHeader, TcpOptions, TcpRepr};
 
-/// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
-/// the per-packet path and counted, never formatted there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParseError {
-    /// The link-layer header was cut short.
-    TruncatedLink,
-    /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
-    TooManyVlanTags,
-    /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
-    BadIpv4Header,
-    /// IPv6 header cut short or an extension header running past the data.
-    BadIpv6Header,
-    /// More IPv6 extension headers than we walk.
-    TooManyExtHeaders,
-    /// The version nibble does not match the link layer's protocol.
-    IpVersionMismatch,
-    /// TCP header too short to hold the flags byte, or data offset < 5.
-    BadTcpHeader,
-}
-
-impl ParseError {
-    pub const COUNT: usize = 7;
-    pub const ALL: [ParseError; Self::COUNT] = [
-        ParseError::TruncatedLink,
-        ParseError::TooManyVlanTags,
-        ParseError::BadIpv4Header,
-        ParseError::BadIpv6Header,
-        ParseError::TooManyExtHeaders,
-        ParseError::IpVersionMismatch,
-        ParseError::BadTcpHeader,
-    ];
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ParseError::TruncatedLink => "truncated_link",
-            ParseError::TooManyVlanTags => "too_many_vlan_tags",
-            ParseError::BadIpv4Header => "bad_ipv4_header",
-            ParseError::BadIpv6Header => "bad_ipv6_header",
-            ParseError::TooManyExtHeaders => "too_many_ext_headers",
-            ParseError::IpVersionMismatch => "ip_version_mismatch",
-            ParseError::BadTcpHeader => "bad_tcp_header",
-        }
+crate::closed_enum! {
+    /// Why a frame yielded no TCP header. Small and `Copy`: it is returned on
+    /// the per-packet path and counted, never formatted there.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ParseError: "parse error" {
+        /// The link-layer header was cut short.
+        TruncatedLink = "truncated_link",
+        /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
+        TooManyVlanTags = "too_many_vlan_tags",
+        /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
+        BadIpv4Header = "bad_ipv4_header",
+        /// IPv6 header cut short or an extension header running past the data.
+        BadIpv6Header = "bad_ipv6_header",
+        /// More IPv6 extension headers than we walk.
+        TooManyExtHeaders = "too_many_ext_headers",
+        /// The version nibble does not match the link layer's protocol.
+        IpVersionMismatch = "ip_version_mismatch",
+        /// TCP header too short to hold the flags byte, or data offset < 5.
+        BadTcpHeader = "bad_tcp_header",
     }
 }
 
-/// A well-formed frame that carries no TCP header we can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NotTcp {
-    /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
-    NonIp,
-    /// IP carrying another transport (UDP, ICMP, GRE, ...).
-    OtherTransport,
-    /// An IP fragment other than the first: the TCP header is elsewhere.
-    LaterFragment,
-}
-
-impl NotTcp {
-    pub const COUNT: usize = 3;
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            NotTcp::NonIp => "non_ip",
-            NotTcp::OtherTransport => "other_transport",
-            NotTcp::LaterFragment => "later_fragment",
-        }
+crate::closed_enum! {
+    /// A well-formed frame that carries no TCP header we can use.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum NotTcp: "non-TCP frame kind" {
+        /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
+        NonIp = "non_ip",
+        /// IP carrying another transport (UDP, ICMP, GRE, ...).
+        OtherTransport = "other_transport",
+        /// An IP fragment other than the first: the TCP header is elsewhere.
+        LaterFragment = "later_fragment",
     }
 }
 
@@ -172,6 +150,71 @@ pub(crate) fn parse_with<'a, T>(
     }
 }
 
+/// Why a `Repr` could not be written. Checked before anything is written:
+/// on error the buffer is as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    #[error("buffer of {have} bytes, {need} needed")]
+    BufferTooShort { need: usize, have: usize },
+    /// A value wider than its field on the wire.
+    #[error("{field} of {value} does not fit (at most {max})")]
+    TooLarge {
+        field: &'static str,
+        value: usize,
+        max: usize,
+    },
+    /// An IPv4 and an IPv6 address in one pseudo-header.
+    #[error("source and destination are of different address families")]
+    MixedFamilies,
+}
+
+/// `Err` unless `buf` holds `need` bytes.
+#[inline]
+pub(crate) fn room(buf: &[u8], need: usize) -> Result<(), EmitError> {
+    if buf.len() < need {
+        return Err(EmitError::BufferTooShort {
+            need,
+            have: buf.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Sum of the big-endian 16-bit words of `data` (an odd tail padded with
+/// zero) added to `acc`, not yet folded.
+pub(crate) fn sum_words(data: &[u8], acc: u64) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    let mut acc = acc;
+    for w in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// The Internet checksum (RFC 1071) of `data`, starting from the sum
+/// `acc`. Over data that carries its own correct checksum it is 0.
+pub(crate) fn checksum(data: &[u8], acc: u64) -> u16 {
+    let mut acc = sum_words(data, acc);
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// The sum of a TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1):
+/// addresses, protocol and the TCP length. `None` for mixed families.
+pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: u32) -> Option<u64> {
+    let addrs = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => sum_words(&s.octets(), sum_words(&d.octets(), 0)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => sum_words(&s.octets(), sum_words(&d.octets(), 0)),
+        _ => return None,
+    };
+    Some(addrs + u64::from(ipv4::PROTO_TCP) + u64::from(len >> 16) + u64::from(len & 0xffff))
+}
+
 /// Read a big-endian u16 at `at`; callers have checked the length.
 #[inline(always)]
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
@@ -181,4 +224,19 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
 #[inline(always)]
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_names() {
+        crate::names::assert_consistent::<ParseError>();
+    }
+
+    #[test]
+    fn not_tcp_names() {
+        crate::names::assert_consistent::<NotTcp>();
+    }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-use super::{be16, be32, ParseError, Segment};
+use super::{be16, be32, checksum, pseudo_header_sum, room, EmitError, ParseError, Segment};
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -16,9 +16,12 @@ mod field {
     pub const DATA_OFF: usize = 12;
     pub const FLAGS: usize = 13;
     pub const WINDOW: usize = 14;
+    pub const CHECKSUM: usize = 16;
     /// Bytes needed to read everything up to and including the flags.
     pub const FLAGS_END: usize = 14;
     pub const MIN_LEN: usize = 20;
+    /// Data offset 15: 60 bytes, 40 of them options.
+    pub const MAX_LEN: usize = 60;
 }
 
 /// The TCP flag bits (the low 8 bits of the flags field plus the NS bit,
@@ -122,49 +125,73 @@ const OPT_WSCALE: u8 = 3;
 const OPT_SACK_PERM: u8 = 4;
 const OPT_SACK: u8 = 5;
 const OPT_TIMESTAMP: u8 = 8;
+const OPT_FAST_OPEN: u8 = 34;
+
+/// Walk options the way Linux's `tcp_parse_options()` does, handing each
+/// one's kind and body to `each`: stop at EOL, at a length below 2, or at a
+/// length running past the header. At most 40 bytes are walked.
+#[inline(always)]
+fn for_each_option<'a>(mut b: &'a [u8], mut each: impl FnMut(u8, &'a [u8])) {
+    while let Some(&kind) = b.first() {
+        match kind {
+            OPT_EOL => break,
+            OPT_NOP => {
+                b = &b[1..];
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = b.get(1) else { break };
+        let len = len as usize;
+        if len < 2 || len > b.len() {
+            break;
+        }
+        each(kind, &b[2..len]);
+        b = &b[len..];
+    }
+}
+
+/// The (left, right) edges of the SACK blocks in an option body, if it
+/// is one (a whole number of 8-byte blocks, at least one).
+#[inline]
+fn sack_blocks(body: &[u8]) -> Option<impl Iterator<Item = (u32, u32)> + '_> {
+    (body.len() >= 8 && body.len() % 8 == 0).then(|| {
+        body.chunks_exact(8)
+            .map(|block| (be32(block, 0), be32(block, 4)))
+    })
+}
+
+/// The highest right edge in sequence space.
+#[inline]
+fn highest_edge(blocks: impl Iterator<Item = (u32, u32)>) -> Option<u32> {
+    let mut edge: Option<u32> = None;
+    for (_, right) in blocks {
+        edge = Some(match edge {
+            Some(e) if crate::seq::after(e, right) => e,
+            _ => right,
+        });
+    }
+    edge
+}
 
 impl TcpOptions {
-    /// Parse options the way Linux's `tcp_parse_options()` does: stop at EOL,
-    /// at a length below 2, or at a length running past the header; ignore
-    /// a known option whose length is wrong. At most 40 bytes are walked.
+    /// Parse options the way Linux's `tcp_parse_options()` does, ignoring
+    /// a known option whose length is wrong.
     #[inline]
-    pub fn parse(mut b: &[u8]) -> TcpOptions {
+    pub fn parse(b: &[u8]) -> TcpOptions {
         let mut o = TcpOptions::default();
-        while let Some(&kind) = b.first() {
-            match kind {
-                OPT_EOL => break,
-                OPT_NOP => {
-                    b = &b[1..];
-                    continue;
+        for_each_option(b, |kind, body| match (kind, body.len()) {
+            (OPT_MSS, 2) => o.mss = Some(be16(body, 0)),
+            (OPT_WSCALE, 1) => o.window_scale = Some(body[0]),
+            (OPT_SACK_PERM, 0) => o.sack_permitted = true,
+            (OPT_TIMESTAMP, 8) => o.timestamps = Some((be32(body, 0), be32(body, 4))),
+            (OPT_SACK, _) => {
+                if let Some(blocks) = sack_blocks(body) {
+                    o.sack_right_edge = highest_edge(blocks);
                 }
-                _ => {}
             }
-            let Some(&len) = b.get(1) else { break };
-            let len = len as usize;
-            if len < 2 || len > b.len() {
-                break;
-            }
-            let body = &b[2..len];
-            match (kind, body.len()) {
-                (OPT_MSS, 2) => o.mss = Some(be16(body, 0)),
-                (OPT_WSCALE, 1) => o.window_scale = Some(body[0]),
-                (OPT_SACK_PERM, 0) => o.sack_permitted = true,
-                (OPT_TIMESTAMP, 8) => o.timestamps = Some((be32(body, 0), be32(body, 4))),
-                (OPT_SACK, n) if n >= 8 && n % 8 == 0 => {
-                    let mut edge: Option<u32> = None;
-                    for block in body.chunks_exact(8) {
-                        let right = be32(block, 4);
-                        edge = Some(match edge {
-                            Some(e) if crate::seq::after(e, right) => e,
-                            _ => right,
-                        });
-                    }
-                    o.sack_right_edge = edge;
-                }
-                _ => {}
-            }
-            b = &b[len..];
-        }
+            _ => {}
+        });
         o
     }
 }
@@ -218,6 +245,281 @@ impl<'a> TcpHeader<'a> {
     #[inline]
     pub fn window(&self) -> Option<u16> {
         self.fixed_complete().then(|| be16(self.buf, field::WINDOW))
+    }
+    /// The options and the payload, if the whole header (options included)
+    /// was captured and its data offset is at least 5.
+    #[inline]
+    pub fn options_and_payload(&self) -> Option<(&'a [u8], &'a [u8])> {
+        let hlen = self.header_len();
+        if hlen < field::MIN_LEN || self.buf.len() < hlen {
+            return None;
+        }
+        Some((&self.buf[field::MIN_LEN..hlen], &self.buf[hlen..]))
+    }
+    /// The checksum is right for a segment from `src` to `dst`, taking the
+    /// view as the whole segment (so only when all of it was captured).
+    pub fn checksum_ok(&self, src: IpAddr, dst: IpAddr) -> bool {
+        let Ok(len) = u32::try_from(self.buf.len()) else {
+            return false;
+        };
+        pseudo_header_sum(src, dst, len).is_some_and(|sum| checksum(self.buf, sum) == 0)
+    }
+}
+
+/// SACK blocks (left, right) as a segment carries them: at most four fit
+/// in 40 bytes of options, three beside timestamps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SackBlocks {
+    /// `blocks[len..]` stay (0, 0), so equal lists compare equal.
+    blocks: [(u32, u32); SackBlocks::MAX],
+    len: u8,
+}
+
+impl SackBlocks {
+    pub const MAX: usize = 4;
+
+    /// `None` for more than [`SackBlocks::MAX`] blocks.
+    pub fn new(blocks: &[(u32, u32)]) -> Option<SackBlocks> {
+        let mut out = SackBlocks::default();
+        for &b in blocks {
+            if !out.push(b) {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// Append a block; false (and nothing changed) when full.
+    pub fn push(&mut self, block: (u32, u32)) -> bool {
+        let Some(slot) = self.blocks.get_mut(self.len as usize) else {
+            return false;
+        };
+        *slot = block;
+        self.len += 1;
+        true
+    }
+
+    pub fn as_slice(&self) -> &[(u32, u32)] {
+        &self.blocks[..self.len as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A TCP segment as a frame builder chooses it, options as
+/// [`TcpOptions::parse`] reads them (plus the SACK blocks themselves and a
+/// TCP Fast Open cookie). The data offset, checksum and option layout are
+/// written by [`TcpRepr::emit`]; the urgent pointer is written as zero.
+///
+/// Options go out in the order and with the padding of Linux's
+/// `tcp_options_write()`: MSS; SACK-permitted and timestamps in one word
+/// (or `NOP NOP TS`, or `NOP NOP SACK-permitted`); `NOP WS`; `NOP NOP
+/// SACK`; Fast Open, NOP-padded to a word. So a frame built here carries
+/// the bytes a Linux host would send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpRepr<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window field.
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    /// (TSval, TSecr).
+    pub timestamps: Option<(u32, u32)>,
+    pub sack_blocks: SackBlocks,
+    /// A Fast Open option (RFC 7413) and its cookie; empty asks for one.
+    pub fast_open: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> TcpRepr<'a> {
+    /// The fixed header, without options.
+    pub const MIN_HEADER_LEN: usize = field::MIN_LEN;
+
+    /// Read a segment whose header (options included) was captured whole;
+    /// the view's bytes after the header are the payload. Options are read
+    /// as [`TcpOptions::parse`] reads them; unknown ones are skipped.
+    pub fn parse(h: &TcpHeader<'a>) -> Result<TcpRepr<'a>, ParseError> {
+        let (options, payload) = h.options_and_payload().ok_or(ParseError::BadTcpHeader)?;
+        let mut r = TcpRepr {
+            src_port: h.src_port(),
+            dst_port: h.dst_port(),
+            seq: h.seq(),
+            ack: h.ack(),
+            flags: h.flags(),
+            window: be16(h.buf, field::WINDOW),
+            payload,
+            ..TcpRepr::default()
+        };
+        for_each_option(options, |kind, body| match (kind, body.len()) {
+            (OPT_MSS, 2) => r.mss = Some(be16(body, 0)),
+            (OPT_WSCALE, 1) => r.window_scale = Some(body[0]),
+            (OPT_SACK_PERM, 0) => r.sack_permitted = true,
+            (OPT_TIMESTAMP, 8) => r.timestamps = Some((be32(body, 0), be32(body, 4))),
+            (OPT_SACK, _) => {
+                if let Some(blocks) = sack_blocks(body) {
+                    r.sack_blocks = SackBlocks::default();
+                    for b in blocks {
+                        r.sack_blocks.push(b);
+                    }
+                }
+            }
+            (OPT_FAST_OPEN, _) => r.fast_open = Some(body),
+            _ => {}
+        });
+        Ok(r)
+    }
+
+    /// What [`TcpOptions::parse`] reads from the emitted segment.
+    pub fn options(&self) -> TcpOptions {
+        TcpOptions {
+            mss: self.mss,
+            window_scale: self.window_scale,
+            sack_permitted: self.sack_permitted,
+            timestamps: self.timestamps,
+            sack_right_edge: highest_edge(self.sack_blocks.as_slice().iter().copied()),
+        }
+    }
+
+    /// Bytes of options, padding included.
+    pub fn options_len(&self) -> usize {
+        let mss = if self.mss.is_some() { 4 } else { 0 };
+        let ts_and_sack_perm = match (self.timestamps.is_some(), self.sack_permitted) {
+            (true, _) => 12,
+            (false, true) => 4,
+            (false, false) => 0,
+        };
+        let wscale = if self.window_scale.is_some() { 4 } else { 0 };
+        let sack = if self.sack_blocks.is_empty() {
+            0
+        } else {
+            4 + 8 * self.sack_blocks.len()
+        };
+        let fast_open = self
+            .fast_open
+            .map_or(0, |c| (2 + c.len()).next_multiple_of(4));
+        mss + ts_and_sack_perm + wscale + sack + fast_open
+    }
+
+    /// Header length, options included.
+    pub fn header_len(&self) -> usize {
+        field::MIN_LEN + self.options_len()
+    }
+
+    /// Header and payload: the bytes [`TcpRepr::emit`] writes.
+    pub fn len(&self) -> usize {
+        self.header_len() + self.payload.len()
+    }
+
+    /// Never: a segment has at least its 20-byte header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// [`TcpRepr::len`], if the options fit in a header.
+    pub(crate) fn checked_len(&self) -> Result<usize, EmitError> {
+        let options_len = self.options_len();
+        let max = field::MAX_LEN - field::MIN_LEN;
+        if options_len > max {
+            return Err(EmitError::TooLarge {
+                field: "TCP options",
+                value: options_len,
+                max,
+            });
+        }
+        Ok(field::MIN_LEN + options_len + self.payload.len())
+    }
+
+    /// Write the segment at the start of `buf`, with the checksum of its
+    /// pseudo-header from `src` to `dst`; returns [`TcpRepr::len`].
+    pub fn emit(&self, buf: &mut [u8], src: IpAddr, dst: IpAddr) -> Result<usize, EmitError> {
+        let len = self.checked_len()?;
+        let hlen = len - self.payload.len();
+        let Some(sum) = u32::try_from(len)
+            .ok()
+            .and_then(|l| pseudo_header_sum(src, dst, l))
+        else {
+            return Err(if src.is_ipv4() == dst.is_ipv4() {
+                EmitError::TooLarge {
+                    field: "TCP length",
+                    value: len,
+                    max: u32::MAX as usize,
+                }
+            } else {
+                EmitError::MixedFamilies
+            });
+        };
+        room(buf, len)?;
+        let seg = &mut buf[..len];
+        seg[field::SRC_PORT..field::SRC_PORT + 2].copy_from_slice(&self.src_port.to_be_bytes());
+        seg[field::DST_PORT..field::DST_PORT + 2].copy_from_slice(&self.dst_port.to_be_bytes());
+        seg[field::SEQ..field::SEQ + 4].copy_from_slice(&self.seq.to_be_bytes());
+        seg[field::ACK..field::ACK + 4].copy_from_slice(&self.ack.to_be_bytes());
+        seg[field::DATA_OFF] = ((hlen / 4) as u8) << 4 | (self.flags.0 >> 8) as u8 & 1;
+        seg[field::FLAGS] = self.flags.0 as u8;
+        seg[field::WINDOW..field::WINDOW + 2].copy_from_slice(&self.window.to_be_bytes());
+        // Checksum zero while it is computed; urgent pointer zero.
+        seg[field::CHECKSUM..field::MIN_LEN].fill(0);
+        self.emit_options(&mut seg[field::MIN_LEN..hlen]);
+        seg[hlen..].copy_from_slice(self.payload);
+        let sum = checksum(seg, sum);
+        seg[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&sum.to_be_bytes());
+        Ok(len)
+    }
+
+    /// The options into `out`, exactly [`TcpRepr::options_len`] bytes.
+    fn emit_options(&self, out: &mut [u8]) {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        if let Some(mss) = self.mss {
+            let [hi, lo] = mss.to_be_bytes();
+            put(&[OPT_MSS, 4, hi, lo]);
+        }
+        match (self.timestamps, self.sack_permitted) {
+            (Some((val, ecr)), sack_perm) => {
+                if sack_perm {
+                    put(&[OPT_SACK_PERM, 2, OPT_TIMESTAMP, 10]);
+                } else {
+                    put(&[OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10]);
+                }
+                put(&val.to_be_bytes());
+                put(&ecr.to_be_bytes());
+            }
+            (None, true) => put(&[OPT_NOP, OPT_NOP, OPT_SACK_PERM, 2]),
+            (None, false) => {}
+        }
+        if let Some(shift) = self.window_scale {
+            put(&[OPT_NOP, OPT_WSCALE, 3, shift]);
+        }
+        if !self.sack_blocks.is_empty() {
+            let len = 2 + 8 * self.sack_blocks.len() as u8;
+            put(&[OPT_NOP, OPT_NOP, OPT_SACK, len]);
+            for &(left, right) in self.sack_blocks.as_slice() {
+                put(&left.to_be_bytes());
+                put(&right.to_be_bytes());
+            }
+        }
+        if let Some(cookie) = self.fast_open {
+            let len = 2 + cookie.len();
+            put(&[OPT_FAST_OPEN, len as u8]);
+            put(cookie);
+            for _ in len..len.next_multiple_of(4) {
+                put(&[OPT_NOP]);
+            }
+        }
     }
 }
 

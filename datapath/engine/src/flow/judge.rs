@@ -1,0 +1,374 @@
+//! What is kept per flow — each endpoint's half — how segments update it,
+//! and the judgment of a RST (see the module docs of [`crate::flow`]).
+
+use serde::Serialize;
+
+use crate::class::RstClass;
+use crate::seq;
+use crate::wire::Segment;
+
+use super::key::{FlowKey, Header, Side};
+use super::state::FlowState;
+
+/// Window shift assumed for flows whose handshake we never saw.
+pub const MIDSTREAM_WSCALE: u8 = 7;
+/// Linux clamps window scale to 14 (RFC 7323).
+const MAX_WSCALE: u8 = 14;
+/// SYN-ACK windows are never scaled.
+const MAX_UNSCALED_WINDOW: u32 = 65_535;
+
+// Half flags.
+const SYN_SEEN: u8 = 1 << 0;
+const SEQ_KNOWN: u8 = 1 << 1;
+const ACK_KNOWN: u8 = 1 << 2;
+const WSCALE_OFFERED: u8 = 1 << 3;
+const FIN_SENT: u8 = 1 << 4;
+const FIN_ACKED: u8 = 1 << 5;
+/// This side's FIN went out before it saw the peer's: it closed first and
+/// ends in TIME-WAIT.
+const FIN_FIRST: u8 = 1 << 6;
+const SACK_VALID: u8 = 1 << 7;
+
+/// What one endpoint has shown as a sender. Packed to 2-byte alignment so
+/// two halves take 52 bytes, not 56: key and flow then fill a 96-byte entry.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, packed(2))]
+struct Half {
+    isn: u32,
+    /// Sequence number after the last byte (or SYN/FIN) it sent.
+    next_seq: u32,
+    /// Latest acknowledgment it sent: its RCV.NXT then, i.e. RCV.WUP.
+    ack: u32,
+    /// Right edge of the window it advertised: ack + (window << wscale).
+    win_edge: u32,
+    /// Right edge of the highest SACK block in its latest ACK.
+    sack_edge: u32,
+    /// Sequence number of its FIN.
+    fin_seq: u32,
+    /// Shift applied to the windows it advertises.
+    wscale: u8,
+    flags: u8,
+}
+
+impl Half {
+    #[inline]
+    fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// Per-flow state. Kept small: the table holds one per tracked connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    halves: [Half; 2],
+    pub(super) state: FlowState,
+    /// The side that sent the first SYN, if we saw it.
+    pub(super) origin: Option<Side>,
+    /// Window scale negotiated (both SYNs seen, both offered).
+    wscale_known: bool,
+}
+
+/// What the receiving kernel would make of a RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RstJudgment {
+    pub class: RstClass,
+    /// The RST carries payload (diagnostic text, RFC 9293 §3.5.3).
+    pub with_data: bool,
+    /// Port of the service side: the responder's port when the handshake
+    /// showed who connected to whom, else the RST's destination port.
+    pub service_port: u16,
+}
+
+impl Flow {
+    pub(super) fn new(state: FlowState) -> Flow {
+        Flow {
+            halves: [Half::default(); 2],
+            state,
+            origin: None,
+            wscale_known: false,
+        }
+    }
+
+    pub fn state(&self) -> FlowState {
+        self.state
+    }
+
+    pub fn origin(&self) -> Option<Side> {
+        self.origin
+    }
+
+    pub fn picked_up_midstream(&self) -> bool {
+        self.origin.is_none()
+    }
+
+    fn half(&self, s: Side) -> &Half {
+        &self.halves[s as usize]
+    }
+
+    /// Next sequence number the side `s` expects to receive (its RCV.NXT).
+    fn rcv_nxt(&self, receiver: Side) -> Option<u32> {
+        let r = self.half(receiver);
+        let s = self.half(receiver.peer());
+        match (s.has(SEQ_KNOWN), r.has(ACK_KNOWN)) {
+            (true, true) => Some(seq::max(s.next_seq, r.ack)),
+            (true, false) => Some(s.next_seq),
+            (false, true) => Some(r.ack),
+            (false, false) => None,
+        }
+    }
+
+    /// The port of the side that accepted the connection, if known.
+    pub(super) fn service_port(&self, key: &FlowKey) -> Option<u16> {
+        self.origin.map(|o| key.endpoint(o.peer()).1)
+    }
+
+    /// Update the flow with a non-RST segment sent by `from`.
+    pub(super) fn update(&mut self, from: Side, seg: &Header) {
+        if seg.flags.syn() {
+            self.update_syn(from, seg);
+        } else {
+            self.update_other(from, seg);
+        }
+    }
+
+    /// [`Self::update`] for a SYN or SYN-ACK.
+    fn update_syn(&mut self, from: Side, seg: &Header) {
+        let to = from.peer();
+        let end = seg.seq.wrapping_add(seg.seq_len());
+        let ws = seg.window_scale.map(|w| w.min(MAX_WSCALE));
+        let s = &mut self.halves[from as usize];
+        s.isn = seg.seq;
+        s.next_seq = end;
+        s.flags |= SYN_SEEN | SEQ_KNOWN;
+        if let Some(w) = ws {
+            s.wscale = w;
+            s.flags |= WSCALE_OFFERED;
+        } else {
+            s.flags &= !WSCALE_OFFERED;
+        }
+        if seg.flags.ack() {
+            // SYN-ACK: scaling holds only if both SYNs offered it.
+            let peer_offered = self.half(to).has(WSCALE_OFFERED);
+            let both = peer_offered && self.half(from).has(WSCALE_OFFERED);
+            if !both {
+                self.halves[0].wscale = 0;
+                self.halves[1].wscale = 0;
+            }
+            self.wscale_known = true;
+            // The SYN-ACK's window is unscaled.
+            let s = &mut self.halves[from as usize];
+            s.ack = seg.ack;
+            s.win_edge = seg.ack.wrapping_add(seg.window as u32);
+            s.flags |= ACK_KNOWN;
+            if self.state == FlowState::SynSent {
+                self.state = FlowState::SynReceived;
+            }
+        }
+    }
+
+    /// [`Self::update`] for a segment without SYN (nor RST).
+    #[inline(always)]
+    pub(super) fn update_other(&mut self, from: Side, seg: &Header) {
+        let to = from.peer();
+        let flags = seg.flags;
+        let end = seg.seq.wrapping_add(seg.seq_len());
+        let shift = if self.wscale_known {
+            self.half(from).wscale
+        } else {
+            MIDSTREAM_WSCALE
+        };
+        let s = &mut self.halves[from as usize];
+        if s.has(SEQ_KNOWN) {
+            s.next_seq = seq::max(s.next_seq, end);
+        } else {
+            s.next_seq = end;
+            s.flags |= SEQ_KNOWN;
+        }
+        if flags.ack() && seg.header_complete {
+            if !s.has(ACK_KNOWN) || !seq::before(seg.ack, s.ack) {
+                s.ack = seg.ack;
+                s.win_edge = seg.ack.wrapping_add((seg.window as u32) << shift);
+            }
+            s.flags |= ACK_KNOWN;
+            match seg.sack_right_edge {
+                // A block ending at or below the ACK is a D-SACK (RFC 2883):
+                // a duplicate report, not out-of-order data the receiver
+                // holds, so not in the selective_acks Linux checks a RST
+                // against.
+                Some(edge) if seq::after(edge, seg.ack) => {
+                    s.sack_edge = edge;
+                    s.flags |= SACK_VALID;
+                }
+                _ => s.flags &= !SACK_VALID,
+            }
+        }
+        if flags.fin() && !s.has(FIN_SENT) {
+            s.fin_seq = seg.seq.wrapping_add(seg.payload_len);
+            s.flags |= FIN_SENT;
+            if !self.halves[to as usize].has(FIN_SENT) {
+                self.halves[from as usize].flags |= FIN_FIRST;
+            }
+        }
+        // Does this ACK cover the peer's FIN? (The peer's flags first: its
+        // FIN is rarely pending.)
+        let p = self.halves[to as usize];
+        if p.flags & (FIN_SENT | FIN_ACKED) == FIN_SENT {
+            let s = &self.halves[from as usize];
+            if s.has(ACK_KNOWN) && seq::after(s.ack, p.fin_seq) {
+                self.halves[to as usize].flags |= FIN_ACKED;
+            }
+        }
+
+        // The connecting side only sends a plain ACK once it has taken a
+        // SYN-ACK, so that completes the handshake even when we missed the
+        // SYN-ACK or the third packet itself.
+        if matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
+            && Some(from) == self.origin
+            && flags.ack()
+        {
+            let responder = self.half(to);
+            if !responder.has(SYN_SEEN) || seq::after(seg.ack, responder.isn) {
+                self.state = FlowState::Established;
+            }
+        }
+        self.state = self.closing_state().unwrap_or(self.state);
+    }
+
+    /// The closing state implied by the FIN flags, if any FIN was seen.
+    #[inline]
+    fn closing_state(&self) -> Option<FlowState> {
+        let [a, b] = &self.halves;
+        if (a.flags | b.flags) & FIN_SENT == 0 {
+            return None;
+        }
+        Some(match (a.has(FIN_SENT), b.has(FIN_SENT)) {
+            (false, false) => return None,
+            (true, true) if a.has(FIN_ACKED) && b.has(FIN_ACKED) => FlowState::TimeWait,
+            (true, true) => FlowState::LastAck,
+            (true, false) if a.has(FIN_ACKED) => FlowState::CloseWait,
+            (false, true) if b.has(FIN_ACKED) => FlowState::CloseWait,
+            _ => FlowState::FinWait,
+        })
+    }
+
+    /// Judge a RST sent by `from` as the receiving kernel would.
+    pub fn judge_rst(&self, from: Side, seg: &Segment<'_>) -> RstClass {
+        self.judge(from, &Header::of(seg))
+    }
+
+    pub(super) fn judge(&self, from: Side, seg: &Header) -> RstClass {
+        if seg.flags.syn() || seg.flags.fin() {
+            return RstClass::InvalidFlags;
+        }
+        let to = from.peer();
+        let r = self.half(to);
+        let s = self.half(from);
+        let rst_seq = seg.seq;
+
+        if self.state == FlowState::Closed {
+            return RstClass::NoFlow;
+        }
+
+        // Receiver still in SYN-SENT: it sent the SYN and we saw no answer
+        // that it could have taken as one.
+        if self.state == FlowState::SynSent && self.origin == Some(to) {
+            // SND.UNA = ISN, SND.NXT = ISN + 1 + SYN data (TFO).
+            let acceptable =
+                seg.flags.ack() && seq::after(seg.ack, r.isn) && !seq::after(seg.ack, r.next_seq);
+            return if acceptable {
+                RstClass::Refused
+            } else {
+                RstClass::SynSentBadAck
+            };
+        }
+
+        // Receiver holds a request socket (SYN-RECV): tcp_check_req().
+        if matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
+            && self.origin == Some(from)
+        {
+            // With ACK set, ack must be the SYN-ACK's ISN+1, or the segment
+            // goes to the listener, which never acts on a RST. A SYN-ACK
+            // acking TFO data made a full child socket: no such check.
+            let tfo = r.ack != s.isn.wrapping_add(1);
+            if seg.flags.ack()
+                && r.has(SYN_SEEN)
+                && s.has(SYN_SEEN)
+                && !tfo
+                && seg.ack != r.isn.wrapping_add(1)
+            {
+                return RstClass::SynSentBadAck;
+            }
+            let rcv_nxt = s.next_seq;
+            let wnd = if r.has(ACK_KNOWN) {
+                r.win_edge.wrapping_sub(r.ack)
+            } else {
+                MAX_UNSCALED_WINDOW
+            };
+            return if seq::between(rst_seq, rcv_nxt, rcv_nxt.wrapping_add(wnd)) {
+                RstClass::Abort
+            } else {
+                RstClass::OutOfWindow
+            };
+        }
+
+        // Synchronized receiver.
+        let Some(rcv_nxt) = self.rcv_nxt(to) else {
+            return RstClass::NoFlow;
+        };
+        let got_fin = s.has(FIN_SENT);
+        let sent_fin = r.has(FIN_SENT);
+        let fin_acked = r.has(FIN_ACKED);
+        let any_fin = got_fin || sent_fin;
+        let accepted_class = if any_fin {
+            RstClass::Teardown
+        } else {
+            RstClass::Abort
+        };
+
+        if got_fin && sent_fin && fin_acked && !r.has(FIN_FIRST) {
+            // The receiver closed second and its last FIN was acknowledged:
+            // LAST-ACK is over and it holds no socket.
+            return RstClass::NoFlow;
+        }
+        let time_wait = got_fin && sent_fin && fin_acked;
+
+        // The window tcp_sequence() lets through: [RCV.WUP, RCV.WUP + RCV.WND].
+        let (wup, edge) = if r.has(ACK_KNOWN) {
+            (r.ack, r.win_edge)
+        } else {
+            (
+                rcv_nxt,
+                rcv_nxt.wrapping_add(MAX_UNSCALED_WINDOW << MIDSTREAM_WSCALE),
+            )
+        };
+        let right = seq::max(edge, rcv_nxt);
+        // tcp_sequence() tests the lower bound with the segment's end, so a
+        // RST carrying data that starts just left of RCV.WUP still counts.
+        let end_seq = rst_seq.wrapping_add(seg.payload_len);
+        let in_window = !seq::before(end_seq, wup) && !seq::after(rst_seq, right);
+
+        let exact = rst_seq == rcv_nxt;
+        // tcp_reset_check(): RCV.NXT-1 in CLOSE-WAIT, LAST-ACK, CLOSING — the
+        // receiver got a FIN and its own FIN, if any, is not yet acked.
+        let closing_minus_one =
+            got_fin && !(sent_fin && fin_acked) && rst_seq == rcv_nxt.wrapping_sub(1);
+        let sack_edge = r.has(SACK_VALID) && rst_seq == r.sack_edge;
+        // Orphaned FIN-WAIT-2 accepts anything tcp_in_window() takes, a
+        // window that starts at RCV.NXT (see module docs).
+        let fin_wait2 = sent_fin
+            && fin_acked
+            && !got_fin
+            && !seq::before(end_seq, rcv_nxt)
+            && !seq::after(rst_seq, right);
+
+        if exact || (!time_wait && (closing_minus_one || sack_edge || fin_wait2)) {
+            accepted_class
+        } else if in_window && !time_wait {
+            RstClass::InWindow
+        } else {
+            // Includes every non-exact RST to TIME-WAIT, which
+            // tcp_timewait_state_process() drops without a challenge ACK.
+            RstClass::OutOfWindow
+        }
+    }
+}
