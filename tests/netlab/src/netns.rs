@@ -26,13 +26,14 @@ const NETNS_DIR: &str = "/run/netns";
 /// The longest interface name the kernel takes (IFNAMSIZ less the NUL).
 pub const MAX_IFNAME: usize = libc::IFNAMSIZ - 1;
 
-fn netns_path(name: &str) -> PathBuf {
+/// The file of a named namespace (`/run/netns/NAME`).
+pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
 /// Whether a named namespace exists.
 pub fn exists(name: &str) -> bool {
-    netns_path(name).exists()
+    path(name).exists()
 }
 
 /// Delete a named namespace (its interfaces go with it); fine when there is
@@ -54,7 +55,7 @@ pub struct Netns {
 impl Netns {
     /// The namespace `/run/netns/NAME`.
     pub fn open(name: &str) -> io::Result<Netns> {
-        let file = File::open(netns_path(name))
+        let file = File::open(path(name))
             .map_err(|e| io::Error::new(e.kind(), format!("network namespace {name}: {e}")))?;
         Ok(Netns {
             name: name.to_string(),

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -39,14 +39,19 @@ pub fn remove_on_signal() -> io::Result<()> {
 
 /// From now on SIGINT (Ctrl-C) and SIGTERM set the returned flag instead
 /// of killing the process — once: a second one ends it (exit status 130).
-pub fn catch_stop_signals() -> io::Result<Arc<AtomicBool>> {
+/// The flag is the process's one; later calls return it again.
+pub fn catch_stop_signals() -> io::Result<&'static AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    if let Some(flag) = FLAG.get() {
+        return Ok(flag);
+    }
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         // Registered first, so it sees the flag as the earlier signal left it.
         signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
         signal_hook::flag::register(sig, flag.clone())?;
     }
-    Ok(flag)
+    Ok(FLAG.get_or_init(|| flag))
 }
 
 /// Send `sig` to process `pid`; false if there is no such process.
