@@ -45,6 +45,19 @@ pub fn delete(name: &str) -> io::Result<()> {
     run_ip(&["netns", "del", name]).map(drop)
 }
 
+/// The index of interface `name` in the calling thread's namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+    // SAFETY: a NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("interface {name}: {e}")));
+    }
+    Ok(i)
+}
+
 /// An open handle on a named network namespace.
 #[derive(Debug)]
 pub struct Netns {

@@ -8,7 +8,7 @@ use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use crate::sniff::ifindex;
+use crate::netns::ifindex;
 use crate::sock::socket;
 
 /// An IPv4 raw socket that sends complete, hand-built IPv4 packets

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use rstwall_engine::wire::{self, LinkType, Parsed, Segment};
 
-use crate::netns::Netns;
+use crate::netns::{ifindex, Netns};
 use crate::sock::{setsockopt, socket};
 
 const PACKET_IGNORE_OUTGOING: i32 = 23;
@@ -206,19 +206,6 @@ fn timestamp(msg: &libc::msghdr) -> u64 {
         }
     }
     0
-}
-
-/// The index of interface `name` in the calling thread's namespace.
-pub fn ifindex(name: &str) -> io::Result<u32> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-    // SAFETY: a NUL-terminated name.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("interface {name}: {e}")));
-    }
-    Ok(i)
 }
 
 /// Classic BPF over an Ethernet frame: accept IPv4 TCP to `dport` whose
