@@ -48,6 +48,28 @@ impl Segment {
     }
 }
 
+/// Whether the TCP checksum of an IPv4 packet (header, TCP header and
+/// payload, as captured) is right. False for anything shorter than its
+/// headers.
+pub fn ipv4_tcp_checksum_ok(ip: &[u8]) -> bool {
+    let Some(&first) = ip.first() else {
+        return false;
+    };
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 20 || ip.len() < ihl + 20 {
+        return false;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let Some(tcp) = ip.get(ihl..total) else {
+        return false;
+    };
+    let mut pseudo = 6 + tcp.len() as u32;
+    for c in ip[12..20].chunks(2) {
+        pseudo += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    checksum(tcp, pseudo) == 0
+}
+
 /// The partial sum of the IPv4 pseudo-header of a packet without IP
 /// options: addresses, protocol, TCP length.
 fn pseudo_header(p: &[u8; Segment::LEN]) -> u32 {
@@ -96,6 +118,11 @@ mod tests {
         }
         assert_eq!(checksum(&p[20..], pseudo), 0, "TCP checksum");
         assert_eq!(u16::from(p[33]), TcpFlags::RST);
+        assert!(ipv4_tcp_checksum_ok(&p));
+        let mut bad = p;
+        bad[30] ^= 1;
+        assert!(!ipv4_tcp_checksum_ok(&bad), "a flipped bit");
+        assert!(!ipv4_tcp_checksum_ok(&p[..30]), "cut short");
         assert_eq!(&p[24..28], &0xdead_beefu32.to_be_bytes());
     }
 }

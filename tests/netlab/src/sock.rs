@@ -300,6 +300,44 @@ pub fn try_recv(fd: RawFd) -> RecvNow {
     }
 }
 
+/// One TCP socket of a namespace, as `/proc/net/tcp` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: TcpState,
+}
+
+/// Every IPv4 and IPv6 TCP socket of the calling thread's namespace
+/// (`/proc/thread-self/net/tcp{,6}`, what `ss -tan` reads), TIME_WAIT
+/// ones included.
+pub fn tcp_sockets() -> io::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for file in ["tcp", "tcp6"] {
+        let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
+            Err(e) => return Err(e),
+        };
+        out.extend(text.lines().skip(1).filter_map(parse_proc_tcp_line));
+    }
+    Ok(out)
+}
+
+/// `sl local_address rem_address st ...`, addresses as `HEXADDR:HEXPORT`.
+fn parse_proc_tcp_line(line: &str) -> Option<Listed> {
+    let mut cols = line.split_whitespace().skip(1);
+    let port = |a: &str| u16::from_str_radix(a.rsplit_once(':')?.1, 16).ok();
+    let local_port = port(cols.next()?)?;
+    let remote_port = port(cols.next()?)?;
+    let state = TcpState::from_kernel(u8::from_str_radix(cols.next()?, 16).ok()?);
+    Some(Listed {
+        local_port,
+        remote_port,
+        state,
+    })
+}
+
 fn poll_one(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
     let mut p = libc::pollfd {
         fd,
@@ -394,6 +432,30 @@ mod tests {
         assert_eq!(tcp_state(s.as_raw_fd()).unwrap(), TcpState::Close);
         assert_eq!(TcpState::from_kernel(8).to_string(), "CLOSE_WAIT");
         assert_eq!(TcpState::from_kernel(99).to_string(), "?99");
+    }
+
+    #[test]
+    fn proc_net_tcp_lines_parse() {
+        let l = "   3: 020012C6:1F90 010012C6:A7F9 06 00000000:00000000 03:00000F9E 00000000     0        0 0 3 0000000000000000";
+        assert_eq!(
+            parse_proc_tcp_line(l),
+            Some(Listed {
+                local_port: 8080,
+                remote_port: 0xa7f9,
+                state: TcpState::TimeWait
+            })
+        );
+        assert_eq!(parse_proc_tcp_line("  sl  local_address"), None);
+        let listed = tcp_sockets().expect("/proc/thread-self/net/tcp");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let listed_after = tcp_sockets().unwrap();
+        assert!(!listed
+            .iter()
+            .any(|s| s.local_port == port && s.state == TcpState::Listen));
+        assert!(listed_after
+            .iter()
+            .any(|s| s.local_port == port && s.state == TcpState::Listen));
     }
 
     #[test]
