@@ -51,6 +51,6 @@ pub fn is_root() -> bool {
 pub fn require_root(what: &str) {
     assert!(
         is_root(),
-        "{what} needs root (network namespaces, raw sockets, XDP, AF_XDP): run it as root"
+        "{what}: this needs root (network namespaces, raw sockets, XDP, AF_XDP); run it as root"
     );
 }

@@ -358,10 +358,16 @@ impl Namespaces {
         let name = self.name_of(role);
         delete(&name)?;
         run_ip(&["netns", "add", &name])?;
-        // Registered before anything else can fail: a half-built namespace
-        // goes too.
-        live().push(name.clone());
-        let ns = Arc::new(Netns::open(&name)?);
+        let ns = match Netns::open(&name) {
+            Ok(ns) => Arc::new(ns),
+            Err(e) => {
+                let _ = delete(&name);
+                return Err(e);
+            }
+        };
+        // Held before anything else can fail: a half-built namespace goes
+        // too.
+        live().push(name);
         self.made.push(ns.clone());
         ns.disable_ipv6(&["all", "default", "lo"])?;
         ns.set_up("lo")?;

@@ -157,6 +157,30 @@ impl Sniffer {
         }
     }
 
+    /// Frames the kernel dropped because this socket's queue was full,
+    /// since the last call (`PACKET_STATISTICS`, which resets them).
+    pub fn drops(&self) -> io::Result<u32> {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: a tpacket_stats-sized buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.tp_drops)
+    }
+
     /// One frame into `buf`: (timestamp, captured length).
     fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<(u64, usize)>> {
         let mut iov = libc::iovec {
