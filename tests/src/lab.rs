@@ -12,8 +12,9 @@
 //!
 //! A lab needs root (network namespaces, XDP, AF_XDP) and fails loudly
 //! without it: its tests are never skipped. Each lab builds its own
-//! namespaces, named after the test's tag and this process id, and its
-//! guard deletes them (and stops rstwall) even when the test fails.
+//! namespaces with rstwall-netlab's guard, named after the test's tag and
+//! this process id, and deletes them (and stops rstwall) even when the test
+//! fails.
 //!
 //! The binary under test is `target/<profile>/rstwall` ([`crate::rstwall_bin`]).
 //!
@@ -21,24 +22,27 @@
 //! NICs: the hosts' veths do no TX checksum offload (a frame handed to
 //! AF_XDP keeps a partial checksum otherwise, and the server would drop
 //! it), and have GRO on (veth accepts frames redirected to it by XDP only
-//! when its peer runs NAPI). Both are set with the ethtool ioctl.
+//! when its peer runs NAPI). Both are set with netlab's ethtool.
 //!
-//! Sockets are opened from threads that joined a namespace with setns(2);
-//! the few syscalls std does not wrap are declared in [`ffi`].
+//! Sockets are opened from threads that joined a namespace with setns(2)
+//! ([`in_ns`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rstwall_lab::packet::{self, Segment};
-use rstwall_lab::sys;
+use rstwall_engine::wire::TcpFlags;
+use rstwall_netlab::ethtool::{self, Offload};
+use rstwall_netlab::packet::Segment;
+use rstwall_netlab::{
+    rng, signal_process, sock, FrameSender, Namespaces, Netns, RawSender, Recorder, Veth,
+};
 use serde_json::Value;
 
 use crate::rstwall_bin;
@@ -46,126 +50,45 @@ use crate::rstwall_bin;
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
-pub mod ffi {
-    use std::ffi::c_void;
-
-    pub const AF_INET: i32 = 2;
-    pub const AF_PACKET: i32 = 17;
-    pub const SOCK_RAW: i32 = 3;
-    pub const ETH_P_ALL: u16 = 0x0003;
-    pub const SOL_SOCKET: i32 = 1;
-    pub const SO_LINGER: i32 = 13;
-    pub const SO_RCVTIMEO: i32 = 20;
-    pub const ETHTOOL_STXCSUM: u32 = rstwall_lab::sys::ETHTOOL_STXCSUM;
-    pub const ETHTOOL_SGRO: u32 = rstwall_lab::sys::ETHTOOL_SGRO;
-    pub const SIGHUP: i32 = 1;
-    pub const SIGTERM: i32 = 15;
-    pub const SIGKILL: i32 = 9;
-
-    extern "C" {
-        pub fn socket(domain: i32, ty: i32, protocol: i32) -> i32;
-        pub fn setsockopt(fd: i32, level: i32, name: i32, val: *const c_void, len: u32) -> i32;
-        pub fn sendto(
-            fd: i32,
-            buf: *const c_void,
-            len: usize,
-            flags: i32,
-            addr: *const c_void,
-            addrlen: u32,
-        ) -> isize;
-        pub fn geteuid() -> u32;
-        pub fn kill(pid: i32, sig: i32) -> i32;
-    }
-}
-
+#[track_caller]
 pub fn require_root() {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { ffi::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the datapath tests need root (network namespaces, XDP, AF_XDP); run them as root"
-    );
+    rstwall_netlab::require_root("the datapath tests");
 }
 
-pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-pub fn sh_out(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(out.status.success(), "{args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run `f` on a thread that has joined network namespace `ns`.
-pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    thread::scope(|s| {
-        s.spawn(|| enter_ns(ns).then(f))
-            .join()
-            .expect("namespace thread")
-    })
-    .unwrap_or_else(|| panic!("cannot enter network namespace {ns}"))
+/// Run `f` with this thread in network namespace `ns` (by name), then
+/// bring it back; sockets `f` opens stay in `ns`.
+#[track_caller]
+pub fn in_ns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
+    netns(ns)
+        .run(f)
+        .unwrap_or_else(|e| panic!("cannot enter network namespace {ns}: {e}"))
 }
 
 /// Spawn a thread in namespace `ns`.
+#[track_caller]
 pub fn spawn_in_ns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> thread::JoinHandle<T> {
-    let ns = ns.to_string();
-    thread::spawn(move || {
-        assert!(enter_ns(&ns), "cannot enter network namespace {ns}");
-        f()
-    })
+    netns(ns)
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("network namespace {ns}: {e}"))
 }
 
-pub fn enter_ns(ns: &str) -> bool {
-    sys::enter_netns(ns).is_ok()
-}
-
-/// Set one ethtool flag (`ETHTOOL_S*`) of `ifname`, from inside its namespace.
-pub fn ethtool_set(ifname: &str, cmd: u32, value: u32) {
-    sys::ethtool_set(ifname, cmd, value)
-        .unwrap_or_else(|e| panic!("ethtool {cmd:#x} on {ifname}: {e}"));
-}
-
-/// Create network namespace `ns` (replacing a stale one of that name),
-/// IPv6 off (no neighbour discovery in the counts), loopback up.
-pub fn add_netns(ns: &str) {
-    let _ = Command::new("ip").args(["netns", "del", ns]).output();
-    sh(&["ip", "netns", "add", ns]);
-    for key in ["all", "default", "lo"] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-        ]);
-    }
-    sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+#[track_caller]
+fn netns(name: &str) -> Netns {
+    Netns::open(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The three namespaces and rstwall; everything is removed on drop.
 pub struct Lab {
+    /// The namespaces' names.
     pub client: String,
     pub appliance: String,
     pub server: String,
     pub rstwall: Option<Child>,
     pub dir: PathBuf,
+    namespaces: Namespaces,
 }
 
 impl Lab {
@@ -177,56 +100,48 @@ impl Lab {
     pub fn with_queues(tag: &str, queues: u32) -> Lab {
         require_root();
         let pid = std::process::id();
-        let name = |role: &str| format!("rw{role}-{tag}-{pid}");
         let dir = std::env::temp_dir().join(format!("rstwall-dp-{tag}-{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("lab dir");
-        let lab = Lab {
-            client: name("c"),
-            appliance: name("a"),
-            server: name("s"),
+        let mut namespaces = Namespaces::unique(tag);
+        let mut add = |role| namespaces.add(role).expect("network namespace");
+        let (c, a, s) = (add("c"), add("a"), add("s"));
+        let veth = Veth {
+            queues: Some(queues),
+            ..Veth::default()
+        };
+        for (ns, host, port, addr) in [(&c, "c0", "pa", CLIENT), (&s, "s0", "pb", SERVER)] {
+            ns.add_veth(host, &a, port, &veth).expect("veth");
+            ns.run(|| {
+                ethtool::set(host, Offload::TxChecksum, false)?;
+                ethtool::set(host, Offload::Gro, true)
+            })
+            .and_then(|r| r)
+            .unwrap_or_else(|e| panic!("offloads of {host}: {e}"));
+            ns.add_addr(host, &format!("{addr}/24")).expect("address");
+            ns.set_up(host).expect("link up");
+        }
+        a.disable_ipv6(&["pa", "pb"]).expect("IPv6 off");
+        for dev in ["pa", "pb"] {
+            a.set_up(dev).expect("link up");
+        }
+        Lab {
+            client: c.name().to_string(),
+            appliance: a.name().to_string(),
+            server: s.name().to_string(),
             rstwall: None,
             dir,
-        };
-        for ns in [&lab.client, &lab.appliance, &lab.server] {
-            add_netns(ns);
+            namespaces,
         }
-        let (c, a, s) = (&lab.client, &lab.appliance, &lab.server);
-        let q = queues.to_string();
-        let mq = ["numtxqueues", &q, "numrxqueues", &q];
-        for (ns, host, port) in [(c, "c0", "pa"), (s, "s0", "pb")] {
-            let mut args = vec!["ip", "-n", ns, "link", "add", host];
-            args.extend(mq);
-            args.extend(["type", "veth", "peer", "name", port]);
-            args.extend(mq);
-            args.extend(["netns", a]);
-            sh(&args);
-        }
-        for (ns, dev) in [(c, "c0"), (s, "s0")] {
-            in_ns(ns, || {
-                ethtool_set(dev, ffi::ETHTOOL_STXCSUM, 0);
-                ethtool_set(dev, ffi::ETHTOOL_SGRO, 1);
-            });
-        }
-        for dev in ["pa", "pb"] {
-            for key in ["all", "default", dev] {
-                sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    a,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-                ]);
-            }
-        }
-        sh(&["ip", "-n", c, "addr", "add", "198.18.0.1/24", "dev", "c0"]);
-        sh(&["ip", "-n", s, "addr", "add", "198.18.0.2/24", "dev", "s0"]);
-        for (ns, dev) in [(c, "c0"), (a, "pa"), (a, "pb"), (s, "s0")] {
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        lab
+    }
+
+    /// The namespace of the client, the appliance or the server.
+    pub fn netns(&self, name: &str) -> &Netns {
+        self.namespaces
+            .all()
+            .iter()
+            .find(|ns| ns.name() == name)
+            .unwrap_or_else(|| panic!("{name} is not a namespace of this lab"))
     }
 
     pub fn refs(&self) -> LabRef {
@@ -320,10 +235,8 @@ impl Lab {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.appliance])
-            .arg(rstwall_bin())
-            .arg("run")
+        let mut cmd = self.netns(&self.appliance).command(rstwall_bin());
+        cmd.arg("run")
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -348,17 +261,18 @@ impl Lab {
     /// Send `sig` to the running rstwall (SIGHUP: reload), without waiting.
     pub fn signal_rstwall(&self, sig: i32) {
         let child = self.rstwall.as_ref().expect("rstwall running");
-        // SAFETY: kill(2) on our own, still running child.
-        let rc = unsafe { ffi::kill(child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        assert!(
+            signal_process(child.id(), sig),
+            "kill: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Send `sig` to rstwall and wait for it; its exit status.
     pub fn stop_rstwall(&mut self, sig: i32) -> std::process::ExitStatus {
         let mut child = self.rstwall.take().expect("rstwall running");
         // `ip netns exec` execs the binary: the child is rstwall itself.
-        // SAFETY: kill(2) on our own child.
-        unsafe { ffi::kill(child.id() as i32, sig) };
+        signal_process(child.id(), sig);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = child.try_wait().unwrap() {
@@ -401,16 +315,10 @@ impl Lab {
 
     /// XDP program ids attached to an appliance port.
     pub fn xdp_progs(&self, dev: &str) -> Vec<u64> {
-        let out = sh_out(&[
-            "ip",
-            "-n",
-            &self.appliance,
-            "-d",
-            "link",
-            "show",
-            "dev",
-            dev,
-        ]);
+        let out = self
+            .netns(&self.appliance)
+            .ip(&["-d", "link", "show", "dev", dev])
+            .unwrap_or_else(|e| panic!("{e}"));
         out.split("prog/xdp id ")
             .skip(1)
             .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
@@ -424,9 +332,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for ns in [&self.client, &self.appliance, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        // The namespaces go with `self.namespaces`.
         if !thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -474,15 +380,9 @@ pub fn xdp_sum(stats: &Value, key: &str) -> u64 {
 
 /// Deterministic bytes, unlike any TCP pattern a bug would produce.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut bytes = vec![0u8; len];
+    rng::seeded(seed).fill(&mut bytes);
+    bytes
 }
 
 pub fn server_listener(lab: &Lab, port: u16) -> TcpListener {
@@ -525,7 +425,7 @@ pub fn rst_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
         dst,
         seq,
         ack: 0,
-        flags: packet::RST,
+        flags: TcpFlags::RST,
         window: 0,
     }
     .to_ipv4(0)
@@ -535,7 +435,7 @@ pub fn rst_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
 /// Send raw IPv4 packets from namespace `ns` (IP_HDRINCL).
 pub fn send_raw(ns: &str, packets: Vec<Vec<u8>>) {
     in_ns(ns, move || {
-        let sender = sys::RawSender::open().expect("raw socket");
+        let sender = RawSender::open().expect("raw socket");
         for p in packets {
             sender.send(&p).expect("raw send");
         }
@@ -543,112 +443,40 @@ pub fn send_raw(ns: &str, packets: Vec<Vec<u8>>) {
 }
 
 /// Every frame seen on a namespace's interfaces while it runs.
-pub struct Sniffer {
-    frames: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
+pub struct Sniffer(Recorder);
 
 impl Sniffer {
+    #[track_caller]
     pub fn start(ns: &str) -> Sniffer {
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, st) = (frames.clone(), stop.clone());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = spawn_in_ns(ns, move || {
-            // SAFETY: plain socket calls on a fd we own.
-            let fd = unsafe {
-                ffi::socket(ffi::AF_PACKET, ffi::SOCK_RAW, ffi::ETH_P_ALL.to_be() as i32)
-            };
-            assert!(
-                fd >= 0,
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            );
-            let tv = [0i64, 50_000]; // 50 ms receive timeout
-                                     // SAFETY: valid timeval.
-            unsafe {
-                ffi::setsockopt(
-                    fd,
-                    ffi::SOL_SOCKET,
-                    ffi::SO_RCVTIMEO,
-                    tv.as_ptr().cast(),
-                    16,
-                )
-            };
-            // SAFETY: the fd is ours; File closes it.
-            let mut sock = unsafe { File::from_raw_fd(fd) };
-            ready_tx.send(()).unwrap();
-            let mut buf = vec![0u8; 65536];
-            while !st.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.read(&mut buf) {
-                    f.lock().unwrap().push(buf[..n].to_vec());
-                }
-            }
-        });
-        ready_rx.recv().expect("sniffer started");
-        Sniffer {
-            frames,
-            stop,
-            thread: Some(thread),
-        }
+        Sniffer(Recorder::start(&netns(ns)).unwrap_or_else(|e| panic!("sniffer in {ns}: {e}")))
     }
 
-    /// TCP segments as (src, dst, seq, flags, payload length).
+    /// IPv4 TCP segments as (src, dst, seq, flags, payload length).
     pub fn segments(&self) -> Vec<(SocketAddrV4, SocketAddrV4, u32, u8, usize)> {
-        self.frames
-            .lock()
-            .unwrap()
+        self.0
+            .frames()
             .iter()
             .filter_map(|f| {
-                if f.len() < 54 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
+                let seg = f.segment()?;
+                let (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)) = (seg.src, seg.dst)
+                else {
                     return None;
-                }
-                let ip = &f[14..];
-                let ihl = (ip[0] & 0x0f) as usize * 4;
-                let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-                let tcp = &ip[ihl..];
-                let doff = (tcp[12] >> 4) as usize * 4;
-                let addr = |a: &[u8], p: &[u8]| {
-                    SocketAddrV4::new(
-                        Ipv4Addr::new(a[0], a[1], a[2], a[3]),
-                        u16::from_be_bytes([p[0], p[1]]),
-                    )
                 };
                 Some((
-                    addr(&ip[12..16], &tcp[0..2]),
-                    addr(&ip[16..20], &tcp[2..4]),
-                    u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
-                    tcp[13],
-                    tot.saturating_sub(ihl + doff),
+                    SocketAddrV4::new(src, seg.src_port),
+                    SocketAddrV4::new(dst, seg.dst_port),
+                    seg.seq,
+                    seg.flags.0 as u8,
+                    seg.payload_len as usize,
                 ))
             })
             .collect()
     }
 }
 
-impl Drop for Sniffer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
+#[track_caller]
 pub fn set_linger_zero(fd: RawFd) {
-    let linger = [1i32, 0];
-    // SAFETY: valid struct linger.
-    let rc = unsafe {
-        ffi::setsockopt(
-            fd,
-            ffi::SOL_SOCKET,
-            ffi::SO_LINGER,
-            linger.as_ptr().cast(),
-            8,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    sock::set_linger_zero(fd).unwrap_or_else(|e| panic!("SO_LINGER: {e}"));
 }
 
 /// The namespaces of a lab, for threads that outlive a borrow of it.
@@ -689,52 +517,16 @@ impl LabRef {
 
 /// Send raw Ethernet frames out of `ifname` in namespace `ns` (AF_PACKET).
 pub fn send_frames(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
-    let out = sh_out(&["ip", "-o", "-n", ns, "link", "show", "dev", ifname]);
-    let ifindex: i32 = out
-        .split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .expect("ifindex");
-    in_ns(ns, move || {
-        // SAFETY: plain socket calls on a fd we own.
-        let fd = unsafe { ffi::socket(ffi::AF_PACKET, ffi::SOCK_RAW, 0) };
-        assert!(
-            fd >= 0,
-            "packet socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: `fd` was just opened and is ours.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // struct sockaddr_ll: family, protocol, ifindex, hatype, pkttype,
-        // halen, addr[8].
-        let mut sll = [0u8; 20];
-        sll[0..2].copy_from_slice(&(ffi::AF_PACKET as u16).to_ne_bytes());
-        sll[4..8].copy_from_slice(&ifindex.to_ne_bytes());
-        for (i, f) in frames.iter().enumerate() {
-            // SAFETY: valid buffer and sockaddr_ll.
-            let n = unsafe {
-                ffi::sendto(
-                    fd.as_raw_fd(),
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    sll.as_ptr().cast(),
-                    20,
-                )
-            };
-            assert_eq!(
-                n,
-                f.len() as isize,
-                "frame {}: {}",
-                i + 1,
-                std::io::Error::last_os_error()
-            );
-            // veth queues a few hundred frames for its NAPI: stay below that.
-            if i % 16 == 15 {
-                thread::sleep(Duration::from_millis(2));
-            }
+    let sender = in_ns(ns, || FrameSender::open(ifname)).expect("packet socket");
+    for (i, f) in frames.iter().enumerate() {
+        sender
+            .send(f)
+            .unwrap_or_else(|e| panic!("frame {}: {e}", i + 1));
+        // veth queues a few hundred frames for its NAPI: stay below that.
+        if i % 16 == 15 {
+            thread::sleep(Duration::from_millis(2));
         }
-    });
+    }
 }
 
 /// Write `policy` into the lab's directory; its path.

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod fixtures;
 pub mod lab;
 pub mod linux;
 

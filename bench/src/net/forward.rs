@@ -202,7 +202,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     eprintln!("generating {} flows ...", traffic_cfg.flows);
     let traffic = Arc::new(Traffic::generate(&traffic_cfg));
 
-    lab::delete_on_signal("fwd")?;
+    lab::delete_on_signal()?;
     let lab = Lab::new("fwd").context("building the namespaces")?;
     let bench = Bench::new(&lab, traffic.clone(), &s)?;
     eprintln!(

@@ -244,10 +244,10 @@ fn dev_tx(ns: &Option<Arc<Netns>>, dev: &str) -> Option<(u64, u64)> {
         .map(|(_, tx, tx_dropped)| (tx, tx_dropped))
 }
 
-/// SIGINT, SIGTERM and SIGHUP stop the generator (call before any other
-/// thread exists, so all inherit the blocked mask).
+/// SIGINT, SIGTERM and SIGHUP stop the generator.
 fn stop_on_signal(shared: Arc<GenShared>) -> Result<()> {
     super::lab::on_stop_signal("gen-signals", move |_| {
         shared.stop.store(true, Ordering::Relaxed)
     })
+    .context("catching stop signals")
 }

@@ -99,7 +99,7 @@ impl KernelBridge {
             _steer: steer,
             up: true,
         };
-        let n = ns.name.as_str();
+        let n = ns.name();
         run(&[
             "ip",
             "-n",
@@ -144,7 +144,7 @@ impl KernelBridge {
 
     /// What the rules counted so far.
     pub fn counters(&self) -> Result<NftCounters> {
-        let text = nft(&self.ns.name, None, &["list", "table", "inet", TABLE])?;
+        let text = nft(self.ns.name(), None, &["list", "table", "inet", TABLE])?;
         let counts: Vec<u64> = text
             .lines()
             .filter_map(|l| {
@@ -169,7 +169,7 @@ impl KernelBridge {
     }
 
     fn teardown(&self) -> Result<()> {
-        let n = self.ns.name.as_str();
+        let n = self.ns.name();
         let rules = nft(n, None, &["delete", "table", "inet", TABLE]);
         let bridge = run(&["ip", "-n", n, "link", "del", BRIDGE]);
         rules.and(bridge).map(|_| ())

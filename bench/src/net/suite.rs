@@ -254,7 +254,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     eprintln!("generating {} flows ...", traffic_cfg.flows);
     let traffic = Arc::new(Traffic::generate(&traffic_cfg));
 
-    lab::delete_on_signal("run")?;
+    lab::delete_on_signal()?;
     let lab = Lab::new("run").context("building the namespaces")?;
     let bench = Bench::new(&lab, traffic.clone(), &s)?;
     eprintln!(

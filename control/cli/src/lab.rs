@@ -10,7 +10,9 @@ use rstwall_api::Failure;
 
 use crate::cli::{DownArgs, LabAction, LabArgs, LabRunArgs, Target, UpArgs};
 use rstwall_engine::policy::Mode;
-use rstwall_lab::{report, run_scenario, sys, topology, Lab, LabConfig, Scenario, ScenarioOptions};
+use rstwall_lab::{
+    netlab, report, run_scenario, topology, Lab, LabConfig, Scenario, ScenarioOptions,
+};
 
 pub fn run(args: LabArgs) -> Result<(), Failure> {
     match args.action {
@@ -49,7 +51,7 @@ fn parse_duration(text: &str) -> Result<Duration, Failure> {
 }
 
 fn require_root() -> Result<(), Failure> {
-    if sys::is_root() {
+    if netlab::is_root() {
         Ok(())
     } else {
         Err(Failure::runtime(anyhow!(
@@ -111,7 +113,8 @@ fn run_command(a: LabRunArgs) -> Result<(), Failure> {
     };
     require_root()?;
     let lock = topology::LabLock::take(&cfg).map_err(Failure::runtime)?;
-    let stop = sys::catch_stop_signals();
+    let stop = netlab::catch_stop_signals()
+        .map_err(|e| Failure::runtime(anyhow!("catching Ctrl-C: {e}")))?;
 
     let (mut lab, guard) = match Lab::find(&cfg) {
         Some(lab) => (lab, None),

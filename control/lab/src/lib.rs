@@ -7,16 +7,17 @@
 //!   ([`run_scenario`], usable from Rust);
 //! * [`stats`] is the one place the daemon's counters come from;
 //! * [`report`] prints what a scenario did and whether it passed;
-//! * [`traffic`], [`packet`] and [`sys`] are the sockets, the hand-built
-//!   segments and the system calls underneath.
+//! * [`traffic`] is the kernel TCP the scenarios drive; the namespaces,
+//!   raw sockets, sniffer and random numbers underneath come from
+//!   [`netlab`] (rstwall-netlab), re-exported for the CLI.
 
-pub mod packet;
 pub mod report;
 pub mod scenario;
 pub mod stats;
-pub mod sys;
 pub mod topology;
 pub mod traffic;
+
+pub use rstwall_netlab as netlab;
 
 pub use report::Report;
 pub use scenario::{run_scenario, Scenario, ScenarioOptions};

@@ -44,12 +44,14 @@ use anyhow::{anyhow, bail, Context};
 use rstwall_engine::policy::{Action, Mode, PolicyConfig};
 use rstwall_engine::RstClass;
 
-use super::packet::{Rng, Segment, ACK, RST, SYN};
 use super::report::{Check, Did, Report};
 use super::stats::{Counts, Stats};
-use super::sys::{self, RawSender, SeenSegment, TcpSniffer};
 use super::topology::{Lab, CLIENT, SERVER, SERVER_IF, STATS_INTERVAL};
-use super::traffic::{self, join, spawn_in, Errors, Pacer, Running, SetOnDrop};
+use super::traffic::{self, in_netns, join, spawn_in, Errors, Pacer, Running, SetOnDrop};
+use rstwall_engine::wire::{Segment as Seen, TcpFlags};
+use rstwall_netlab::packet::Segment;
+use rstwall_netlab::rng::{self, Rng};
+use rstwall_netlab::{sock, Listen, RawSender, Sniffer, TcpState};
 
 /// Server ports, one per part, so that parts never share a flow.
 const ECHO_PORT: u16 = 80;
@@ -153,7 +155,7 @@ pub fn run_scenario(
             stop,
         },
         mode: opts.mode,
-        seed: Rng::from_time(scenario as u64).next_u64(),
+        seed: rng::clock_seed(scenario as u64),
     };
     let plan = plan(scenario);
     let ctx = &ctx;
@@ -481,8 +483,8 @@ fn connect(dst: SocketAddrV4) -> std::io::Result<TcpStream> {
 fn wait_reset(s: &TcpStream, within: Duration) -> Result<(), String> {
     let until = Instant::now() + within;
     loop {
-        match sys::tcp_state(s.as_raw_fd()) {
-            Ok(sys::TCP_CLOSE) => return Ok(()),
+        match sock::tcp_state(s.as_raw_fd()) {
+            Ok(TcpState::Close) => return Ok(()),
             Ok(state) if Instant::now() > until => {
                 return Err(format!("no RST: the socket is still in TCP state {state}"))
             }
@@ -644,17 +646,17 @@ fn abort(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     // Close once the request is queued, unread.
     let serve = |conn: TcpStream| {
         let until = Instant::now() + Duration::from_secs(3);
-        while sys::bytes_queued(conn.as_raw_fd()).unwrap_or(0) < ABORT_UNREAD
+        while sock::bytes_queued(conn.as_raw_fd()).unwrap_or(0) < ABORT_UNREAD
             && Instant::now() < until
         {
             thread::sleep(Duration::from_millis(1));
         }
     };
-    let mut seed = ctx.seed | 1;
+    let mut payload = rng::seeded(ctx.seed | 1);
     let (attempts, sent, reset, errors) =
         reset_by_server(ctx, "abort", addr, per_sec, serve, |c, errors| {
             let mut req = [0u8; ABORT_UNREAD];
-            traffic::fill(&mut req, &mut seed);
+            payload.fill(&mut req);
             if let Err(e) = c.write_all(&req) {
                 errors.add(format!("write: {e}"));
                 return Tried::Failed;
@@ -708,7 +710,7 @@ const PING: usize = 32;
 /// outside any window the session can have.
 fn far_from(rcv_nxt: u32, rng: &mut Rng) -> u32 {
     loop {
-        let seq = rng.next_u32();
+        let seq = rng.u32(..);
         let d = seq.wrapping_sub(rcv_nxt);
         if (1 << 26..=u32::MAX - (1 << 24)).contains(&d) {
             return seq;
@@ -723,10 +725,15 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     let listener = traffic::listen(&ctx.server, addr)?;
     // At the server: the sessions' SYNs (their ISNs) and every RST that
     // gets through.
-    let sniffer = sys::in_netns(&ctx.server, || {
-        TcpSniffer::open(SERVER_IF, VICTIM_PORT, SYN | RST).context("packet socket at the server")
+    let sniffer = in_netns(&ctx.server, || {
+        Sniffer::open(Listen::TcpTo {
+            ifname: SERVER_IF,
+            dport: VICTIM_PORT,
+            any_flags: TcpFlags::SYN | TcpFlags::RST,
+        })
+        .context("packet socket at the server")
     })?;
-    let spoofer = sys::in_netns(&ctx.attacker, || {
+    let spoofer = in_netns(&ctx.attacker, || {
         RawSender::open().context("raw socket at the attacker")
     })?;
     let done = AtomicBool::new(false);
@@ -736,31 +743,31 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     // that got through. (About one run in twenty-five under heavy load
     // shows one other RST on a victim port; where it comes from is not
     // known yet, and the report shows it.)
-    let rsts_at_server: Mutex<Vec<SeenSegment>> = Mutex::new(Vec::new());
+    let rsts_at_server: Mutex<Vec<Seen<'static>>> = Mutex::new(Vec::new());
     let mut spoofed: HashSet<(u16, u32)> = HashSet::new();
 
     let outcome = thread::scope(|s| -> anyhow::Result<SprayOutcome> {
         let _done = SetOnDrop(&done);
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                match sniffer.next() {
-                    Ok(Some(seg)) if seg.flags & RST != 0 => {
+                match sniffer.next_segment() {
+                    Ok(Some(seg)) if seg.flags.rst() => {
                         rsts_at_server
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .push(seg);
                     }
-                    Ok(Some(seg)) if seg.flags & (SYN | ACK) == SYN => {
+                    Ok(Some(seg)) if seg.flags.syn() && !seg.flags.ack() => {
                         isns.lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(seg.sport, seg.seq);
+                            .insert(seg.src_port, seg.seq);
                     }
                     Ok(_) => {}
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        let mut sessions: Vec<TcpStream> = sys::in_netns(&ctx.client, || {
+        let mut sessions: Vec<TcpStream> = in_netns(&ctx.client, || {
             (0..spray.sessions)
                 .map(|i| connect(addr).map_err(|e| anyhow!("session {i}: connect: {e}")))
                 .collect()
@@ -790,8 +797,8 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
         let isn: Vec<u32> = ports.iter().map(|&p| isn_of(p).unwrap_or(0)).collect();
 
         let mut out = SprayOutcome::default();
-        let mut rng = Rng::new(ctx.seed ^ 0xb1);
-        let mut seed = ctx.seed | 3;
+        let mut rng = rng::seeded(ctx.seed ^ 0xb1);
+        let mut payload = rng::seeded(ctx.seed | 3);
         let mut sent_bytes = vec![0u32; spray.sessions];
         let mut alive = vec![true; spray.sessions];
         let mut ip_id = 0u16;
@@ -804,7 +811,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                 }
                 // The session works, and is idle from here until the next
                 // round: RCV.NXT is exactly ISN + 1 + what the client sent.
-                if let Err(e) = traffic::echo_round(c, PING, &mut seed) {
+                if let Err(e) = traffic::echo_round(c, PING, &mut payload) {
                     alive[i] = false;
                     out.errors.add(format!("session {i}: {e}"));
                     continue;
@@ -815,7 +822,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                 for k in 0..spray.in_window + spray.out_of_window {
                     let seq = if k < spray.in_window {
                         out.in_window += 1;
-                        rcv_nxt.wrapping_add(rng.range(IN_WINDOW_OFFSETS.0, IN_WINDOW_OFFSETS.1))
+                        rcv_nxt.wrapping_add(rng.u32(IN_WINDOW_OFFSETS.0..=IN_WINDOW_OFFSETS.1))
                     } else {
                         out.out_of_window += 1;
                         far_from(rcv_nxt, &mut rng)
@@ -825,7 +832,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                         dst: addr,
                         seq,
                         ack: 0,
-                        flags: RST,
+                        flags: TcpFlags::RST,
                         window: 0,
                     };
                     ip_id = ip_id.wrapping_add(1);
@@ -843,7 +850,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
         // After the attack: every session still works, then closes cleanly.
         for (i, c) in sessions.iter_mut().enumerate() {
             if alive[i] {
-                if let Err(e) = traffic::echo_round(c, PING, &mut seed) {
+                if let Err(e) = traffic::echo_round(c, PING, &mut payload) {
                     alive[i] = false;
                     out.errors.add(format!("session {i} after the attack: {e}"));
                 }
@@ -863,9 +870,9 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
     let seen = rsts_at_server
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    let (spoofs, others): (Vec<&SeenSegment>, Vec<&SeenSegment>) = seen
+    let (spoofs, others): (Vec<&Seen>, Vec<&Seen>) = seen
         .iter()
-        .partition(|r| r.src == CLIENT && spoofed.contains(&(r.sport, r.seq)));
+        .partition(|r| r.src == CLIENT && spoofed.contains(&(r.src_port, r.seq)));
     let reached = spoofs.len() as u64;
     let sent = outcome.in_window + outcome.out_of_window;
     let n = spray.sessions;
@@ -915,12 +922,12 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                      {}:{} > {}:{} seq {} ack {} flags {:#04x})",
                     others.len(),
                     o.src,
-                    o.sport,
+                    o.src_port,
                     o.dst,
-                    o.dport,
+                    o.dst_port,
                     o.seq,
                     o.ack,
-                    o.flags
+                    o.flags.0
                 ),
                 None => String::new(),
             }
@@ -945,10 +952,10 @@ fn spoof(
     per_sec: f64,
     mut make: impl FnMut(&mut Rng) -> Segment,
 ) -> anyhow::Result<u64> {
-    let sender = sys::in_netns(&ctx.attacker, || {
+    let sender = in_netns(&ctx.attacker, || {
         RawSender::open().context("raw socket at the attacker")
     })?;
-    let mut rng = Rng::new(ctx.seed ^ per_sec.to_bits());
+    let mut rng = rng::seeded(ctx.seed ^ per_sec.to_bits());
     let burst = ((per_sec / 200.0).round() as u32).clamp(1, 16);
     let mut pace = Pacer::new(per_sec / f64::from(burst), &ctx.run);
     let mut sent = 0u64;
@@ -970,8 +977,8 @@ fn spoofed_addr(rng: &mut Rng, octets: (u32, u32)) -> Ipv4Addr {
     Ipv4Addr::new(
         198,
         19,
-        rng.range(octets.0, octets.1) as u8,
-        rng.range(1, 254) as u8,
+        rng.u32(octets.0..=octets.1) as u8,
+        rng.u32(1..=254) as u8,
     )
 }
 
@@ -980,16 +987,20 @@ fn spoofed_addr(rng: &mut Rng, octets: (u32, u32)) -> Ipv4Addr {
 fn backscatter(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let ports = [ECHO_PORT, FLOOD_PORT, 22, 25];
     let sent = spoof(ctx, per_sec, |rng| {
-        let dport = match rng.range(0, 4) {
-            4 => rng.range(32768, 60999) as u16,
+        let dport = match rng.u32(0..=4) {
+            4 => rng.u32(32768..=60999) as u16,
             i => ports[i as usize],
         };
         Segment {
-            src: SocketAddrV4::new(spoofed_addr(rng, (128, 255)), rng.range(1024, 65535) as u16),
+            src: SocketAddrV4::new(spoofed_addr(rng, (128, 255)), rng.u32(1024..=65535) as u16),
             dst: SocketAddrV4::new(SERVER, dport),
-            seq: rng.next_u32(),
-            ack: rng.next_u32(),
-            flags: if rng.range(0, 1) == 0 { RST } else { RST | ACK },
+            seq: rng.u32(..),
+            ack: rng.u32(..),
+            flags: if rng.bool() {
+                TcpFlags::RST
+            } else {
+                TcpFlags::RST | TcpFlags::ACK
+            },
             window: 0,
         }
     })?;
@@ -1024,13 +1035,13 @@ fn syn_flood(ctx: &Ctx, per_sec: f64, legit_per_sec: f64) -> anyhow::Result<Part
         let legit = spawn_in(s, &ctx.client, || {
             let mut pace = Pacer::new(legit_per_sec, &ctx.run);
             let (mut attempts, mut ok, mut errors) = (0u64, 0u64, Errors::default());
-            let mut seed = ctx.seed | 5;
+            let mut payload = rng::seeded(ctx.seed | 5);
             while pace.wait() {
                 attempts += 1;
                 let r = connect(addr)
                     .map_err(|e| format!("connect: {e}"))
                     .and_then(|mut c| {
-                        traffic::echo_round(&mut c, FLOOD_ECHO, &mut seed)?;
+                        traffic::echo_round(&mut c, FLOOD_ECHO, &mut payload)?;
                         match c.read(&mut [0u8; 1]) {
                             Ok(0) => Ok(()),
                             Ok(_) => Err("data after the echo".to_string()),
@@ -1046,11 +1057,11 @@ fn syn_flood(ctx: &Ctx, per_sec: f64, legit_per_sec: f64) -> anyhow::Result<Part
         });
         let flood = s.spawn(|| {
             spoof(ctx, per_sec, |rng| Segment {
-                src: SocketAddrV4::new(spoofed_addr(rng, (0, 127)), rng.range(1024, 65535) as u16),
+                src: SocketAddrV4::new(spoofed_addr(rng, (0, 127)), rng.u32(1024..=65535) as u16),
                 dst: addr,
-                seq: rng.next_u32(),
+                seq: rng.u32(..),
                 ack: 0,
-                flags: SYN,
+                flags: TcpFlags::SYN,
                 window: 64240,
             })
         });
@@ -1102,12 +1113,12 @@ fn short_lived(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
             let _done = SetOnDrop(&done);
             let mut pace = Pacer::new(per_sec, &ctx.run);
             let (mut attempts, mut ok, mut errors) = (0u64, 0u64, Errors::default());
-            let mut seed = ctx.seed | 7;
+            let mut payload = rng::seeded(ctx.seed | 7);
             while pace.wait() {
                 attempts += 1;
                 match connect(addr)
                     .map_err(|e| format!("connect: {e}"))
-                    .and_then(|mut c| traffic::echo_round(&mut c, REQUEST, &mut seed))
+                    .and_then(|mut c| traffic::echo_round(&mut c, REQUEST, &mut payload))
                 {
                     Ok(()) => ok += 1,
                     Err(e) => errors.add(e),
@@ -1154,7 +1165,7 @@ fn bulk(ctx: &Ctx, dir: Direction, bytes_per_sec: u64) -> anyhow::Result<Part> {
     };
     let addr = SocketAddrV4::new(SERVER, port);
     let listener = traffic::listen(&ctx.server, addr)?;
-    let client = sys::in_netns(&ctx.client, || connect(addr).context("bulk: connect"))?;
+    let client = in_netns(&ctx.client, || connect(addr).context("bulk: connect"))?;
     let server = traffic::accept_within(&listener, Duration::from_secs(3))?
         .ok_or_else(|| anyhow!("bulk: the server accepted nothing"))?;
     server.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -1172,11 +1183,11 @@ fn bulk(ctx: &Ctx, dir: Direction, bytes_per_sec: u64) -> anyhow::Result<Part> {
         });
         let mut pace = Pacer::new(bytes_per_sec as f64 / CHUNK as f64, &ctx.run);
         let mut buf = vec![0u8; CHUNK];
-        let mut seed = ctx.seed | 9;
+        let mut payload = rng::seeded(ctx.seed | 9);
         let (mut sent, mut digest) = (0u64, traffic::Digest::default());
         let mut error = None;
         while pace.wait() {
-            traffic::fill(&mut buf, &mut seed);
+            payload.fill(&mut buf);
             if let Err(e) = sender.write_all(&buf) {
                 error = Some(format!("write: {e}"));
                 break;
@@ -1239,7 +1250,7 @@ mod tests {
 
     #[test]
     fn far_from_is_outside_any_window() {
-        let mut rng = Rng::new(3);
+        let mut rng = rng::seeded(3);
         for base in [0u32, 1, u32::MAX, 0x8000_0000, 12345] {
             for _ in 0..1000 {
                 let d = far_from(base, &mut rng).wrapping_sub(base);

@@ -32,14 +32,15 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use rstwall_engine::policy::{Mode, PolicyConfig};
+use rstwall_netlab::ethtool::{self, Offload};
+use rstwall_netlab::{netns, signal_process, Mac, Namespaces, Netns, Veth};
 
 use super::stats::{self, Stats};
-use super::sys;
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -60,9 +61,9 @@ pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// The roles, in the order they are built; each is one namespace.
 const ROLES: [&str; 5] = ["client", "attacker", "lan", "appliance", "server"];
 
-const MAC_CLIENT: &str = "02:72:77:00:00:01";
-const MAC_SERVER: &str = "02:72:77:00:00:02";
-const MAC_ATTACKER: &str = "02:72:77:00:00:03";
+const MAC_CLIENT: Mac = Mac([0x02, 0x72, 0x77, 0, 0, 1]);
+const MAC_SERVER: Mac = Mac([0x02, 0x72, 0x77, 0, 0, 2]);
+const MAC_ATTACKER: Mac = Mac([0x02, 0x72, 0x77, 0, 0, 3]);
 
 /// Which lab: its name and the directory its files go under.
 #[derive(Clone, Debug)]
@@ -107,9 +108,13 @@ impl LabConfig {
     }
 
     /// The namespace of a role (`client`, `attacker`, `lan`, `appliance`,
-    /// `server`).
+    /// `server`): `rwlab-NAME-ROLE`.
     pub fn ns(&self, role: &str) -> String {
-        format!("rwlab-{}-{role}", self.name)
+        Namespaces::named(&self.ns_prefix()).name_of(role)
+    }
+
+    fn ns_prefix(&self) -> String {
+        format!("rwlab-{}", self.name)
     }
 
     pub fn namespaces(&self) -> Vec<String> {
@@ -197,8 +202,10 @@ impl Lab {
     pub fn up(cfg: &LabConfig, mode: Mode) -> anyhow::Result<Lab> {
         teardown(cfg)?;
         let guard = TeardownGuard::new(cfg.clone());
-        build_network(cfg)?;
+        let namespaces = build_network(cfg)?;
         let lab = start_daemon(cfg, mode)?;
+        // From here on `down` (or the next `up`) removes them.
+        namespaces.keep();
         guard.disarm();
         Ok(lab)
     }
@@ -206,10 +213,7 @@ impl Lab {
     /// The lab of this name if it is up and whole: every namespace there
     /// and its daemon alive.
     pub fn find(cfg: &LabConfig) -> Option<Lab> {
-        let all_ns = cfg
-            .namespaces()
-            .iter()
-            .all(|ns| Path::new("/run/netns").join(ns).exists());
+        let all_ns = cfg.namespaces().iter().all(|ns| netns::exists(ns));
         let pid = daemon_pid(cfg)?;
         (all_ns && cfg.stats_path().exists()).then(|| Lab {
             cfg: cfg.clone(),
@@ -220,11 +224,7 @@ impl Lab {
 
     /// Whether anything of this lab exists (a namespace, its directory).
     pub fn traces(cfg: &LabConfig) -> bool {
-        cfg.dir().exists()
-            || cfg
-                .namespaces()
-                .iter()
-                .any(|ns| Path::new("/run/netns").join(ns).exists())
+        cfg.dir().exists() || cfg.namespaces().iter().any(|ns| netns::exists(ns))
     }
 
     pub fn ns(&self, role: &str) -> String {
@@ -258,7 +258,7 @@ impl Lab {
             return Ok(());
         }
         write_policy(&self.cfg, mode)?;
-        if !sys::kill(self.pid, libc::SIGHUP) {
+        if !signal_process(self.pid, libc::SIGHUP) {
             bail!("rstwall (pid {}) is gone:\n{}", self.pid, self.log_tail(20));
         }
         let version = before.policy_version();
@@ -333,128 +333,60 @@ impl Drop for TeardownGuard {
 
 // ---------------------------------------------------------------------------
 // building
-// ---------------------------------------------------------------------------
 
-/// Run a command; its stdout, or an error with its stderr.
-fn cmd(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", args[0]))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// `ip -n NS ARGS...`
-fn ip(ns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let mut all = vec!["ip", "-n", ns];
-    all.extend_from_slice(args);
-    cmd(&all).map(drop)
-}
-
-/// Write a sysctl of the calling thread's namespace; a missing one (IPv6
-/// compiled out) is fine.
-fn sysctl(path: &str, value: &str) -> anyhow::Result<()> {
-    let full = format!("/proc/sys/{path}");
-    match std::fs::write(&full, value) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow!("{full}: {e}")),
-    }
-}
-
-fn no_ipv6(devs: &[&str]) -> anyhow::Result<()> {
-    for d in devs {
-        sysctl(&format!("net/ipv6/conf/{d}/disable_ipv6"), "1")?;
-    }
-    Ok(())
-}
-
-fn build_network(cfg: &LabConfig) -> anyhow::Result<()> {
-    let [client, attacker, lan, appliance, server] = ROLES.map(|r| cfg.ns(r));
-    for ns in cfg.namespaces() {
-        ip_netns_add(&ns)?;
-        // Devices created from now on start without IPv6 (no DAD, no
-        // router solicitations on the wire).
-        sys::in_netns(&ns, || no_ipv6(&["all", "default", "lo"]))?;
-        ip(&ns, &["link", "set", "lo", "up"])?;
-    }
-    ip(
-        &client,
-        &[
-            "link", "add", CLIENT_IF, "address", MAC_CLIENT, "type", "veth", "peer", "name", "lc",
-            "netns", &lan,
-        ],
+/// Build the lab's namespaces and network; the guard removes them unless
+/// kept.
+fn build_network(cfg: &LabConfig) -> anyhow::Result<Namespaces> {
+    let mut namespaces = Namespaces::named(&cfg.ns_prefix());
+    let mut add = |role| namespaces.add(role);
+    let (client, attacker, lan, appliance, server) = (
+        add(ROLES[0])?,
+        add(ROLES[1])?,
+        add(ROLES[2])?,
+        add(ROLES[3])?,
+        add(ROLES[4])?,
+    );
+    let host = |mac| Veth {
+        mac: Some(mac),
+        ..Veth::default()
+    };
+    client.add_veth(CLIENT_IF, &lan, "lc", &host(MAC_CLIENT))?;
+    attacker.add_veth(ATTACKER_IF, &lan, "lx", &host(MAC_ATTACKER))?;
+    appliance.add_veth("pa", &lan, "la", &Veth::default())?;
+    appliance.add_veth(
+        "pb",
+        &server,
+        SERVER_IF,
+        &Veth {
+            peer_mac: Some(MAC_SERVER),
+            ..Veth::default()
+        },
     )?;
-    ip(
-        &attacker,
-        &[
-            "link",
-            "add",
-            ATTACKER_IF,
-            "address",
-            MAC_ATTACKER,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "lx",
-            "netns",
-            &lan,
-        ],
-    )?;
-    ip(
-        &appliance,
-        &[
-            "link", "add", "pa", "type", "veth", "peer", "name", "la", "netns", &lan,
-        ],
-    )?;
-    ip(
-        &appliance,
-        &[
-            "link", "add", "pb", "type", "veth", "peer", "name", SERVER_IF, "address", MAC_SERVER,
-            "netns", &server,
-        ],
-    )?;
-    ip(&lan, &["link", "add", "br0", "type", "bridge"])?;
-    for port in ["lc", "lx", "la"] {
-        ip(&lan, &["link", "set", port, "master", "br0"])?;
-    }
+    lan.add_bridge("br0", &["lc", "lx", "la"])?;
 
     // Offloads (see the module docs), and IPv6 off on every device.
-    sys::in_netns(&client, || {
-        sys::ethtool_set(CLIENT_IF, sys::ETHTOOL_STXCSUM, 0)?;
-        no_ipv6(&[CLIENT_IF])
-    })?;
-    sys::in_netns(&attacker, || {
-        sys::ethtool_set(ATTACKER_IF, sys::ETHTOOL_STXCSUM, 0)?;
-        no_ipv6(&[ATTACKER_IF])
-    })?;
-    sys::in_netns(&server, || {
-        sys::ethtool_set(SERVER_IF, sys::ETHTOOL_STXCSUM, 0)?;
-        sys::ethtool_set(SERVER_IF, sys::ETHTOOL_SGRO, 1)?;
-        no_ipv6(&[SERVER_IF])
-    })?;
-    sys::in_netns(&lan, || {
-        sys::ethtool_set("la", sys::ETHTOOL_SGRO, 1)?;
-        no_ipv6(&["lc", "lx", "la", "br0"])
-    })?;
-    sys::in_netns(&appliance, || no_ipv6(&["pa", "pb"]))?;
+    for (ns, dev, gro) in [
+        (&client, CLIENT_IF, false),
+        (&attacker, ATTACKER_IF, false),
+        (&server, SERVER_IF, true),
+    ] {
+        ns.run(|| -> std::io::Result<()> {
+            ethtool::set(dev, Offload::TxChecksum, false)?;
+            if gro {
+                ethtool::set(dev, Offload::Gro, true)?;
+            }
+            Ok(())
+        })??;
+        ns.disable_ipv6(&[dev])?;
+    }
+    lan.run(|| ethtool::set("la", Offload::Gro, true))??;
+    lan.disable_ipv6(&["lc", "lx", "la", "br0"])?;
+    appliance.disable_ipv6(&["pa", "pb"])?;
 
     let cidr = |a: Ipv4Addr| format!("{a}/24");
-    ip(&client, &["addr", "add", &cidr(CLIENT), "dev", CLIENT_IF])?;
-    ip(
-        &attacker,
-        &["addr", "add", &cidr(ATTACKER), "dev", ATTACKER_IF],
-    )?;
-    ip(&server, &["addr", "add", &cidr(SERVER), "dev", SERVER_IF])?;
+    client.add_addr(CLIENT_IF, &cidr(CLIENT))?;
+    attacker.add_addr(ATTACKER_IF, &cidr(ATTACKER))?;
+    server.add_addr(SERVER_IF, &cidr(SERVER))?;
     for (ns, dev) in [
         (&client, CLIENT_IF),
         (&attacker, ATTACKER_IF),
@@ -466,49 +398,33 @@ fn build_network(cfg: &LabConfig) -> anyhow::Result<()> {
         (&appliance, "pa"),
         (&appliance, "pb"),
     ] {
-        ip(ns, &["link", "set", dev, "up"])?;
+        ns.set_up(dev)?;
     }
-    let neigh = |ns: &str, dev: &str, addr: Ipv4Addr, mac: &str| {
-        ip(
-            ns,
-            &[
-                "neigh",
-                "replace",
-                &addr.to_string(),
-                "lladdr",
-                mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ],
-        )
-    };
-    neigh(&client, CLIENT_IF, SERVER, MAC_SERVER)?;
-    neigh(&client, CLIENT_IF, ATTACKER, MAC_ATTACKER)?;
-    neigh(&attacker, ATTACKER_IF, SERVER, MAC_SERVER)?;
-    neigh(&attacker, ATTACKER_IF, CLIENT, MAC_CLIENT)?;
-    neigh(&server, SERVER_IF, CLIENT, MAC_CLIENT)?;
-    neigh(&server, SERVER_IF, ATTACKER, MAC_ATTACKER)?;
+    for (ns, dev, peers) in [
+        (
+            &client,
+            CLIENT_IF,
+            [(SERVER, MAC_SERVER), (ATTACKER, MAC_ATTACKER)],
+        ),
+        (
+            &attacker,
+            ATTACKER_IF,
+            [(SERVER, MAC_SERVER), (CLIENT, MAC_CLIENT)],
+        ),
+        (
+            &server,
+            SERVER_IF,
+            [(CLIENT, MAC_CLIENT), (ATTACKER, MAC_ATTACKER)],
+        ),
+    ] {
+        for (addr, mac) in peers {
+            ns.add_neighbour(dev, &addr.to_string(), mac)?;
+        }
+    }
     // Answers to spoofed "internet" sources go to the attacker, who drops
     // them.
-    ip(
-        &server,
-        &[
-            "route",
-            "add",
-            "198.19.0.0/16",
-            "via",
-            &ATTACKER.to_string(),
-            "dev",
-            SERVER_IF,
-        ],
-    )?;
-    Ok(())
-}
-
-fn ip_netns_add(ns: &str) -> anyhow::Result<()> {
-    cmd(&["ip", "netns", "add", ns]).map(drop)
+    server.add_route("198.19.0.0/16", &ATTACKER.to_string(), SERVER_IF)?;
+    Ok(namespaces)
 }
 
 // ---------------------------------------------------------------------------
@@ -570,9 +486,8 @@ fn start_daemon(cfg: &LabConfig, mode: Mode) -> anyhow::Result<Lab> {
         .append(true)
         .open(cfg.log_path())
         .with_context(|| format!("opening {}", cfg.log_path().display()))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &cfg.ns("appliance")])
-        .arg(&exe)
+    let child = Netns::open(&cfg.ns("appliance"))?
+        .command(&exe)
         .args(daemon_args(cfg))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -668,7 +583,7 @@ fn stop_process(pid: u32, mut child: Option<&mut Child>) {
     if exited(&mut child) {
         return;
     }
-    sys::kill(pid, libc::SIGTERM);
+    signal_process(pid, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if exited(&mut child) {
@@ -676,7 +591,7 @@ fn stop_process(pid: u32, mut child: Option<&mut Child>) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    sys::kill(pid, libc::SIGKILL);
+    signal_process(pid, libc::SIGKILL);
     if let Some(c) = child {
         let _ = c.wait();
     }
@@ -686,7 +601,7 @@ fn stop_process(pid: u32, mut child: Option<&mut Child>) {
 /// started it (a pid file can be lost).
 fn rstwall_processes_in(ns: &str) -> Vec<u32> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(target) = std::fs::metadata(Path::new("/run/netns").join(ns)) else {
+    let Ok(target) = std::fs::metadata(netns::path(ns)) else {
         return Vec::new();
     };
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -721,10 +636,8 @@ pub fn teardown(cfg: &LabConfig) -> anyhow::Result<()> {
     }
     let mut errors = Vec::new();
     for ns in cfg.namespaces() {
-        if Path::new("/run/netns").join(&ns).exists() {
-            if let Err(e) = cmd(&["ip", "netns", "del", &ns]) {
-                errors.push(format!("{e:#}"));
-            }
+        if let Err(e) = netns::delete(&ns) {
+            errors.push(e.to_string());
         }
     }
     let dir = cfg.dir();

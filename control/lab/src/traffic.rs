@@ -12,8 +12,13 @@ use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use rstwall_netlab::{sock, Netns, Rng};
 
-use super::sys;
+/// Run `f` with the calling thread in network namespace `ns` (by name),
+/// then bring it back; sockets `f` opens stay in `ns`.
+pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    Netns::open(ns)?.run(f)?
+}
 
 /// Spawn a scoped thread that first joins network namespace `ns`.
 pub fn spawn_in<'scope, T: Send + 'scope>(
@@ -22,7 +27,7 @@ pub fn spawn_in<'scope, T: Send + 'scope>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'scope,
 ) -> ScopedJoinHandle<'scope, anyhow::Result<T>> {
     s.spawn(move || {
-        sys::enter_netns(ns)?;
+        Netns::open(ns)?.enter()?;
         f()
     })
 }
@@ -62,14 +67,14 @@ impl Drop for SetOnDrop<'_> {
 
 /// A listener on `addr` in namespace `ns`.
 pub fn listen(ns: &str, addr: SocketAddrV4) -> anyhow::Result<TcpListener> {
-    sys::in_netns(ns, || {
+    in_netns(ns, || {
         TcpListener::bind(addr).map_err(|e| anyhow!("listening on {addr} in {ns}: {e}"))
     })
 }
 
 /// Accept one connection, waiting at most `timeout`; `None` on timeout.
 pub fn accept_within(l: &TcpListener, timeout: Duration) -> io::Result<Option<TcpStream>> {
-    if !sys::wait_readable(l.as_raw_fd(), timeout) {
+    if !sock::wait_readable(l.as_raw_fd(), timeout)? {
         return Ok(None);
     }
     let (s, _) = l.accept()?;
@@ -121,19 +126,6 @@ impl Running<'_> {
     }
 }
 
-/// Deterministic bytes from a seed (xorshift), for payloads whose
-/// integrity the receiver checks.
-pub fn fill(buf: &mut [u8], seed: &mut u64) {
-    for chunk in buf.chunks_mut(8) {
-        let mut x = *seed;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *seed = x;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-}
-
 /// FNV-1a over a byte stream, fed in pieces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Digest(pub u64);
@@ -172,9 +164,9 @@ pub fn drain(s: &mut TcpStream) -> io::Result<(u64, Digest)> {
 
 /// Write `len` bytes of a request and read them back (an echo server on
 /// the other side); an error says which step failed.
-pub fn echo_round(s: &mut TcpStream, len: usize, seed: &mut u64) -> Result<(), String> {
+pub fn echo_round(s: &mut TcpStream, len: usize, rng: &mut Rng) -> Result<(), String> {
     let mut req = vec![0u8; len];
-    fill(&mut req, seed);
+    rng.fill(&mut req);
     s.write_all(&req).map_err(|e| format!("write: {e}"))?;
     let mut back = vec![0u8; len];
     s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
@@ -234,9 +226,8 @@ mod tests {
     #[test]
     fn fill_is_deterministic_and_digest_sees_every_byte() {
         let (mut a, mut b) = ([0u8; 100], [0u8; 100]);
-        let (mut s1, mut s2) = (7u64, 7u64);
-        fill(&mut a, &mut s1);
-        fill(&mut b, &mut s2);
+        rstwall_netlab::rng::seeded(7).fill(&mut a);
+        rstwall_netlab::rng::seeded(7).fill(&mut b);
         assert_eq!(a, b);
         let mut d1 = Digest::default();
         d1.update(&a[..50]);

@@ -7,9 +7,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
 
+use rstwall_netlab::ethtool::{self, Offload};
+use rstwall_netlab::{Mac, Namespaces, Netns, Veth};
 use rstwall_tests::bench_bin;
-use rstwall_tests::lab::{add_netns, ethtool_set, ffi, in_ns, require_root, sh};
+use rstwall_tests::lab::require_root;
 use serde_json::Value;
 
 fn run(args: &[&str]) -> Output {
@@ -27,60 +30,45 @@ fn text(b: &[u8]) -> String {
 /// removed on drop.
 struct Pair {
     gen: String,
-    sink: String,
+    sink: Arc<Netns>,
+    _namespaces: Namespaces,
 }
 
 impl Pair {
     fn new(tag: &str) -> Pair {
         require_root();
-        let pid = std::process::id();
-        let p = Pair {
-            gen: format!("rwbg-{tag}-{pid}"),
-            sink: format!("rwbs-{tag}-{pid}"),
-        };
-        for ns in [&p.gen, &p.sink] {
-            add_netns(ns);
-        }
-        sh(&[
-            "ip", "-n", &p.gen, "link", "add", "g0", "type", "veth", "peer", "name", "s0", "netns",
-            &p.sink,
-        ]);
+        let mut namespaces = Namespaces::unique(tag);
+        let gen = namespaces.add("g").expect("namespace");
+        let sink = namespaces.add("s").expect("namespace");
         // The generator's default destination MAC: frames are for s0.
-        sh(&[
-            "ip",
-            "-n",
-            &p.sink,
-            "link",
-            "set",
-            "s0",
-            "address",
-            "02:00:00:00:00:02",
-        ]);
+        let s0 = Veth {
+            peer_mac: Some(Mac([0x02, 0, 0, 0, 0, 0x02])),
+            ..Veth::default()
+        };
+        gen.add_veth("g0", &sink, "s0", &s0).expect("veth");
         // veth takes XDP-redirected frames only when its peer runs NAPI.
-        in_ns(&p.sink, || ethtool_set("s0", ffi::ETHTOOL_SGRO, 1));
-        sh(&["ip", "-n", &p.gen, "link", "set", "g0", "up"]);
-        sh(&["ip", "-n", &p.sink, "link", "set", "s0", "up"]);
-        p
+        sink.run(|| ethtool::set("s0", Offload::Gro, true))
+            .and_then(|r| r)
+            .expect("GRO on s0");
+        gen.set_up("g0").expect("link up");
+        sink.set_up("s0").expect("link up");
+        Pair {
+            gen: gen.name().to_string(),
+            sink,
+            _namespaces: namespaces,
+        }
     }
 
     /// Frames s0 has received.
     fn received(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["-n", &self.sink, "-j", "-s", "link", "show", "s0"])
-            .output()
+        let out = self
+            .sink
+            .ip(&["-j", "-s", "link", "show", "s0"])
             .expect("ip link");
-        let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        let v: Value = serde_json::from_str(&out).expect("ip -j");
         v[0]["stats64"]["rx"]["packets"]
             .as_u64()
             .unwrap_or_else(|| panic!("no rx packets in {v}"))
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.gen, &self.sink] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 

@@ -16,13 +16,11 @@
 //! corpus. The last tests attach to veth pairs in private namespaces.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::panic;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -33,6 +31,7 @@ use rstwall_bpf::{
 };
 use rstwall_engine::wire::{self, LinkType, Parsed};
 use rstwall_engine::FlagClass;
+use rstwall_netlab::Namespaces;
 use rstwall_pcap::capture::CaptureReader;
 
 // ---------------------------------------------------------------------------
@@ -40,12 +39,9 @@ use rstwall_pcap::capture::CaptureReader;
 
 #[track_caller]
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the BPF tests load XDP programs, open AF_XDP sockets and create network \
-         namespaces: run them as root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN)"
+    rstwall_netlab::require_root(
+        "the BPF tests (XDP programs, AF_XDP sockets, network namespaces; \
+         CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN)",
     );
 }
 
@@ -1080,44 +1076,30 @@ fn corpus_classes_match_the_userspace_parser() {
 // ---------------------------------------------------------------------------
 // Attached to veth pairs in private namespaces
 
-static NETNS_SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace that is removed (with its interfaces) when dropped,
-/// also when the test fails.
+/// A network namespace (rstwall-netlab's guard) that is removed with its
+/// interfaces when dropped, also when the test fails. IPv6 is off in it:
+/// no autoconfiguration chatter (router and neighbour solicitations, MLD)
+/// on its interfaces, since the forwarding test counts packets.
 struct Netns {
-    name: String,
+    ns: Arc<rstwall_netlab::Netns>,
+    _guard: Namespaces,
 }
 
 impl Netns {
     fn new(tag: &str) -> Netns {
         require_root();
-        let name = format!(
-            "rstwall-bpf-{tag}-{}-{}",
-            std::process::id(),
-            NETNS_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        // No IPv6 autoconfiguration chatter (router and neighbour
-        // solicitations, MLD) on the interfaces made next: the forwarding
-        // test counts packets. /proc/sys/net is the calling thread's netns.
-        ns.enter(|| {
-            for knob in ["all", "default"] {
-                let path = format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6");
-                std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
-            }
-        });
-        ns
+        let mut guard = Namespaces::unique(&format!("bpf-{tag}"));
+        let ns = guard.add("x").expect("network namespace");
+        Netns { ns, _guard: guard }
     }
 
     /// `ip -n <ns> args...`, which must succeed.
+    #[track_caller]
     fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "-n", &self.name];
-        full.extend_from_slice(args);
-        sh(&full)
+        self.ns.ip(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A veth pair inside the namespace; `extra` goes to `a`'s end only.
     fn veth(&self, a: &str, b: &str, extra: &[&str]) {
         let mut args = vec!["link", "add", a];
         args.extend_from_slice(extra);
@@ -1168,55 +1150,15 @@ impl Netns {
         v[0]["address"].as_str().expect("address").to_string()
     }
 
-    /// Run `f` on a thread that has entered the namespace (setns affects
-    /// only the calling thread), propagating its panic.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        thread::scope(|s| {
-            let h = s.spawn(|| {
-                let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: a valid namespace fd; affects this thread only.
-                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
-                f()
-            });
-            match h.join() {
-                Ok(v) => v,
-                Err(p) => panic::resume_unwind(p),
-            }
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+    /// Run `f` inside the namespace (its panic is the test's).
+    fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.ns.run(f).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
 #[track_caller]
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn ifindex(dev: &str) -> u32 {
-    let c = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    assert_ne!(i, 0, "no interface {dev} here");
-    i
+    rstwall_netlab::netns::ifindex(dev).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A trivial XDP_PASS program named `foreign_xdp`: someone else's program.

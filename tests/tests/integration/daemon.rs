@@ -142,7 +142,7 @@ fn config_file_starts_the_daemon_and_flags_override_it() {
         "{log}"
     );
     assert!(log.contains("DEBUG"), "log_level = debug: {log}");
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 
     // Flags win over the file: --mode over the policy, --metrics-listen
@@ -171,7 +171,7 @@ fn config_file_starts_the_daemon_and_flags_override_it() {
         Err(std::io::ErrorKind::ConnectionRefused),
         "metrics off, yet something listens"
     );
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 }
 
@@ -279,14 +279,14 @@ fn policy_is_persisted_and_restored_across_restarts() {
     assert!(first.contains("mode = \"enforce\""), "{first}");
     assert!(first.contains("no_flow = \"pass\""), "{first}");
     assert!(lab.log().contains("nothing persisted"), "{}", lab.log());
-    assert!(lab.stop_rstwall(ffi::SIGTERM).success(), "{}", lab.log());
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 
     // Unchanged configuration: the persisted policy is restored as is.
     start_with_config(&mut lab, &config, &[]);
     assert_eq!(policy_version(&lab.stats()), 1);
     assert_eq!(state_file(&lab), first, "a restore rewrites nothing");
     assert!(lab.log().contains("restored from"), "{}", lab.log());
-    assert!(lab.stop_rstwall(ffi::SIGTERM).success(), "{}", lab.log());
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 
     // A policy changed at run time (as the control API will: the persisted
     // policy differs from the configured one, whose digest is unchanged)
@@ -306,7 +306,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
         lab.log()
     );
     // SIGKILL: no clean stop, and the state is still what ran.
-    assert!(!lab.stop_rstwall(ffi::SIGKILL).success());
+    assert!(!lab.stop_rstwall(libc::SIGKILL).success());
     assert_eq!(state_file(&lab), runtime);
 
     // The policy file edited while rstwall was down: the file wins at the
@@ -328,7 +328,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
         "{}",
         lab.log()
     );
-    assert!(lab.stop_rstwall(ffi::SIGTERM).success(), "{}", lab.log());
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 
     // Flags beat the persisted policy.
     start_with_config(&mut lab, &config, &["--mode", "monitor"]);
@@ -337,7 +337,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
         (policy_version(&s), s["mode"].as_str()),
         (7, Some("monitor"))
     );
-    assert!(lab.stop_rstwall(ffi::SIGTERM).success(), "{}", lab.log());
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 
     // A damaged state is an error naming the file and the line, never
     // skipped; nothing is attached.
@@ -373,7 +373,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("in use by another rstwall"), "{err}");
-    assert!(lab.stop_rstwall(ffi::SIGTERM).success(), "{}", lab.log());
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 }
 
 // ---------------------------------------------------------------------------
@@ -392,7 +392,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
 
     // no_flow pass → drop: the verdicts change.
     write_policy(&lab, "mode = \"enforce\"\n[actions]\nno_flow = \"drop\"\n");
-    lab.signal_rstwall(ffi::SIGHUP);
+    lab.signal_rstwall(libc::SIGHUP);
     lab.wait_stats("policy version 2", |s| policy_version(s) == 2);
     wait_log(&lab, "SIGHUP: policy version 2 (digest ", 1);
     assert!(state_file(&lab).contains("# policy_version = 2\n"));
@@ -420,7 +420,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     assert_eq!(rst_count(&s, "no_flow", "dropped"), 4, "{s:#}");
 
     // The same file again: nothing changes, and the version stays.
-    lab.signal_rstwall(ffi::SIGHUP);
+    lab.signal_rstwall(libc::SIGHUP);
     wait_log(&lab, "SIGHUP: policy version 2 (digest ", 2);
     assert!(lab.log().contains("unchanged"), "{}", lab.log());
 
@@ -428,7 +428,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     // policy, its version and its file on disk stay.
     let persisted = state_file(&lab);
     write_policy(&lab, "mode = \"enforce\"\n[actions]\nno_flow = \"maybe\"\n");
-    lab.signal_rstwall(ffi::SIGHUP);
+    lab.signal_rstwall(libc::SIGHUP);
     wait_log(&lab, "reload rejected, policy version 2 keeps running", 1);
     let log = lab.log();
     let line = log.lines().find(|l| l.contains("reload rejected")).unwrap();
@@ -444,7 +444,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
         std::fs::read_to_string(&config).unwrap() + "stats_intreval = 1\n",
     )
     .unwrap();
-    lab.signal_rstwall(ffi::SIGHUP);
+    lab.signal_rstwall(libc::SIGHUP);
     wait_log(&lab, "reload rejected, policy version 2 keeps running", 2);
     assert!(lab
         .log()
@@ -461,7 +461,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     // applied, the setting reported.
     write_config(&lab, "queues = 1\n");
     write_policy(&lab, "mode = \"monitor\"\n");
-    lab.signal_rstwall(ffi::SIGHUP);
+    lab.signal_rstwall(libc::SIGHUP);
     let s = lab.wait_stats("policy version 3", |s| policy_version(s) == 3);
     assert_eq!(s["mode"], "monitor");
     wait_log(
@@ -469,7 +469,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
         "queues changed: not applied until rstwall restarts",
         1,
     );
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 }
 
@@ -727,7 +727,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     assert_eq!(value(&up[0]), 1.0, "{up:?}");
     drop(prom);
 
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 }
 

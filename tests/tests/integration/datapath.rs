@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use rstwall_netlab::Veth;
 use rstwall_tests::lab::*;
 use rstwall_tests::rstwall_bin;
 use serde_json::Value;
@@ -75,7 +76,7 @@ fn inline_bulk_transfer_and_short_connections_pass_unchanged() {
     assert!(xdp_sum(&s, "to_xsk") > 14_000);
     assert_eq!(s["xsk_mode"], "copy", "veth has no zero-copy");
 
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "rstwall exit {st}:\n{}", lab.log());
     let s = lab.stats();
     assert_eq!(s["final"], true);
@@ -207,7 +208,7 @@ fn fail_open_on_sigkill_then_restart_takes_over() {
         thread::spawn(move || refs.transfer(5004, d, Some(Duration::from_millis(15))))
     };
     thread::sleep(Duration::from_secs(1));
-    let st = lab.stop_rstwall(ffi::SIGKILL);
+    let st = lab.stop_rstwall(libc::SIGKILL);
     assert!(!st.success());
     let got = t.join().expect("transfer");
     assert_same(&data, &got);
@@ -232,7 +233,7 @@ fn fail_open_on_sigkill_then_restart_takes_over() {
         total(s, &["counters", "tcp"]) > 1000
     });
     assert_eq!(xdp_sum(&s, "bypassed"), 0, "{s:#}");
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
     assert!(lab.xdp_progs("pa").is_empty() && lab.xdp_progs("pb").is_empty());
 }
@@ -241,12 +242,10 @@ fn fail_open_on_sigkill_then_restart_takes_over() {
 fn tap_counts_equal_offline_analysis_of_the_same_frames() {
     let mut lab = Lab::new("tap");
     let (feeder, appliance) = (lab.client.clone(), lab.appliance.clone());
-    sh(&[
-        "ip", "-n", &feeder, "link", "add", "tp", "type", "veth", "peer", "name", "t0", "netns",
-        &appliance,
-    ]);
-    sh(&["ip", "-n", &feeder, "link", "set", "tp", "up"]);
-    sh(&["ip", "-n", &appliance, "link", "set", "t0", "up"]);
+    let (f, a) = (lab.netns(&feeder), lab.netns(&appliance));
+    f.add_veth("tp", a, "t0", &Veth::default()).expect("veth");
+    f.set_up("tp").expect("link up");
+    a.set_up("t0").expect("link up");
     lab.start_rstwall(&["--tap", "t0"]);
 
     let pcap = rstwall_tests::repo_root().join("samples/demo.pcap");
@@ -273,7 +272,7 @@ fn tap_counts_equal_offline_analysis_of_the_same_frames() {
     );
     assert_eq!(xdp_sum(&live, "to_xsk"), n);
     assert_eq!(total(&live, &["frames", "ledger_errors"]), 0);
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
     assert!(lab.xdp_progs("t0").is_empty(), "XDP left on t0");
 }
@@ -332,7 +331,7 @@ fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
     assert_eq!(reason_count(&s, Reason::DenyList), 0);
     assert_eq!(xdp_sum(&s, "to_xsk"), 0);
     assert_eq!(xdp_sum(&s, "block_dropped"), 0);
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 
     // Monitor mode: the same client gets through, reported as would-drop.
@@ -418,6 +417,6 @@ fn rate_limit_abuse_blocks_the_source_in_xdp() {
     let s = lab.stats();
     assert_eq!(rst_count(&s, "no_flow", "total"), seen);
     assert_eq!(s["kernel"]["sources_blocked"], 1);
-    let st = lab.stop_rstwall(ffi::SIGTERM);
+    let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 }

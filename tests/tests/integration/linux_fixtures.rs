@@ -1,11 +1,12 @@
 //! Real Linux stacks as the oracle.
 //!
 //! `tests/fixtures/linux/` holds captures of real kernel TCP in network
-//! namespaces (made by `scripts/make-linux-fixtures`), and for every RST
+//! namespaces (made by [`rstwall_tests::fixtures`], the
+//! `make-linux-fixtures` binary), and for every RST
 //! frame the class it must get and whether the receiving kernel acted on it
 //! — measured on the real sockets, not assumed. The committed captures are
 //! checked on every run; the live test makes fresh ones with this machine's
-//! kernel and checks those too.
+//! kernel, through the same code, and checks those too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::process::Command;
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::RstClass;
 use rstwall_pcap::analyze::{self, RstEvent};
-use rstwall_tests::repo_root;
+use rstwall_tests::{fixtures, repo_root};
 
 struct Expected {
     class: RstClass,
@@ -141,15 +142,11 @@ fn live_linux_stacks_classify_as_the_kernel_judged() {
     );
     let out = std::env::temp_dir().join(format!("rstwall-live-fixtures-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let status = Command::new(repo_root().join("scripts/make-linux-fixtures"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("run scripts/make-linux-fixtures");
-    assert!(
-        status.success(),
-        "scripts/make-linux-fixtures failed: {status}"
-    );
+    let made = fixtures::make(&fixtures::Options {
+        out: out.clone(),
+        only: Vec::new(),
+    });
+    assert!(made.is_ok(), "making the Linux fixtures failed: {made:?}");
     let n = check_dir(&out);
     std::fs::remove_dir_all(&out).ok();
     assert!(n >= 40, "only {n} RSTs checked");

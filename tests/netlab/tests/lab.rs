@@ -1,0 +1,131 @@
+//! The library on real namespaces (root; fails, never skips, without).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rstwall_engine::wire::TcpFlags;
+use rstwall_netlab::ethtool::{self, Offload};
+use rstwall_netlab::packet::Segment;
+use rstwall_netlab::{netns, require_root, Listen, Mac, Namespaces, RawSender, Sniffer, Veth};
+
+const A: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 1);
+const B: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 2);
+
+#[test]
+fn namespaces_are_removed_on_drop_on_panic_and_kept_on_request() {
+    require_root("the netlab tests");
+    let mut ns = Namespaces::unique("guard");
+    let name = ns.add("x").expect("namespace").name().to_string();
+    assert!(netns::exists(&name));
+    drop(ns);
+    assert!(!netns::exists(&name), "removed on drop");
+
+    let name = std::thread::spawn(|| {
+        let mut ns = Namespaces::unique("panic");
+        let name = ns.add("x").expect("namespace").name().to_string();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _ns = ns;
+            panic!("a failing test");
+        }));
+        assert!(result.is_err());
+        name
+    })
+    .join()
+    .expect("thread");
+    assert!(!netns::exists(&name), "removed on panic");
+
+    let mut ns = Namespaces::named(&format!("rw-kept-{}", std::process::id()));
+    let name = ns.add("x").expect("namespace").name().to_string();
+    ns.keep();
+    assert!(netns::exists(&name), "kept");
+    netns::delete(&name).expect("delete");
+    assert!(!netns::exists(&name));
+}
+
+#[test]
+fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
+    require_root("the netlab tests");
+    let mut lab = Namespaces::unique("veth");
+    let (a, b) = (lab.add("a").unwrap(), lab.add("b").unwrap());
+    let mac_b = Mac([0x02, 0x72, 0x77, 0x07, 0, 2]);
+    a.add_veth(
+        "va",
+        &b,
+        "vb",
+        &Veth {
+            peer_mac: Some(mac_b),
+            ..Veth::default()
+        },
+    )
+    .unwrap();
+    a.add_addr("va", &format!("{A}/24")).unwrap();
+    b.add_addr("vb", &format!("{B}/24")).unwrap();
+    a.add_neighbour("va", &B.to_string(), mac_b).unwrap();
+    assert!(
+        a.add_addr("va", "10.1.2.3/8").is_err(),
+        "only lab addresses"
+    );
+    a.set_up("va").unwrap();
+    b.set_up("vb").unwrap();
+    a.run(|| {
+        ethtool::set("va", Offload::TxChecksum, false).unwrap();
+        assert!(!ethtool::get("va", Offload::TxChecksum).unwrap());
+    })
+    .unwrap();
+
+    let sniffer = b
+        .run(|| {
+            Sniffer::open(Listen::TcpTo {
+                ifname: "vb",
+                dport: 179,
+                any_flags: TcpFlags::RST,
+            })
+        })
+        .unwrap()
+        .unwrap();
+    let sender = a.run(RawSender::open).unwrap().unwrap();
+    let rst = Segment {
+        src: SocketAddrV4::new(A, 40_000),
+        dst: SocketAddrV4::new(B, 179),
+        seq: 0x1234_5678,
+        ack: 0,
+        flags: TcpFlags::RST,
+        window: 0,
+    };
+    // Filtered out: wrong port, and no RST bit.
+    sender
+        .send(
+            &Segment {
+                dst: SocketAddrV4::new(B, 180),
+                ..rst
+            }
+            .to_ipv4(1),
+        )
+        .unwrap();
+    sender
+        .send(
+            &Segment {
+                flags: TcpFlags::SYN,
+                ..rst
+            }
+            .to_ipv4(2),
+        )
+        .unwrap();
+    sender.send(&rst.to_ipv4(3)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let seg = loop {
+        if let Some(seg) = sniffer.next_segment().unwrap() {
+            break seg;
+        }
+        assert!(Instant::now() < deadline, "the RST never arrived");
+    };
+    assert_eq!(
+        (seg.src_port, seg.dst_port, seg.seq),
+        (40_000, 179, 0x1234_5678)
+    );
+    assert_eq!(seg.flags, TcpFlags(TcpFlags::RST));
+    assert!(
+        sniffer.next_segment().unwrap().is_none(),
+        "nothing else passes the filter"
+    );
+}
