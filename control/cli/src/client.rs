@@ -493,7 +493,7 @@ pub fn run_top(
     loop {
         let stats = client.call("GET", "/v1/stats", None)?;
         let tele = client.call("GET", "/v1/telemetry?top=10", None)?;
-        if frames % 5 == 0 {
+        if frames.is_multiple_of(5) {
             status = client.call("GET", "/v1/status", None)?;
         }
         let now = Instant::now();

@@ -840,7 +840,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                     spoofer
                         .send(&rst.to_ipv4(ip_id))
                         .context("sending a spoofed RST")?;
-                    if ip_id % 32 == 0 {
+                    if ip_id.is_multiple_of(32) {
                         // Bursts no longer than a veth queue.
                         thread::sleep(Duration::from_millis(1));
                     }

@@ -150,7 +150,7 @@ impl<S: SourceStats> WorkerCore<S> {
     #[inline]
     pub fn publish_due(&mut self, slept: bool) -> bool {
         self.iterations = self.iterations.wrapping_add(1);
-        if (slept || self.iterations % CLOCK_CHECK_EVERY == 0)
+        if (slept || self.iterations.is_multiple_of(CLOCK_CHECK_EVERY))
             && Instant::now() >= self.next_publish
         {
             self.next_publish = Instant::now() + self.publish_every;

@@ -155,7 +155,7 @@ fn for_each_option<'a>(mut b: &'a [u8], mut each: impl FnMut(u8, &'a [u8])) {
 /// is one (a whole number of 8-byte blocks, at least one).
 #[inline]
 fn sack_blocks(body: &[u8]) -> Option<impl Iterator<Item = (u32, u32)> + '_> {
-    (body.len() >= 8 && body.len() % 8 == 0).then(|| {
+    (body.len() >= 8 && body.len().is_multiple_of(8)).then(|| {
         body.chunks_exact(8)
             .map(|block| (be32(block, 0), be32(block, 4)))
     })

@@ -117,7 +117,7 @@ fn shb_byte_order(b: &[u8]) -> Option<Result<bool, u32>> {
 fn check_block_len(len: u32) -> Result<(), &'static str> {
     if len < 12 {
         Err("shorter than a block header and trailer")
-    } else if len % 4 != 0 {
+    } else if !len.is_multiple_of(4) {
         Err("not a multiple of 4")
     } else if len > MAX_BLOCK_LEN {
         Err("larger than any block we read")
