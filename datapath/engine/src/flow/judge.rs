@@ -163,7 +163,7 @@ impl Flow {
         matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
             && self.origin == Some(to)
             && c.has(SYN_SEEN)
-            && !(seq::after(seg.ack, c.isn) && !seq::after(seg.ack, c.next_seq))
+            && (!seq::after(seg.ack, c.isn) || seq::after(seg.ack, c.next_seq))
     }
 
     /// [`Self::update`] for a SYN or SYN-ACK.
