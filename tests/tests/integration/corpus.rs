@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::telemetry::TelemetryConfig;
 use rstwall_engine::wire::{self, Parsed};
+use rstwall_netlab::rng;
 use rstwall_pcap::analyze;
 use rstwall_pcap::capture::{CaptureReader, CaptureWriter, Resolution, WriteError};
 
@@ -525,14 +526,8 @@ fn read_and_parse(bytes: &[u8]) -> Option<u64> {
 #[test]
 fn corpus_survives_truncation_and_corruption() {
     let started = Instant::now();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        // xorshift64: deterministic, so a failure reproduces.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    // Seeded: a failure reproduces.
+    let mut rng = rng::seeded(0x2545_f491_4f6c_dd1d);
     for (file, bytes) in corpus_files() {
         let whole = read_and_parse(&bytes).unwrap_or(0);
         let len = bytes.len();
@@ -554,8 +549,8 @@ fn corpus_survives_truncation_and_corruption() {
         }
         for _ in 0..16 {
             let mut b = bytes.clone();
-            let at = (next() % len as u64) as usize;
-            b[at] ^= (next() % 255 + 1) as u8;
+            let at = rng.usize(..len);
+            b[at] ^= rng.u8(1..);
             read_and_parse(&b);
         }
     }
