@@ -44,13 +44,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rstwall_netlab::rng;
-
 use rstwall_engine::flow::{FlowTable, Observation, RstJudgment, Timeouts};
 use rstwall_engine::wire::{
     self, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, LinkType, Parsed, SackBlocks, Segment,
     TcpFlags, TcpFrameRepr, TcpRepr,
 };
+use rstwall_netlab::rng;
 
 pub const FIN: u16 = TcpFlags::FIN;
 pub const SYN: u16 = TcpFlags::SYN;
