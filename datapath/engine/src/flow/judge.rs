@@ -323,7 +323,7 @@ impl Flow {
     /// socket that accepted a reset is gone and sends nothing but resets
     /// from then on, so a SYN-ACK or a retransmission (nothing new, or a
     /// keepalive) from such a side shows that the reset never reached it:
-    /// it lost on the way (after we saw it). New data or a FIN from it had
+    /// it was lost on the way (after we saw it). New data or a FIN from it had
     /// crossed the reset and is not taken as a sign of life. The other
     /// side keeps its sequence state until it is reset itself or the flow
     /// times out.
