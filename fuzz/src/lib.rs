@@ -10,7 +10,7 @@ use rstwall_pcap::capture::CaptureReader;
 
 /// The link types a `parse` input can name: its first byte, modulo the
 /// length, picks one; the rest of the input is the frame.
-pub const LINK_TYPES: [LinkType; 10] = LinkType::ALL;
+pub const LINK_TYPES: [LinkType; 12] = LinkType::ALL;
 
 /// Split a `parse` input into its link type and frame.
 pub fn link_and_frame(data: &[u8]) -> Option<(LinkType, &[u8])> {

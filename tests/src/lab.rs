@@ -421,15 +421,15 @@ pub fn assert_same(sent: &[u8], got: &[u8]) {
 /// An IPv4 + TCP RST from `src` to `dst`, checksums filled in.
 pub fn rst_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> Vec<u8> {
     Segment {
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         seq,
         ack: 0,
         flags: TcpFlags::RST,
         window: 0,
     }
-    .to_ipv4(0)
-    .to_vec()
+    .to_ip(0)
+    .expect("two IPv4 addresses")
 }
 
 /// Send raw IPv4 packets from namespace `ns` (IP_HDRINCL).

@@ -49,6 +49,7 @@ use rstwall_engine::wire::{
     self, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, LinkType, Parsed, SackBlocks, Segment,
     TcpFlags, TcpFrameRepr, TcpRepr,
 };
+use rstwall_netlab::rng;
 
 pub const FIN: u16 = TcpFlags::FIN;
 pub const SYN: u16 = TcpFlags::SYN;
@@ -87,23 +88,6 @@ impl Host {
 
     fn idx(self) -> usize {
         self as usize
-    }
-}
-
-/// SplitMix64: reproducible "random" values from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn u32(&mut self) -> u32 {
-        (self.next() >> 32) as u32
     }
 }
 
@@ -159,18 +143,18 @@ pub struct Conn {
 impl Conn {
     /// A connection whose every random-looking value derives from `seed`.
     pub fn new(family: Family, seed: u64) -> Conn {
-        let mut rng = Rng(seed ^ 0x7273_7477_616c_6c00);
-        let swap = rng.next() & 1 == 1;
+        let mut rng = rng::seeded(seed ^ 0x7273_7477_616c_6c00);
+        let swap = rng.bool();
         let (a, b): (IpAddr, IpAddr) = match family {
             Family::V4 => {
-                let r = rng.u32();
+                let r = rng.u32(..);
                 (
                     Ipv4Addr::new(198, 18, (r >> 8) as u8, (r as u8).max(1)).into(),
                     Ipv4Addr::new(198, 19, (r >> 24) as u8, ((r >> 16) as u8).max(1)).into(),
                 )
             }
             Family::V6 => {
-                let r = rng.next();
+                let r = rng.u64(..);
                 let seg = |x: u64| (x as u16).max(1);
                 (
                     Ipv6Addr::new(0x2001, 2, 0, seg(r), 0, 0, 0, seg(r >> 16)).into(),
@@ -187,17 +171,17 @@ impl Conn {
             ip,
             port,
             mac,
-            isn: rng.u32(),
+            isn: rng.u32(..),
             snd_nxt: 0,
             rcv_nxt: 0,
             mss,
             syn_window,
             window: None,
             offers_wscale: true,
-            ts_offset: rng.u32(),
+            ts_offset: rng.u32(..),
             ts_recent: 0,
-            ip_id: rng.next() as u16,
-            flow_label: (rng.u32() & 0xf_ffff).max(1),
+            ip_id: rng.u64(..) as u16,
+            flow_label: (rng.u32(..) & 0xf_ffff).max(1),
             ooo: Vec::new(),
             dsack: None,
             last_rx: None,
@@ -213,8 +197,8 @@ impl Conn {
             synced: false,
             tfo_cookie: [0; 8],
         };
-        c.clock_ms = rng.u32() >> 4;
-        c.tfo_cookie = rng.next().to_be_bytes();
+        c.clock_ms = rng.u32(..) >> 4;
+        c.tfo_cookie = rng.u64(..).to_be_bytes();
         for e in &mut c.ends {
             e.snd_nxt = e.isn;
         }

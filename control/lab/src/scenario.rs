@@ -828,8 +828,8 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                         far_from(rcv_nxt, &mut rng)
                     };
                     let rst = Segment {
-                        src,
-                        dst: addr,
+                        src: src.into(),
+                        dst: addr.into(),
                         seq,
                         ack: 0,
                         flags: TcpFlags::RST,
@@ -838,7 +838,7 @@ fn blind_reset(ctx: &Ctx, spray: Spray) -> anyhow::Result<Part> {
                     ip_id = ip_id.wrapping_add(1);
                     spoofed.insert((ports[i], seq));
                     spoofer
-                        .send(&rst.to_ipv4(ip_id))
+                        .send_segment(&rst, ip_id)
                         .context("sending a spoofed RST")?;
                     if ip_id.is_multiple_of(32) {
                         // Bursts no longer than a veth queue.
@@ -964,7 +964,7 @@ fn spoof(
             let seg = make(&mut rng);
             sent += 1;
             sender
-                .send(&seg.to_ipv4(sent as u16))
+                .send_segment(&seg, sent as u16)
                 .context("sending a spoofed segment")?;
         }
     }
@@ -992,8 +992,9 @@ fn backscatter(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
             i => ports[i as usize],
         };
         Segment {
-            src: SocketAddrV4::new(spoofed_addr(rng, (128, 255)), rng.u32(1024..=65535) as u16),
-            dst: SocketAddrV4::new(SERVER, dport),
+            src: SocketAddrV4::new(spoofed_addr(rng, (128, 255)), rng.u32(1024..=65535) as u16)
+                .into(),
+            dst: SocketAddrV4::new(SERVER, dport).into(),
             seq: rng.u32(..),
             ack: rng.u32(..),
             flags: if rng.bool() {
@@ -1057,8 +1058,9 @@ fn syn_flood(ctx: &Ctx, per_sec: f64, legit_per_sec: f64) -> anyhow::Result<Part
         });
         let flood = s.spawn(|| {
             spoof(ctx, per_sec, |rng| Segment {
-                src: SocketAddrV4::new(spoofed_addr(rng, (0, 127)), rng.u32(1024..=65535) as u16),
-                dst: addr,
+                src: SocketAddrV4::new(spoofed_addr(rng, (0, 127)), rng.u32(1024..=65535) as u16)
+                    .into(),
+                dst: addr.into(),
                 seq: rng.u32(..),
                 ack: 0,
                 flags: TcpFlags::SYN,

@@ -355,6 +355,18 @@ impl Namespaces {
     /// with its loopback up and IPv6 off on every device made in it from
     /// now on.
     pub fn add(&mut self, role: &str) -> io::Result<Arc<Netns>> {
+        self.add_with(role, false)
+    }
+
+    /// [`Namespaces::add`] with IPv6 left on, for labs that use 2001:2::/48
+    /// (addresses are checked as for IPv4). Devices made in it skip
+    /// duplicate address detection, so an address works as soon as it is
+    /// added, and send no router solicitations.
+    pub fn add_dual_stack(&mut self, role: &str) -> io::Result<Arc<Netns>> {
+        self.add_with(role, true)
+    }
+
+    fn add_with(&mut self, role: &str, ipv6: bool) -> io::Result<Arc<Netns>> {
         let name = self.name_of(role);
         delete(&name)?;
         run_ip(&["netns", "add", &name])?;
@@ -369,7 +381,14 @@ impl Namespaces {
         // too.
         live().push(name);
         self.made.push(ns.clone());
-        ns.disable_ipv6(&["all", "default", "lo"])?;
+        if ipv6 {
+            for conf in ["all", "default"] {
+                ns.sysctl(&format!("net/ipv6/conf/{conf}/accept_dad"), "0")?;
+                ns.sysctl(&format!("net/ipv6/conf/{conf}/router_solicitations"), "0")?;
+            }
+        } else {
+            ns.disable_ipv6(&["all", "default", "lo"])?;
+        }
         ns.set_up("lo")?;
         Ok(ns)
     }

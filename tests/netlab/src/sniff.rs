@@ -317,8 +317,8 @@ mod tests {
     #[test]
     fn a_frame_yields_the_engines_segment_and_other_frames_none() {
         let built = Built {
-            src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40_000),
-            dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5004),
+            src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40_000).into(),
+            dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5004).into(),
             seq: 7,
             ack: 0,
             flags: TcpFlags::RST,
@@ -326,7 +326,7 @@ mod tests {
         };
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&built.to_ipv4(1));
+        f.extend_from_slice(&built.to_ipv4(1).expect("IPv4"));
         let frame = Frame {
             timestamp_ns: 1,
             data: f.clone(),

@@ -85,33 +85,25 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
         .unwrap();
     let sender = a.run(RawSender::open).unwrap().unwrap();
     let rst = Segment {
-        src: SocketAddrV4::new(A, 40_000),
-        dst: SocketAddrV4::new(B, 179),
+        src: SocketAddrV4::new(A, 40_000).into(),
+        dst: SocketAddrV4::new(B, 179).into(),
         seq: 0x1234_5678,
         ack: 0,
         flags: TcpFlags::RST,
         window: 0,
     };
     // Filtered out: wrong port, and no RST bit.
-    sender
-        .send(
-            &Segment {
-                dst: SocketAddrV4::new(B, 180),
-                ..rst
-            }
-            .to_ipv4(1),
-        )
-        .unwrap();
-    sender
-        .send(
-            &Segment {
-                flags: TcpFlags::SYN,
-                ..rst
-            }
-            .to_ipv4(2),
-        )
-        .unwrap();
-    sender.send(&rst.to_ipv4(3)).unwrap();
+    let other_port = Segment {
+        dst: SocketAddrV4::new(B, 180).into(),
+        ..rst
+    };
+    sender.send_segment(&other_port, 1).unwrap();
+    let syn = Segment {
+        flags: TcpFlags::SYN,
+        ..rst
+    };
+    sender.send_segment(&syn, 2).unwrap();
+    sender.send_segment(&rst, 3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let seg = loop {
         if let Some(seg) = sniffer.next_segment().unwrap() {

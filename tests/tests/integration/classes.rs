@@ -295,7 +295,12 @@ fn abort_syn_recv(fam: Family) {
     let rst = c.reset_reply(Client);
     let seg = segment(&rst);
     assert_eq!((seg.flags.0, seg.seq), (RST, c.isn(Client).wrapping_add(1)));
-    expect_state(&mut tap, &rst, Abort, Some(FlowState::Closed));
+    // The request socket is gone; the client, which answered the SYN-ACK
+    // with a bare RST, never took it: it is in SYN-SENT (or gone), not
+    // synchronized (tcp_rcv_synsent_state_process()).
+    expect_state(&mut tap, &rst, Abort, Some(FlowState::SynSent));
+    let to_client = c.rst(Server, c.isn(Server).wrapping_add(1), 0, false);
+    expect(&mut tap, &to_client, SynSentBadAck);
 
     // Anywhere inside the SYN-ACK's window kills the request, with or
     // without a (correct) ACK.
@@ -330,6 +335,144 @@ fn second_rst_after_abort_is_no_flow(fam: Family) {
     expect_state(&mut tap, &rst, NoFlow, Some(FlowState::Closed));
 }
 both_families!(second_rst_after_abort_is_no_flow);
+
+/// A RST kills only its receiver's socket. A spoofed exact reset reaches
+/// one side; the other still holds an established connection and, when
+/// it next sends, the dead side's kernel answers with tcp_v4_send_reset()
+/// (seq = the segment's ack_seq = the live side's RCV.NXT), which the
+/// live side takes as an abort. Both directions; a RST to the dead side
+/// finds no socket.
+fn one_sided_reset(fam: Family) {
+    for (n, victim) in [(19, Server), (20, Client)] {
+        let (mut c, mut tap) = established(fam, n);
+        let live = victim.peer();
+        let spoof = c.rst(live, c.rcv_nxt(victim), c.snd_nxt(victim), true);
+        expect_state(&mut tap, &spoof, Abort, Some(FlowState::Closed));
+        let to_dead = c.rst(live, c.rcv_nxt(victim), 0, false);
+        expect(&mut tap, &to_dead, NoFlow);
+        tap.see(&c.data(live, 200));
+        let reply = c.reset_reply(victim);
+        assert_eq!(segment(&reply).seq, c.rcv_nxt(live));
+        expect_state(&mut tap, &reply, Abort, Some(FlowState::Closed));
+        // Now both are gone.
+        tap.see(&c.data(live, 10));
+        expect(&mut tap, &c.reset_reply(victim), NoFlow);
+    }
+    // The live side had sent a FIN: its reset is a teardown.
+    let (mut c, mut tap) = established(fam, 21);
+    let spoof = c.rst(Client, c.rcv_nxt(Server), 0, false);
+    expect(&mut tap, &spoof, Abort);
+    tap.see(&c.fin(Client));
+    expect(&mut tap, &c.reset_reply(Server), Teardown);
+}
+both_families!(one_sided_reset);
+
+/// The server's abort reset is lost after the tap: the client, still
+/// established, retransmits (nothing new), and the server, without a
+/// socket, answers that with a reset the client accepts. A socket that
+/// took a reset sends nothing, so the retransmission shows the first
+/// reset never arrived. New data from it, by contrast, may have crossed
+/// the reset (second_rst_after_abort_is_no_flow).
+fn reset_lost_then_retransmission(fam: Family) {
+    let (mut c, mut tap) = established(fam, 23);
+    let seq = c.snd_nxt(Client);
+    tap.see(&c.data(Client, 100));
+    expect(&mut tap, &c.active_reset(Server), Abort);
+    tap.see(&c.retransmit(Client, seq, 100));
+    let reply = c.reset_reply(Server);
+    expect_state(&mut tap, &reply, Abort, Some(FlowState::Closed));
+
+    // A keepalive (seq = SND.NXT-1, no data) says the same.
+    let (mut c, mut tap) = established(fam, 24);
+    expect(&mut tap, &c.active_reset(Server), Abort);
+    let keepalive = c.raw(
+        Client,
+        ACK,
+        c.snd_nxt(Client).wrapping_sub(1),
+        c.rcv_nxt(Client),
+        &[],
+    );
+    tap.see(&keepalive);
+    expect(&mut tap, &c.reset_reply(Server), Abort);
+}
+both_families!(reset_lost_then_retransmission);
+
+/// A peer that restarted lost every socket: the client's next segment
+/// draws a reset with seq = its ack_seq, exact for the client → `abort`.
+fn peer_restarted(fam: Family) {
+    let (mut c, mut tap) = established(fam, 25);
+    tap.see(&c.data(Client, 50));
+    expect(&mut tap, &c.reset_reply(Server), Abort);
+}
+both_families!(peer_restarted);
+
+// ---- handshakes the client refuses
+
+/// tcp_rcv_synsent_state_process(): a SYN-ACK whose ack is not in
+/// (SND.UNA, SND.NXT] (it acks data never sent) does not establish the
+/// connection: the client answers with a bare RST (seq = that ack) and
+/// stays in SYN-SENT, where a RST counts only with an acceptable ACK.
+/// Where that answering RST lands depends on whether the server holds a
+/// request socket, which the wire shows only by a valid SYN-ACK: in the
+/// window of one it is taken as killing it (`abort`), beyond as ignored.
+fn refused_syn_ack(fam: Family) {
+    for (n, off, class) in [(27, 1000, Abort), (28, 100_000, OutOfWindow)] {
+        let mut c = Conn::new(fam, seed(fam, n));
+        let mut tap = Tap::new();
+        tap.see(&c.syn());
+        let (cisn, sisn) = (c.isn(Client), c.isn(Server));
+        let bad = c.raw(Server, SYN | ACK, sisn, cisn.wrapping_add(off), &[]);
+        assert_eq!(tap.see(&bad).state, Some(FlowState::SynSent));
+        let answer = c.reset_reply(Client);
+        assert_eq!(segment(&answer).seq, cisn.wrapping_add(off));
+        expect_state(&mut tap, &answer, class, Some(FlowState::SynSent));
+        // Still SYN-SENT: a RST at what would be RCV.NXT after that
+        // SYN-ACK is ignored without an ACK, accepted (refused) with one.
+        let seq = sisn.wrapping_add(1);
+        expect(&mut tap, &c.rst(Server, seq, 0, false), SynSentBadAck);
+        expect(
+            &mut tap,
+            &c.rst(Server, seq, cisn.wrapping_add(1), true),
+            Refused,
+        );
+    }
+}
+both_families!(refused_syn_ack);
+
+/// After a refused SYN-ACK a valid one completes the handshake; a server
+/// without a socket answers the client's ACK (or FIN) with a reset the
+/// established client accepts: `abort`, `teardown` after its FIN.
+fn valid_syn_ack_after_a_refused_one(fam: Family) {
+    // The refusing RST beyond a request socket's window is ignored; inside
+    // it, it is taken as killing one (abort), which must not end the flow:
+    // the client is still in SYN-SENT.
+    let cases = [
+        (29, false, 100_000, OutOfWindow),
+        (30, true, 100_000, OutOfWindow),
+        (31, false, 1000, Abort),
+        (32, true, 1000, Abort),
+    ];
+    for (n, fin, off, answer) in cases {
+        let mut c = Conn::new(fam, seed(fam, n));
+        let mut tap = Tap::new();
+        tap.see(&c.syn());
+        let (cisn, sisn) = (c.isn(Client), c.isn(Server));
+        tap.see(&c.raw(Server, SYN | ACK, sisn, cisn.wrapping_add(off), &[]));
+        expect(&mut tap, &c.reset_reply(Client), answer);
+        tap.see_all([c.syn_ack(), c.handshake_ack()]);
+        if fin {
+            tap.see(&c.fin(Client));
+        }
+        let class = if fin { Teardown } else { Abort };
+        expect_state(
+            &mut tap,
+            &c.reset_reply(Server),
+            class,
+            Some(FlowState::Closed),
+        );
+    }
+}
+both_families!(valid_syn_ack_after_a_refused_one);
 
 // ---- teardown
 

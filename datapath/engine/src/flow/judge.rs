@@ -57,6 +57,17 @@ impl Half {
     }
 }
 
+// Flow flags.
+/// Window scale negotiated (both SYNs seen, both offered).
+const WSCALE_KNOWN: u8 = 1 << 0;
+/// The side's socket is gone: it accepted a reset (`RESET_LO << side`).
+const RESET_LO: u8 = 1 << 1;
+
+#[inline]
+fn reset_bit(side: Side) -> u8 {
+    RESET_LO << side as u8
+}
+
 /// Per-flow state. Kept small: the table holds one per tracked connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Flow {
@@ -64,8 +75,8 @@ pub struct Flow {
     pub(super) state: FlowState,
     /// The side that sent the first SYN, if we saw it.
     pub(super) origin: Option<Side>,
-    /// Window scale negotiated (both SYNs seen, both offered).
-    wscale_known: bool,
+    /// `WSCALE_KNOWN`, and which sides a reset closed.
+    flags: u8,
 }
 
 /// What the receiving kernel would make of a RST.
@@ -85,8 +96,18 @@ impl Flow {
             halves: [Half::default(); 2],
             state,
             origin: None,
-            wscale_known: false,
+            flags: 0,
         }
+    }
+
+    /// Whether `side` accepted a reset (its socket is gone).
+    pub fn is_reset(&self, side: Side) -> bool {
+        self.flags & reset_bit(side) != 0
+    }
+
+    #[inline]
+    fn wscale_known(&self) -> bool {
+        self.flags & WSCALE_KNOWN != 0
     }
 
     pub fn state(&self) -> FlowState {
@@ -131,8 +152,26 @@ impl Flow {
         }
     }
 
+    /// Whether the connecting side, in SYN-SENT, would refuse this SYN-ACK
+    /// from `from`: `tcp_rcv_synsent_state_process()` takes only one whose
+    /// ack lies in (SND.UNA, SND.NXT] (ISN < ack <= ISN + 1 + TFO data) and
+    /// answers any other with a RST (seq = its ack), staying in SYN-SENT.
+    #[inline]
+    fn refuses_syn_ack(&self, from: Side, seg: &Header) -> bool {
+        let to = from.peer();
+        let c = self.half(to);
+        matches!(self.state, FlowState::SynSent | FlowState::SynReceived)
+            && self.origin == Some(to)
+            && c.has(SYN_SEEN)
+            && (!seq::after(seg.ack, c.isn) || seq::after(seg.ack, c.next_seq))
+    }
+
     /// [`Self::update`] for a SYN or SYN-ACK.
     fn update_syn(&mut self, from: Side, seg: &Header) {
+        if seg.flags.ack() && self.refuses_syn_ack(from, seg) {
+            // Not the handshake: the client stays in SYN-SENT.
+            return;
+        }
         let to = from.peer();
         let end = seg.seq.wrapping_add(seg.seq_len());
         let ws = seg.window_scale.map(|w| w.min(MAX_WSCALE));
@@ -154,7 +193,7 @@ impl Flow {
                 self.halves[0].wscale = 0;
                 self.halves[1].wscale = 0;
             }
-            self.wscale_known = true;
+            self.flags |= WSCALE_KNOWN;
             // The SYN-ACK's window is unscaled.
             let s = &mut self.halves[from as usize];
             s.ack = seg.ack;
@@ -172,7 +211,7 @@ impl Flow {
         let to = from.peer();
         let flags = seg.flags;
         let end = seg.seq.wrapping_add(seg.seq_len());
-        let shift = if self.wscale_known {
+        let shift = if self.wscale_known() {
             self.half(from).wscale
         } else {
             MIDSTREAM_WSCALE
@@ -251,6 +290,69 @@ impl Flow {
         })
     }
 
+    /// What an accepted reset (`class`, sent by `from`) leaves of the flow.
+    pub(super) fn after_reset(&mut self, from: Side, class: RstClass) {
+        let to = from.peer();
+        let handshake = matches!(self.state, FlowState::SynSent | FlowState::SynReceived);
+        match class {
+            // The refusal comes from a host without a socket, to a client
+            // whose connect() fails: nothing is left on either side.
+            RstClass::Refused => self.flags |= reset_bit(from) | reset_bit(to),
+            // A request socket (SYN-RECV) died. The client's side is not
+            // synchronized: a Linux client in SYN-SENT sends a reset only to
+            // answer a SYN-ACK it refuses (its ack, or a failed timestamp
+            // check the wire cannot show), and stays in SYN-SENT — or its
+            // connect() gave up, and a socket destroyed in SYN-SENT sends
+            // nothing, so the wire cannot tell it is gone. The responder is
+            // forgotten: a new SYN-ACK starts the handshake again.
+            RstClass::Abort if handshake && self.origin == Some(from) => {
+                self.halves[to as usize] = Half::default();
+                self.flags &= !WSCALE_KNOWN;
+                self.state = FlowState::SynSent;
+                return;
+            }
+            RstClass::Abort | RstClass::Teardown => {
+                self.flags |= reset_bit(to);
+            }
+            _ => return,
+        }
+        self.state = FlowState::Closed;
+    }
+
+    /// [`Self::update`] on a flow a reset closed on one side or both. A
+    /// socket that accepted a reset is gone and sends nothing but resets
+    /// from then on, so a SYN-ACK or a retransmission (nothing new, or a
+    /// keepalive) from such a side shows that the reset never reached it:
+    /// it was lost on the way (after we saw it). New data or a FIN from it had
+    /// crossed the reset and is not taken as a sign of life. The other
+    /// side keeps its sequence state until it is reset itself or the flow
+    /// times out.
+    pub(super) fn update_after_reset(&mut self, from: Side, seg: &Header) {
+        if self.is_reset(from) {
+            let s = self.half(from);
+            let end = seg.seq.wrapping_add(seg.seq_len());
+            let retransmitted = s.has(SEQ_KNOWN)
+                && seq::before(seg.seq, s.next_seq)
+                && !seq::after(end, s.next_seq);
+            if !(seg.flags.syn() || retransmitted) {
+                return;
+            }
+            self.flags &= !reset_bit(from);
+        }
+        let revived = self.flags & (reset_bit(Side::Lo) | reset_bit(Side::Hi)) == 0;
+        self.state = if seg.flags.syn() {
+            FlowState::SynSent
+        } else if self.origin.is_some() {
+            FlowState::Established
+        } else {
+            FlowState::Midstream
+        };
+        self.update(from, seg);
+        if !revived {
+            self.state = FlowState::Closed;
+        }
+    }
+
     /// Judge a RST sent by `from` as the receiving kernel would.
     pub fn judge_rst(&self, from: Side, seg: &Segment<'_>) -> RstClass {
         self.judge(from, &Header::of(seg))
@@ -265,7 +367,9 @@ impl Flow {
         let s = self.half(from);
         let rst_seq = seg.seq;
 
-        if self.state == FlowState::Closed {
+        // A reset receiver holds no socket; the other side of a flow reset
+        // on one side only still does, and is judged as synchronized below.
+        if self.state == FlowState::Closed && self.is_reset(to) {
             return RstClass::NoFlow;
         }
 

@@ -37,7 +37,35 @@
 //!   RCV.NXT kills the time-wait socket → `teardown`; any other RST is
 //!   dropped without a challenge ACK → `out_of_window`.
 //! * **Receiver with no socket** (it completed LAST-ACK, or a RST already
-//!   reset the flow): nothing to reset → `no_flow`.
+//!   reset it): nothing to reset → `no_flow`.
+//!
+//! # The life of a flow around a RST
+//!
+//! * **A RST kills only its receiver's socket.** Each side carries a reset
+//!   mark: the receiver of an accepted reset is closed, the sender keeps its
+//!   sequence state (a spoofed reset, or an abort on one side only, leaves
+//!   it established). When it next sends, the dead side's kernel answers
+//!   with a RST (seq = the segment's ack), judged against the live side's
+//!   window → `abort` (`teardown` after a FIN). The live side keeps the flow
+//!   until it is reset itself or the flow times out (the `closed` timeout,
+//!   refreshed by every segment it sends). A refusal leaves nothing on
+//!   either side: it comes from a host without a socket.
+//! * **A reset lost after the tap.** A socket that accepted a reset sends
+//!   nothing but resets, so a retransmission (nothing new, or a keepalive)
+//!   or a SYN-ACK from a side marked reset shows the reset never reached
+//!   it: the mark goes. New data or a FIN from it may have crossed the
+//!   reset and does not count.
+//! * **SYN-ACKs the client refuses** (`tcp_rcv_synsent_state_process`): one
+//!   whose ack is outside (SND.UNA, SND.NXT] does not establish anything;
+//!   the client answers with a bare RST (seq = that ack) and stays in
+//!   SYN-SENT, so the flow stays `syn_sent` and a later valid SYN-ACK starts
+//!   the handshake. An accepted RST from the connecting side to a request
+//!   socket (SYN-RECV) kills the request and leaves the client in SYN-SENT:
+//!   a Linux client sends such a RST only to refuse a SYN-ACK, so the flow
+//!   goes back to `syn_sent` with the responder forgotten.
+//! * **Closes that leave a socket on one side only**: the side that closed
+//!   second holds nothing once its FIN is acked (LAST-ACK ends in
+//!   `tcp_done()`), while the first closer keeps TIME-WAIT.
 //!
 //! Deliberate differences, each because the wire cannot show the state:
 //!
@@ -59,6 +87,26 @@
 //!   timestamp; Linux's own resets carry none, so only crafted RSTs differ.)
 //! * Simultaneous close: both sides end in TIME-WAIT, but we treat only the
 //!   side whose FIN we saw first as the active closer.
+//! * A socket destroyed in SYN-SENT (connect() gave up) sends nothing, so
+//!   a RST to it is judged as if it were still in SYN-SENT (`refused` or
+//!   `syn_sent_bad_ack`) where its kernel finds no socket.
+//! * A SYN-ACK refused for its timestamp echo (PAWS in SYN-SENT) is taken
+//!   as the handshake: checking it would cost the SYN's TSval in every flow.
+//!   The client's bare RST answering it (seq = its ack) then shows the
+//!   refusal, and the flow goes back to `syn_sent` (see above).
+//! * Whether a server holds a request socket shows on the wire only as its
+//!   own SYN-ACK. A RST refusing a SYN-ACK that acks data never sent is
+//!   judged against the request socket the SYN would have made (in its
+//!   window: `abort`); a server that dropped the SYN (full accept queue)
+//!   has none and ignores it. The error is toward "accepted", the safe side
+//!   for enforcement.
+//! * New data or a FIN from a side marked reset is taken as having crossed
+//!   the reset; if the reset was in fact lost, a RST answering that data
+//!   is judged `no_flow` where the kernel accepts it. A retransmission from
+//!   that side clears the mark (see above).
+//! * The live side of a flow reset on one side is forgotten after the
+//!   `closed` timeout without segments from it; a RST answering it later
+//!   is `no_flow`.
 //!
 //! # Where things are
 //!

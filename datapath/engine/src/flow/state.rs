@@ -23,7 +23,8 @@ crate::closed_enum! {
         LastAck = "last_ack",
         /// Both FINs acknowledged.
         TimeWait = "time_wait",
-        /// Reset accepted by the receiver.
+        /// A reset was accepted: its receiver's socket is gone; the other
+        /// side may live on (see the module docs of `flow`).
         Closed = "closed",
     }
 }

@@ -189,17 +189,18 @@ impl FlowTable {
             // the general path below does for them, without its branches.
             if let Some(flow) = self.table.get_mut_hashed(p.hash, &p.key, now) {
                 let before = flow.state;
+                // A flow a reset closed takes the general path.
                 if before != FlowState::Closed {
                     flow.update_other(p.from, &p.hdr);
+                    let state = flow.state;
+                    if state != before {
+                        self.relist(p.hash, &p.key, before.timeout_class(), state);
+                    }
+                    return Observation {
+                        rst: None,
+                        state: Some(state),
+                    };
                 }
-                let state = flow.state;
-                if state != before {
-                    self.relist(p.hash, &p.key, before.timeout_class(), state);
-                }
-                return Observation {
-                    rst: None,
-                    state: Some(state),
-                };
             }
         }
         self.observe_slow(p, now)
@@ -255,10 +256,12 @@ impl FlowTable {
                 (value, new_state.timeout_class())
             }
         };
-        // A flow whose reset the receiver accepted is over: later segments
-        // (a reset lost after us, stragglers) do not revive it. Only a new
-        // SYN, handled above, starts the 4-tuple again.
-        if flow.state != FlowState::Closed {
+        // A flow a reset closed (on one side or both): see
+        // `Flow::update_after_reset`. A new SYN, handled above, starts the
+        // 4-tuple again.
+        if flow.state == FlowState::Closed {
+            flow.update_after_reset(from, seg);
+        } else {
             flow.update(from, seg);
         }
         let state = flow.state;
@@ -290,12 +293,7 @@ impl FlowTable {
         let class = flow.judge(from, seg);
         let service_port = flow.service_port(key).unwrap_or_else(|| p.dst_port());
         let before = flow.state.timeout_class();
-        if matches!(
-            class,
-            RstClass::Refused | RstClass::Abort | RstClass::Teardown
-        ) {
-            flow.state = FlowState::Closed;
-        }
+        flow.after_reset(from, class);
         let state = flow.state;
         self.relist(p.hash, key, before, state);
         Observation {

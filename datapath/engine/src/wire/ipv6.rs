@@ -189,8 +189,13 @@ pub(crate) fn parse_tcp_with<'a, T>(
     not_tcp: impl FnOnce(NotTcp) -> T,
 ) -> Result<T, ParseError> {
     let ip = Ipv6Packet::new_checked(data)?;
-    let announced = ip.payload_len() as usize;
+    let mut announced = ip.payload_len() as usize;
     let pkt = ip.payload();
+    // Payload length 0: a jumbogram (RFC 2675), whose hop-by-hop Jumbo
+    // Payload option says the length, or a BIG TCP segment captured on the
+    // sending host without that option (Linux 6.3 on), where the captured
+    // length is all there is.
+    let jumbo = be16(data, field::PAYLOAD_LEN) == 0;
 
     let mut next = ip.next_header();
     // Offsets from the end of the fixed header.
@@ -215,8 +220,14 @@ pub(crate) fn parse_tcp_with<'a, T>(
                 if pkt.len() < off + 2 {
                     return Err(ParseError::BadIpv6Header);
                 }
+                let len = (pkt[off + 1] as usize + 1) * 8;
+                if jumbo && off == 0 && next == HOP_BY_HOP {
+                    if let Some(n) = pkt.get(2..len.min(pkt.len())).and_then(jumbo_payload) {
+                        announced = n as usize;
+                    }
+                }
                 next = pkt[off];
-                off += (pkt[off + 1] as usize + 1) * 8;
+                off += len;
             }
             AUTH => {
                 if pkt.len() < off + 2 {
@@ -244,6 +255,28 @@ pub(crate) fn parse_tcp_with<'a, T>(
         }
     }
     Err(ParseError::TooManyExtHeaders)
+}
+
+/// Option type of RFC 2675's Jumbo Payload option, and its data length.
+const OPT_JUMBO: u8 = 0xc2;
+const OPT_JUMBO_LEN: u8 = 4;
+const OPT_PAD1: u8 = 0;
+
+/// The Jumbo Payload length among hop-by-hop `options` (TLVs), if there.
+fn jumbo_payload(options: &[u8]) -> Option<u32> {
+    let mut i = 0;
+    while let Some(&kind) = options.get(i) {
+        if kind == OPT_PAD1 {
+            i += 1;
+            continue;
+        }
+        let len = *options.get(i + 1)?;
+        if kind == OPT_JUMBO && len == OPT_JUMBO_LEN {
+            return Some(be32(options.get(i + 2..i + 6)?, 0));
+        }
+        i += 2 + len as usize;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -330,6 +363,46 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// RFC 2675 jumbogram: payload length 0 and a hop-by-hop Jumbo Payload
+    /// option, which gives the length even where the capture is cut short;
+    /// without the option (BIG TCP from Linux 6.3 on) the captured length.
+    #[test]
+    fn jumbograms() {
+        let mut data = tcp_hdr();
+        data[13] = 0x18; // PSH|ACK
+        data.extend_from_slice(&[0xab; 100]);
+        // Pad1, PadN(1), Jumbo Payload, PadN(2): 16 bytes of hop-by-hop
+        // header; the jumbo length counts it, the TCP header and 70 000
+        // bytes of data (100 of them captured).
+        let jumbo = (16u32 + 20 + 70_000).to_be_bytes();
+        let mut hbh = vec![TCP, 1, 0, 1, 1, 0, 0xc2, 4];
+        hbh.extend_from_slice(&jumbo);
+        hbh.extend_from_slice(&[1, 2, 0, 0]);
+        assert_eq!(hbh.len(), 16);
+        let mut p = v6(HOP_BY_HOP, &hbh, &data);
+        p[4..6].fill(0);
+        match parse_tcp(&p).unwrap() {
+            Parsed::Tcp(s) => assert_eq!(s.payload_len, 70_000),
+            other => panic!("{other:?}"),
+        }
+        // No option: what was captured.
+        let mut p = v6(TCP, &[], &data);
+        p[4..6].fill(0);
+        match parse_tcp(&p).unwrap() {
+            Parsed::Tcp(s) => assert_eq!(s.payload_len, 100),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn jumbo_option_among_others() {
+        assert_eq!(jumbo_payload(&[0, 1, 0, 0xc2, 4, 0, 1, 0, 0]), Some(65_536));
+        assert_eq!(jumbo_payload(&[1, 4, 0, 0, 0, 0]), None);
+        assert_eq!(jumbo_payload(&[0xc2, 4, 0, 1]), None, "cut short");
+        assert_eq!(jumbo_payload(&[0xc2, 2, 0, 1, 0, 0]), None, "wrong length");
+        assert_eq!(jumbo_payload(&[1]), None);
     }
 
     #[test]

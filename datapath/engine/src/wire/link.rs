@@ -1,5 +1,7 @@
 //! Link layers: Ethernet for live ports, plus the link types people capture
-//! on (`tcpdump -i any` gives Linux cooked v1/v2, BSD loopback gives NULL).
+//! on (`tcpdump -i any` gives Linux cooked v1/v2, BSD loopback gives NULL)
+//! and the two more Wireshark reads where that costs a few lines (Linux
+//! ARCnet, IP over InfiniBand).
 
 use super::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use super::{be16, ParseError};
@@ -31,6 +33,12 @@ crate::closed_enum! {
         /// LINKTYPE_PPP_HDLC (50): PPP in HDLC-like framing, which on serial
         /// lines may also carry Cisco HDLC frames.
         PppSerial = "ppp_serial",
+        /// LINKTYPE_ARCNET_LINUX (129): Linux's ARCnet header, then RFC 1051
+        /// or RFC 1201 framing.
+        ArcnetLinux = "arcnet_linux",
+        /// LINKTYPE_IPOIB (242): IP over InfiniBand (RFC 4391) behind Linux's
+        /// 40-byte pseudo-header of link addresses.
+        Ipoib = "ipoib",
     }
 }
 
@@ -48,6 +56,8 @@ impl LinkType {
             276 => LinkType::LinuxSll2,
             9 => LinkType::Ppp,
             50 => LinkType::PppSerial,
+            129 => LinkType::ArcnetLinux,
+            242 => LinkType::Ipoib,
             _ => return None,
         })
     }
@@ -65,6 +75,8 @@ impl LinkType {
             LinkType::LinuxSll2 => 276,
             LinkType::Ppp => 9,
             LinkType::PppSerial => 50,
+            LinkType::ArcnetLinux => 129,
+            LinkType::Ipoib => 242,
         }
     }
 }
@@ -145,7 +157,50 @@ pub(crate) fn network_layer(link: LinkType, f: &[u8]) -> Result<(Network, &[u8])
             Ok((sll_protocol(be16(f, 8), be16(f, 0)), &f[20..]))
         }
         LinkType::Ppp | LinkType::PppSerial => ppp(f),
+        LinkType::ArcnetLinux => arcnet(f),
+        LinkType::Ipoib => {
+            // Link addresses (40), then RFC 4391's header: type(2) reserved(2).
+            if f.len() < 44 {
+                return Err(ParseError::TruncatedLink);
+            }
+            Ok((by_ethertype(be16(f, 40)), &f[44..]))
+        }
     }
+}
+
+/// ARCnet protocol IDs: IPv4 in RFC 1051 framing, IPv4 and IPv6 (RFC 2497)
+/// in RFC 1201 framing.
+const ARC_IPV4_RFC1051: u8 = 240;
+const ARC_IPV4: u8 = 212;
+const ARC_IPV6: u8 = 196;
+/// RFC 1201 split flag of an exception packet (a 4-byte filler follows).
+const ARC_EXCEPTION: u8 = 0xff;
+
+/// Linux's ARCnet header: source(1) destination(1) offset(2) protocol(1).
+/// RFC 1051 framing puts IP right after it; RFC 1201 adds a split flag(1)
+/// and a sequence number(2), and an exception packet repeats the three
+/// after a filler. A fragment other than the first (an even, non-zero
+/// split flag) carries no IP header.
+#[inline]
+fn arcnet(f: &[u8]) -> Result<(Network, &[u8]), ParseError> {
+    let proto = *f.get(4).ok_or(ParseError::TruncatedLink)?;
+    let network = match proto {
+        ARC_IPV4_RFC1051 => return Ok((Network::Ipv4, &f[5..])),
+        ARC_IPV4 => Network::Ipv4,
+        ARC_IPV6 => Network::Ipv6,
+        _ => return Ok((Network::Unknown, &f[5..])),
+    };
+    let (flag, start) = match f.get(5) {
+        Some(&ARC_EXCEPTION) => (f.get(9), 12),
+        flag => (flag, 8),
+    };
+    let (Some(&flag), Some(rest)) = (flag, f.get(start..)) else {
+        return Err(ParseError::TruncatedLink);
+    };
+    if flag != 0 && flag & 1 == 0 {
+        return Ok((Network::Unknown, rest));
+    }
+    Ok((network, rest))
 }
 
 const PPP_IPV4: u16 = 0x0021;
@@ -256,6 +311,68 @@ mod tests {
             let f = with(&[0xff, 0x03, 0x00, 0x21], &ip);
             assert!(matches!(parse(link, &f), Ok(Parsed::Tcp(s)) if s.flags.rst()));
         }
+    }
+
+    #[test]
+    fn arcnet_framings() {
+        let ip = ipv4_rst();
+        let link = LinkType::ArcnetLinux;
+        // RFC 1051: source, destination, offset, protocol.
+        let f = with(&[0xbe, 0x50, 0xab, 0x08, 240], &ip);
+        assert!(matches!(parse(link, &f), Ok(Parsed::Tcp(s)) if s.flags.rst()));
+        // RFC 1201, unfragmented and first fragment.
+        for flag in [0, 1, 3] {
+            let f = with(&[0xbe, 0x50, 0xa8, 0xe7, 212, flag, 0x01, 0x66], &ip);
+            assert_eq!(
+                network_layer(link, &f),
+                Ok((Network::Ipv4, &ip[..])),
+                "{flag}"
+            );
+        }
+        // A later fragment, an exception packet, ARP, IPv6.
+        let f = with(&[0xbe, 0x50, 0, 0, 212, 2, 0x01, 0x66], &ip);
+        assert_eq!(network_layer(link, &f).unwrap().0, Network::Unknown);
+        let f = with(
+            &[0xbe, 0x50, 0, 0, 212, 0xff, 0xff, 0xff, 212, 0, 0, 1],
+            &ip,
+        );
+        assert_eq!(network_layer(link, &f), Ok((Network::Ipv4, &ip[..])));
+        let f = with(&[0xbe, 0x50, 0, 0, 213, 0, 0, 1], &[1, 2]);
+        assert_eq!(network_layer(link, &f).unwrap().0, Network::Unknown);
+        let f = with(&[0xbe, 0x50, 0, 0, 196, 0, 0, 1], &[0x60]);
+        assert_eq!(network_layer(link, &f), Ok((Network::Ipv6, &[0x60][..])));
+        for short in [
+            &[0xbe, 0x50, 0, 0][..],
+            &[0, 0, 0, 0, 212, 0, 0],
+            &[0, 0, 0, 0, 212, 0xff, 0xff, 0xff, 212, 0, 0],
+        ] {
+            assert_eq!(
+                network_layer(link, short),
+                Err(ParseError::TruncatedLink),
+                "{short:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipoib_pseudo_header() {
+        let ip = ipv4_rst();
+        let mut head = [0u8; 44];
+        head[40..42].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let f = with(&head, &ip);
+        assert_eq!(
+            network_layer(LinkType::Ipoib, &f),
+            Ok((Network::Ipv4, &ip[..]))
+        );
+        assert_eq!(
+            network_layer(LinkType::Ipoib, &f[..43]),
+            Err(ParseError::TruncatedLink)
+        );
+        head[40..42].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(
+            network_layer(LinkType::Ipoib, &head).unwrap().0,
+            Network::Unknown
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! per-port statistics.
 //!
 //! * Fixed capacity chosen at construction; nothing allocates afterwards.
-//! * Keys are hashed with a per-process random seed (foldhash), so nobody can
-//!   precompute colliding keys.
+//! * Keys are hashed with foldhash under secrets from the operating system
+//!   (`getrandom`): see [`seed`] for what that does and does not defend.
 //! * Open addressing with linear probing and backward-shift deletion: no
 //!   tombstones, so churn never degrades probes or forces a rehash pause.
 //!   (We hand-write this instead of using `hashbrown::HashTable` because its
@@ -24,7 +24,11 @@
 //!   used this second). The `*_hashed` calls and the prefetches let a
 //!   caller hash a batch of keys first and fetch their memory ahead of use.
 
+mod seed;
+
 use std::hash::{BuildHasher, Hash};
+
+pub use seed::HashSeed;
 
 const NIL: u32 = u32::MAX;
 
@@ -148,13 +152,18 @@ pub struct BoundedTable<K, V, const L: usize, A = NaturalAlign> {
     len: usize,
     lists: [List; L],
     capacity: usize,
-    hasher: foldhash::fast::RandomState,
+    hasher: foldhash::fast::SeedableRandomState,
 }
 
 impl<K: Hash + Eq + Copy, V, const L: usize, A> BoundedTable<K, V, L, A> {
     /// A table for `capacity` entries (clamped to `1..=MAX_CAPACITY`). The
     /// index is sized for a load factor of at most 0.8.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_seed(capacity, HashSeed::from_os())
+    }
+
+    /// [`Self::with_capacity`] hashing under `seed` (tests, benchmarks).
+    pub fn with_capacity_and_seed(capacity: usize, seed: HashSeed) -> Self {
         assert!(L > 0 && L < FREE as usize, "list count out of range");
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         let slots = (capacity + capacity / 4 + 1).next_power_of_two();
@@ -169,7 +178,7 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A> BoundedTable<K, V, L, A> {
             len: 0,
             lists: [List::EMPTY; L],
             capacity,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: seed.hasher(),
         }
     }
 
@@ -315,6 +324,26 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A> BoundedTable<K, V, L, A> {
             }
             i = i.wrapping_add(1);
         }
+    }
+
+    /// Index slots (a power of two).
+    #[cfg(test)]
+    fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots a lookup of `key` passes before its own (0: its home slot).
+    #[cfg(test)]
+    fn probe_length(&self, key: &K) -> usize {
+        let h = self.hash(key);
+        let e = self.find(key, h).expect("key present");
+        let mut i = h as usize;
+        let mut n = 0;
+        while self.slot(i).is_empty() || self.slot(i).entry() != e {
+            i = i.wrapping_add(1);
+            n += 1;
+        }
+        n
     }
 
     /// Look a key up without touching its recency.
