@@ -225,7 +225,7 @@ pub mod host {
     pub const KEV_HAS_SEQ: u8 = 2;
     pub const KEV_HAS_REASON: u8 = 4;
     pub const KEV_HAS_SOCKET: u8 = 8;
-    pub const KEVENT_SIZE: usize = 88;
+    pub const KEVENT_SIZE: usize = 96;
 
     rstwall_engine::closed_enum! {
         /// Indices into `host_counters` (`enum rstwall_host_counter`): the
@@ -317,6 +317,7 @@ pub mod host {
         pub rport: u16,
         pub seq: u32,
         pub owner: Owner,
+        pub sk_cookie: u64,
     }
 
     const _: () = assert!(size_of::<Record>() == RECORD_SIZE);

@@ -61,6 +61,12 @@ struct sock {
 	__u16 sk_type;
 } RW_CORE;
 
+/* The source port a full socket sends from: still set after close()
+ * released the port (skc_num is 0 by then). */
+struct inet_sock {
+	__be16 inet_sport;
+} RW_CORE;
+
 struct tcp_sock {
 	__u32 snd_nxt;
 } RW_CORE;

@@ -137,7 +137,23 @@ static __always_inline void sock_tuple(struct rstwall_host_kevent *e, const stru
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* A full socket that closed has released its port (skc_num 0) but
+	 * still sends, and is known, by its inet_sport. Time-wait and request
+	 * sockets are not inet_socks; their skc_num stays. */
+	if (e->state != TCP_TIME_WAIT && e->state != TCP_NEW_SYN_RECV) {
+		__u16 sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+
+		if (sport)
+			e->lport = sport;
+	}
 	e->flags |= RSTWALL_HOST_KEV_HAS_SOCKET;
+}
+
+/* The socket's cookie: only for a socket the verifier knows as one (not
+ * the iterator's, read through bpf_probe_read_kernel). */
+static __always_inline void sock_cookie(struct rstwall_host_kevent *e, const struct sock *sk)
+{
+	e->sk_cookie = bpf_get_socket_cookie((void *)sk);
 }
 
 /* The owner recorded for a full socket, if any. Time-wait and request
@@ -254,6 +270,7 @@ int host_receive_reset(__u64 *ctx)
 	if (!e)
 		return 0;
 	sock_tuple(e, sk);
+	sock_cookie(e, sk);
 	sock_owner(e, sk);
 	submit(e);
 	return 0;
@@ -287,6 +304,7 @@ static __always_inline void send_reset(const struct sock *sk, const struct sk_bu
 	}
 	if (sk) {
 		sock_tuple(e, sk);
+		sock_cookie(e, sk);
 		sock_owner(e, sk);
 	}
 	if (skb) {
@@ -359,6 +377,7 @@ static __always_inline void rst_dropped(const struct sk_buff *skb, __u32 reason,
 	if (rx_sk) {
 		e->state = BPF_CORE_READ(rx_sk, __sk_common.skc_state);
 		e->flags |= RSTWALL_HOST_KEV_HAS_SOCKET;
+		sock_cookie(e, rx_sk);
 		sock_owner(e, rx_sk);
 	}
 	submit(e);
@@ -390,6 +409,7 @@ int host_challenge_ack(__u64 *ctx)
 	if (!e)
 		return 0;
 	sock_tuple(e, sk);
+	sock_cookie(e, sk);
 	sock_owner(e, sk);
 	submit(e);
 	return 0;
@@ -417,7 +437,10 @@ int host_set_state(__u64 *ctx)
 		if (!e)
 			return 0;
 		sock_tuple(e, sk);
+		sock_cookie(e, sk);
 		sock_owner(e, sk);
+		/* The tracepoint runs before the new state is stored. */
+		e->state = TCP_LISTEN;
 		submit(e);
 		return 0;
 	}
@@ -430,6 +453,7 @@ int host_set_state(__u64 *ctx)
 	if (!e)
 		return 0;
 	sock_tuple(e, sk);
+	sock_cookie(e, sk);
 	e->state = oldstate;
 	sock_owner(e, sk);
 	submit(e);

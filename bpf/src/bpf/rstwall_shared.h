@@ -313,8 +313,11 @@ struct rstwall_host_kevent {
 	__u16 rport;
 	__u32 seq;
 	struct rstwall_host_owner owner;
+	/* The socket's cookie (bpf_get_socket_cookie): one socket's events
+	 * share it, even after its port was released; 0 when unknown. */
+	__u64 sk_cookie;
 };
-#define RSTWALL_HOST_KEVENT_SIZE 88
+#define RSTWALL_HOST_KEVENT_SIZE 96
 
 /* host_tcounters: events written and lost (host_events full), owners
  * recorded, and kernel reads that failed (a locked-down kernel refuses

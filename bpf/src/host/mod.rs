@@ -21,5 +21,5 @@ mod trace;
 
 pub use counters::{HostCounters, TraceCounters};
 pub use ring::{RecordAt, RingReader};
-pub use tc::{LinkKind, TcAttachment, TcConfig, TcDirection, TcMode, TcPrograms};
+pub use tc::{tcx_programs, LinkKind, TcAttachment, TcConfig, TcDirection, TcMode, TcPrograms};
 pub use trace::{Capability, KernelCapabilities, TracePrograms};

@@ -256,6 +256,34 @@ impl TcPrograms {
     }
 }
 
+/// The names of the programs attached to `ifindex` (of the calling
+/// thread's namespace) in `direction` through tcx: what an operator's
+/// `bpftool net` would list there. For tests and status.
+pub fn tcx_programs(ifindex: u32, direction: TcDirection) -> Result<Vec<String>, Errno> {
+    let attach_type = match direction {
+        TcDirection::Ingress => libbpf_sys::BPF_TCX_INGRESS,
+        TcDirection::Egress => libbpf_sys::BPF_TCX_EGRESS,
+    };
+    let mut ids = [0u32; 64];
+    let mut opts = libbpf_sys::bpf_prog_query_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as libbpf_sys::size_t,
+        prog_ids: ids.as_mut_ptr(),
+        ..Default::default()
+    };
+    opts.__bindgen_anon_1.count = ids.len() as u32;
+    // SAFETY: `ids` outlives the call and its length is given.
+    let ret = unsafe { libbpf_sys::bpf_prog_query_opts(ifindex as i32, attach_type, &mut opts) };
+    if ret < 0 {
+        return Err(Errno::from_ret(ret));
+    }
+    // SAFETY: the kernel wrote the count into the union's one field.
+    let n = (unsafe { opts.__bindgen_anon_1.count } as usize).min(ids.len());
+    Ok(ids[..n]
+        .iter()
+        .map(|&id| crate::netlink::program(id).map_or_else(|| format!("id {id}"), |(name, _)| name))
+        .collect())
+}
+
 fn attach_tcx(
     prog: BorrowedFd<'_>,
     ifindex: u32,

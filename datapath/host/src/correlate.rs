@@ -104,8 +104,18 @@ impl Pending {
     }
 }
 
+/// A reset a socket took part in, remembered for its close: the socket's
+/// ports are still known at the reset, and gone (0) once it is closed.
+#[derive(Clone, Copy)]
+struct RecentReset {
+    mono_ns: u64,
+    cause: CloseCause,
+    local: (IpAddr, u16),
+}
+
 struct Close {
     mono_ns: u64,
+    cookie: u64,
     counter: CloseCounter,
     local: (IpAddr, u16),
     remote: (IpAddr, u16),
@@ -130,9 +140,10 @@ struct State {
     nkevents: usize,
     existing: HashMap<(IpAddr, u16, IpAddr, u16), RawOwner>,
     listeners: HashMap<u16, RawOwner>,
-    /// Recent resets by the socket they concern (local, remote), for the
-    /// cause of a close: when, and which.
-    recent_resets: HashMap<((IpAddr, u16), (IpAddr, u16)), (u64, CloseCause)>,
+    /// Recent resets by the cookie of the socket they concern, for the
+    /// cause of a close (its port may be released by then): when, and
+    /// which.
+    recent_resets: HashMap<u64, RecentReset>,
     closes: Vec<Close>,
     cgroups: Cgroups,
     second: Accumulating,
@@ -382,6 +393,7 @@ impl Correlator {
                 };
                 st.closes.push(Close {
                     mono_ns: k.ts_ns,
+                    cookie: k.sk_cookie,
                     counter,
                     local,
                     remote,
@@ -395,8 +407,16 @@ impl Correlator {
             }
             shared::KEV_RECEIVE_RESET => {
                 st.second.observed.resets_accepted += 1;
-                st.recent_resets
-                    .insert((local, remote), (k.ts_ns, CloseCause::ResetReceived));
+                if k.sk_cookie != 0 {
+                    st.recent_resets.insert(
+                        k.sk_cookie,
+                        RecentReset {
+                            mono_ns: k.ts_ns,
+                            cause: CloseCause::ResetReceived,
+                            local,
+                        },
+                    );
+                }
             }
             shared::KEV_SEND_RESET => {
                 let reason = self.reason(&k, true).unwrap_or_else(|| "UNKNOWN".into());
@@ -408,10 +428,12 @@ impl Correlator {
                 if let Ok(mut s) = self.shared.lock() {
                     *s.stats.sent_by_reason.entry(reason).or_default() += 1;
                 }
-                if k.flags & shared::KEV_HAS_SOCKET != 0 {
-                    st.recent_resets
-                        .entry((local, remote))
-                        .or_insert((k.ts_ns, CloseCause::ResetSent));
+                if k.sk_cookie != 0 {
+                    st.recent_resets.entry(k.sk_cookie).or_insert(RecentReset {
+                        mono_ns: k.ts_ns,
+                        cause: CloseCause::ResetSent,
+                        local,
+                    });
                 }
             }
             shared::KEV_RST_DROPPED => st.second.observed.resets_dropped += 1,
@@ -479,7 +501,7 @@ impl Correlator {
             self.unmatched(kind);
         }
         st.recent_resets
-            .retain(|_, (ts, _)| !all && ts.saturating_add(1_000_000_000) > now);
+            .retain(|_, r| !all && r.mono_ns.saturating_add(1_000_000_000) > now);
     }
 
     /// Closes whose cause had time to show are counted in the second.
@@ -490,13 +512,18 @@ impl Correlator {
                 st.closes.push(c);
                 continue;
             }
-            let cause = st
+            let reset = st
                 .recent_resets
-                .get(&(c.local, c.remote))
-                .filter(|(ts, _)| ts.abs_diff(c.mono_ns) <= self.window_ns)
-                .map_or(CloseCause::Other, |&(_, cause)| cause);
+                .get(&c.cookie)
+                .filter(|r| r.mono_ns.abs_diff(c.mono_ns) <= self.window_ns)
+                .copied();
+            let cause = reset.map_or(CloseCause::Other, |r| r.cause);
+            let local = match reset {
+                Some(r) if c.local.1 == 0 => r.local,
+                _ => c.local,
+            };
             let connected = c.owner.is_some_and(|o| o.source == OwnerSource::Connect);
-            let endpoint = if connected { c.remote } else { c.local };
+            let endpoint = if connected { c.remote } else { local };
             let process = c.owner.map(|o| st.cgroups.process(&o));
             st.second.close(
                 CloseKey {
