@@ -101,9 +101,24 @@ const RESCAN_EVERY: Duration = Duration::from_secs(1);
 /// Bound on the walk, against a pathological hierarchy.
 const MAX_CGROUPS: usize = 100_000;
 
+/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on a
+/// unified system, `/sys/fs/cgroup/unified` on a hybrid one.
+pub(crate) fn cgroup2_root() -> PathBuf {
+    fs::read_to_string("/proc/self/mounts")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (_, dir, kind) = (f.next()?, f.next()?, f.next()?);
+                (kind == "cgroup2").then(|| PathBuf::from(dir))
+            })
+        })
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
 impl Cgroups {
     pub fn new() -> Cgroups {
-        Cgroups::at(Path::new("/sys/fs/cgroup"))
+        Cgroups::at(&cgroup2_root())
     }
 
     pub fn at(root: &Path) -> Cgroups {
@@ -229,7 +244,8 @@ mod tests {
         let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else {
             return; // cgroup v1 only: nothing to map
         };
-        let ino = fs::metadata(format!("/sys/fs/cgroup{path}")).unwrap().ino();
+        let dir = cgroup2_root().join(path.trim_start_matches('/'));
+        let ino = fs::metadata(dir).unwrap().ino();
         let mut c = Cgroups::new();
         assert_eq!(c.path(ino), Some(path));
         let owner = RawOwner {

@@ -18,9 +18,12 @@ use crate::ifaces::IfaceTable;
 use crate::stats::HostWorkerStats;
 
 /// Empty polls before a worker sleeps on its ring.
-const SPINS_BEFORE_SLEEP: u32 = 64;
-/// Longest sleep: bounds how late a stop request or a publish is seen.
-const MAX_SLEEP: Duration = Duration::from_millis(20);
+const SPINS_BEFORE_SLEEP: u32 = 4;
+/// Longest sleep. The tc programs wake the worker only when its ring is a
+/// quarter full (a wakeup per packet would cost the traffic more than the
+/// whole observation), so this is also how late a record is read: a few
+/// milliseconds, a batch at a time.
+const MAX_SLEEP: Duration = Duration::from_millis(2);
 
 pub(crate) struct Worker {
     pub ring_index: usize,

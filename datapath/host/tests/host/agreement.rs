@@ -125,7 +125,8 @@ fn kernel_verdicts_agree_with_classes() {
                 class: RstClass::OutOfWindow,
             });
             std::thread::sleep(Duration::from_millis(50));
-            raw.send(&spoofed_rst(from, to, next.wrapping_add(10))).unwrap();
+            raw.send(&spoofed_rst(from, to, next.wrapping_add(10)))
+                .unwrap();
             out.push(Scenario {
                 name: "in-window spoof",
                 from,
@@ -156,7 +157,10 @@ fn kernel_verdicts_agree_with_classes() {
     for s in &scenarios {
         let found: Vec<&RstEvent> = events
             .iter()
-            .filter(|e| (e.src, e.sport, e.dst, e.dport) == (s.from.ip(), s.from.port(), s.to.ip(), s.to.port()))
+            .filter(|e| {
+                (e.src, e.sport, e.dst, e.dport)
+                    == (s.from.ip(), s.from.port(), s.to.ip(), s.to.port())
+            })
             .collect();
         let e = found
             .iter()
@@ -165,7 +169,11 @@ fn kernel_verdicts_agree_with_classes() {
             .unwrap_or_else(|| panic!("{}: no {} event in {found:#?}", s.name, s.class));
         assert_eq!(e.direction, Direction::Local, "{}", s.name);
         assert_eq!(e.agreement, Agreement::Agrees, "{}: {e:#?}", s.name);
-        assert!(e.process.is_some(), "{}: the local socket's owner: {e:#?}", s.name);
+        assert!(
+            e.process.is_some(),
+            "{}: the local socket's owner: {e:#?}",
+            s.name
+        );
         match s.class {
             RstClass::Abort => {
                 assert_eq!(

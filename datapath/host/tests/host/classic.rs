@@ -66,7 +66,10 @@ fn refused_connects_are_named_and_reconciled() {
     let closes: Vec<_> = seconds.iter().flat_map(|s| &s.observed.closes).collect();
     assert!(!closes.is_empty());
     for c in &closes {
-        assert_eq!((c.counter, c.cause), (CloseCounter::AttemptFails, CloseCause::ResetReceived));
+        assert_eq!(
+            (c.counter, c.cause),
+            (CloseCounter::AttemptFails, CloseCause::ResetReceived)
+        );
         assert_eq!(c.endpoint, "127.0.0.1:7211".parse().unwrap());
         assert!(c.remote);
         let p = c.process.as_ref().unwrap();
@@ -75,7 +78,13 @@ fn refused_connects_are_named_and_reconciled() {
     assert_eq!(closes.iter().map(|c| c.count).sum::<u64>(), CONNECTS as u64);
     let sent: u64 = seconds
         .iter()
-        .map(|s| s.observed.resets_sent.get("NO_SOCKET").copied().unwrap_or(0))
+        .map(|s| {
+            s.observed
+                .resets_sent
+                .get("NO_SOCKET")
+                .copied()
+                .unwrap_or(0)
+        })
         .sum();
     assert_eq!(sent, CONNECTS as u64);
 

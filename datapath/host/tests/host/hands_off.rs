@@ -66,7 +66,12 @@ fn exchange(server: &Netns, client: &Netns, addr: SocketAddr) {
             c.write_all(&sent).unwrap();
             c.shutdown(std::net::Shutdown::Write).unwrap();
             let got = reader.join().unwrap();
-            assert!(got == sent, "bulk transfer: {} of {} bytes, or different", got.len(), BULK);
+            assert!(
+                got == sent,
+                "bulk transfer: {} of {} bytes, or different",
+                got.len(),
+                BULK
+            );
             for i in 0..SHORT {
                 let msg = pattern(i as u64, 1 + i * 7 % 3000);
                 let mut c = TcpStream::connect(addr).unwrap();
@@ -84,13 +89,19 @@ fn exchange(server: &Netns, client: &Netns, addr: SocketAddr) {
 #[test]
 fn traffic_is_byte_exact_under_observation() {
     let (_nss, a, b) = two_hosts("host-hands");
-    let source = a.run(|| HostSource::start(&HostConfig::default())).unwrap().unwrap();
+    let source = a
+        .run(|| HostSource::start(&HostConfig::default()))
+        .unwrap()
+        .unwrap();
     let lo: SocketAddr = "127.0.0.1:7400".parse().unwrap();
     exchange(&a, &a, lo);
     let veth: SocketAddr = "198.18.0.1:7401".parse().unwrap();
     exchange(&a, &b, veth);
     let names: Vec<String> = source.interfaces().iter().map(|i| i.name.clone()).collect();
-    assert!(names.contains(&"lo".to_string()) && names.contains(&"ha0".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"lo".to_string()) && names.contains(&"ha0".to_string()),
+        "{names:?}"
+    );
     let c = source.kernel_counters().unwrap();
     // Two bulk and 2 x 300 short connections: at least their handshakes.
     assert!(c.tcp() > 4 * SHORT as u64, "{c:?}");
@@ -129,7 +140,12 @@ fn attached(ns: &Netns, ifname: &str) -> Vec<String> {
 fn killed_host_mode_leaves_nothing_attached() {
     let (_nss, a, b) = two_hosts("host-kill");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "hands_off::child_runs_host_mode_until_killed", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "hands_off::child_runs_host_mode_until_killed",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("RSTWALL_HOST_CHILD_NETNS", a.name())
         .stdout(Stdio::piped())
         .spawn()
@@ -140,8 +156,16 @@ fn killed_host_mode_leaves_nothing_attached() {
         "the child started host mode"
     );
     let on_veth = attached(&a, "ha0");
-    assert_eq!(on_veth, ["host_eth_in", "host_eth_out"], "attached while running");
-    assert_eq!(attached(&a, "lo"), ["host_eth_out"], "loopback: egress only");
+    assert_eq!(
+        on_veth,
+        ["host_eth_in", "host_eth_out"],
+        "attached while running"
+    );
+    assert_eq!(
+        attached(&a, "lo"),
+        ["host_eth_out"],
+        "loopback: egress only"
+    );
 
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

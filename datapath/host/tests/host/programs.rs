@@ -113,14 +113,22 @@ fn frames_pass_unchanged_and_only_tcp_headers_are_recorded() {
     assert_eq!((c.records, c.records_lost), (3, 0), "{c:?}");
 
     let recs = records(&progs);
-    assert_eq!(recs.len(), 3, "one record per TCP segment, none for the rest");
+    assert_eq!(
+        recs.len(),
+        3,
+        "one record per TCP segment, none for the rest"
+    );
     for (rec, (frame, hdr, dir)) in recs.iter().zip([
         (&syn, syn_hdr, DIR_IN),
         (&rst6, rst6_hdr, DIR_OUT),
         (&data, data_hdr, DIR_OUT),
     ]) {
         let r = Record::read(rec).unwrap();
-        assert_eq!(usize::from(r.caplen), hdr, "headers only, up to the TCP data offset");
+        assert_eq!(
+            usize::from(r.caplen),
+            hdr,
+            "headers only, up to the TCP data offset"
+        );
         assert_eq!(&rec[RECORD_SIZE..RECORD_SIZE + hdr], &frame[..hdr]);
         assert!(
             !rec[RECORD_SIZE + hdr..].contains(&0xab),

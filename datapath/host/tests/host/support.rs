@@ -105,7 +105,13 @@ pub fn rcv_nxt(s: &TcpStream) -> u32 {
     let mut len = 4u32;
     // SAFETY: a u32 option of the right size.
     let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_TCP, TCP_QUEUE_SEQ, (&mut seq as *mut u32).cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_TCP,
+            TCP_QUEUE_SEQ,
+            (&mut seq as *mut u32).cast(),
+            &mut len,
+        )
     };
     assert_eq!(rc, 0, "TCP_QUEUE_SEQ: {}", io::Error::last_os_error());
     sockopt(fd, TCP_REPAIR, 0).expect("TCP_REPAIR off");
