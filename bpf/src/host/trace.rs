@@ -252,24 +252,32 @@ impl TracePrograms {
         }
 
         // The whole set, else each alone to find those the kernel refuses.
-        let mut probe = MaybeUninit::uninit();
-        if let Err(all) = try_load(&mut probe, netns, &wanted) {
-            tracing::debug!("host tracing programs: {all:#}; loading them one by one");
-            wanted.retain(|&p| {
-                let mut one = MaybeUninit::uninit();
-                let alone = try_load(&mut one, netns, &[p]).map(drop);
-                match alone {
-                    Ok(()) => true,
-                    Err(e) => {
-                        why_not.insert(p, format!("{} refused: {}", p.hook(), refused(&e)));
-                        false
+        // Refusals are expected here and reported in the capabilities, so
+        // libbpf's own messages about them stay quiet (its default prints
+        // them to stderr); the final load below prints as usual.
+        let printer = libbpf_rs::set_print(None);
+        let (mut first, mut second) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+        let loaded = match try_load(&mut first, netns, &wanted) {
+            Ok(skel) => Ok(skel),
+            Err(all) => {
+                tracing::debug!("host tracing programs: {all:#}; loading them one by one");
+                wanted.retain(|&p| {
+                    let mut one = MaybeUninit::uninit();
+                    let alone = try_load(&mut one, netns, &[p]).map(drop);
+                    match alone {
+                        Ok(()) => true,
+                        Err(e) => {
+                            why_not.insert(p, format!("{} refused: {}", p.hook(), refused(&e)));
+                            false
+                        }
                     }
-                }
-            });
-        }
-        drop(probe);
-        let mut storage = MaybeUninit::uninit();
-        let skel = try_load(&mut storage, netns, &wanted).map_err(|e| BpfError::Host {
+                });
+                libbpf_rs::set_print(printer);
+                try_load(&mut second, netns, &wanted)
+            }
+        };
+        libbpf_rs::set_print(printer);
+        let skel = loaded.map_err(|e| BpfError::Host {
             what: "loading host mode's tracing programs".into(),
             errno: Errno::from(&e),
             detail: format!("{e:#}"),

@@ -69,8 +69,11 @@ pub struct TcpMib {
     pub listen_drops: u64,
 }
 
+/// A counter's name in its file, and its field.
+type Field = (&'static str, fn(&mut TcpMib) -> &mut u64);
+
 /// The counters' names in the two files, and where each goes.
-const TCP_FIELDS: [(&str, fn(&mut TcpMib) -> &mut u64); 9] = [
+const TCP_FIELDS: [Field; 9] = [
     ("ActiveOpens", |m| &mut m.active_opens),
     ("PassiveOpens", |m| &mut m.passive_opens),
     ("AttemptFails", |m| &mut m.attempt_fails),
@@ -81,7 +84,7 @@ const TCP_FIELDS: [(&str, fn(&mut TcpMib) -> &mut u64); 9] = [
     ("InErrs", |m| &mut m.in_errs),
     ("OutRsts", |m| &mut m.out_rsts),
 ];
-const TCPEXT_FIELDS: [(&str, fn(&mut TcpMib) -> &mut u64); 11] = [
+const TCPEXT_FIELDS: [Field; 11] = [
     ("TCPAbortOnData", |m| &mut m.abort_on_data),
     ("TCPAbortOnClose", |m| &mut m.abort_on_close),
     ("TCPAbortOnMemory", |m| &mut m.abort_on_memory),
@@ -98,12 +101,7 @@ const TCPEXT_FIELDS: [(&str, fn(&mut TcpMib) -> &mut u64); 11] = [
 /// The values of the `prefix` table of a /proc/net/{snmp,netstat} file:
 /// a line of names and a line of values, both starting with `prefix:`.
 /// Counters missing from the file stay 0.
-fn read_table(
-    text: &str,
-    prefix: &str,
-    fields: &[(&str, fn(&mut TcpMib) -> &mut u64)],
-    into: &mut TcpMib,
-) {
+fn read_table(text: &str, prefix: &str, fields: &[Field], into: &mut TcpMib) {
     let tag = format!("{prefix}:");
     let mut lines = text.lines().filter(|l| l.starts_with(&tag));
     let (Some(names), Some(values)) = (lines.next(), lines.next()) else {

@@ -56,7 +56,7 @@ fn spoofed_rst(from: SocketAddr, to: SocketAddr, seq: u32) -> Vec<u8> {
 }
 
 /// The event of the RST from `from` to `to`.
-fn event_of<'e>(events: &'e [RstEvent], from: SocketAddr, to: SocketAddr) -> &'e RstEvent {
+fn event_of(events: &[RstEvent], from: SocketAddr, to: SocketAddr) -> &RstEvent {
     events
         .iter()
         .find(|e| {
