@@ -20,8 +20,9 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "src/bpf/rstwall.bpf.c";
 const HEADER: &str = "src/bpf/rstwall_shared.h";
 
-/// Host mode's programs (`rstwall_bpf::host`): source, skeleton file, and
-/// the headers only they include.
+/// Host mode's programs (`rstwall_bpf::host`): source and skeleton file;
+/// and the headers the shared one does not cover (`rstwall_kern.h` is the
+/// XDP program's too).
 const HOST_PROGRAMS: [(&str, &str); 2] = [
     ("src/bpf/rstwall_host_tc.bpf.c", "rstwall_host_tc.skel.rs"),
     (
@@ -29,7 +30,7 @@ const HOST_PROGRAMS: [(&str, &str); 2] = [
         "rstwall_host_trace.skel.rs",
     ),
 ];
-const HOST_HEADER: &str = "src/bpf/rstwall_host_kernel.h";
+const HOST_HEADERS: [&str; 2] = ["src/bpf/rstwall_host_kernel.h", "src/bpf/rstwall_kern.h"];
 
 fn multiarch_include() -> Option<PathBuf> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").ok()?;
@@ -77,7 +78,9 @@ fn main() {
 
 /// Host mode's objects, each with its own skeleton, with the same flags.
 fn build_host_programs(args: &[OsString]) {
-    println!("cargo:rerun-if-changed={HOST_HEADER}");
+    for header in HOST_HEADERS {
+        println!("cargo:rerun-if-changed={header}");
+    }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     for (src, skel) in HOST_PROGRAMS {
         println!("cargo:rerun-if-changed={src}");

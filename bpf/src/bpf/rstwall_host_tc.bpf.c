@@ -33,7 +33,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "rstwall_shared.h"
+#include "rstwall_kern.h"
 
 /* Rings in use (load-time, see rstwall_shared.h). */
 const volatile __u32 RSTWALL_CFG_HOST_RINGS = 1;
@@ -74,28 +74,15 @@ struct {
 } host_scratch SEC(".maps");
 
 _Static_assert(sizeof(struct rstwall_host_record) == RSTWALL_HOST_RECORD_SIZE, "record size");
-_Static_assert(RSTWALL_HOST_CNT_OTHER + 1 == RSTWALL_FLAG_CLASSES, "flag classes come first");
+/* flag_class() gives the XDP program's counter indices: the same here. */
+_Static_assert(RSTWALL_HOST_CNT_SYN == RSTWALL_CNT_SYN && RSTWALL_HOST_CNT_SYNACK == RSTWALL_CNT_SYNACK &&
+		       RSTWALL_HOST_CNT_FIN == RSTWALL_CNT_FIN && RSTWALL_HOST_CNT_RST == RSTWALL_CNT_RST &&
+		       RSTWALL_HOST_CNT_RSTACK == RSTWALL_CNT_RSTACK &&
+		       RSTWALL_HOST_CNT_OTHER == RSTWALL_CNT_OTHER,
+	       "flag classes come first, in the same order");
 _Static_assert((RSTWALL_HOST_SNAPLEN & (RSTWALL_HOST_SNAPLEN - 1)) == 0, "snaplen is a power of two");
 
 #define SNAP_MASK (RSTWALL_HOST_SNAPLEN - 1)
-
-#define ETH_P_8021Q_ 0x8100
-#define ETH_P_8021AD_ 0x88a8
-#define ETH_P_QINQ_LEGACY 0x9100
-
-#define NEXTHDR_HOP 0
-#define NEXTHDR_ROUTING 43
-#define NEXTHDR_FRAGMENT 44
-#define NEXTHDR_AUTH 51
-#define NEXTHDR_DEST 60
-#define NEXTHDR_MOBILITY 135
-#define NEXTHDR_HIP 139
-#define NEXTHDR_SHIM6 140
-
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
 
 enum frame_kind {
 	FRAME_TCP,
@@ -135,12 +122,6 @@ static __always_inline __u32 be16_at(const __u8 *d, __u32 i)
 static __always_inline __u32 be32_at(const __u8 *d, __u32 i)
 {
 	return (be16_at(d, i) << 16) | be16_at(d, i + 2);
-}
-
-static __always_inline int is_vlan(__u32 ethertype)
-{
-	return ethertype == ETH_P_8021Q_ || ethertype == ETH_P_8021AD_ ||
-	       ethertype == ETH_P_QINQ_LEGACY;
 }
 
 /*
@@ -271,17 +252,6 @@ transport:
 	if (s->hdr_end > wire)
 		s->hdr_end = wire;
 	return FRAME_TCP;
-}
-
-static __always_inline __u32 flag_class(__u8 flags)
-{
-	if (flags & TCP_RST)
-		return (flags & TCP_ACK) ? RSTWALL_HOST_CNT_RSTACK : RSTWALL_HOST_CNT_RST;
-	if (flags & TCP_SYN)
-		return (flags & TCP_ACK) ? RSTWALL_HOST_CNT_SYNACK : RSTWALL_HOST_CNT_SYN;
-	if (flags & TCP_FIN)
-		return RSTWALL_HOST_CNT_FIN;
-	return RSTWALL_HOST_CNT_OTHER;
 }
 
 /* The ring of a segment's flow: the same for both directions (XOR of the

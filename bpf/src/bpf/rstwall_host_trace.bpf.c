@@ -241,6 +241,20 @@ static __always_inline void submit(struct rstwall_host_kevent *e)
 	count(RSTWALL_HOST_TCNT_EVENTS);
 }
 
+/* An event about a socket the verifier knows as one: its addresses,
+ * ports, state, cookie and owner filled in; the caller submits it. */
+static __always_inline struct rstwall_host_kevent *sock_event(__u8 kind, const struct sock *sk)
+{
+	struct rstwall_host_kevent *e = event(kind);
+
+	if (!e)
+		return NULL;
+	sock_tuple(e, sk);
+	sock_cookie(e, sk);
+	sock_owner(e, sk);
+	return e;
+}
+
 /* The calling process owns `sk` from now on: called only where the kernel
  * runs on behalf of the process (connect, listen, accept). */
 static __always_inline void record_current_owner(const struct sock *sk, __u32 how)
@@ -266,13 +280,9 @@ int host_receive_reset(__u64 *ctx)
 
 	if (!sk_observed(sk))
 		return 0;
-	e = event(RSTWALL_HOST_KEV_RECEIVE_RESET);
-	if (!e)
-		return 0;
-	sock_tuple(e, sk);
-	sock_cookie(e, sk);
-	sock_owner(e, sk);
-	submit(e);
+	e = sock_event(RSTWALL_HOST_KEV_RECEIVE_RESET, sk);
+	if (e)
+		submit(e);
 	return 0;
 }
 
@@ -405,13 +415,9 @@ int host_challenge_ack(__u64 *ctx)
 
 	if (!sk_observed(sk))
 		return 0;
-	e = event(RSTWALL_HOST_KEV_CHALLENGE_ACK);
-	if (!e)
-		return 0;
-	sock_tuple(e, sk);
-	sock_cookie(e, sk);
-	sock_owner(e, sk);
-	submit(e);
+	e = sock_event(RSTWALL_HOST_KEV_CHALLENGE_ACK, sk);
+	if (e)
+		submit(e);
 	return 0;
 }
 
@@ -433,12 +439,9 @@ int host_set_state(__u64 *ctx)
 		/* Also an event: where accept() cannot be hooked (no BPF LSM,
 		 * no fexit), an accepted socket's owner is its listener's. */
 		record_current_owner(sk, RSTWALL_HOST_OWNER_LISTEN);
-		e = event(RSTWALL_HOST_KEV_SOCK_OWNER);
+		e = sock_event(RSTWALL_HOST_KEV_SOCK_OWNER, sk);
 		if (!e)
 			return 0;
-		sock_tuple(e, sk);
-		sock_cookie(e, sk);
-		sock_owner(e, sk);
 		/* The tracepoint runs before the new state is stored. */
 		e->state = TCP_LISTEN;
 		submit(e);
@@ -449,13 +452,10 @@ int host_set_state(__u64 *ctx)
 	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV && oldstate != TCP_ESTABLISHED &&
 	    oldstate != TCP_CLOSE_WAIT)
 		return 0;
-	e = event(RSTWALL_HOST_KEV_SOCK_CLOSED);
+	e = sock_event(RSTWALL_HOST_KEV_SOCK_CLOSED, sk);
 	if (!e)
 		return 0;
-	sock_tuple(e, sk);
-	sock_cookie(e, sk);
 	e->state = oldstate;
-	sock_owner(e, sk);
 	submit(e);
 	return 0;
 }

@@ -5,5 +5,6 @@
 mod agreement;
 mod classic;
 mod hands_off;
+mod l3;
 mod programs;
 mod support;
