@@ -9,50 +9,17 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use rstwall_engine::class::RstClass;
-use rstwall_engine::wire::{
-    EthernetRepr, IpRepr, Ipv4Repr, SackBlocks, TcpFlags, TcpFrameRepr, TcpRepr,
-};
 use rstwall_host::{Agreement, Direction, Received, RstEvent};
 use rstwall_netlab::RawSender;
 
-use crate::support::{pair, rcv_nxt, set_comm, HostRun};
+use crate::support::{ipv4_rst, pair, rcv_nxt, set_comm, HostRun};
 
-/// A RST from `from` to `to` with `seq`, as an IPv4 packet.
+/// A blind RST from `from` to `to` with `seq`.
 fn spoofed_rst(from: SocketAddr, to: SocketAddr, seq: u32) -> Vec<u8> {
-    let (IpAddr::V4(src), IpAddr::V4(dst)) = (from.ip(), to.ip()) else {
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
         panic!("IPv4 only");
     };
-    let repr = TcpFrameRepr {
-        ethernet: EthernetRepr {
-            src: [0; 6],
-            dst: [0; 6],
-        },
-        ip: IpRepr::V4(Ipv4Repr {
-            src,
-            dst,
-            ttl: 64,
-            ident: 0,
-            dont_fragment: true,
-        }),
-        tcp: TcpRepr {
-            src_port: from.port(),
-            dst_port: to.port(),
-            seq,
-            ack: 0,
-            flags: TcpFlags(TcpFlags::RST),
-            window: 0,
-            mss: None,
-            window_scale: None,
-            sack_permitted: false,
-            timestamps: None,
-            sack_blocks: SackBlocks::default(),
-            fast_open: None,
-            payload: &[],
-        },
-    };
-    let mut frame = vec![0u8; repr.len()];
-    let n = repr.emit(&mut frame).unwrap();
-    frame[EthernetRepr::HEADER_LEN..n].to_vec()
+    ipv4_rst(from, to, seq, None)
 }
 
 /// The event of the RST from `from` to `to`.

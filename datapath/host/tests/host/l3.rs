@@ -3,17 +3,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use rstwall_engine::class::RstClass;
-use rstwall_engine::wire::{
-    EthernetRepr, IpRepr, Ipv4Repr, SackBlocks, TcpFlags, TcpFrameRepr, TcpRepr,
-};
 use rstwall_host::{Agreement, Direction, LinkKind, Received};
 
-use crate::support::HostRun;
+use crate::support::{ipv4_rst, HostRun};
 
 const IFF_TUN: i16 = 0x0001;
 const IFF_NO_PI: i16 = 0x1000;
@@ -41,38 +38,14 @@ fn refusal(syn: &[u8]) -> Vec<u8> {
     let ihl = usize::from(syn[0] & 0x0f) * 4;
     let t = &syn[ihl..];
     let ip = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
     let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    let repr = TcpFrameRepr {
-        ethernet: EthernetRepr {
-            src: [0; 6],
-            dst: [0; 6],
-        },
-        ip: IpRepr::V4(Ipv4Repr {
-            src: ip(&syn[16..20]),
-            dst: ip(&syn[12..16]),
-            ttl: 64,
-            ident: 0,
-            dont_fragment: true,
-        }),
-        tcp: TcpRepr {
-            src_port: u16::from_be_bytes([t[2], t[3]]),
-            dst_port: u16::from_be_bytes([t[0], t[1]]),
-            seq: 0,
-            ack: seq.wrapping_add(1),
-            flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
-            window: 0,
-            mss: None,
-            window_scale: None,
-            sack_permitted: false,
-            timestamps: None,
-            sack_blocks: SackBlocks::default(),
-            fast_open: None,
-            payload: &[],
-        },
-    };
-    let mut frame = vec![0u8; repr.len()];
-    let n = repr.emit(&mut frame).unwrap();
-    frame[EthernetRepr::HEADER_LEN..n].to_vec()
+    ipv4_rst(
+        SocketAddrV4::new(ip(&syn[16..20]), port(&t[2..4])),
+        SocketAddrV4::new(ip(&syn[12..16]), port(&t[0..2])),
+        0,
+        Some(seq.wrapping_add(1)),
+    )
 }
 
 #[test]

@@ -2,11 +2,14 @@
 //! driven the way the scenarios need.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rstwall_engine::wire::{
+    EthernetRepr, IpRepr, Ipv4Repr, SackBlocks, TcpFlags, TcpFrameRepr, TcpRepr,
+};
 use rstwall_host::{HostConfig, HostSource, RstEvent};
 use rstwall_netlab::{Namespaces, Netns};
 
@@ -116,4 +119,45 @@ pub fn rcv_nxt(s: &TcpStream) -> u32 {
     assert_eq!(rc, 0, "TCP_QUEUE_SEQ: {}", io::Error::last_os_error());
     sockopt(fd, TCP_REPAIR, 0).expect("TCP_REPAIR off");
     seq
+}
+
+/// A bare IPv4 RST (no link header) from `from` to `to`, built with the
+/// engine's TcpFrameRepr: what a raw socket or a tun device sends.
+pub fn ipv4_rst(from: SocketAddrV4, to: SocketAddrV4, seq: u32, ack: Option<u32>) -> Vec<u8> {
+    let flags = if ack.is_some() {
+        TcpFlags::RST | TcpFlags::ACK
+    } else {
+        TcpFlags::RST
+    };
+    let repr = TcpFrameRepr {
+        ethernet: EthernetRepr {
+            src: [0; 6],
+            dst: [0; 6],
+        },
+        ip: IpRepr::V4(Ipv4Repr {
+            src: *from.ip(),
+            dst: *to.ip(),
+            ttl: 64,
+            ident: 0,
+            dont_fragment: true,
+        }),
+        tcp: TcpRepr {
+            src_port: from.port(),
+            dst_port: to.port(),
+            seq,
+            ack: ack.unwrap_or(0),
+            flags: TcpFlags(flags),
+            window: 0,
+            mss: None,
+            window_scale: None,
+            sack_permitted: false,
+            timestamps: None,
+            sack_blocks: SackBlocks::default(),
+            fast_open: None,
+            payload: &[],
+        },
+    };
+    let mut frame = vec![0u8; repr.len()];
+    let n = repr.emit(&mut frame).unwrap();
+    frame[EthernetRepr::HEADER_LEN..n].to_vec()
 }
