@@ -31,7 +31,8 @@ use crate::reconcile::{Accumulating, CloseCause, CloseCounter, CloseKey, MibSeco
 use crate::verdict::{agreement, state, Agreement, KernelVerdict, Received, Sent};
 
 /// Pending RSTs and unmatched kernel events kept at most (each); past
-/// that, the oldest leave early (RSTs without their verdict).
+/// that, every RST waiting leaves at once with what it has (counted as
+/// rushed), and further kernel events are counted unmatched.
 const MAX_WAITING: usize = 65_536;
 /// Seconds of [`MibSecond`]s kept.
 const SECONDS_KEPT: usize = 120;

@@ -96,8 +96,10 @@ pub struct HostConfig {
     /// How long a RST and the kernel's events about it wait for each
     /// other.
     pub correlation_window: Duration,
-    /// RST events buffered for the consumer of [`HostSource::events`];
-    /// beyond, they are counted dropped.
+    /// RST events buffered for the consumer of [`HostSource::events`]
+    /// (beyond, they are counted dropped), and judged RSTs buffered for
+    /// the correlator. Both channels hold this many from the start (a few
+    /// hundred bytes each).
     pub events_queued: usize,
 }
 
@@ -112,7 +114,7 @@ impl Default for HostConfig {
             publish_every: Duration::from_millis(100),
             batch: 256,
             correlation_window: Duration::from_millis(250),
-            events_queued: 65_536,
+            events_queued: 8192,
         }
     }
 }
