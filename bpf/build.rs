@@ -20,6 +20,18 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "src/bpf/rstwall.bpf.c";
 const HEADER: &str = "src/bpf/rstwall_shared.h";
 
+/// Host mode's programs (`rstwall_bpf::host`): source and skeleton file;
+/// and the headers the shared one does not cover (`rstwall_kern.h` is the
+/// XDP program's too).
+const HOST_PROGRAMS: [(&str, &str); 2] = [
+    ("src/bpf/rstwall_host_tc.bpf.c", "rstwall_host_tc.skel.rs"),
+    (
+        "src/bpf/rstwall_host_trace.bpf.c",
+        "rstwall_host_trace.skel.rs",
+    ),
+];
+const HOST_HEADERS: [&str; 2] = ["src/bpf/rstwall_host_kernel.h", "src/bpf/rstwall_kern.h"];
+
 fn multiarch_include() -> Option<PathBuf> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").ok()?;
     let triple = match arch.as_str() {
@@ -49,7 +61,7 @@ fn main() {
     }
 
     let mut builder = SkeletonBuilder::new();
-    builder.source(SRC).clang_args(args);
+    builder.source(SRC).clang_args(&args);
     if let Some(clang) = env::var_os("CLANG") {
         builder.clang(clang);
     }
@@ -60,5 +72,25 @@ fn main() {
             "building the XDP program {SRC} failed (needs clang, and the kernel UAPI \
              headers from linux-libc-dev; see scripts/setup): {e:#}"
         );
+    }
+    build_host_programs(&args);
+}
+
+/// Host mode's objects, each with its own skeleton, with the same flags.
+fn build_host_programs(args: &[OsString]) {
+    for header in HOST_HEADERS {
+        println!("cargo:rerun-if-changed={header}");
+    }
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    for (src, skel) in HOST_PROGRAMS {
+        println!("cargo:rerun-if-changed={src}");
+        let mut builder = SkeletonBuilder::new();
+        builder.source(src).clang_args(args);
+        if let Some(clang) = env::var_os("CLANG") {
+            builder.clang(clang);
+        }
+        if let Err(e) = builder.build_and_generate(out_dir.join(skel)) {
+            panic!("building the host-mode program {src} failed (see scripts/setup): {e:#}");
+        }
     }
 }

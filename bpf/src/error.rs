@@ -126,4 +126,21 @@ pub enum BpfError {
 
     #[error("reading CLOCK_MONOTONIC: {0}")]
     Clock(Errno),
+
+    #[error("host mode: {what}: {errno} ({detail})")]
+    Host {
+        what: String,
+        errno: Errno,
+        detail: String,
+    },
+
+    #[error("host mode: {0}")]
+    HostConfig(String),
+
+    #[error("host mode: attaching to ifindex {ifindex} ({direction}): {errno}")]
+    HostAttach {
+        ifindex: u32,
+        direction: &'static str,
+        errno: Errno,
+    },
 }

@@ -15,6 +15,9 @@
 //!   through `BPF_PROG_TEST_RUN`.
 //! * [`KernelDrops`] — kernel map sync: the deny and block maps of every
 //!   port kept in step with the policy.
+//! * [`host`] — host mode's kernel side: tc programs that observe every
+//!   interface without altering a packet, and tracing programs for the
+//!   kernel's verdict on each RST and the owner of each socket.
 //! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
 //!   definition of map names, layouts and counter indices.
 //!
@@ -22,6 +25,7 @@
 
 mod counters;
 mod error;
+pub mod host;
 mod load;
 mod maps;
 mod netlink;
@@ -40,6 +44,16 @@ mod test_run;
 )]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/rstwall.skel.rs"));
+
+    /// Host mode's tc programs.
+    pub mod host_tc {
+        include!(concat!(env!("OUT_DIR"), "/rstwall_host_tc.skel.rs"));
+    }
+
+    /// Host mode's tracing programs.
+    pub mod host_trace {
+        include!(concat!(env!("OUT_DIR"), "/rstwall_host_trace.skel.rs"));
+    }
 }
 
 pub use counters::XdpCounters;

@@ -174,6 +174,197 @@ impl LpmKey {
     }
 }
 
+/// Host mode's part of the contract (`rstwall_host_tc.bpf.c`,
+/// `rstwall_host_trace.bpf.c`), as the header's host section defines it.
+pub mod host {
+    use std::mem::size_of;
+
+    use rstwall_engine::class::FlagClass;
+
+    use crate::skel::{host_tc, host_trace};
+
+    /// The tc programs by link kind and direction (kernel names, at most
+    /// 15 characters).
+    pub const PROG_ETH_IN: &str = "host_eth_in";
+    pub const PROG_ETH_OUT: &str = "host_eth_out";
+    pub const PROG_RAW_IN: &str = "host_raw_in";
+    pub const PROG_RAW_OUT: &str = "host_raw_out";
+    pub const MAP_COUNTERS: &str = "host_counters";
+    pub const MAP_RINGS: &str = "host_rings";
+    pub const CFG_RINGS: &str = "cfg_host_rings";
+    pub const MAP_EVENTS: &str = "host_events";
+    pub const MAP_OWNERS: &str = "host_owners";
+    pub const MAP_TRACE_COUNTERS: &str = "host_tcounters";
+    pub const CFG_NETNS: &str = "cfg_host_netns";
+
+    pub const MAX_RINGS: u32 = 64;
+    /// Longest header copy a record carries.
+    pub const SNAPLEN: usize = 256;
+    pub const RECORD_SIZE: usize = 24;
+    pub const EVENTS_SIZE: u32 = 1 << 20;
+
+    pub const DIR_IN: u8 = 0;
+    pub const DIR_OUT: u8 = 1;
+    pub const LINK_ETHERNET: u8 = 0;
+    pub const LINK_RAW: u8 = 1;
+
+    pub const OWNER_CONNECT: u32 = 1;
+    pub const OWNER_LISTEN: u32 = 2;
+    pub const OWNER_ACCEPT: u32 = 3;
+    pub const OWNER_EXISTING: u32 = 4;
+    pub const COMM_LEN: usize = 16;
+    pub const OWNER_SIZE: usize = 32;
+
+    pub const KEV_RECEIVE_RESET: u8 = 1;
+    pub const KEV_SEND_RESET: u8 = 2;
+    pub const KEV_RST_DROPPED: u8 = 3;
+    pub const KEV_CHALLENGE_ACK: u8 = 4;
+    pub const KEV_SOCK_CLOSED: u8 = 5;
+    pub const KEV_SOCK_OWNER: u8 = 6;
+    pub const KEV_HAS_OWNER: u8 = 1;
+    pub const KEV_HAS_SEQ: u8 = 2;
+    pub const KEV_HAS_REASON: u8 = 4;
+    pub const KEV_HAS_SOCKET: u8 = 8;
+    pub const KEVENT_SIZE: usize = 96;
+
+    rstwall_engine::closed_enum! {
+        /// Indices into `host_counters` (`enum rstwall_host_counter`): the
+        /// six [`FlagClass`]es first, index for index and with their names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum HostCounter: "host counter" {
+            Syn = FlagClass::Syn.as_str(),
+            SynAck = FlagClass::SynAck.as_str(),
+            Fin = FlagClass::Fin.as_str(),
+            Rst = FlagClass::Rst.as_str(),
+            RstAck = FlagClass::RstAck.as_str(),
+            Other = FlagClass::Other.as_str(),
+            NonTcp = "non_tcp",
+            Malformed = "malformed",
+            Records = "records",
+            RecordsLost = "records_lost",
+        }
+    }
+
+    rstwall_engine::closed_enum! {
+        /// Indices into `host_tcounters`
+        /// (`enum rstwall_host_trace_counter`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum TraceCounter: "host trace counter" {
+            Events = "events",
+            EventsLost = "events_lost",
+            Owners = "owners",
+            ReadFailed = "read_failed",
+        }
+    }
+
+    const _: () = {
+        let mut i = 0;
+        while i < FlagClass::COUNT {
+            assert!(HostCounter::ALL[i] as usize == FlagClass::ALL[i].index());
+            i += 1;
+        }
+        let mut i = 0;
+        while i < HostCounter::COUNT {
+            assert!(HostCounter::ALL[i] as usize == i);
+            i += 1;
+        }
+        let mut i = 0;
+        while i < TraceCounter::COUNT {
+            assert!(TraceCounter::ALL[i] as usize == i);
+            i += 1;
+        }
+    };
+
+    /// `struct rstwall_host_record`: the fixed part of a header record;
+    /// `caplen` bytes of the frame follow it.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct Record {
+        pub ts_ns: u64,
+        pub ifindex: u32,
+        pub wire_len: u32,
+        pub caplen: u16,
+        pub direction: u8,
+        pub link: u8,
+        pub reserved: u32,
+    }
+
+    /// `struct rstwall_host_owner`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct Owner {
+        pub tgid: u32,
+        pub how: u32,
+        pub cgroup_id: u64,
+        pub comm: [u8; COMM_LEN],
+    }
+
+    /// `struct rstwall_host_kevent`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct Kevent {
+        pub ts_ns: u64,
+        pub kind: u8,
+        pub state: u8,
+        pub flags: u8,
+        pub reserved: u8,
+        pub reason: u32,
+        pub laddr: [u8; super::ADDR_LEN],
+        pub raddr: [u8; super::ADDR_LEN],
+        pub lport: u16,
+        pub rport: u16,
+        pub seq: u32,
+        pub owner: Owner,
+        pub sk_cookie: u64,
+    }
+
+    const _: () = assert!(size_of::<Record>() == RECORD_SIZE);
+    const _: () = assert!(size_of::<Owner>() == OWNER_SIZE);
+    const _: () = assert!(size_of::<Kevent>() == KEVENT_SIZE);
+    // And against what the skeletons read from the objects' BTF.
+    const _: () = assert!(size_of::<Record>() == size_of::<host_tc::types::rstwall_host_record>());
+    const _: () = assert!(size_of::<Owner>() == size_of::<host_trace::types::rstwall_host_owner>());
+    const _: () = assert!(
+        size_of::<host_tc::types::host_scratch>() == RECORD_SIZE + SNAPLEN,
+        "the scratch record is a record and a snap length of bytes"
+    );
+
+    impl Record {
+        /// The fixed part at the start of `bytes` (a record from a ring),
+        /// or `None` when it is shorter than that.
+        pub fn read(bytes: &[u8]) -> Option<Record> {
+            let b = bytes.get(..RECORD_SIZE)?;
+            let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+            let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            Some(Record {
+                ts_ns: u64::from(u32_at(0)) | (u64::from(u32_at(4)) << 32),
+                ifindex: u32_at(8),
+                wire_len: u32_at(12),
+                caplen: u16_at(16),
+                direction: b[18],
+                link: b[19],
+                reserved: u32_at(20),
+            })
+        }
+    }
+
+    impl Kevent {
+        /// An event from its ring bytes, or `None` when they are fewer
+        /// than an event's.
+        pub fn read(bytes: &[u8]) -> Option<Kevent> {
+            if bytes.len() < KEVENT_SIZE {
+                return None;
+            }
+            // SAFETY: Kevent is plain old data (integers and byte arrays,
+            // every bit pattern valid) of KEVENT_SIZE bytes, and `bytes`
+            // has at least that many; read_unaligned needs no alignment.
+            Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Kevent>()) })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -312,5 +503,116 @@ mod tests {
         let k = LpmKey::new("2001:2::/48".parse().unwrap());
         assert_eq!(k.prefixlen, 48);
         assert_eq!(&k.addr[..6], &[0x20, 0x01, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn host_names_and_numbers_match_the_header() {
+        use super::host::*;
+        let c = header_constants();
+        for (name, ours) in [
+            ("RSTWALL_HOST_ETH_IN", PROG_ETH_IN),
+            ("RSTWALL_HOST_ETH_OUT", PROG_ETH_OUT),
+            ("RSTWALL_HOST_RAW_IN", PROG_RAW_IN),
+            ("RSTWALL_HOST_RAW_OUT", PROG_RAW_OUT),
+            ("RSTWALL_MAP_HOST_COUNTERS", MAP_COUNTERS),
+            ("RSTWALL_MAP_HOST_RINGS", MAP_RINGS),
+            ("RSTWALL_CFG_HOST_RINGS", CFG_RINGS),
+            ("RSTWALL_MAP_HOST_EVENTS", MAP_EVENTS),
+            ("RSTWALL_MAP_HOST_OWNERS", MAP_OWNERS),
+            ("RSTWALL_MAP_HOST_TRACE_COUNTERS", MAP_TRACE_COUNTERS),
+            ("RSTWALL_CFG_HOST_NETNS", CFG_NETNS),
+        ] {
+            assert_eq!(get(&c, name), ours, "{name}");
+            assert!(ours.len() <= 15, "{name}: the kernel keeps 15 characters");
+        }
+        for (name, ours) in [
+            ("RSTWALL_HOST_MAX_RINGS", u64::from(MAX_RINGS)),
+            ("RSTWALL_HOST_SNAPLEN", SNAPLEN as u64),
+            ("RSTWALL_HOST_RECORD_SIZE", RECORD_SIZE as u64),
+            ("RSTWALL_HOST_EVENTS_SIZE", u64::from(EVENTS_SIZE)),
+            ("RSTWALL_HOST_DIR_IN", u64::from(DIR_IN)),
+            ("RSTWALL_HOST_DIR_OUT", u64::from(DIR_OUT)),
+            ("RSTWALL_HOST_LINK_ETHERNET", u64::from(LINK_ETHERNET)),
+            ("RSTWALL_HOST_LINK_RAW", u64::from(LINK_RAW)),
+            ("RSTWALL_HOST_OWNER_CONNECT", u64::from(OWNER_CONNECT)),
+            ("RSTWALL_HOST_OWNER_LISTEN", u64::from(OWNER_LISTEN)),
+            ("RSTWALL_HOST_OWNER_ACCEPT", u64::from(OWNER_ACCEPT)),
+            ("RSTWALL_HOST_OWNER_EXISTING", u64::from(OWNER_EXISTING)),
+            ("RSTWALL_HOST_COMM_LEN", COMM_LEN as u64),
+            ("RSTWALL_HOST_OWNER_SIZE", OWNER_SIZE as u64),
+            (
+                "RSTWALL_HOST_KEV_RECEIVE_RESET",
+                u64::from(KEV_RECEIVE_RESET),
+            ),
+            ("RSTWALL_HOST_KEV_SEND_RESET", u64::from(KEV_SEND_RESET)),
+            ("RSTWALL_HOST_KEV_RST_DROPPED", u64::from(KEV_RST_DROPPED)),
+            (
+                "RSTWALL_HOST_KEV_CHALLENGE_ACK",
+                u64::from(KEV_CHALLENGE_ACK),
+            ),
+            ("RSTWALL_HOST_KEV_SOCK_CLOSED", u64::from(KEV_SOCK_CLOSED)),
+            ("RSTWALL_HOST_KEV_SOCK_OWNER", u64::from(KEV_SOCK_OWNER)),
+            ("RSTWALL_HOST_KEV_HAS_OWNER", u64::from(KEV_HAS_OWNER)),
+            ("RSTWALL_HOST_KEV_HAS_SEQ", u64::from(KEV_HAS_SEQ)),
+            ("RSTWALL_HOST_KEV_HAS_REASON", u64::from(KEV_HAS_REASON)),
+            ("RSTWALL_HOST_KEV_HAS_SOCKET", u64::from(KEV_HAS_SOCKET)),
+            ("RSTWALL_HOST_KEVENT_SIZE", KEVENT_SIZE as u64),
+            ("RSTWALL_HOST_CNT_MAX", HostCounter::COUNT as u64),
+            ("RSTWALL_HOST_TCNT_MAX", TraceCounter::COUNT as u64),
+        ] {
+            assert_eq!(num(&c, name), ours, "{name}");
+        }
+        for counter in HostCounter::ALL {
+            let name = format!("RSTWALL_HOST_CNT_{}", counter.as_str().to_uppercase());
+            assert_eq!(num(&c, &name), counter as u64, "{name}");
+        }
+        for counter in TraceCounter::ALL {
+            let name = format!("RSTWALL_HOST_TCNT_{}", counter.as_str().to_uppercase());
+            assert_eq!(num(&c, &name), counter as u64, "{name}");
+        }
+        let host_counters = c
+            .keys()
+            .filter(|k| k.starts_with("RSTWALL_HOST_CNT_"))
+            .count();
+        assert_eq!(
+            host_counters,
+            HostCounter::COUNT + 1,
+            "host counters in the header"
+        );
+        rstwall_engine::names::assert_consistent::<HostCounter>();
+        rstwall_engine::names::assert_consistent::<TraceCounter>();
+    }
+
+    #[test]
+    fn host_records_read_back() {
+        use super::host::*;
+        let mut bytes = vec![0u8; RECORD_SIZE + 3];
+        bytes[..8].copy_from_slice(&0x0102_0304_0506_0708u64.to_ne_bytes());
+        bytes[8..12].copy_from_slice(&7u32.to_ne_bytes());
+        bytes[12..16].copy_from_slice(&1500u32.to_ne_bytes());
+        bytes[16..18].copy_from_slice(&3u16.to_ne_bytes());
+        bytes[18] = DIR_OUT;
+        bytes[19] = LINK_RAW;
+        let r = Record::read(&bytes).unwrap();
+        assert_eq!(
+            r,
+            Record {
+                ts_ns: 0x0102_0304_0506_0708,
+                ifindex: 7,
+                wire_len: 1500,
+                caplen: 3,
+                direction: DIR_OUT,
+                link: LINK_RAW,
+                reserved: 0,
+            }
+        );
+        assert_eq!(Record::read(&bytes[..RECORD_SIZE - 1]), None);
+        let mut ev = vec![0u8; KEVENT_SIZE];
+        ev[8] = KEV_SEND_RESET;
+        ev[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        ev[48..50].copy_from_slice(&7211u16.to_ne_bytes());
+        let k = Kevent::read(&ev).unwrap();
+        assert_eq!((k.kind, k.reason, k.lport), (KEV_SEND_RESET, 1, 7211));
+        assert_eq!(Kevent::read(&ev[..KEVENT_SIZE - 1]), None);
     }
 }

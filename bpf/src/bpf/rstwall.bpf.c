@@ -26,7 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "rstwall_shared.h"
+#include "rstwall_kern.h"
 
 /* Load-time setting (see rstwall_shared.h); the loader writes it through the
  * skeleton's rodata before loading. */
@@ -86,22 +86,6 @@ _Static_assert(sizeof(struct rstwall_addr) == RSTWALL_ADDR_SIZE, "rstwall_addr s
 _Static_assert(sizeof(struct rstwall_lpm_key) == RSTWALL_LPM_KEY_SIZE, "rstwall_lpm_key size");
 _Static_assert(RSTWALL_CNT_OTHER + 1 == RSTWALL_FLAG_CLASSES, "flag classes come first");
 
-/* Ethertypes of the VLAN tags the userspace parser walks. */
-#define ETH_P_8021Q_ 0x8100
-#define ETH_P_8021AD_ 0x88a8
-#define ETH_P_QINQ_LEGACY 0x9100
-
-/* IPv6 extension headers (IANA "IPv6 Extension Header Types"), the same set
- * wire::ipv6 walks. ESP (50) ends the walk as another transport there too. */
-#define NEXTHDR_HOP 0
-#define NEXTHDR_ROUTING 43
-#define NEXTHDR_FRAGMENT 44
-#define NEXTHDR_AUTH 51
-#define NEXTHDR_DEST 60
-#define NEXTHDR_MOBILITY 135
-#define NEXTHDR_HIP 139
-#define NEXTHDR_SHIM6 140
-
 /* Not an IP protocol number: what the IP parsers return for a fragment other
  * than the first, whose transport header is in another packet. */
 #define L4_LATER_FRAGMENT 0x100
@@ -152,11 +136,6 @@ static __always_inline int widen(__u32 off)
 	return off;
 }
 
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
-
 struct hdr_cursor {
 	void *pos;
 };
@@ -187,12 +166,6 @@ static __always_inline void count(__u32 index)
 	/* Per-CPU slot: no other CPU writes it, so no atomic is needed. */
 	if (value)
 		*value += 1;
-}
-
-static __always_inline int is_vlan(__u16 ethertype)
-{
-	return ethertype == ETH_P_8021Q_ || ethertype == ETH_P_8021AD_ ||
-	       ethertype == ETH_P_QINQ_LEGACY;
 }
 
 /* Ethernet and up to RSTWALL_MAX_VLAN_TAGS tags: the innermost ethertype
@@ -387,18 +360,6 @@ static __always_inline enum frame_kind parse_frame(void *data, void *end, struct
 		return FRAME_MALFORMED;
 	f->tcp_flags = flags;
 	return FRAME_TCP;
-}
-
-/* The exclusive classes of rstwall_datapath::class::FlagClass::of. */
-static __always_inline __u32 flag_class(__u8 flags)
-{
-	if (flags & TCP_RST)
-		return (flags & TCP_ACK) ? RSTWALL_CNT_RSTACK : RSTWALL_CNT_RST;
-	if (flags & TCP_SYN)
-		return (flags & TCP_ACK) ? RSTWALL_CNT_SYNACK : RSTWALL_CNT_SYN;
-	if (flags & TCP_FIN)
-		return RSTWALL_CNT_FIN;
-	return RSTWALL_CNT_OTHER;
 }
 
 static __always_inline int is_denied(struct rstwall_addr *src)

@@ -155,4 +155,179 @@ enum rstwall_counter {
 /* TCP bytes needed to read the flags byte (offset 13). */
 #define RSTWALL_TCP_FLAGS_END 14
 
+/*
+ * ---------------------------------------------------------------------------
+ * Host mode (rstwall_host_tc.bpf.c, rstwall_host_trace.bpf.c; the Rust side
+ * is rstwall_bpf::host). Nothing here drops, delays or alters a packet.
+ * ---------------------------------------------------------------------------
+ *
+ * The tc programs, one per link kind and direction: an Ethernet device
+ * (loopback included) or an L3 device without a link header (tun,
+ * WireGuard). Each passes every packet on (TCX_NEXT) and hands a copy of a
+ * TCP segment's headers to userspace.
+ */
+#define RSTWALL_HOST_ETH_IN host_eth_in
+#define RSTWALL_HOST_ETH_OUT host_eth_out
+#define RSTWALL_HOST_RAW_IN host_raw_in
+#define RSTWALL_HOST_RAW_OUT host_raw_out
+#define RSTWALL_MAP_HOST_COUNTERS host_counters
+#define RSTWALL_MAP_HOST_RINGS host_rings
+#define RSTWALL_CFG_HOST_RINGS cfg_host_rings
+
+/*
+ * host_rings  ARRAY_OF_MAPS  key __u32 ring index -> a RINGBUF of header
+ *                            records (struct rstwall_host_record). Userspace
+ *                            creates cfg_host_rings of them, one per worker;
+ *                            a segment goes to ring (symmetric hash of its
+ *                            addresses and ports) % cfg_host_rings, so both
+ *                            directions of a flow reach the same worker.
+ * host_counters PERCPU_ARRAY key enum rstwall_host_counter -> __u64.
+ *
+ * A record is its fixed part and `caplen` bytes: the frame from its first
+ * byte (the link header, or the IP header on an L3 device) to the end of
+ * the TCP header (its data offset), never the payload. A header chain
+ * longer than RSTWALL_HOST_SNAPLEN is cut there (`caplen` says so). `ts_ns`
+ * is bpf_ktime_get_ns() (CLOCK_MONOTONIC); `wire_len` is the whole packet
+ * (skb->len: a GSO packet is one record for many segments' bytes).
+ */
+#define RSTWALL_HOST_MAX_RINGS 64
+#define RSTWALL_HOST_SNAPLEN 256
+#define RSTWALL_HOST_RECORD_SIZE 24
+
+#define RSTWALL_HOST_DIR_IN 0
+#define RSTWALL_HOST_DIR_OUT 1
+
+#define RSTWALL_HOST_LINK_ETHERNET 0
+#define RSTWALL_HOST_LINK_RAW 1
+
+struct rstwall_host_record {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 wire_len;
+	__u16 caplen;
+	__u8 direction;
+	__u8 link;
+	__u32 reserved;
+};
+
+/*
+ * host_counters: every packet the tc programs see lands in exactly one of
+ * the first eight (the six TCP flag classes, same names and indices as
+ * FlagClass and RSTWALL_CNT_*, then non_tcp and malformed, as the XDP
+ * program counts them), and every TCP segment in exactly one of records
+ * (handed to a ring) and records_lost (its ring was full). So records +
+ * records_lost equals the six flag classes' sum, whatever userspace does.
+ */
+enum rstwall_host_counter {
+	RSTWALL_HOST_CNT_SYN = 0,
+	RSTWALL_HOST_CNT_SYNACK = 1,
+	RSTWALL_HOST_CNT_FIN = 2,
+	RSTWALL_HOST_CNT_RST = 3,
+	RSTWALL_HOST_CNT_RSTACK = 4,
+	RSTWALL_HOST_CNT_OTHER = 5,
+	RSTWALL_HOST_CNT_NON_TCP = 6,
+	RSTWALL_HOST_CNT_MALFORMED = 7,
+	RSTWALL_HOST_CNT_RECORDS = 8,
+	RSTWALL_HOST_CNT_RECORDS_LOST = 9,
+	RSTWALL_HOST_CNT_MAX = 10,
+};
+
+/*
+ * The kernel's side (rstwall_host_trace.bpf.c): tracepoints, one fentry,
+ * an LSM hook and an iterator, filtered to one network namespace
+ * (cfg_host_netns, the inode number of /proc/self/ns/net), write kernel
+ * events (struct rstwall_host_kevent) to the host_events RINGBUF, and keep
+ * each TCP socket's owner (struct rstwall_host_owner) in host_owners, an
+ * SK_STORAGE map written only in process context (connect, listen,
+ * accept) or by the iterator over existing sockets (the task it found
+ * holding the socket); never from softirq, where the current task is
+ * whichever one the interrupt hit.
+ */
+#define RSTWALL_MAP_HOST_EVENTS host_events
+#define RSTWALL_MAP_HOST_OWNERS host_owners
+#define RSTWALL_MAP_HOST_TRACE_COUNTERS host_tcounters
+#define RSTWALL_CFG_HOST_NETNS cfg_host_netns
+#define RSTWALL_HOST_EVENTS_SIZE 1048576
+
+/* How an owner was recorded. */
+#define RSTWALL_HOST_OWNER_CONNECT 1
+#define RSTWALL_HOST_OWNER_LISTEN 2
+#define RSTWALL_HOST_OWNER_ACCEPT 3
+#define RSTWALL_HOST_OWNER_EXISTING 4
+
+#define RSTWALL_HOST_COMM_LEN 16
+
+struct rstwall_host_owner {
+	__u32 tgid;
+	__u32 how;
+	__u64 cgroup_id;
+	char comm[RSTWALL_HOST_COMM_LEN];
+};
+#define RSTWALL_HOST_OWNER_SIZE 32
+
+/*
+ * Kernel events. The socket's local and remote address and port, in the
+ * shared 16-byte address form and host byte order for ports:
+ *   RECEIVE_RESET  tcp:tcp_receive_reset, a RST the socket accepted (it is
+ *                  reset); `state` is the socket's state before.
+ *   SEND_RESET     tcp:tcp_send_reset: the kernel sends a RST; `reason` is
+ *                  its enum sk_rst_reason (HAS_REASON). With the segment
+ *                  that caused it, the RST's seq is that segment's ack
+ *                  (HAS_SEQ when it had ACK set).
+ *   RST_DROPPED    skb:kfree_skb of a RST segment: the kernel discarded it;
+ *                  `reason` is its enum skb_drop_reason, `seq` its seq,
+ *                  `state` the receiving socket's (0: none).
+ *   CHALLENGE_ACK  tcp_send_challenge_ack() entered (fentry): the socket
+ *                  answers an in-window RST (or SYN) with an ACK, if its
+ *                  rate limits let it.
+ *   SOCK_CLOSED    sock:inet_sock_set_state to CLOSE from `state`
+ *                  (SYN_SENT, SYN_RECV: netstat's failed connection
+ *                  attempts; ESTABLISHED, CLOSE_WAIT: its connection
+ *                  resets received).
+ *   SOCK_OWNER     a socket's owner: a listening socket's at listen(), and
+ *                  each socket that existed when the iterator ran (owner
+ *                  `how` EXISTING, the task found holding its file).
+ */
+#define RSTWALL_HOST_KEV_RECEIVE_RESET 1
+#define RSTWALL_HOST_KEV_SEND_RESET 2
+#define RSTWALL_HOST_KEV_RST_DROPPED 3
+#define RSTWALL_HOST_KEV_CHALLENGE_ACK 4
+#define RSTWALL_HOST_KEV_SOCK_CLOSED 5
+#define RSTWALL_HOST_KEV_SOCK_OWNER 6
+
+#define RSTWALL_HOST_KEV_HAS_OWNER 1
+#define RSTWALL_HOST_KEV_HAS_SEQ 2
+#define RSTWALL_HOST_KEV_HAS_REASON 4
+#define RSTWALL_HOST_KEV_HAS_SOCKET 8
+
+struct rstwall_host_kevent {
+	__u64 ts_ns;
+	__u8 kind;
+	__u8 state;
+	__u8 flags;
+	__u8 reserved;
+	__u32 reason;
+	__u8 laddr[RSTWALL_ADDR_LEN];
+	__u8 raddr[RSTWALL_ADDR_LEN];
+	__u16 lport;
+	__u16 rport;
+	__u32 seq;
+	struct rstwall_host_owner owner;
+	/* The socket's cookie (bpf_get_socket_cookie): one socket's events
+	 * share it, even after its port was released; 0 when unknown. */
+	__u64 sk_cookie;
+};
+#define RSTWALL_HOST_KEVENT_SIZE 96
+
+/* host_tcounters: events written and lost (host_events full), owners
+ * recorded, and kernel reads that failed (a locked-down kernel refuses
+ * bpf_probe_read_kernel). */
+enum rstwall_host_trace_counter {
+	RSTWALL_HOST_TCNT_EVENTS = 0,
+	RSTWALL_HOST_TCNT_EVENTS_LOST = 1,
+	RSTWALL_HOST_TCNT_OWNERS = 2,
+	RSTWALL_HOST_TCNT_READ_FAILED = 3,
+	RSTWALL_HOST_TCNT_MAX = 4,
+};
+
 #endif /* RSTWALL_SHARED_H */

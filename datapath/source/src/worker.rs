@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 
-use rstwall_engine::engine::Engine;
+use rstwall_engine::engine::{Engine, Judged};
 use rstwall_engine::policy::{Policy, Verdict};
 use rstwall_engine::wire::LinkType;
 
@@ -116,6 +116,22 @@ impl<S: SourceStats> WorkerCore<S> {
         bytes: impl Fn(&F) -> &'f [u8],
         mut each: impl FnMut(&F, Verdict),
     ) -> u64 {
+        self.judge_batch_with(link, frames, bytes, |frame, judged| {
+            each(frame, judged.verdict())
+        })
+    }
+
+    /// [`WorkerCore::judge_batch`] for a source that needs more of each
+    /// judgment than its verdict (host mode: the RST class of each
+    /// segment, for its events): `each` gets the whole [`Judged`].
+    #[inline]
+    pub fn judge_batch_with<'f, F>(
+        &mut self,
+        link: LinkType,
+        frames: &[F],
+        bytes: impl Fn(&F) -> &'f [u8],
+        mut each: impl FnMut(&F, &Judged<'_>),
+    ) -> u64 {
         self.batches += 1;
         let started = sys::now_ns();
         self.engine.advance(started);
@@ -126,7 +142,7 @@ impl<S: SourceStats> WorkerCore<S> {
                 if armed != 0 {
                     capture.consider(armed, id, started, &judged, || bytes(frame));
                 }
-                each(frame, judged.verdict());
+                each(frame, &judged);
             });
         self.hand_on_block_requests();
         started
