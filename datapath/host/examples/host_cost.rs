@@ -92,14 +92,14 @@ fn syn_flood(attacker: &Netns, target: Ipv4Addr, secs: f64) -> u64 {
             let mut n = 0u64;
             while !s.load(Ordering::Relaxed) {
                 let seg = Segment {
-                    src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), rng.u16(1024..)),
-                    dst: SocketAddrV4::new(target, 7999),
+                    src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), rng.u16(1024..)).into(),
+                    dst: SocketAddrV4::new(target, 7999).into(),
                     seq: rng.u32(..),
                     ack: 0,
                     flags: rstwall_engine::wire::TcpFlags::SYN,
                     window: 64240,
                 };
-                if raw.send(&seg.to_ipv4(n as u16)).is_ok() {
+                if raw.send_segment(&seg, n as u16).is_ok() {
                     n += 1;
                 }
             }
