@@ -26,18 +26,17 @@
 
 use serde::Serialize;
 
-/// Where a frame is. See the module docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Place {
-    Free = 0,
-    Receive = 1,
-    Hand = 2,
-    Transmit = 3,
-}
-
-impl Place {
-    const COUNT: usize = 4;
+rstwall_engine::closed_enum! {
+    /// Where a frame is (see the module docs), by the name the statistics
+    /// document ([`FrameStats`]'s fields) and the metrics (`place` label)
+    /// give it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Place: "frame place" {
+        Free = "free",
+        Receive = "receive",
+        Hand = "in_hand",
+        Transmit = "transmit",
+    }
 }
 
 /// A worker's frame accounting, published with its stats.
@@ -59,6 +58,16 @@ pub struct FrameStats {
 }
 
 impl FrameStats {
+    /// The frames in `place`.
+    pub fn at(&self, place: Place) -> u64 {
+        match place {
+            Place::Free => self.free,
+            Place::Receive => self.receive,
+            Place::Hand => self.in_hand,
+            Place::Transmit => self.transmit,
+        }
+    }
+
     /// Add another worker's frames (for totals over workers).
     pub fn merge(&mut self, o: &FrameStats) {
         self.total += o.total;
@@ -90,7 +99,7 @@ impl Ledger {
             "UMEM frame size must be a power of two"
         );
         let mut counts = [0; Place::COUNT];
-        counts[Place::Free as usize] = frames as u64;
+        counts[Place::Free.index()] = frames as u64;
         Ledger {
             frame_shift: frame_size.trailing_zeros(),
             places: vec![Place::Free; frames],
@@ -109,8 +118,8 @@ impl Ledger {
         match self.places.get_mut(index) {
             Some(place) if *place == from => {
                 *place = to;
-                self.counts[from as usize] -= 1;
-                self.counts[to as usize] += 1;
+                self.counts[from.index()] -= 1;
+                self.counts[to.index()] += 1;
             }
             other => {
                 debug_assert!(
@@ -153,7 +162,7 @@ impl Ledger {
     }
 
     pub fn count(&self, place: Place) -> u64 {
-        self.counts[place as usize]
+        self.counts[place.index()]
     }
 
     pub fn total(&self) -> u64 {
@@ -186,7 +195,7 @@ impl Ledger {
         self.check(free_listed)?;
         let mut counted = [0u64; Place::COUNT];
         for p in &self.places {
-            counted[*p as usize] += 1;
+            counted[p.index()] += 1;
         }
         if counted != self.counts {
             return Err(format!(
@@ -235,6 +244,11 @@ mod tests {
     const FRAME: usize = 4096;
 
     #[test]
+    fn place_names_are_consistent() {
+        rstwall_engine::names::assert_consistent::<Place>();
+    }
+
+    #[test]
     fn a_frame_cycles_through_every_place_and_the_sum_holds() {
         let mut l = Ledger::new(4, FRAME);
         let addr = 2 * FRAME + 256; // packet data starts after the headroom
@@ -246,6 +260,9 @@ mod tests {
         l.completed(2 * FRAME);
         assert!(l.check(4).is_ok());
         assert_eq!(l.stats().ledger_errors, 0);
+        for place in Place::ALL {
+            assert_eq!(l.stats().at(place), l.count(place), "{place}");
+        }
     }
 
     #[test]

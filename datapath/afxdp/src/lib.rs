@@ -66,7 +66,7 @@ use serde::{Serialize, Serializer};
 
 pub use error::AfXdpError;
 pub use ledger::{FrameStats, Ledger, Place};
-pub use socket::{BindMode, RingStats, XskMode};
+pub use socket::{BindMode, RingStats, UnknownBindMode, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
 
 use rstwall_engine::engine::EngineConfig;

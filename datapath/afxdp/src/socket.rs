@@ -40,6 +40,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use rstwall_engine::names::{alternatives, UnknownName};
 use serde::Serialize;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -50,42 +51,45 @@ pub use xsk_rs::{FrameDesc, Umem};
 
 use crate::error::AfXdpError;
 
-/// How a socket moves frames between the NIC and the UMEM.
-///
-/// Two spellings reach operators today, and both are kept until the enum
-/// takes its names from one place (`rstwall_engine`'s `closed_enum!`):
-/// serde's `zero_copy` (the statistics document's per-socket `mode`) and
-/// [`XskMode::as_str`]'s `zerocopy` (`xsk_mode` in status and the
-/// statistics, the log).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum XskMode {
-    /// The driver DMAs straight into the UMEM.
-    ZeroCopy,
-    /// The kernel copies between its buffers and the UMEM (any driver,
-    /// veth, generic XDP).
-    Copy,
-}
-
-impl XskMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            XskMode::ZeroCopy => "zerocopy",
-            XskMode::Copy => "copy",
-        }
+rstwall_engine::closed_enum! {
+    /// How a socket moves frames between the NIC and the UMEM: one name
+    /// for the option value (`--xsk-mode zerocopy`), the documents (status
+    /// and statistics: `xsk_mode`, each socket's `mode`), the log and the
+    /// metrics.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum XskMode: "AF_XDP mode" {
+        /// The driver DMAs straight into the UMEM.
+        ZeroCopy = "zerocopy",
+        /// The kernel copies between its buffers and the UMEM (any driver,
+        /// veth, generic XDP).
+        Copy = "copy",
     }
 }
 
-/// Which bind modes to try.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BindMode {
-    /// Zero-copy, falling back to copy when the driver cannot.
-    #[default]
-    Auto,
-    /// Zero-copy or fail.
-    ZeroCopy,
-    /// Copy mode only.
-    Copy,
+rstwall_engine::closed_enum! {
+    /// Which bind modes to try (`--xsk-mode`, `xsk_mode` in the config
+    /// file): `auto`, or one [`XskMode`] by its name.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum BindMode: "AF_XDP bind mode" else UnknownBindMode {
+        /// Zero-copy, falling back to copy when the driver cannot.
+        #[default]
+        Auto = "auto",
+        /// Zero-copy or fail.
+        ZeroCopy = XskMode::ZeroCopy.as_str(),
+        /// Copy mode only.
+        Copy = XskMode::Copy.as_str(),
+    }
+}
+
+/// A bind mode name that is none of [`BindMode::NAMES`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode `{0}` (expected {expected})", expected = alternatives(&BindMode::NAMES))]
+pub struct UnknownBindMode(pub String);
+
+impl From<UnknownName> for UnknownBindMode {
+    fn from(e: UnknownName) -> Self {
+        UnknownBindMode(e.name)
+    }
 }
 
 /// The kernel's XDP_STATISTICS for one socket (cumulative).
@@ -475,4 +479,23 @@ fn verified_mode(fd: RawFd) -> Option<XskMode> {
     } else {
         XskMode::Copy
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_are_consistent() {
+        rstwall_engine::names::assert_consistent::<XskMode>();
+        rstwall_engine::names::assert_consistent::<BindMode>();
+        // One vocabulary: a bind mode that names one socket mode says it
+        // the same way.
+        assert_eq!(BindMode::ZeroCopy.as_str(), XskMode::ZeroCopy.as_str());
+        assert_eq!(BindMode::Copy.as_str(), XskMode::Copy.as_str());
+        assert_eq!(
+            "fast".parse::<BindMode>().unwrap_err().to_string(),
+            "unknown mode `fast` (expected auto, zerocopy or copy)"
+        );
+    }
 }

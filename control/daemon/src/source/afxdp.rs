@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use rstwall_afxdp::{
-    sys, Datapath, DatapathConfig, SocketStats, Topology, XskMode, XskStats, XskTotals,
+    sys, Datapath, DatapathConfig, Place, SocketStats, Topology, XskMode, XskStats, XskTotals,
 };
 use rstwall_api::Failure;
 use rstwall_bpf::{DenyChange, KernelDrops, PortProgram, PortRole};
@@ -367,13 +367,11 @@ impl SourceView for XskStats {
             let s = &w.source;
             let q = || l1("queue", s.queue);
             tx_full.add(q(), s.tx_ring_full_drops);
-            for (place, v) in [
-                ("free", s.frames.free),
-                ("receive", s.frames.receive),
-                ("in_hand", s.frames.in_hand),
-                ("transmit", s.frames.transmit),
-            ] {
-                umem.add(l2("queue", s.queue, "place", place), v);
+            for place in Place::ALL {
+                umem.add(
+                    l2("queue", s.queue, "place", place.as_str()),
+                    s.frames.at(place),
+                );
             }
             leaked.add(q(), s.frames.leaked);
             ledger.add(q(), s.frames.ledger_errors);
