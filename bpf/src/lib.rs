@@ -42,7 +42,7 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/rstwall.skel.rs"));
 }
 
-pub use counters::XdpCounters;
+pub use counters::{ByCounter, XdpCounters};
 pub use error::{BpfError, Errno};
 pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};
 pub use shared::Counter;

@@ -24,7 +24,7 @@
 //! rings have drained, the completion rings are empty, and nothing was sent
 //! for a whole audit period are reported as [`FrameStats::leaked`].
 
-use serde::Serialize;
+pub use rstwall_api::stats::afxdp::FrameStats;
 
 rstwall_engine::closed_enum! {
     /// Where a frame is (see the module docs), by the name the statistics
@@ -39,44 +39,15 @@ rstwall_engine::closed_enum! {
     }
 }
 
-/// A worker's frame accounting, published with its stats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct FrameStats {
-    /// Frames the worker owns.
-    pub total: u64,
-    pub free: u64,
-    /// With the kernel for receiving (fill ring, driver, RX ring).
-    pub receive: u64,
-    /// Being judged right now (0 between batches).
-    pub in_hand: u64,
-    /// With the kernel for sending (TX ring, driver, completion ring).
-    pub transmit: u64,
-    /// Frames the kernel will never give back (see [`Ledger::audit`]).
-    pub leaked: u64,
-    /// Addresses handed back that were not where the ledger had them.
-    pub ledger_errors: u64,
-}
-
-impl FrameStats {
-    /// The frames in `place`.
-    pub fn at(&self, place: Place) -> u64 {
-        match place {
-            Place::Free => self.free,
-            Place::Receive => self.receive,
-            Place::Hand => self.in_hand,
-            Place::Transmit => self.transmit,
+impl Place {
+    /// The frames in this place, as a worker's statistics count them.
+    pub fn count_in(self, frames: &FrameStats) -> u64 {
+        match self {
+            Place::Free => frames.free,
+            Place::Receive => frames.receive,
+            Place::Hand => frames.in_hand,
+            Place::Transmit => frames.transmit,
         }
-    }
-
-    /// Add another worker's frames (for totals over workers).
-    pub fn merge(&mut self, o: &FrameStats) {
-        self.total += o.total;
-        self.free += o.free;
-        self.receive += o.receive;
-        self.in_hand += o.in_hand;
-        self.transmit += o.transmit;
-        self.leaked += o.leaked;
-        self.ledger_errors += o.ledger_errors;
     }
 }
 
@@ -261,7 +232,7 @@ mod tests {
         assert!(l.check(4).is_ok());
         assert_eq!(l.stats().ledger_errors, 0);
         for place in Place::ALL {
-            assert_eq!(l.stats().at(place), l.count(place), "{place}");
+            assert_eq!(place.count_in(&l.stats()), l.count(place), "{place}");
         }
     }
 

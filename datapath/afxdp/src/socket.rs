@@ -40,8 +40,8 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+pub use rstwall_api::stats::afxdp::{RingStats, XskMode};
 use rstwall_engine::names::{alternatives, UnknownName};
-use serde::Serialize;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -50,21 +50,6 @@ use xsk_rs::{CompQueue, FillQueue, RxQueue, TxQueue};
 pub use xsk_rs::{FrameDesc, Umem};
 
 use crate::error::AfXdpError;
-
-rstwall_engine::closed_enum! {
-    /// How a socket moves frames between the NIC and the UMEM: one name
-    /// for the option value (`--xsk-mode zerocopy`), the documents (status
-    /// and statistics: `xsk_mode`, each socket's `mode`), the log and the
-    /// metrics.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub enum XskMode: "AF_XDP mode" {
-        /// The driver DMAs straight into the UMEM.
-        ZeroCopy = "zerocopy",
-        /// The kernel copies between its buffers and the UMEM (any driver,
-        /// veth, generic XDP).
-        Copy = "copy",
-    }
-}
 
 rstwall_engine::closed_enum! {
     /// Which bind modes to try (`--xsk-mode`, `xsk_mode` in the config
@@ -89,33 +74,6 @@ pub struct UnknownBindMode(pub String);
 impl From<UnknownName> for UnknownBindMode {
     fn from(e: UnknownName) -> Self {
         UnknownBindMode(e.name)
-    }
-}
-
-/// The kernel's XDP_STATISTICS for one socket (cumulative).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RingStats {
-    /// Received frames dropped for other reasons (e.g. larger than a frame).
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub tx_invalid_descs: u64,
-    /// Received frames dropped because the RX ring was full: the worker
-    /// fell behind.
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty.
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the kernel found the TX ring empty when woken.
-    pub tx_ring_empty_descs: u64,
-}
-
-impl RingStats {
-    pub fn merge(&mut self, o: &RingStats) {
-        self.rx_dropped += o.rx_dropped;
-        self.rx_invalid_descs += o.rx_invalid_descs;
-        self.tx_invalid_descs += o.tx_invalid_descs;
-        self.rx_ring_full += o.rx_ring_full;
-        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
-        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
     }
 }
 
@@ -487,7 +445,6 @@ mod tests {
 
     #[test]
     fn mode_names_are_consistent() {
-        rstwall_engine::names::assert_consistent::<XskMode>();
         rstwall_engine::names::assert_consistent::<BindMode>();
         // One vocabulary: a bind mode that names one socket mode says it
         // the same way.
