@@ -2,11 +2,17 @@
 //! one document.
 //!
 //! What every frame source has (the engine's counters, flows, policy
-//! generations, batch latency, blocks) is here once, in [`Totals`] and
-//! [`Worker`]; what a source adds is flattened into the same objects from
-//! its own part ([`SourceTotals`], [`SourceWorker`]: AF_XDP's sockets,
-//! rings and UMEM frames, [`afxdp`]). A host-mode source adds its part
-//! there, beside AF_XDP's.
+//! generations, batch latency, blocks) is what the workers publish,
+//! defined once by the frame-source seam ([`rstwall_source::WorkerStats`],
+//! [`rstwall_source::Totals`]): [`Worker`] and [`Totals`] are those types
+//! with the batch latency summed up ([`LatencySummary`]). What a source
+//! adds is flattened into the same objects from its own part
+//! ([`SourceTotals`], [`SourceWorker`]: AF_XDP's sockets, rings and UMEM
+//! frames, [`afxdp`]), and the kernel side's counters are [`XdpCounters`]
+//! ([`xdp`]). Those parts are defined here and filled by the sources
+//! themselves (`rstwall-afxdp`, `rstwall-bpf`), so a document shows
+//! exactly what was counted. A host-mode source adds its part beside
+//! AF_XDP's.
 
 pub mod afxdp;
 pub mod xdp;
