@@ -56,7 +56,7 @@ mod skel {
     }
 }
 
-pub use counters::XdpCounters;
+pub use counters::{ByCounter, XdpCounters};
 pub use error::{BpfError, Errno};
 pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};
 pub use shared::Counter;

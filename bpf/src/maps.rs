@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use crate::counters::XdpCounters;
+use crate::counters::{ByCounter, XdpCounters};
 use crate::error::{BpfError, Errno};
 use crate::shared::{self, Addr, Counter, LpmKey};
 

@@ -37,13 +37,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstwall_api::stats::afxdp::{XskTotals, XskWorker};
+use rstwall_api::stats::Worker;
+use rstwall_api::{Client, Stats};
 use rstwall_engine::wire::TcpFlags;
 use rstwall_netlab::ethtool::{self, Offload};
 use rstwall_netlab::packet::Segment;
 use rstwall_netlab::{
     rng, signal_process, sock, FrameSender, Namespaces, Netns, RawSender, Recorder, Veth,
 };
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::rstwall_bin;
 
@@ -197,10 +200,17 @@ impl Lab {
         String::from_utf8(out.stdout).expect("UTF-8 output")
     }
 
-    /// [`Lab::cli_ok`] of a `--json` command, parsed.
-    pub fn cli_json(&self, args: &[&str]) -> Value {
+    /// [`Lab::cli_ok`] of a `--json` command, read as the document it
+    /// prints (a type of [`rstwall_api`]).
+    #[track_caller]
+    pub fn cli_json<T: DeserializeOwned>(&self, args: &[&str]) -> T {
         let text = self.cli_ok(args);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// A client of the lab's daemon (its control socket).
+    pub fn client(&self) -> Client {
+        Client::at(self.socket())
     }
 
     /// Start `rstwall run` in the appliance namespace, with the lab's
@@ -290,14 +300,15 @@ impl Lab {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    pub fn stats(&self) -> Value {
+    /// The statistics file (`--stats-json`), as the daemon last wrote it.
+    pub fn stats(&self) -> Stats {
         let text = std::fs::read_to_string(self.stats_path())
             .unwrap_or_else(|e| panic!("stats file: {e}\n{}", self.log()));
-        serde_json::from_str(&text).expect("stats JSON")
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats JSON: {e}\n{text}"))
     }
 
     /// Wait until `pred` holds for the stats snapshot; the snapshot.
-    pub fn wait_stats(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_stats(&self, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let s = self.stats();
@@ -306,7 +317,7 @@ impl Lab {
             }
             assert!(
                 Instant::now() < deadline,
-                "stats never showed {what}: {s:#}\n{}",
+                "stats never showed {what}: {s:#?}\n{}",
                 self.log()
             );
             thread::sleep(Duration::from_millis(100));
@@ -356,26 +367,25 @@ pub fn send_no_flow_rsts(lab: &Lab, n: u16, first_port: u16) {
     send_raw(&lab.client, packets);
 }
 
-pub fn rst_count(stats: &Value, class: &str, key: &str) -> u64 {
-    stats["rst"][class][key].as_u64().unwrap_or(0)
+/// What the AF_XDP source adds to the totals (the lab runs no other).
+#[track_caller]
+pub fn xsk(stats: &Stats) -> &XskTotals {
+    stats
+        .totals
+        .source
+        .afxdp
+        .as_ref()
+        .unwrap_or_else(|| panic!("no AF_XDP totals in {stats:#?}"))
 }
 
-pub fn total(stats: &Value, path: &[&str]) -> u64 {
-    let mut v = &stats["totals"];
-    for p in path {
-        v = &v[*p];
-    }
-    v.as_u64()
-        .unwrap_or_else(|| panic!("totals.{} missing in {stats:#}", path.join(".")))
-}
-
-pub fn xdp_sum(stats: &Value, key: &str) -> u64 {
-    stats["ports"]
-        .as_array()
-        .expect("ports")
-        .iter()
-        .map(|p| p["xdp"][key].as_u64().unwrap_or(0))
-        .sum()
+/// What the AF_XDP source adds to one worker's statistics.
+#[track_caller]
+pub fn xsk_worker(worker: &Worker) -> &XskWorker {
+    worker
+        .source
+        .afxdp
+        .as_ref()
+        .unwrap_or_else(|| panic!("no AF_XDP part in {worker:#?}"))
 }
 
 /// Deterministic bytes, unlike any TCP pattern a bug would produce.
@@ -536,11 +546,9 @@ pub fn policy_file(lab: &Lab, policy: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-/// The engine's count of policy decisions for `reason` (by index).
-pub fn reason_count(stats: &Value, reason: rstwall_engine::policy::Reason) -> u64 {
-    stats["totals"]["counters"]["reasons"][reason.index()]
-        .as_u64()
-        .unwrap_or_else(|| panic!("totals.counters.reasons missing in {stats:#}"))
+/// The engine's count of policy decisions for `reason`.
+pub fn reason_count(stats: &Stats, reason: rstwall_engine::policy::Reason) -> u64 {
+    stats.totals.counters.reasons[reason.index()]
 }
 
 /// One request, echoed back by the server: the connection works end to end.

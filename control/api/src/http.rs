@@ -225,16 +225,18 @@ fn read_some(stream: &mut impl Read, chunk: &mut [u8]) -> Got {
     match stream.read(chunk) {
         Ok(0) => Got::End,
         Ok(n) => Got::Data(n),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Got::Nothing
-        }
+        Err(e) if nothing_yet(&e) => Got::Nothing,
         Err(_) => Got::Failed,
     }
+}
+
+/// A read that gave nothing this time — its timeout passed, or a signal
+/// came — and may be tried again.
+pub fn nothing_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// (end of head, start of body): the head ends before its blank line.

@@ -1,19 +1,62 @@
 //! The contract between the rstwall daemon and everything that talks to
-//! it: the CLI, the lab and the tests.
+//! it: the CLI, the lab and the tests (and anyone with `curl
+//! --unix-socket`).
 //!
+//! Every document the control API sends and every request body it takes
+//! is a type here that serializes and deserializes, with the JSON names
+//! operators see; every request is a [`Route`]. The daemon builds the
+//! documents, the [`Client`] reads them, and neither indexes JSON by
+//! string or spells a path.
+//!
+//! * [`route`] — the requests: methods, paths, typed queries, the table
+//!   of what each answers.
+//! * The documents: [`status`], [`stats`] (also `rstwall run
+//!   --stats-json`), the telemetry ([`Snapshot`], from the engine),
+//!   [`flows`], [`alerts`], [`policy`], [`blocks`], and every refusal,
+//!   [`ErrorDoc`].
+//! * [`client`] — the typed client on the daemon's Unix socket.
 //! * [`http`] — the small HTTP/1.1 both the control API and the metrics
 //!   endpoint speak, server and client side.
-//! * [`client`] — a client of the control API on its Unix socket.
 //! * [`Failure`] — how a command fails, with its exit status.
 //! * [`text`] — numbers as operators read them.
+//!
+//! [`Snapshot`]: rstwall_engine::telemetry::Snapshot
 
 use ipnet::IpNet;
 
+pub mod alerts;
+pub mod blocks;
+mod by_name;
 pub mod client;
+mod error;
+pub mod flows;
 pub mod http;
+pub mod policy;
+pub mod route;
+pub mod stats;
+pub mod status;
 pub mod text;
 
-pub use client::Client;
+pub use alerts::Alerts;
+pub use blocks::{BlockAdd, BlockAdded, BlockList, BlockRemoved};
+pub use by_name::ByName;
+pub use client::{CaptureStream, Client};
+pub use error::{ApiError, ErrorDoc};
+pub use flows::Flows;
+pub use policy::{PolicyBody, PolicyChange, PolicyDiff, PolicySet, PolicyShow};
+pub use route::{CaptureClass, CaptureQuery, FlowsQuery, Route};
+pub use stats::Stats;
+pub use status::{Status, Topology};
+
+/// A document as the daemon answers it, writes it (`--stats-json`) and
+/// the CLI prints it (`--json`): pretty, with a newline, and its keys in
+/// alphabetical order at every level — the order they have always had
+/// (serde_json's map), whatever the order of a type's fields.
+pub fn document_json(doc: &impl serde::Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(&serde_json::to_value(doc)?)?;
+    out.push(b'\n');
+    Ok(out)
+}
 
 /// The control API's default socket.
 pub const DEFAULT_SOCKET: &str = "/run/rstwall/rstwall.sock";

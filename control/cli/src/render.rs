@@ -119,19 +119,21 @@ pub fn snapshot(out: &mut impl Write, s: &Snapshot, mode: Mode) -> io::Result<()
         out,
         "RSTs by class          total  {drop_col:>10}  with data  meaning"
     )?;
-    let total: u64 = s.rst_classes.iter().map(|r| r.total).sum();
-    for row in &s.rst_classes {
+    let classes = s.rst_classes();
+    let total: u64 = classes.iter().map(|r| r.counts.total).sum();
+    for row in &classes {
+        let c = &row.counts;
         let dropped = match mode {
-            Mode::Enforce => row.dropped,
-            Mode::Monitor => row.would_drop,
+            Mode::Enforce => c.dropped,
+            Mode::Monitor => c.would_drop,
         };
         writeln!(
             out,
             "  {:<17} {:>10}  {:>10}  {:>9}  {}",
             row.class.as_str(),
-            thousands(row.total),
+            thousands(c.total),
             thousands(dropped),
-            thousands(row.with_data),
+            thousands(c.with_data),
             short(row.class)
         )?;
     }

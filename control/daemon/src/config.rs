@@ -128,14 +128,8 @@ pub mod value {
     }
 
     pub fn xsk_mode(s: &str) -> Result<BindMode, String> {
-        match s {
-            "auto" => Ok(BindMode::Auto),
-            "zerocopy" => Ok(BindMode::ZeroCopy),
-            "copy" => Ok(BindMode::Copy),
-            other => Err(format!(
-                "unknown mode `{other}` (expected auto, zerocopy or copy)"
-            )),
-        }
+        s.parse()
+            .map_err(|e: rstwall_afxdp::UnknownBindMode| e.to_string())
     }
 
     pub fn queues(n: i128) -> Result<u32, String> {

@@ -6,17 +6,22 @@
 
 use std::time::{Duration, Instant};
 
+use rstwall_api::blocks::Block;
+use rstwall_api::status::{PolicyStatus, PortMode};
+use rstwall_api::{
+    ApiError, BlockAdded, BlockList, BlockRemoved, PolicyChange, PolicyDiff, PolicyShow, Status,
+};
 use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_source::{sys, Source};
-use serde_json::json;
 
 use crate::blocks::Blocks;
 use crate::flags::Flags;
 use crate::metrics::{Metrics, Reload};
 use crate::monitor::Monitor;
 use crate::persist::{Digest, PolicyState, StateDir};
-use crate::server::{ApiError, Op};
+use crate::server::{Answer, Op};
 use crate::settings::Settings;
+use crate::source::afxdp::topology_document;
 use crate::source::{Running, SourceView, StatsOf};
 
 /// What a change of policy touches besides the control state: the running
@@ -216,26 +221,23 @@ impl ControlState {
     }
 
     /// A control API call.
-    pub fn answer<R: Running>(
-        &mut self,
-        op: Op,
-        ctx: &mut Ctx<R>,
-    ) -> Result<serde_json::Value, ApiError> {
+    pub fn answer<R: Running>(&mut self, op: Op, ctx: &mut Ctx<R>) -> Result<Answer, ApiError> {
         let internal = |e: anyhow::Error| ApiError::internal(format!("{e:#}"));
         let unix = sys::now_ns() / 1_000_000_000;
         match op {
-            Op::Status => Ok(self.status(ctx)),
+            Op::Status => Ok(Answer::Status(Box::new(self.status(ctx)))),
             Op::Stats => {
                 let m = &*ctx.monitor;
-                Ok(m.stats_document(&m.totals(), &ctx.running.kernel(), false))
+                let doc = m.stats_document(&m.totals(), &ctx.running.kernel(), false);
+                Ok(Answer::Stats(Box::new(doc)))
             }
-            Op::Alerts => Ok(ctx.monitor.alerts_doc()),
-            Op::PolicyShow => Ok(json!({
-                "version": self.live.version,
-                "digest": self.live.digest().to_string(),
-                "mode": self.live.policy.mode(),
-                "toml": self.live.policy.to_toml_string(),
-                "blocks": self.blocks.len(),
+            Op::Alerts => Ok(Answer::Alerts(ctx.monitor.alerts_document())),
+            Op::PolicyShow => Ok(Answer::Policy(PolicyShow {
+                version: self.live.version,
+                digest: self.live.digest().to_string(),
+                mode: self.live.policy.mode(),
+                toml: self.live.policy.to_toml_string(),
+                blocks: self.blocks.len(),
             })),
             Op::PolicySet(assignments) => {
                 let mut policy = self.live.policy.clone();
@@ -255,13 +257,13 @@ impl ControlState {
                 let policy = PolicyConfig::from_toml_str(&text)
                     .map_err(|e| ApiError::bad(format!("policy: {e}")))?;
                 let (old, new) = (self.live.policy.to_toml_string(), policy.to_toml_string());
-                Ok(json!({
-                    "version": self.live.version,
-                    "changed": old != new,
-                    "diff": unified_diff(&old, &new, "running", "file"),
+                Ok(Answer::PolicyDiff(PolicyDiff {
+                    version: self.live.version,
+                    changed: old != new,
+                    diff: unified_diff(&old, &new, "running", "file"),
                 }))
             }
-            Op::BlockList => Ok(self.blocks_doc(unix)),
+            Op::BlockList => Ok(Answer::Blocks(self.blocks_document(unix))),
             Op::BlockAdd { cidr, ttl_s } => {
                 let blocks = self
                     .blocks
@@ -274,25 +276,22 @@ impl ControlState {
                     "block {cidr} added{} over the control API",
                     ttl_s.map_or(String::new(), |t| format!(" for {t} s"))
                 );
-                Ok(json!({
-                    "cidr": cidr.to_string(),
-                    "until": ttl_s.map(|t| unix + t),
-                    "enforced": self.live.policy.mode() == Mode::Enforce,
-                    "generation": generation,
+                Ok(Answer::BlockAdded(BlockAdded {
+                    cidr,
+                    until: ttl_s.map(|t| unix + t),
+                    enforced: self.live.policy.mode() == Mode::Enforce,
+                    generation,
                 }))
             }
             Op::BlockDel { cidr } => {
                 let Some(blocks) = self.blocks.without(cidr) else {
-                    return Err(ApiError {
-                        status: 404,
-                        message: format!("{cidr} is not blocked"),
-                    });
+                    return Err(ApiError::new(404, format!("{cidr} is not blocked")));
                 };
                 let generation = self
                     .install(self.live.clone(), blocks, ctx)
                     .map_err(internal)?;
                 tracing::info!("block {cidr} removed over the control API");
-                Ok(json!({ "cidr": cidr.to_string(), "generation": generation }))
+                Ok(Answer::BlockRemoved(BlockRemoved { cidr, generation }))
             }
         }
     }
@@ -302,13 +301,14 @@ impl ControlState {
         policy: PolicyConfig,
         what: &str,
         ctx: &mut Ctx<R>,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<Answer, ApiError> {
         if policy == self.live.policy {
-            return Ok(json!({
-                "changed": false,
-                "version": self.live.version,
-                "digest": self.live.digest().to_string(),
-                "generation": ctx.running.source().workers().policy_generation(),
+            return Ok(Answer::PolicyChange(PolicyChange {
+                changed: false,
+                version: self.live.version,
+                digest: self.live.digest().to_string(),
+                mode: None,
+                generation: ctx.running.source().workers().policy_generation(),
             }));
         }
         // A change made at run time: the configured digest stays, so a
@@ -327,69 +327,68 @@ impl ControlState {
             self.live.digest(),
             self.live.policy.mode()
         );
-        Ok(json!({
-            "changed": true,
-            "version": self.live.version,
-            "digest": self.live.digest().to_string(),
-            "mode": self.live.policy.mode(),
-            "generation": generation,
+        Ok(Answer::PolicyChange(PolicyChange {
+            changed: true,
+            version: self.live.version,
+            digest: self.live.digest().to_string(),
+            mode: Some(self.live.policy.mode()),
+            generation,
         }))
     }
 
-    fn blocks_doc(&self, unix: u64) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = self
-            .blocks
-            .list()
-            .map(|b| {
-                json!({
-                    "cidr": b.cidr.to_string(),
-                    "added": b.added,
-                    "until": b.until,
-                    "ttl_left_s": b.until.map(|u| u.saturating_sub(unix)),
+    fn blocks_document(&self, unix: u64) -> BlockList {
+        BlockList {
+            blocks: self
+                .blocks
+                .list()
+                .map(|b| Block {
+                    cidr: b.cidr,
+                    added: b.added,
+                    until: b.until,
+                    ttl_left_s: b.until.map(|u| u.saturating_sub(unix)),
                 })
-            })
-            .collect();
-        json!({
-            "blocks": rows,
-            "enforced": self.live.policy.mode() == Mode::Enforce,
-        })
+                .collect(),
+            enforced: self.live.policy.mode() == Mode::Enforce,
+        }
     }
 
     /// The status document (`GET /v1/status`).
-    fn status<R: Running>(&self, ctx: &Ctx<R>) -> serde_json::Value {
+    fn status<R: Running>(&self, ctx: &Ctx<R>) -> Status {
         let m = &*ctx.monitor;
         let total = m.totals();
         let workers = ctx.running.source().workers();
-        let ports: Vec<serde_json::Value> = ctx
-            .running
-            .kernel()
-            .ports
-            .iter()
-            .map(|p| json!({ "port": p.port, "xdp_mode": p.xdp_mode }))
-            .collect();
-        let topology = &self.settings.topology;
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "mode": topology.mode(),
-            "topology": topology,
-            "ports": ports,
-            "queues": m.queues(),
-            "workers_running": total.workers,
-            "xsk_mode": StatsOf::<R>::mode(&total.source),
-            "sockets": ctx.running.source().endpoints(),
-            "uptime_s": m.uptime().as_secs_f64(),
-            "started_at": m.started_unix(),
-            "policy": {
-                "version": self.live.version,
-                "digest": self.live.digest().to_string(),
-                "mode": self.live.policy.mode(),
-                "generation": workers.policy_generation(),
-                "workers_generation_min": total.policy_generation_min,
+        let topology = topology_document(&self.settings.topology);
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            mode: topology.mode().to_string(),
+            topology,
+            ports: ctx
+                .running
+                .kernel()
+                .ports
+                .into_iter()
+                .map(|p| PortMode {
+                    port: p.port,
+                    xdp_mode: p.xdp_mode,
+                })
+                .collect(),
+            queues: m.queues(),
+            workers_running: total.workers,
+            xsk_mode: StatsOf::<R>::mode(&total.source),
+            sockets: ctx.running.sockets(),
+            uptime_s: m.uptime().as_secs_f64(),
+            started_at: m.started_unix(),
+            policy: PolicyStatus {
+                version: self.live.version,
+                digest: self.live.digest().to_string(),
+                mode: self.live.policy.mode(),
+                generation: workers.policy_generation(),
+                workers_generation_min: total.policy_generation_min,
             },
-            "blocks": self.blocks.len(),
-            "state_dir": self.state.path(),
-        })
+            blocks: self.blocks.len(),
+            state_dir: self.state.path().to_path_buf(),
+        }
     }
 }
 

@@ -7,17 +7,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rstwall_afxdp::Topology;
+use rstwall_api::stats::{self as doc, KernelDrops, PolicyRef};
+use rstwall_api::{alerts, Topology};
 use rstwall_bpf::XdpCounters;
 use rstwall_engine::policy::Mode;
 use rstwall_engine::telemetry::{Level, MergedAlerts};
-use rstwall_engine::{FlagClass, RstClass};
-use rstwall_source::{sys, Totals, WorkerStats};
-use serde_json::json;
+use rstwall_engine::RstClass;
+use rstwall_source::{sys, BatchLatency, Totals, WorkerStats};
 
 use crate::metrics::{KernelSnapshot, Snapshot};
 use crate::persist::{self, PolicyState};
 use crate::settings::Settings;
+use crate::source::afxdp::topology_document;
 use crate::source::{KernelView, SourceView};
 
 /// Keeps the latest stats of each worker; judges the alerts on all of them;
@@ -44,7 +45,7 @@ impl<S: SourceView> Monitor<S> {
     pub fn new(s: &Settings, live: &PolicyState, workers: usize) -> Monitor<S> {
         let now = Instant::now();
         Monitor {
-            topology: s.topology.clone(),
+            topology: topology_document(&s.topology),
             mode: live.policy.mode(),
             policy_version: live.version,
             policy_digest: live.digest().to_string(),
@@ -154,27 +155,13 @@ impl<S: SourceView> Monitor<S> {
     }
 
     /// `GET /v1/alerts`.
-    pub fn alerts_doc(&self) -> serde_json::Value {
-        let rules: Vec<serde_json::Value> = self
-            .alerts
-            .alerts()
-            .rules()
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "metric": r.metric.name(),
-                    "warn": r.warn,
-                    "critical": r.critical,
-                    "window": r.window,
-                })
-            })
-            .collect();
-        json!({
-            "active": self.alerts.alerts().active(),
-            "history": self.alerts.alerts().events(),
-            "rules": rules,
-        })
+    pub fn alerts_document(&self) -> alerts::Alerts {
+        let a = self.alerts.alerts();
+        alerts::Alerts {
+            active: a.active(),
+            history: a.events(),
+            rules: a.rules().iter().map(alerts::Rule::from).collect(),
+        }
     }
 
     /// The sum over the workers' latest statistics.
@@ -222,9 +209,8 @@ impl<S: SourceView> Monitor<S> {
         self.last_at = now;
         self.last_frames = total.counters.frames;
         if let Some(path) = &self.json {
-            let mut doc = serde_json::to_vec_pretty(&self.stats_document(&total, k, last))
+            let doc = rstwall_api::document_json(&self.stats_document(&total, k, last))
                 .context("the statistics document")?;
-            doc.push(b'\n');
             persist::write_durably(path, &doc)
                 .with_context(|| format!("writing --stats-json {}", path.display()))?;
         }
@@ -280,87 +266,51 @@ impl<S: SourceView> Monitor<S> {
     /// The statistics document (`GET /v1/stats` and `--stats-json`): the
     /// totals `t` of the workers, the kernel side `k`, and whether this is
     /// the last one (`final`).
-    pub fn stats_document(
-        &self,
-        t: &Totals<S::Totals>,
-        k: &KernelView,
-        last: bool,
-    ) -> serde_json::Value {
-        let c = &t.counters;
-        let rst: serde_json::Map<String, serde_json::Value> = RstClass::ALL
-            .iter()
-            .map(|k| {
-                let [passed, dropped] = c.rst_classes[k.index()];
-                (
-                    k.as_str().to_string(),
-                    json!({
-                        "total": passed + dropped,
-                        "passed": passed,
-                        "dropped": dropped,
-                        "would_drop": c.rst_would_drop[k.index()],
-                        "with_data": c.rst_with_data[k.index()],
-                    }),
-                )
-            })
-            .collect();
-        let ports: Vec<serde_json::Value> = k
-            .ports
-            .iter()
-            .map(|p| {
-                json!({
-                    "port": p.port,
-                    "xdp_mode": p.xdp_mode,
-                    "xdp": p.counters.as_ref().map(xdp_json),
-                })
-            })
-            .collect();
+    pub fn stats_document(&self, t: &Totals<S::Totals>, k: &KernelView, last: bool) -> doc::Stats {
         let d = &k.drops;
-        json!({
-            "at": rstwall_pcap::analyze::format_ts(sys::now_ns()),
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "final": last,
-            "topology": self.topology,
-            "mode": self.mode,
-            "policy": { "version": self.policy_version, "digest": self.policy_digest },
-            "xsk_mode": S::mode(&t.source),
-            "rst": rst,
-            // What XDP drops on the policy's behalf, summed over ports, and
-            // the blocks behind `block_dropped`.
-            "kernel": {
-                "deny_entries": d.deny_entries,
-                "deny_dropped": k.xdp_sum(|x| x.deny_dropped),
-                "block_dropped": k.xdp_sum(|x| x.block_dropped),
-                "block_seconds": self.block_seconds,
-                "sources_blocked": d.sources_blocked,
-                "blocked_now": d.blocked_now,
-                "block_errors": d.block_errors,
-                "block_requests": t.blocks.requested,
-                "would_block": t.blocks.would_block,
-                "block_requests_lost": t.block_requests_lost(),
+        doc::Stats {
+            at: rstwall_pcap::analyze::format_ts(sys::now_ns()),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            is_final: last,
+            topology: self.topology.clone(),
+            mode: self.mode,
+            policy: PolicyRef {
+                version: self.policy_version,
+                digest: self.policy_digest.clone(),
             },
-            "totals": t,
-            "ports": ports,
-            "workers": self.workers.iter().flatten().collect::<Vec<_>>(),
-        })
+            xsk_mode: S::mode(&t.source),
+            kernel: KernelDrops {
+                deny_entries: d.deny_entries as u64,
+                deny_dropped: k.xdp_sum(|x| x.deny_dropped),
+                block_dropped: k.xdp_sum(|x| x.block_dropped),
+                block_seconds: self.block_seconds,
+                sources_blocked: d.sources_blocked,
+                blocked_now: d.blocked_now as u64,
+                block_errors: d.block_errors,
+                block_requests: t.blocks.requested,
+                would_block: t.blocks.would_block,
+                block_requests_lost: t.block_requests_lost(),
+            },
+            totals: Totals::sum_as(
+                self.workers.iter().flatten(),
+                |source| S::totals_document(&source),
+                |latency| latency.summary(),
+            ),
+            ports: k
+                .ports
+                .iter()
+                .map(|p| doc::Port {
+                    port: p.port.clone(),
+                    xdp_mode: p.xdp_mode.clone(),
+                    xdp: p.counters,
+                })
+                .collect(),
+            workers: self
+                .workers
+                .iter()
+                .flatten()
+                .map(|w| w.map(S::document, BatchLatency::summary))
+                .collect(),
+        }
     }
-}
-
-fn xdp_json(x: &XdpCounters) -> serde_json::Value {
-    let classes: serde_json::Map<String, serde_json::Value> = FlagClass::ALL
-        .iter()
-        .map(|k| (k.as_str().to_string(), json!(x.flag_classes[k.index()])))
-        .collect();
-    json!({
-        "flag_classes": classes,
-        "non_tcp": x.non_tcp,
-        "malformed": x.malformed,
-        "to_xsk": x.to_xsk,
-        "forwarded": x.forwarded,
-        "tap_dropped": x.tap_dropped,
-        "bypassed": x.bypassed,
-        "deny_dropped": x.deny_dropped,
-        "block_dropped": x.block_dropped,
-        "malformed_dropped": x.malformed_dropped,
-        "peer_missing": x.peer_missing,
-    })
 }

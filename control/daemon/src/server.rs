@@ -12,27 +12,15 @@
 //!
 //! # Requests
 //!
-//! | method and path | body | answer |
-//! |---|---|---|
-//! | `GET /v1/status` | | ports, modes, queues, uptime, policy version |
-//! | `GET /v1/stats` | | every counter (the `--stats-json` document) |
-//! | `GET /v1/telemetry?top=N` | | top lists, per-second history, alerts |
-//! | `GET /v1/flows?state=S&limit=N` | | tracked flows |
-//! | `GET /v1/alerts` | | active alerts, their history, the rules |
-//! | `GET /v1/policy` | | the running policy (TOML), version, digest |
-//! | `PUT /v1/policy` | `{"toml": "..."}` | replace the policy |
-//! | `POST /v1/policy/set` | `{"set": ["KEY=VALUE", ...]}` | change keys |
-//! | `POST /v1/policy/diff` | `{"toml": "..."}` | what `PUT` would change |
-//! | `GET /v1/blocks` | | operator blocks |
-//! | `POST /v1/blocks` | `{"cidr": "...", "ttl_s": N}` | add or renew one |
-//! | `DELETE /v1/blocks?cidr=C` | | remove one |
-//! | `GET /v1/capture?class=C,..&count=N&timeout_s=S` | | a pcap stream |
+//! Every request is a [`Route`] of [`rstwall_api::route`], which lists
+//! them with their bodies and answers; every answer is a document of
+//! [`rstwall_api`], written with [`rstwall_api::document_json`].
 //!
 //! Errors are JSON, `{"error": "..."}`, with a 4xx status for the
 //! client's mistakes (400 bad request, 403, 404, 405, 409 a capture is
-//! already running, 411/413 body framing and size) and 5xx for the
-//! daemon's (503 busy, 504 the workers did not answer). A request changes
-//! nothing unless it is valid as a whole.
+//! already running, 411/413 body framing and size, 415 a body that is not
+//! JSON) and 5xx for the daemon's (503 busy, 504 the workers did not
+//! answer). A request changes nothing unless it is valid as a whole.
 //!
 //! # Threads
 //!
@@ -56,16 +44,17 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use crossbeam::channel::{self, Sender};
 use ipnet::IpNet;
-use rstwall_engine::flow::FlowState;
+use rstwall_api::http::{self, Limits, Request, Response};
+use rstwall_api::{
+    Alerts, ApiError, BlockAdd, BlockAdded, BlockList, BlockRemoved, CaptureClass, CaptureQuery,
+    Flows, FlowsQuery, PolicyBody, PolicyChange, PolicyDiff, PolicySet, PolicyShow, Route, Stats,
+    Status,
+};
 use rstwall_engine::telemetry::Snapshot;
 use rstwall_engine::wire::LinkType;
-use rstwall_engine::RstClass;
 use rstwall_pcap::capture::{CaptureWriter, Resolution};
 use rstwall_source::{CaptureFilter, FlowFilter, QueryError, SourceHandle};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use rstwall_api::http::{self, Limits, Request, Response};
+use serde::{Deserialize, Serialize};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -79,34 +68,6 @@ pub const LIMITS: Limits = Limits {
 };
 /// How long a request waits for the main loop or the workers.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most flows one request returns.
-pub const MAX_FLOWS: usize = 100_000;
-/// The most rows of a top list.
-pub const MAX_TOP: usize = 1000;
-/// The most frames one capture takes.
-pub const MAX_CAPTURE: u64 = 10_000_000;
-
-/// An error answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 400,
-            message: message.into(),
-        }
-    }
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 500,
-            message: message.into(),
-        }
-    }
-}
 
 /// What the main loop is asked to do.
 #[derive(Debug)]
@@ -129,11 +90,26 @@ pub enum Op {
     },
 }
 
+/// The main loop's answer: the document of its [`Op`].
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Status(Box<Status>),
+    Stats(Box<Stats>),
+    Alerts(Alerts),
+    Policy(PolicyShow),
+    PolicyChange(PolicyChange),
+    PolicyDiff(PolicyDiff),
+    Blocks(BlockList),
+    BlockAdded(BlockAdded),
+    BlockRemoved(BlockRemoved),
+}
+
 /// A request for the main loop, and where its answer goes.
 #[derive(Debug)]
 pub struct Call {
     pub op: Op,
-    pub reply: Sender<Result<Value, ApiError>>,
+    pub reply: Sender<Result<Answer, ApiError>>,
 }
 
 /// Who may connect besides root.
@@ -385,7 +361,7 @@ impl Drop for Server {
 }
 
 fn accept_loop(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    let busy = error(503, "too many connections");
+    let busy = error(&ApiError::new(503, "too many connections"));
     let handle = Arc::new(move |stream: UnixStream| serve(stream, &shared));
     http::accept_loop(
         listener.incoming(),
@@ -397,16 +373,11 @@ fn accept_loop(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool
     );
 }
 
-fn error(status: u16, message: &str) -> Response {
-    let mut body = serde_json::to_vec(&json!({ "error": message })).expect("json");
+/// A refusal, `{"error": "..."}` on one line.
+fn error(e: &ApiError) -> Response {
+    let mut body = serde_json::to_vec(&e.document()).unwrap_or_default();
     body.push(b'\n');
-    Response::new(status, "application/json", body)
-}
-
-fn ok(v: &Value) -> Response {
-    let mut body = serde_json::to_vec_pretty(v).expect("json");
-    body.push(b'\n');
-    Response::new(200, "application/json", body)
+    Response::new(e.status, "application/json", body)
 }
 
 fn serve(mut stream: UnixStream, shared: &Shared) {
@@ -427,7 +398,7 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
                 Some(g) => format!("permission denied: root or group {} only", g.name),
                 None => "permission denied: root only".to_string(),
             };
-            let _ = http::respond(&mut stream, &error(403, &msg), false);
+            let _ = http::respond(&mut stream, &error(&ApiError::new(403, msg)), false);
             return;
         }
         Err(e) => {
@@ -438,58 +409,41 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
     let req = match http::read_request(&mut stream, &LIMITS) {
         Ok(Some(r)) => r,
         Ok(None) => return,
-        Err(mut r) => {
+        Err(r) => {
             // The framing errors, as JSON like every other error.
             let msg = String::from_utf8_lossy(&r.body).trim().to_string();
-            r = error(r.status, &msg);
-            let _ = http::respond(&mut stream, &r, false);
+            let _ = http::respond(&mut stream, &error(&ApiError::new(r.status, msg)), false);
             return;
         }
     };
-    if req.method == "GET" && req.path == "/v1/capture" {
-        capture(&mut stream, &req, shared);
-        return;
-    }
-    let response = match route(&req, shared) {
-        Ok(v) => ok(&v),
-        Err(e) => error(e.status, &e.message),
+    let route = Route::parse(&req).and_then(|route| {
+        if !route.takes_body() && !req.body.is_empty() {
+            return Err(ApiError::bad(format!(
+                "{} {} takes no body",
+                req.method, req.path
+            )));
+        }
+        Ok(route)
+    });
+    let response = match route {
+        Ok(Route::Capture(query)) => return capture(&mut stream, query, shared),
+        Ok(route) => match answer(route, &req, shared) {
+            Ok(doc) => Response::new(200, "application/json", doc),
+            Err(e) => error(&e),
+        },
+        Err(e) => error(&e),
     };
     let _ = http::respond(&mut stream, &response, false);
-}
-
-/// Reject query parameters a path does not take: a typo is an error.
-fn only_params(req: &Request, known: &[&str]) -> Result<(), ApiError> {
-    for (k, _) in &req.query {
-        if !known.contains(&k.as_str()) {
-            return Err(ApiError::bad(if known.is_empty() {
-                format!("unknown parameter `{k}`: {} takes none", req.path)
-            } else {
-                format!("unknown parameter `{k}` (expected: {})", known.join(", "))
-            }));
-        }
-    }
-    Ok(())
-}
-
-fn no_body(req: &Request) -> Result<(), ApiError> {
-    if req.body.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad(format!(
-            "{} {} takes no body",
-            req.method, req.path
-        )))
-    }
 }
 
 /// A JSON body of type `T`; unknown fields are errors.
 fn body<T: for<'de> Deserialize<'de>>(req: &Request) -> Result<T, ApiError> {
     if let Some(ct) = req.header("content-type") {
         if !ct.starts_with("application/json") {
-            return Err(ApiError {
-                status: 415,
-                message: format!("content type {ct}: send application/json"),
-            });
+            return Err(ApiError::new(
+                415,
+                format!("content type {ct}: send application/json"),
+            ));
         }
     }
     serde_json::from_slice(&req.body).map_err(|e| {
@@ -504,236 +458,113 @@ fn body<T: for<'de> Deserialize<'de>>(req: &Request) -> Result<T, ApiError> {
     })
 }
 
-fn number<T>(
-    req: &Request,
-    name: &str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ApiError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    match req.param(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<T>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(format!(
-                "{name}: must be a number from {} to {}, not {v:?}",
-                range.start(),
-                range.end()
-            ))),
-        },
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TomlBody {
-    toml: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetBody {
-    set: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BlockBody {
-    cidr: String,
-    #[serde(default)]
-    ttl_s: Option<u64>,
-}
-
-fn route(req: &Request, shared: &Shared) -> Result<Value, ApiError> {
-    let method = req.method.as_str();
-    let path = req.path.as_str();
+/// The document that answers `route`, written out.
+fn answer(route: Route, req: &Request, shared: &Shared) -> Result<Vec<u8>, ApiError> {
     let main = |op: Op| ask_main(shared, op);
-    let allow = |methods: &str| ApiError {
-        status: 405,
-        message: format!("method {method} not allowed on {path} (allowed: {methods})"),
-    };
-    match path {
-        "/v1/status" | "/v1/stats" | "/v1/alerts" => {
-            if method != "GET" {
-                return Err(allow("GET"));
-            }
-            only_params(req, &[])?;
-            no_body(req)?;
-            match path {
-                "/v1/status" => main(Op::Status),
-                "/v1/stats" => main(Op::Stats),
-                _ => main(Op::Alerts),
-            }
-        }
-        "/v1/telemetry" => {
-            if method != "GET" {
-                return Err(allow("GET"));
-            }
-            only_params(req, &["top"])?;
-            no_body(req)?;
-            let top = number(req, "top", 10usize, 1..=MAX_TOP)?;
-            let mut s = serde_json::to_value(telemetry(shared, top)?).expect("json");
-            // The daemon's alerts: judged on all workers together, not
-            // each worker's on its share.
-            let a = ask_main(shared, Op::Alerts)?;
-            s["active_alerts"] = a["active"].clone();
-            s["alerts"] = a["history"].clone();
-            Ok(s)
-        }
-        "/v1/flows" => {
-            if method != "GET" {
-                return Err(allow("GET"));
-            }
-            only_params(req, &["state", "limit"])?;
-            no_body(req)?;
-            let state = req
-                .param("state")
-                .map(|s| s.parse::<FlowState>().map_err(ApiError::bad))
-                .transpose()?;
-            let limit = number(req, "limit", 100usize, 1..=MAX_FLOWS)?;
-            let rows = shared
-                .datapath
-                .flows(FlowFilter { state, limit }, ANSWER_TIMEOUT)
-                .map_err(query_error)?;
-            Ok(json!({ "flows": rows, "count": rows.len(), "limit": limit }))
-        }
-        "/v1/policy" => {
-            only_params(req, &[])?;
-            match method {
-                "GET" => {
-                    no_body(req)?;
-                    main(Op::PolicyShow)
-                }
-                "PUT" => main(Op::PolicyApply(body::<TomlBody>(req)?.toml)),
-                _ => Err(allow("GET, PUT")),
-            }
-        }
-        "/v1/policy/set" => {
-            if method != "POST" {
-                return Err(allow("POST"));
-            }
-            only_params(req, &[])?;
-            let b: SetBody = body(req)?;
+    match route {
+        Route::Status => document(&main(Op::Status)?),
+        Route::Stats => document(&main(Op::Stats)?),
+        Route::Alerts => document(&main(Op::Alerts)?),
+        Route::Telemetry { top } => document(&telemetry(shared, top)?),
+        Route::Flows(query) => document(&flows(shared, query)?),
+        Route::Policy => document(&main(Op::PolicyShow)?),
+        Route::PolicyApply => document(&main(Op::PolicyApply(body::<PolicyBody>(req)?.toml))?),
+        Route::PolicySet => {
+            let b: PolicySet = body(req)?;
             if b.set.is_empty() {
                 return Err(ApiError::bad("set: give at least one KEY=VALUE"));
             }
-            main(Op::PolicySet(b.set))
+            document(&main(Op::PolicySet(b.set))?)
         }
-        "/v1/policy/diff" => {
-            if method != "POST" {
-                return Err(allow("POST"));
-            }
-            only_params(req, &[])?;
-            main(Op::PolicyDiff(body::<TomlBody>(req)?.toml))
+        Route::PolicyDiff => document(&main(Op::PolicyDiff(body::<PolicyBody>(req)?.toml))?),
+        Route::Blocks => document(&main(Op::BlockList)?),
+        Route::BlockAdd => {
+            let b: BlockAdd = body(req)?;
+            let cidr = rstwall_api::parse_cidr(&b.cidr).map_err(ApiError::bad)?;
+            document(&main(Op::BlockAdd {
+                cidr,
+                ttl_s: b.ttl_s,
+            })?)
         }
-        "/v1/blocks" => match method {
-            "GET" => {
-                only_params(req, &[])?;
-                no_body(req)?;
-                main(Op::BlockList)
-            }
-            "POST" => {
-                only_params(req, &[])?;
-                let b: BlockBody = body(req)?;
-                let cidr = rstwall_api::parse_cidr(&b.cidr).map_err(ApiError::bad)?;
-                main(Op::BlockAdd {
-                    cidr,
-                    ttl_s: b.ttl_s,
-                })
-            }
-            "DELETE" => {
-                only_params(req, &["cidr"])?;
-                no_body(req)?;
-                let c = req
-                    .param("cidr")
-                    .ok_or_else(|| ApiError::bad("DELETE /v1/blocks needs ?cidr=CIDR"))?;
-                main(Op::BlockDel {
-                    cidr: rstwall_api::parse_cidr(c).map_err(ApiError::bad)?,
-                })
-            }
-            _ => Err(allow("GET, POST, DELETE")),
-        },
-        "/v1/capture" => Err(allow("GET")),
-        _ => Err(ApiError {
-            status: 404,
-            message: format!("no such endpoint: {path} (see `rstwall --help`)"),
-        }),
+        Route::BlockDel { cidr } => document(&main(Op::BlockDel { cidr })?),
+        Route::Capture(_) => Err(ApiError::internal("a capture is a stream")),
     }
 }
 
-fn ask_main(shared: &Shared, op: Op) -> Result<Value, ApiError> {
+fn document(doc: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    rstwall_api::document_json(doc).map_err(|e| ApiError::internal(format!("the answer: {e}")))
+}
+
+fn ask_main(shared: &Shared, op: Op) -> Result<Answer, ApiError> {
     let (tx, rx) = channel::bounded(1);
     shared
         .calls
         .send_timeout(Call { op, reply: tx }, ANSWER_TIMEOUT)
-        .map_err(|_| ApiError {
-            status: 503,
-            message: "the daemon is busy or stopping".into(),
-        })?;
-    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
-        Err(ApiError {
-            status: 504,
-            message: "the daemon did not answer in time".into(),
-        })
-    })
+        .map_err(|_| ApiError::new(503, "the daemon is busy or stopping"))?;
+    rx.recv_timeout(ANSWER_TIMEOUT)
+        .unwrap_or_else(|_| Err(ApiError::new(504, "the daemon did not answer in time")))
 }
 
 fn query_error(e: QueryError) -> ApiError {
-    ApiError {
-        status: match e {
-            QueryError::Busy => 503,
-            QueryError::Timeout { .. } => 504,
-        },
-        message: e.to_string(),
-    }
+    let status = match e {
+        QueryError::Busy => 503,
+        QueryError::Timeout { .. } => 504,
+    };
+    ApiError::new(status, e.to_string())
 }
 
+/// `GET /v1/telemetry`: the workers' telemetry merged, with the daemon's
+/// alerts — judged on all workers together, not each worker's on its
+/// share.
 fn telemetry(shared: &Shared, top: usize) -> Result<Snapshot, ApiError> {
     let parts = shared
         .datapath
         .telemetry(top, ANSWER_TIMEOUT)
         .map_err(query_error)?;
-    Ok(Snapshot::merge(parts, top))
+    let mut snapshot = Snapshot::merge(parts, top);
+    let Answer::Alerts(alerts) = ask_main(shared, Op::Alerts)? else {
+        return Err(ApiError::internal(
+            "the main loop answered with another document",
+        ));
+    };
+    snapshot.active_alerts = alerts.active;
+    snapshot.alerts = alerts.history;
+    Ok(snapshot)
+}
+
+/// `GET /v1/flows`.
+fn flows(shared: &Shared, query: FlowsQuery) -> Result<Flows, ApiError> {
+    let filter = FlowFilter {
+        state: query.state,
+        limit: query.limit,
+    };
+    let rows = shared
+        .datapath
+        .flows(filter, ANSWER_TIMEOUT)
+        .map_err(query_error)?;
+    Ok(Flows {
+        count: rows.len(),
+        flows: rows,
+        limit: query.limit,
+    })
 }
 
 /// `GET /v1/capture`: a pcap stream of matching frames until `count` are
 /// written, `timeout_s` passes, or the client goes away.
-fn capture(stream: &mut UnixStream, req: &Request, shared: &Shared) {
+fn capture(stream: &mut UnixStream, query: CaptureQuery, shared: &Shared) {
     let fail = |stream: &mut UnixStream, e: ApiError| {
-        let _ = http::respond(stream, &error(e.status, &e.message), false);
+        let _ = http::respond(stream, &error(&e), false);
     };
-    let parsed = (|| {
-        only_params(req, &["class", "count", "timeout_s"])?;
-        no_body(req)?;
-        let filter = match req.param("class") {
-            None | Some("rst") => CaptureFilter::Rst(u32::MAX),
-            Some("all" | "tcp") => CaptureFilter::AllTcp,
-            Some(list) => {
-                let classes = list
-                    .split(',')
-                    .map(|c| c.trim().parse::<RstClass>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| ApiError::bad(format!("class: {e}")))?;
-                CaptureFilter::rst_classes(&classes)
-            }
-        };
-        let count = number(req, "count", 100u64, 1..=MAX_CAPTURE)?;
-        let timeout = number(req, "timeout_s", 0u64, 0..=86_400)?;
-        Ok((filter, count, timeout))
-    })();
-    let (filter, count, timeout) = match parsed {
-        Ok(p) => p,
-        Err(e) => return fail(stream, e),
+    let filter = match &query.class {
+        CaptureClass::Rst => CaptureFilter::Rst(u32::MAX),
+        CaptureClass::AllTcp => CaptureFilter::AllTcp,
+        CaptureClass::Classes(classes) => CaptureFilter::rst_classes(classes),
     };
+    let (count, timeout) = (query.count, query.timeout_s);
     let Some(session) = shared.datapath.capture().start(filter, count) else {
         return fail(
             stream,
-            ApiError {
-                status: 409,
-                message: "a capture is already running; try again when it ends".into(),
-            },
+            ApiError::new(409, "a capture is already running; try again when it ends"),
         );
     };
     let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.tcpdump.pcap\r\n\

@@ -41,16 +41,7 @@ impl Signals {
         self.0.get_read().set_read_timeout(Some(timeout))?;
         let arrived = |pipe: &mut UnixStream| match pipe.read(&mut [0u8]) {
             Ok(n) => Ok(n > 0),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(e) if rstwall_api::http::nothing_yet(&e) => Ok(false),
             Err(e) => Err(e),
         };
         let Some(pending) = self.0.poll_pending(&mut { arrived })? else {

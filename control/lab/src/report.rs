@@ -2,12 +2,13 @@
 
 use std::io::{self, Write};
 
+use rstwall_api::text::thousands;
+use rstwall_api::ByName;
 use rstwall_engine::policy::Mode;
 use rstwall_engine::RstClass;
 use serde::Serialize;
 
 use super::stats::Counts;
-use rstwall_api::text::thousands;
 
 /// One thing a scenario part did, for the report.
 #[derive(Clone, Debug, Serialize)]
@@ -53,12 +54,15 @@ pub struct Report {
 }
 
 fn by_class<S: serde::Serializer>(v: &[u64; RstClass::COUNT], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(RstClass::COUNT))?;
-    for class in RstClass::ALL {
-        m.serialize_entry(class.as_str(), &v[class.index()])?;
-    }
-    m.end()
+    ByName::<RstClass, u64>::from_fn(|c| v[c.index()]).serialize(s)
+}
+
+/// The report with its verdict, as `--json` writes it.
+#[derive(Serialize)]
+struct Judged<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    passed: bool,
 }
 
 impl Report {
@@ -71,10 +75,11 @@ impl Report {
     }
 
     pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut doc = serde_json::to_value(self).map_err(io::Error::other)?;
-        doc["passed"] = self.passed().into();
-        serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
-        writeln!(out)
+        let judged = Judged {
+            report: self,
+            passed: self.passed(),
+        };
+        out.write_all(&rstwall_api::document_json(&judged).map_err(io::Error::other)?)
     }
 
     /// The report for a terminal (80 columns).

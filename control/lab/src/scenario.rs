@@ -45,7 +45,9 @@ use rstwall_engine::policy::{Action, Mode, PolicyConfig};
 use rstwall_engine::RstClass;
 
 use super::report::{Check, Did, Report};
-use super::stats::{Counts, Stats};
+use rstwall_api::Stats;
+
+use super::stats::Counts;
 use super::topology::{Lab, CLIENT, SERVER, SERVER_IF, STATS_INTERVAL};
 use super::traffic::{self, in_netns, join, spawn_in, Errors, Pacer, Running, SetOnDrop};
 use rstwall_engine::wire::{Segment as Seen, TcpFlags};
@@ -144,7 +146,7 @@ pub fn run_scenario(
 ) -> anyhow::Result<Report> {
     lab.set_mode(opts.mode)?;
     let before_stats = lab.stats()?;
-    let before = before_stats.counts();
+    let before = Counts::of(&before_stats);
     let started = Instant::now();
     let ctx = Ctx {
         client: lab.ns("client"),
@@ -177,12 +179,12 @@ pub fn run_scenario(
 
     let expect = Expect::of(&parts);
     let after_stats = settle(lab, &before, &expect)?;
-    let counted = after_stats.counts().since(&before);
+    let counted = Counts::of(&after_stats).since(&before);
     let mut checks: Vec<Check> = parts.iter().flat_map(|p| p.checks.clone()).collect();
     checks.extend(judge(&expect, &counted, opts.mode));
     // Statistics that stopped moving come from a daemon that died (and an
     // inline pair left forwarding in the kernel, fail-open).
-    let fresh = after_stats.uptime() - before_stats.uptime() + 1.0 >= sent_for.as_secs_f64();
+    let fresh = after_stats.uptime_s - before_stats.uptime_s + 1.0 >= sent_for.as_secs_f64();
     checks.push(Check::new(
         lab.daemon_alive() && fresh,
         format!(
@@ -341,7 +343,7 @@ fn settle(lab: &Lab, before: &Counts, expect: &Expect) -> anyhow::Result<Stats> 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = lab.stats()?;
-        if expect.reached(&s.counts().since(before)) {
+        if expect.reached(&Counts::of(&s).since(before)) {
             thread::sleep(STATS_INTERVAL * 2 + Duration::from_millis(200));
             return lab.stats();
         }

@@ -1,107 +1,24 @@
 //! What the lab knows of the daemon's counters, and the one place it gets
 //! them from ([`read`]).
 
-use std::path::Path;
-
-use anyhow::{anyhow, Context};
-use rstwall_engine::policy::Mode;
+use anyhow::anyhow;
+use rstwall_api::{ByName, Client, Stats};
 use rstwall_engine::RstClass;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Serialize, Serializer};
 
 use super::topology::LabConfig;
 
-/// The daemon's statistics now: its `--stats-json` file, rewritten
-/// atomically every [`super::topology::STATS_INTERVAL`]. This is the one
-/// function to point at the control API instead
-/// ([`LabConfig::control_socket`]); nothing else reads statistics.
+/// The daemon's statistics now: the statistics document
+/// ([`rstwall_api::Stats`], the one `--stats-json` writes too), asked for
+/// on the lab's control socket ([`LabConfig::control_socket`]). Nothing
+/// else reads statistics.
 pub fn read(cfg: &LabConfig) -> anyhow::Result<Stats> {
-    read_file(&cfg.stats_path())
+    Client::at(cfg.control_socket())
+        .stats()
+        .map_err(|f| anyhow!(f.error).context("asking rstwall for its statistics"))
 }
 
-fn read_file(path: &Path) -> anyhow::Result<Stats> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading rstwall's statistics {}", path.display()))?;
-    let doc = serde_json::from_str(&text)
-        .with_context(|| format!("rstwall's statistics {}", path.display()))?;
-    Ok(Stats(doc))
-}
-
-/// One statistics snapshot (the document of `rstwall run --stats-json`).
-#[derive(Clone, Debug)]
-pub struct Stats(pub Value);
-
-impl Stats {
-    pub fn mode(&self) -> anyhow::Result<Mode> {
-        match self.0["mode"].as_str() {
-            Some("monitor") => Ok(Mode::Monitor),
-            Some("enforce") => Ok(Mode::Enforce),
-            other => Err(anyhow!("rstwall's statistics: unexpected mode {other:?}")),
-        }
-    }
-
-    pub fn policy_version(&self) -> u64 {
-        self.0["policy"]["version"].as_u64().unwrap_or(0)
-    }
-
-    /// The oldest and newest policy generation the workers run (each
-    /// policy change is a new generation), if the daemon reports them.
-    pub fn policy_generations(&self) -> Option<(u64, u64)> {
-        let t = &self.0["totals"];
-        Some((
-            t["policy_generation_min"].as_u64()?,
-            t["policy_generation_max"].as_u64()?,
-        ))
-    }
-
-    /// The daemon's uptime in seconds: a new daemon starts from zero.
-    pub fn uptime(&self) -> f64 {
-        self.0["uptime_s"].as_f64().unwrap_or(0.0)
-    }
-
-    pub fn counts(&self) -> Counts {
-        let v = &self.0;
-        let c = &v["totals"]["counters"];
-        let n = |x: &Value| x.as_u64().unwrap_or(0);
-        let mut rst = [ClassCounts::default(); RstClass::COUNT];
-        for class in RstClass::ALL {
-            let r = &v["rst"][class.as_str()];
-            rst[class.index()] = ClassCounts {
-                total: n(&r["total"]),
-                passed: n(&r["passed"]),
-                dropped: n(&r["dropped"]),
-                would_drop: n(&r["would_drop"]),
-            };
-        }
-        let xdp = |key: &str| -> u64 {
-            v["ports"]
-                .as_array()
-                .map(|ports| ports.iter().map(|p| n(&p["xdp"][key])).sum())
-                .unwrap_or(0)
-        };
-        Counts {
-            rst,
-            tcp: n(&c["tcp"]),
-            syn: n(&c["syn"]),
-            synack: n(&c["synack"]),
-            fin: n(&c["fin"]),
-            rst_segments: n(&c["rst"]),
-            failed_connects: n(&c["failed_connects"]),
-            passed: n(&c["passed"]),
-            dropped: n(&c["dropped"]),
-            would_drop: n(&c["would_drop"]),
-            to_xsk: xdp("to_xsk"),
-            socket_lost: n(&v["totals"]["ring"]["rx_dropped"])
-                + n(&v["totals"]["ring"]["rx_ring_full"]),
-            bypassed: xdp("bypassed"),
-            flows_created: n(&v["totals"]["flows"]["created"]),
-            flows_evicted: n(&v["totals"]["flows"]["evicted"]),
-            table_full: n(&v["totals"]["flows"]["table_full"]),
-        }
-    }
-}
-
-/// One RST class's counters.
+/// One RST class's counters, as the lab's report shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ClassCounts {
     pub total: u64,
@@ -110,12 +27,12 @@ pub struct ClassCounts {
     pub would_drop: u64,
 }
 
-/// The counters the lab checks, from one snapshot or as the difference of
-/// two ([`Counts::since`]).
+/// The counters the lab checks, from one snapshot ([`Counts::of`]) or as
+/// the difference of two ([`Counts::since`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// By class, in [`RstClass::ALL`] order.
-    #[serde(serialize_with = "rst_by_name")]
+    #[serde(serialize_with = "by_name")]
     pub rst: [ClassCounts; RstClass::COUNT],
     /// TCP segments the engine judged.
     pub tcp: u64,
@@ -140,19 +57,49 @@ pub struct Counts {
     pub table_full: u64,
 }
 
-fn rst_by_name<S: serde::Serializer>(
-    rst: &[ClassCounts; RstClass::COUNT],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut m = s.serialize_map(Some(RstClass::COUNT))?;
-    for class in RstClass::ALL {
-        m.serialize_entry(class.as_str(), &rst[class.index()])?;
-    }
-    m.end()
+fn by_name<S: Serializer>(rst: &[ClassCounts; RstClass::COUNT], s: S) -> Result<S::Ok, S::Error> {
+    ByName::<RstClass, ClassCounts>::from_fn(|c| rst[c.index()]).serialize(s)
 }
 
 impl Counts {
+    /// The counters of one statistics document.
+    pub fn of(s: &Stats) -> Counts {
+        let c = &s.totals.counters;
+        let ring = s
+            .totals
+            .source
+            .afxdp
+            .as_ref()
+            .map(|x| x.ring)
+            .unwrap_or_default();
+        Counts {
+            rst: RstClass::ALL.map(|class| {
+                let k = s.rst(class);
+                ClassCounts {
+                    total: k.total,
+                    passed: k.passed,
+                    dropped: k.dropped,
+                    would_drop: k.would_drop,
+                }
+            }),
+            tcp: c.tcp,
+            syn: c.syn,
+            synack: c.synack,
+            fin: c.fin,
+            rst_segments: c.rst,
+            failed_connects: c.failed_connects,
+            passed: c.passed,
+            dropped: c.dropped,
+            would_drop: c.would_drop,
+            to_xsk: s.xdp_sum(|x| x.to_xsk),
+            bypassed: s.xdp_sum(|x| x.bypassed),
+            socket_lost: ring.rx_dropped + ring.rx_ring_full,
+            flows_created: s.totals.flows.created,
+            flows_evicted: s.totals.flows.evicted,
+            table_full: s.totals.flows.table_full,
+        }
+    }
+
     pub fn class(&self, class: RstClass) -> ClassCounts {
         self.rst[class.index()]
     }

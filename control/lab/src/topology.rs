@@ -36,11 +36,12 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use rstwall_api::Stats;
 use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_netlab::ethtool::{self, Offload};
 use rstwall_netlab::{netns, signal_process, Mac, Namespaces, Netns, Veth};
 
-use super::stats::{self, Stats};
+use super::stats;
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -247,33 +248,29 @@ impl Lab {
 
     /// The daemon's policy mode, per its statistics.
     pub fn mode(&self) -> anyhow::Result<Mode> {
-        self.stats()?.mode()
+        Ok(self.stats()?.mode)
     }
 
     /// Switch the running policy to `mode`: rewrite the lab's policy file
     /// and reload (SIGHUP), then wait until every worker runs it.
     pub fn set_mode(&mut self, mode: Mode) -> anyhow::Result<()> {
         let before = self.stats()?;
-        if before.mode()? == mode {
+        if before.mode == mode {
             return Ok(());
         }
         write_policy(&self.cfg, mode)?;
         if !signal_process(self.pid, libc::SIGHUP) {
             bail!("rstwall (pid {}) is gone:\n{}", self.pid, self.log_tail(20));
         }
-        let version = before.policy_version();
-        let generation = before.policy_generations().map(|(_, max)| max);
+        let version = before.policy.version;
+        let generation = before.totals.policy_generation_max;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let s = self.stats()?;
             // Every worker runs the new policy: the oldest generation in use
-            // is newer than any before (a daemon that does not report
-            // generations is taken at its word).
-            let applied = match (generation, s.policy_generations()) {
-                (Some(before), Some((min, _))) => min > before,
-                _ => true,
-            };
-            if s.mode()? == mode && s.policy_version() > version && applied {
+            // is newer than any before.
+            let applied = s.totals.policy_generation_min > generation;
+            if s.mode == mode && s.policy.version > version && applied {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -24,50 +24,30 @@
 //! rings have drained, the completion rings are empty, and nothing was sent
 //! for a whole audit period are reported as [`FrameStats::leaked`].
 
-use serde::Serialize;
+pub use rstwall_api::stats::afxdp::FrameStats;
 
-/// Where a frame is. See the module docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Place {
-    Free = 0,
-    Receive = 1,
-    Hand = 2,
-    Transmit = 3,
+rstwall_engine::closed_enum! {
+    /// Where a frame is (see the module docs), by the name the statistics
+    /// document ([`FrameStats`]'s fields) and the metrics (`place` label)
+    /// give it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Place: "frame place" {
+        Free = "free",
+        Receive = "receive",
+        Hand = "in_hand",
+        Transmit = "transmit",
+    }
 }
 
 impl Place {
-    const COUNT: usize = 4;
-}
-
-/// A worker's frame accounting, published with its stats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct FrameStats {
-    /// Frames the worker owns.
-    pub total: u64,
-    pub free: u64,
-    /// With the kernel for receiving (fill ring, driver, RX ring).
-    pub receive: u64,
-    /// Being judged right now (0 between batches).
-    pub in_hand: u64,
-    /// With the kernel for sending (TX ring, driver, completion ring).
-    pub transmit: u64,
-    /// Frames the kernel will never give back (see [`Ledger::audit`]).
-    pub leaked: u64,
-    /// Addresses handed back that were not where the ledger had them.
-    pub ledger_errors: u64,
-}
-
-impl FrameStats {
-    /// Add another worker's frames (for totals over workers).
-    pub fn merge(&mut self, o: &FrameStats) {
-        self.total += o.total;
-        self.free += o.free;
-        self.receive += o.receive;
-        self.in_hand += o.in_hand;
-        self.transmit += o.transmit;
-        self.leaked += o.leaked;
-        self.ledger_errors += o.ledger_errors;
+    /// The frames in this place, as a worker's statistics count them.
+    pub fn count_in(self, frames: &FrameStats) -> u64 {
+        match self {
+            Place::Free => frames.free,
+            Place::Receive => frames.receive,
+            Place::Hand => frames.in_hand,
+            Place::Transmit => frames.transmit,
+        }
     }
 }
 
@@ -90,7 +70,7 @@ impl Ledger {
             "UMEM frame size must be a power of two"
         );
         let mut counts = [0; Place::COUNT];
-        counts[Place::Free as usize] = frames as u64;
+        counts[Place::Free.index()] = frames as u64;
         Ledger {
             frame_shift: frame_size.trailing_zeros(),
             places: vec![Place::Free; frames],
@@ -109,8 +89,8 @@ impl Ledger {
         match self.places.get_mut(index) {
             Some(place) if *place == from => {
                 *place = to;
-                self.counts[from as usize] -= 1;
-                self.counts[to as usize] += 1;
+                self.counts[from.index()] -= 1;
+                self.counts[to.index()] += 1;
             }
             other => {
                 debug_assert!(
@@ -153,7 +133,7 @@ impl Ledger {
     }
 
     pub fn count(&self, place: Place) -> u64 {
-        self.counts[place as usize]
+        self.counts[place.index()]
     }
 
     pub fn total(&self) -> u64 {
@@ -186,7 +166,7 @@ impl Ledger {
         self.check(free_listed)?;
         let mut counted = [0u64; Place::COUNT];
         for p in &self.places {
-            counted[*p as usize] += 1;
+            counted[p.index()] += 1;
         }
         if counted != self.counts {
             return Err(format!(
@@ -235,6 +215,11 @@ mod tests {
     const FRAME: usize = 4096;
 
     #[test]
+    fn place_names_are_consistent() {
+        rstwall_engine::names::assert_consistent::<Place>();
+    }
+
+    #[test]
     fn a_frame_cycles_through_every_place_and_the_sum_holds() {
         let mut l = Ledger::new(4, FRAME);
         let addr = 2 * FRAME + 256; // packet data starts after the headroom
@@ -246,6 +231,9 @@ mod tests {
         l.completed(2 * FRAME);
         assert!(l.check(4).is_ok());
         assert_eq!(l.stats().ledger_errors, 0);
+        for place in Place::ALL {
+            assert_eq!(place.count_in(&l.stats()), l.count(place), "{place}");
+        }
     }
 
     #[test]

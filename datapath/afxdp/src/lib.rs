@@ -62,11 +62,9 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
-
 pub use error::AfXdpError;
 pub use ledger::{FrameStats, Ledger, Place};
-pub use socket::{BindMode, RingStats, XskMode};
+pub use socket::{BindMode, RingStats, UnknownBindMode, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
 
 use rstwall_engine::engine::EngineConfig;
@@ -89,27 +87,6 @@ impl Topology {
             Topology::Inline { a, b } => vec![a.as_str(), b.as_str()],
             Topology::Tap { port } => vec![port.as_str()],
         }
-    }
-
-    /// "inline" or "tap".
-    pub const fn mode(&self) -> &'static str {
-        match self {
-            Topology::Inline { .. } => "inline",
-            Topology::Tap { .. } => "tap",
-        }
-    }
-}
-
-/// As the documents show it: `{"inline": [A, B]}` or `{"tap": P}`.
-impl Serialize for Topology {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(1))?;
-        match self {
-            Topology::Inline { a, b } => m.serialize_entry("inline", &[a, b])?,
-            Topology::Tap { port } => m.serialize_entry("tap", port)?,
-        }
-        m.end()
     }
 }
 
@@ -204,20 +181,13 @@ impl DatapathConfig {
     }
 }
 
-/// A bound socket, for registering it in the XDP program's XSKMAP; as
-/// `status` shows it, `{"port", "queue", "xsk_mode"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A bound socket, for registering it in the XDP program's XSKMAP.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketInfo {
     pub port: String,
     pub queue: u32,
-    #[serde(skip)]
     pub fd: RawFd,
-    #[serde(rename = "xsk_mode", serialize_with = "mode_name")]
     pub mode: XskMode,
-}
-
-fn mode_name<S: Serializer>(mode: &XskMode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(mode.as_str())
 }
 
 /// "PORT/QUEUE MODE", as the start-up log lists the sockets.
@@ -358,27 +328,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn topology_and_sockets_as_the_documents_show_them() {
-        fn json(v: &impl Serialize) -> String {
-            serde_json::to_string(v).unwrap()
-        }
+    fn topology_and_sockets_as_the_log_names_them() {
         let inline = Topology::Inline {
             a: "pa".into(),
             b: "pb".into(),
         };
         let tap = Topology::Tap { port: "t0".into() };
-        assert_eq!(json(&inline), r#"{"inline":["pa","pb"]}"#);
-        assert_eq!(json(&tap), r#"{"tap":"t0"}"#);
         assert_eq!(inline.to_string(), "inline pa <-> pb");
         assert_eq!(tap.to_string(), "tap t0");
-        assert_eq!((inline.mode(), tap.mode()), ("inline", "tap"));
         let s = SocketInfo {
             port: "pa".into(),
             queue: 1,
             fd: 7,
             mode: XskMode::ZeroCopy,
         };
-        assert_eq!(json(&s), r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy"}"#);
         assert_eq!(s.to_string(), "pa/1 zerocopy");
     }
 }

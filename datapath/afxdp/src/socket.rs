@@ -40,7 +40,8 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use serde::Serialize;
+pub use rstwall_api::stats::afxdp::{RingStats, XskMode};
+use rstwall_engine::names::{alternatives, UnknownName};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -50,68 +51,29 @@ pub use xsk_rs::{FrameDesc, Umem};
 
 use crate::error::AfXdpError;
 
-/// How a socket moves frames between the NIC and the UMEM.
-///
-/// Two spellings reach operators today, and both are kept until the enum
-/// takes its names from one place (`rstwall_engine`'s `closed_enum!`):
-/// serde's `zero_copy` (the statistics document's per-socket `mode`) and
-/// [`XskMode::as_str`]'s `zerocopy` (`xsk_mode` in status and the
-/// statistics, the log).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum XskMode {
-    /// The driver DMAs straight into the UMEM.
-    ZeroCopy,
-    /// The kernel copies between its buffers and the UMEM (any driver,
-    /// veth, generic XDP).
-    Copy,
-}
-
-impl XskMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            XskMode::ZeroCopy => "zerocopy",
-            XskMode::Copy => "copy",
-        }
+rstwall_engine::closed_enum! {
+    /// Which bind modes to try (`--xsk-mode`, `xsk_mode` in the config
+    /// file): `auto`, or one [`XskMode`] by its name.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum BindMode: "AF_XDP bind mode" else UnknownBindMode {
+        /// Zero-copy, falling back to copy when the driver cannot.
+        #[default]
+        Auto = "auto",
+        /// Zero-copy or fail.
+        ZeroCopy = XskMode::ZeroCopy.as_str(),
+        /// Copy mode only.
+        Copy = XskMode::Copy.as_str(),
     }
 }
 
-/// Which bind modes to try.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BindMode {
-    /// Zero-copy, falling back to copy when the driver cannot.
-    #[default]
-    Auto,
-    /// Zero-copy or fail.
-    ZeroCopy,
-    /// Copy mode only.
-    Copy,
-}
+/// A bind mode name that is none of [`BindMode::NAMES`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode `{0}` (expected {expected})", expected = alternatives(&BindMode::NAMES))]
+pub struct UnknownBindMode(pub String);
 
-/// The kernel's XDP_STATISTICS for one socket (cumulative).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RingStats {
-    /// Received frames dropped for other reasons (e.g. larger than a frame).
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub tx_invalid_descs: u64,
-    /// Received frames dropped because the RX ring was full: the worker
-    /// fell behind.
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty.
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the kernel found the TX ring empty when woken.
-    pub tx_ring_empty_descs: u64,
-}
-
-impl RingStats {
-    pub fn merge(&mut self, o: &RingStats) {
-        self.rx_dropped += o.rx_dropped;
-        self.rx_invalid_descs += o.rx_invalid_descs;
-        self.tx_invalid_descs += o.tx_invalid_descs;
-        self.rx_ring_full += o.rx_ring_full;
-        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
-        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
+impl From<UnknownName> for UnknownBindMode {
+    fn from(e: UnknownName) -> Self {
+        UnknownBindMode(e.name)
     }
 }
 
@@ -475,4 +437,22 @@ fn verified_mode(fd: RawFd) -> Option<XskMode> {
     } else {
         XskMode::Copy
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_are_consistent() {
+        rstwall_engine::names::assert_consistent::<BindMode>();
+        // One vocabulary: a bind mode that names one socket mode says it
+        // the same way.
+        assert_eq!(BindMode::ZeroCopy.as_str(), XskMode::ZeroCopy.as_str());
+        assert_eq!(BindMode::Copy.as_str(), XskMode::Copy.as_str());
+        assert_eq!(
+            "fast".parse::<BindMode>().unwrap_err().to_string(),
+            "unknown mode `fast` (expected auto, zerocopy or copy)"
+        );
+    }
 }

@@ -1,53 +1,26 @@
 //! What an AF_XDP worker adds to the statistics every source publishes
 //! ([`rstwall_source::WorkerStats`]): its sockets with their ring
 //! statistics, its UMEM frames, and the frames the TX ring had no room for.
+//! The types are the control API's ([`rstwall_api::stats::afxdp`]), so
+//! the statistics document shows exactly what the workers counted.
 
-use serde::Serialize;
+use std::ops::Deref;
 
+use rstwall_api::stats::afxdp::XskWorker;
+pub use rstwall_api::stats::afxdp::{SocketStats, XskTotals};
 use rstwall_source::SourceStats;
 
-use crate::ledger::FrameStats;
-use crate::socket::{RingStats, XskMode};
+use crate::socket::XskMode;
 
-/// One socket (one port's queue) as its worker sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SocketStats {
-    pub port: String,
-    pub queue: u32,
-    pub mode: XskMode,
-    /// Frames taken from this socket's RX ring.
-    pub rx_frames: u64,
-    /// Frames submitted on this socket's TX ring.
-    pub tx_frames: u64,
-    /// sendto() kicks for TX, and recvfrom() kicks for the fill ring.
-    pub tx_wakeups: u64,
-    pub fill_wakeups: u64,
-    /// XDP_STATISTICS as of the last publish.
-    pub ring: RingStats,
-}
+/// One AF_XDP worker's own statistics, as it publishes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XskStats(pub XskWorker);
 
-/// One AF_XDP worker's own statistics.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct XskStats {
-    /// The queue index the worker serves on every port.
-    pub queue: u32,
-    /// Frames passed with no room on the TX ring (dropped, counted).
-    pub tx_ring_full_drops: u64,
-    pub sockets: Vec<SocketStats>,
-    pub frames: FrameStats,
-}
-
-/// [`XskStats`] summed over workers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct XskTotals {
-    pub tx_ring_full_drops: u64,
-    pub rx_frames: u64,
-    pub tx_frames: u64,
-    pub ring: RingStats,
-    pub frames: FrameStats,
-    /// Sockets per bind mode.
-    pub zerocopy_sockets: usize,
-    pub copy_sockets: usize,
+impl Deref for XskStats {
+    type Target = XskWorker;
+    fn deref(&self) -> &XskWorker {
+        &self.0
+    }
 }
 
 impl SourceStats for XskStats {
@@ -65,17 +38,5 @@ impl SourceStats for XskStats {
             }
         }
         t.frames.merge(&self.frames);
-    }
-}
-
-impl XskTotals {
-    /// "zerocopy", "copy", or "mixed (zerocopy N, copy M)".
-    pub fn xsk_mode(&self) -> String {
-        match (self.zerocopy_sockets, self.copy_sockets) {
-            (0, 0) => "none".into(),
-            (_, 0) => XskMode::ZeroCopy.as_str().into(),
-            (0, _) => XskMode::Copy.as_str().into(),
-            (z, c) => format!("mixed (zerocopy {z}, copy {c})"),
-        }
     }
 }

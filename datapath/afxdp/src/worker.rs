@@ -6,6 +6,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use rstwall_api::stats::afxdp::XskWorker;
 use rstwall_engine::policy::Verdict;
 use rstwall_engine::wire::LinkType;
 use rstwall_source::WorkerCore;
@@ -332,12 +333,12 @@ impl Worker {
     }
 
     fn stats<'p>(&self, ports: impl Iterator<Item = &'p PortRings>, ledger: &Ledger) -> XskStats {
-        XskStats {
+        XskStats(XskWorker {
             queue: self.queue,
             tx_ring_full_drops: self.tx_ring_full_drops,
             sockets: ports.map(|p| p.stats(self.queue)).collect(),
             frames: ledger.stats(),
-        }
+        })
     }
 }
 

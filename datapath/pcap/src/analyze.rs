@@ -244,7 +244,7 @@ mod tests {
             "both parts saw flows"
         );
         assert_eq!(got.counters, want.counters);
-        assert_eq!(got.rst_classes, want.rst_classes);
+        assert_eq!(got.rst_classes(), want.rst_classes());
         assert_eq!(got.active_flows, want.active_flows);
         assert_eq!(got.seconds, want.seconds);
         assert_eq!(got.hosts, want.hosts);

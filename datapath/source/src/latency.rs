@@ -2,7 +2,7 @@
 //! while recording.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest batch time the histogram records exactly (longer ones are
 /// clamped to it): one second.
@@ -76,14 +76,8 @@ impl BatchLatency {
     }
 }
 
-impl Serialize for BatchLatency {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.summary().serialize(s)
-    }
-}
-
-/// Percentiles of [`BatchLatency`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Percentiles of [`BatchLatency`]: what documents show of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub batches: u64,
     pub p50_ns: u64,

@@ -47,8 +47,6 @@ mod workers;
 
 use std::fmt;
 
-use serde::Serialize;
-
 pub use capture::{
     CaptureFilter, CaptureSession, CaptureTap, Captured, CAPTURE_POOL, CAPTURE_SNAPLEN,
 };
@@ -66,8 +64,8 @@ pub trait Source {
     /// What the source adds to each worker's statistics.
     type Stats: SourceStats;
     /// One place frames come from (an AF_XDP socket: port, queue, bind
-    /// mode), as `status` shows it and the start-up log names it.
-    type Endpoint: Serialize + fmt::Display;
+    /// mode), as the start-up log names it.
+    type Endpoint: fmt::Display;
 
     fn workers(&self) -> &Workers<Self::Stats>;
     fn workers_mut(&mut self) -> &mut Workers<Self::Stats>;

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Sender};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rstwall_engine::flow::{Flow, FlowKey, FlowState, Side};
 use rstwall_engine::telemetry::Snapshot;
 
 use crate::capture::CaptureTap;
 
-/// A flow as `rstwall flows` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A flow as `rstwall flows` shows it: a row of the control API's flows
+/// document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRow {
     /// The side that sent the first SYN when the handshake was seen, else
     /// the lower address.

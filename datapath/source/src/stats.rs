@@ -10,11 +10,17 @@
 //! UMEM frames) as the `S` of [`WorkerStats`], which serializes flattened
 //! into the same object.
 //!
+//! The same types are the statistics document's (`rstwall_api::stats`):
+//! there the batch latency is its [`LatencySummary`](crate::LatencySummary) (the `L` of
+//! [`WorkerStats`] and [`Totals`], a histogram while running) and the
+//! source's part is the document's union of every source's
+//! ([`WorkerStats::map`], [`Totals::sum_as`]).
+//!
 //! [`Engine`]: rstwall_engine::engine::Engine
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rstwall_engine::flow::FlowStats;
 use rstwall_engine::policy::BlockStats;
@@ -23,9 +29,9 @@ use rstwall_engine::telemetry::{Counters, SecondStats};
 use crate::latency::BatchLatency;
 
 /// A source's own part of a worker's statistics.
-pub trait SourceStats: Clone + fmt::Debug + PartialEq + Serialize + Send + 'static {
+pub trait SourceStats: Clone + fmt::Debug + PartialEq + Send + 'static {
     /// Its sum over workers.
-    type Totals: Clone + fmt::Debug + Default + PartialEq + Serialize;
+    type Totals: Clone + fmt::Debug + Default + PartialEq;
 
     /// Add this worker's part to `totals`.
     fn add_to(&self, totals: &mut Self::Totals);
@@ -38,9 +44,10 @@ impl SourceStats for () {
     fn add_to(&self, _: &mut ()) {}
 }
 
-/// One worker's published state.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WorkerStats<S> {
+/// One worker's published state: its batch latency `L` is a histogram
+/// while running, its summary in documents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats<S, L = BatchLatency> {
     pub worker: usize,
     /// The CPU the worker is pinned to (None: not pinned, or pinning failed).
     pub cpu: Option<usize>,
@@ -60,7 +67,7 @@ pub struct WorkerStats<S> {
     /// Generation of the policy the worker runs ([`crate::PolicySlot`]).
     pub policy_generation: u64,
     /// Engine time per batch, since the worker started.
-    pub batch_latency: BatchLatency,
+    pub batch_latency: L,
     /// The engine's current (incomplete) second, and its last few
     /// completed seconds' counts: for the daemon's alerts, judged on the
     /// sum of all workers ([`rstwall_engine::telemetry::MergedAlerts`]).
@@ -73,9 +80,19 @@ pub struct WorkerStats<S> {
     pub source: S,
 }
 
-impl<S> WorkerStats<S> {
+impl<S, L: Clone> WorkerStats<S, L> {
     /// The part every source has, without the source's own.
-    pub fn common(&self) -> WorkerStats<()> {
+    pub fn common(&self) -> WorkerStats<(), L> {
+        self.map(|_| (), L::clone)
+    }
+
+    /// The same statistics with the source's part and the batch latency
+    /// as `source` and `latency` make them.
+    pub fn map<S2, L2>(
+        &self,
+        source: impl FnOnce(&S) -> S2,
+        latency: impl FnOnce(&L) -> L2,
+    ) -> WorkerStats<S2, L2> {
         WorkerStats {
             worker: self.worker,
             cpu: self.cpu,
@@ -88,17 +105,18 @@ impl<S> WorkerStats<S> {
             flows: self.flows,
             active_flows: self.active_flows,
             policy_generation: self.policy_generation,
-            batch_latency: self.batch_latency.clone(),
+            batch_latency: latency(&self.batch_latency),
             second: self.second,
             recent_seconds: self.recent_seconds.clone(),
-            source: (),
+            source: source(&self.source),
         }
     }
 }
 
-/// The sum over a source's workers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Totals<T> {
+/// The sum over a source's workers (the batch latency `L` as in
+/// [`WorkerStats`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals<T, L = BatchLatency> {
     pub workers: usize,
     pub batches: u64,
     pub sleeps: u64,
@@ -111,7 +129,7 @@ pub struct Totals<T> {
     /// once every worker has taken the latest policy.
     pub policy_generation_min: u64,
     pub policy_generation_max: u64,
-    pub batch_latency: BatchLatency,
+    pub batch_latency: L,
     /// The source's own part, summed.
     #[serde(flatten)]
     pub source: T,
@@ -122,7 +140,23 @@ impl<T: Default> Totals<T> {
     where
         S: SourceStats<Totals = T>,
     {
-        let mut t = Totals::default();
+        Totals::sum_as(workers, |source| source, |latency| latency)
+    }
+}
+
+impl<T: Default, L: Default> Totals<T, L> {
+    /// The sum over `workers`, with the source's summed part and the
+    /// merged batch latency as `source` and `latency` make them (the
+    /// statistics document: the union of the sources' parts, the latency
+    /// summed up).
+    pub fn sum_as<'a, S: SourceStats>(
+        workers: impl IntoIterator<Item = &'a WorkerStats<S>>,
+        source: impl FnOnce(S::Totals) -> T,
+        latency: impl FnOnce(BatchLatency) -> L,
+    ) -> Totals<T, L> {
+        let mut t = Totals::<T, L>::default();
+        let mut source_sum = S::Totals::default();
+        let mut latency_sum = BatchLatency::default();
         for w in workers {
             t.workers += 1;
             t.batches += w.batches;
@@ -141,12 +175,16 @@ impl<T: Default> Totals<T> {
                 t.policy_generation_min.min(w.policy_generation)
             };
             t.policy_generation_max = t.policy_generation_max.max(w.policy_generation);
-            t.batch_latency.merge(&w.batch_latency);
-            w.source.add_to(&mut t.source);
+            latency_sum.merge(&w.batch_latency);
+            w.source.add_to(&mut source_sum);
         }
+        t.source = source(source_sum);
+        t.batch_latency = latency(latency_sum);
         t
     }
+}
 
+impl<T, L> Totals<T, L> {
     /// Block requests that never reached the control side: a worker's ring
     /// was full, or the channel to the control side was.
     pub fn block_requests_lost(&self) -> u64 {

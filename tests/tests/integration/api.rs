@@ -10,9 +10,13 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstwall_api::{Alerts, BlockList, ErrorDoc, Flows, PolicyShow, Stats, Status, Topology};
+use rstwall_engine::flow::FlowState;
+use rstwall_engine::policy::Mode;
+use rstwall_engine::telemetry::Level;
+use rstwall_engine::RstClass::{NoFlow, Refused};
 use rstwall_tests::lab::*;
 use rstwall_tests::rstwall_bin;
-use serde_json::Value;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -36,14 +40,14 @@ fn refused_connects(lab: &Lab, n: usize) {
 }
 
 /// Wait until `f` holds for the daemon's `GET /v1/stats`.
-fn wait_api_stats(lab: &Lab, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+fn wait_api_stats(lab: &Lab, what: &str, f: impl Fn(&Stats) -> bool) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = lab.cli_json(&["stats", "--json"]);
+        let v: Stats = lab.cli_json(&["stats", "--json"]);
         if f(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "never {what}: {v:#}");
+        assert!(Instant::now() < deadline, "never {what}: {v:#?}");
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -55,24 +59,23 @@ fn every_client_command_against_a_running_daemon() {
     let pid = lab.rstwall.as_ref().unwrap().id();
 
     // status
-    let st = lab.cli_json(&["status", "--json"]);
-    assert_eq!(st["pid"].as_u64(), Some(u64::from(pid)), "{st:#}");
-    assert_eq!(st["mode"], "inline");
-    assert_eq!(st["topology"]["inline"], serde_json::json!(["pa", "pb"]));
-    let ports: Vec<(&str, &str)> = st["ports"]
-        .as_array()
-        .unwrap()
+    let st: Status = lab.cli_json(&["status", "--json"]);
+    assert_eq!(st.pid, pid, "{st:#?}");
+    assert_eq!(st.mode, "inline");
+    assert_eq!(st.topology, Topology::Inline(["pa".into(), "pb".into()]));
+    let ports: Vec<(&str, &str)> = st
+        .ports
         .iter()
-        .map(|p| (p["port"].as_str().unwrap(), p["xdp_mode"].as_str().unwrap()))
+        .map(|p| (p.port.as_str(), p.xdp_mode.as_str()))
         .collect();
     assert_eq!(ports, vec![("pa", "native"), ("pb", "native")]);
-    assert_eq!(st["queues"], 1);
-    assert_eq!(st["xsk_mode"], "copy", "veth has no zero-copy");
-    assert_eq!(st["sockets"].as_array().unwrap().len(), 2);
-    assert_eq!(st["policy"]["version"], 1);
-    assert_eq!(st["policy"]["mode"], "monitor");
-    assert_eq!(st["blocks"], 0);
-    assert!(st["uptime_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(st.queues, 1);
+    assert_eq!(st.xsk_mode, "copy", "veth has no zero-copy");
+    assert_eq!(st.sockets.len(), 2);
+    assert_eq!(st.policy.version, 1);
+    assert_eq!(st.policy.mode, Mode::Monitor);
+    assert_eq!(st.blocks, 0);
+    assert!(st.uptime_s > 0.0);
     let text = lab.cli_ok(&["status"]);
     assert!(
         text.contains("mode:     inline") && text.contains("AF_XDP copy"),
@@ -91,18 +94,18 @@ fn every_client_command_against_a_running_daemon() {
 
     // stats
     let s = wait_api_stats(&lab, "5 refused and 3 no_flow", |v| {
-        rst_count(v, "refused", "total") >= 5 && rst_count(v, "no_flow", "total") >= 3
+        v.rst(Refused).total >= 5 && v.rst(NoFlow).total >= 3
     });
-    assert_eq!(rst_count(&s, "refused", "total"), 5, "{s:#}");
-    assert_eq!(rst_count(&s, "refused", "passed"), 5);
-    assert_eq!(rst_count(&s, "no_flow", "total"), 3);
-    assert_eq!(rst_count(&s, "no_flow", "dropped"), 0, "monitor mode");
-    assert_eq!(total(&s, &["counters", "failed_connects"]), 5);
-    assert!(total(&s, &["counters", "syn"]) >= 6);
-    assert_eq!(s["mode"], "monitor");
-    assert_eq!(s["policy"]["version"], 1);
-    assert!(total(&s, &["batch_latency", "batches"]) > 0, "{s:#}");
-    assert!(total(&s, &["batch_latency", "p50_ns"]) > 0);
+    assert_eq!(s.rst(Refused).total, 5, "{s:#?}");
+    assert_eq!(s.rst(Refused).passed, 5);
+    assert_eq!(s.rst(NoFlow).total, 3);
+    assert_eq!(s.rst(NoFlow).dropped, 0, "monitor mode");
+    assert_eq!(s.totals.counters.failed_connects, 5);
+    assert!(s.totals.counters.syn >= 6);
+    assert_eq!(s.mode, Mode::Monitor);
+    assert_eq!(s.policy.version, 1);
+    assert!(s.totals.batch_latency.batches > 0, "{s:#?}");
+    assert!(s.totals.batch_latency.p50_ns > 0);
     let text = lab.cli_ok(&["stats"]);
     assert!(
         text.contains("refused") && text.contains("batch time"),
@@ -110,22 +113,18 @@ fn every_client_command_against_a_running_daemon() {
     );
 
     // flows
-    let f = lab.cli_json(&["flows", "--json", "--state", "established"]);
-    let rows = f["flows"].as_array().unwrap();
-    let ours: Vec<&Value> = rows.iter().filter(|r| r["server_port"] == 5100).collect();
-    assert_eq!(ours.len(), 1, "{f:#}");
+    let f: Flows = lab.cli_json(&["flows", "--json", "--state", "established"]);
+    let ours: Vec<_> = f.flows.iter().filter(|r| r.server_port == 5100).collect();
+    assert_eq!(ours.len(), 1, "{f:#?}");
     let r = ours[0];
-    assert_eq!(r["client"], CLIENT.to_string());
-    assert_eq!(r["server"], SERVER.to_string());
-    assert_eq!(
-        r["client_port"],
-        u64::from(live.local_addr().unwrap().port())
-    );
-    assert_eq!(r["state"], "established");
-    assert_eq!(r["midstream"], false);
-    assert_eq!(r["worker"], 0);
-    let all = lab.cli_json(&["flows", "--json", "--limit", "1"]);
-    assert_eq!(all["count"], 1, "{all:#}");
+    assert_eq!(r.client, CLIENT);
+    assert_eq!(r.server, SERVER);
+    assert_eq!(r.client_port, live.local_addr().unwrap().port());
+    assert_eq!(r.state, FlowState::Established);
+    assert!(!r.midstream);
+    assert_eq!(r.worker, 0);
+    let all: Flows = lab.cli_json(&["flows", "--json", "--limit", "1"]);
+    assert_eq!(all.count, 1, "{all:#?}");
     let text = lab.cli_ok(&["flows"]);
     assert!(text.contains(&format!("{SERVER}:5100")), "{text}");
     refused(
@@ -136,15 +135,15 @@ fn every_client_command_against_a_running_daemon() {
     );
 
     // policy show / set / diff / apply
-    let p = lab.cli_json(&["policy", "show", "--json"]);
-    assert_eq!(p["version"], 1);
-    assert_eq!(p["mode"], "monitor");
-    assert!(p["toml"].as_str().unwrap().contains("mode = \"monitor\""));
+    let p: PolicyShow = lab.cli_json(&["policy", "show", "--json"]);
+    assert_eq!(p.version, 1);
+    assert_eq!(p.mode, Mode::Monitor);
+    assert!(p.toml.contains("mode = \"monitor\""));
     let out = lab.cli_ok(&["policy", "set", "mode=enforce", "actions.no_flow=drop"]);
     assert!(out.contains("policy version 2 applied (enforce"), "{out}");
-    let p = lab.cli_json(&["policy", "show", "--json"]);
-    assert_eq!(p["version"], 2);
-    assert!(p["toml"].as_str().unwrap().contains("no_flow = \"drop\""));
+    let p: PolicyShow = lab.cli_json(&["policy", "show", "--json"]);
+    assert_eq!(p.version, 2);
+    assert!(p.toml.contains("no_flow = \"drop\""));
     let out = lab.cli_ok(&["policy", "set", "mode=enforce"]);
     assert!(out.contains("unchanged"), "{out}");
     refused(
@@ -156,9 +155,7 @@ fn every_client_command_against_a_running_daemon() {
     refused(&lab, &["policy", "set", "actions.bogus=drop"], 2, "bogus");
     // Enforce now drops no_flow RSTs.
     send_no_flow_rsts(&lab, 2, 42000);
-    wait_api_stats(&lab, "2 dropped no_flow", |v| {
-        rst_count(v, "no_flow", "dropped") >= 2
-    });
+    wait_api_stats(&lab, "2 dropped no_flow", |v| v.rst(NoFlow).dropped >= 2);
     let file = lab.dir.join("next.toml");
     std::fs::write(
         &file,
@@ -179,7 +176,11 @@ fn every_client_command_against_a_running_daemon() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("bad.toml") && err.contains("line 4"), "{err}");
-    assert_eq!(lab.cli_json(&["policy", "show", "--json"])["version"], 2);
+    assert_eq!(
+        lab.cli_json::<PolicyShow>(&["policy", "show", "--json"])
+            .version,
+        2
+    );
     let out = lab.cli_ok(&["policy", "apply", file.to_str().unwrap()]);
     assert!(out.contains("policy version 3 applied (monitor"), "{out}");
     let same = lab.cli_ok(&["policy", "diff", file.to_str().unwrap()]);
@@ -190,21 +191,13 @@ fn every_client_command_against_a_running_daemon() {
     assert!(out.contains("blocked 198.18.0.77/32 until"), "{out}");
     assert!(out.contains("monitor mode"), "{out}");
     lab.cli_ok(&["block", "add", "198.18.1.0/24"]);
-    let b = lab.cli_json(&["block", "list", "--json"]);
-    let cidrs: Vec<&str> = b["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["cidr"].as_str().unwrap())
-        .collect();
-    assert_eq!(cidrs, vec!["198.18.0.77/32", "198.18.1.0/24"], "{b:#}");
-    let timed = &b["blocks"][0];
-    assert_eq!(
-        timed["until"].as_u64().unwrap() - timed["added"].as_u64().unwrap(),
-        2
-    );
-    assert_eq!(b["blocks"][1]["until"], Value::Null);
-    assert_eq!(b["enforced"], false);
+    let b: BlockList = lab.cli_json(&["block", "list", "--json"]);
+    let cidrs: Vec<String> = b.blocks.iter().map(|x| x.cidr.to_string()).collect();
+    assert_eq!(cidrs, vec!["198.18.0.77/32", "198.18.1.0/24"], "{b:#?}");
+    let timed = &b.blocks[0];
+    assert_eq!(timed.until.unwrap() - timed.added, 2);
+    assert_eq!(b.blocks[1].until, None);
+    assert!(!b.enforced);
     refused(&lab, &["block", "add", "300.1.2.3/8"], 2, "invalid CIDR");
     refused(
         &lab,
@@ -215,21 +208,22 @@ fn every_client_command_against_a_running_daemon() {
     refused(&lab, &["block", "del", "198.18.9.0/24"], 2, "not blocked");
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let b = lab.cli_json(&["block", "list", "--json"]);
-        if b["blocks"].as_array().unwrap().len() == 1 {
-            assert_eq!(b["blocks"][0]["cidr"], "198.18.1.0/24");
+        let b: BlockList = lab.cli_json(&["block", "list", "--json"]);
+        if b.blocks.len() == 1 {
+            assert_eq!(b.blocks[0].cidr.to_string(), "198.18.1.0/24");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the 2 s block never ended: {b:#}"
+            "the 2 s block never ended: {b:#?}"
         );
         thread::sleep(Duration::from_millis(200));
     }
     lab.cli_ok(&["block", "del", "198.18.1.0/24"]);
     assert_eq!(
-        lab.cli_json(&["block", "list", "--json"])["blocks"],
-        serde_json::json!([])
+        lab.cli_json::<BlockList>(&["block", "list", "--json"])
+            .blocks,
+        vec![]
     );
 
     // capture: three refused RSTs, as tcpdump reads them.
@@ -293,34 +287,28 @@ fn every_client_command_against_a_running_daemon() {
     refused_connects(&lab, 6);
     let deadline = Instant::now() + Duration::from_secs(10);
     let a = loop {
-        let a = lab.cli_json(&["alerts", "--json"]);
-        let fired = a["history"]
-            .as_array()
-            .unwrap()
+        let a: Alerts = lab.cli_json(&["alerts", "--json"]);
+        let fired = a
+            .history
             .iter()
-            .any(|e| e["rule"] == "failed_connects" && e["level"] != "ok");
+            .any(|e| e.rule == "failed_connects" && e.level != Level::Ok);
         if fired {
             break a;
         }
-        assert!(Instant::now() < deadline, "no failed_connects alert: {a:#}");
+        assert!(
+            Instant::now() < deadline,
+            "no failed_connects alert: {a:#?}"
+        );
         thread::sleep(Duration::from_millis(200));
     };
-    let e = a["history"]
-        .as_array()
-        .unwrap()
+    let e = a
+        .history
         .iter()
-        .find(|e| e["rule"] == "failed_connects")
+        .find(|e| e.rule == "failed_connects")
         .unwrap();
-    assert!(
-        e["value"].as_f64().unwrap() >= e["threshold"].as_f64().unwrap(),
-        "{e:#}"
-    );
-    assert_eq!(e["threshold"], 2.0);
-    assert!(a["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["name"] == "rst_flood"));
+    assert!(e.value >= e.threshold, "{e:#?}");
+    assert_eq!(e.threshold, 2.0);
+    assert!(a.rules.iter().any(|r| r.name == "rst_flood"));
     let text = lab.cli_ok(&["alerts"]);
     assert!(text.contains("failed_connects"), "{text}");
     // The daemon logs each level change.
@@ -422,11 +410,8 @@ fn policy_and_blocks_survive_a_restart_and_clients_see_no_daemon() {
         );
         thread::sleep(Duration::from_millis(50));
     }
-    let p = lab.cli_json(&["policy", "show", "--json"]);
-    assert_eq!(
-        (p["version"].as_u64(), p["mode"].as_str()),
-        (Some(2), Some("enforce"))
-    );
+    let p: PolicyShow = lab.cli_json(&["policy", "show", "--json"]);
+    assert_eq!((p.version, p.mode), (2, Mode::Enforce));
     lab.stop_rstwall(libc_sigterm());
     assert!(!lab.socket().exists(), "the socket goes with the daemon");
     for args in [
@@ -441,14 +426,30 @@ fn policy_and_blocks_survive_a_restart_and_clients_see_no_daemon() {
     ] {
         refused(&lab, args, 1, "no rstwall daemon is running");
     }
+    // rstwall_api's client, which those commands use, says the same.
+    let nobody = lab.client().status().unwrap_err();
+    assert_eq!(nobody.status, 1);
+    assert!(
+        nobody
+            .error
+            .to_string()
+            .contains("no rstwall daemon is running"),
+        "{:#}",
+        nobody.error
+    );
     lab.start_rstwall(&["--inline", "pa,pb"]);
-    let p = lab.cli_json(&["policy", "show", "--json"]);
-    assert_eq!(p["version"], 2, "{p:#}");
-    assert_eq!(p["mode"], "enforce");
-    assert!(p["toml"].as_str().unwrap().contains("per_source_rate = 7"));
-    let b = lab.cli_json(&["block", "list", "--json"]);
-    assert_eq!(b["blocks"][0]["cidr"], "198.18.0.200/32", "{b:#}");
-    assert_eq!(b["enforced"], true);
+    let p: PolicyShow = lab.cli_json(&["policy", "show", "--json"]);
+    assert_eq!(p.version, 2, "{p:#?}");
+    assert_eq!(p.mode, Mode::Enforce);
+    assert!(p.toml.contains("per_source_rate = 7"));
+    assert_eq!(
+        lab.client().policy().unwrap(),
+        p,
+        "the client reads what --json prints"
+    );
+    let b: BlockList = lab.cli_json(&["block", "list", "--json"]);
+    assert_eq!(b.blocks[0].cidr.to_string(), "198.18.0.200/32", "{b:#?}");
+    assert!(b.enforced);
     // A second daemon on the same socket is refused at start.
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.appliance])
@@ -473,7 +474,7 @@ fn policy_and_blocks_survive_a_restart_and_clients_see_no_daemon() {
         stderr(&out)
     );
     assert_eq!(
-        lab.cli_json(&["status", "--json"])["pid"],
+        lab.cli_json::<Status>(&["status", "--json"]).pid,
         lab.rstwall.as_ref().unwrap().id()
     );
 }
@@ -482,8 +483,9 @@ fn libc_sigterm() -> i32 {
     15
 }
 
-/// One raw request on the control socket; (status, body as JSON).
-fn raw(lab: &Lab, request: &[u8]) -> (u16, Value) {
+/// One raw request on the control socket; (status, the refusal it
+/// answers with).
+fn raw(lab: &Lab, request: &[u8]) -> (u16, ErrorDoc) {
     let mut s = UnixStream::connect(lab.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = s.write_all(request);
@@ -511,7 +513,7 @@ fn post(path: &str, body: &str) -> Vec<u8> {
 fn bad_requests_get_clear_errors_and_change_nothing() {
     let mut lab = Lab::new("apibad");
     lab.start_rstwall(&["--inline", "pa,pb"]);
-    let before = lab.cli_json(&["policy", "show", "--json"]);
+    let before: PolicyShow = lab.cli_json(&["policy", "show", "--json"]);
     let mut huge = post("/v1/policy/set", "");
     huge.truncate(huge.len() - 4);
     let huge = [
@@ -633,17 +635,19 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     for (req, status, needle) in cases {
         let (got, body) = raw(&lab, &req);
         let shown = String::from_utf8_lossy(&req[..req.len().min(120)]).into_owned();
-        assert_eq!(got, status, "{shown}: {body}");
-        let msg = body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{shown}: {body}"));
+        assert_eq!(got, status, "{shown}: {body:?}");
+        let msg = &body.error;
         assert!(msg.contains(needle), "{shown}: {msg}");
     }
     // Nothing changed.
-    assert_eq!(lab.cli_json(&["policy", "show", "--json"]), before);
     assert_eq!(
-        lab.cli_json(&["block", "list", "--json"])["blocks"],
-        serde_json::json!([])
+        lab.cli_json::<PolicyShow>(&["policy", "show", "--json"]),
+        before
+    );
+    assert_eq!(
+        lab.cli_json::<BlockList>(&["block", "list", "--json"])
+            .blocks,
+        vec![]
     );
     assert!(
         lab.rstwall.as_mut().unwrap().try_wait().unwrap().is_none(),
@@ -708,8 +712,9 @@ fn clients_that_are_not_root_nor_in_the_group_are_refused() {
         stderr(&out)
     );
     assert_eq!(
-        lab.cli_json(&["policy", "show", "--json"])["mode"],
-        "monitor"
+        lab.cli_json::<PolicyShow>(&["policy", "show", "--json"])
+            .mode,
+        Mode::Monitor
     );
 }
 
@@ -777,28 +782,24 @@ fn policy_changes_under_traffic_are_atomic() {
     drop(client);
     assert_eq!(server.join().unwrap(), written, "the transfer survived");
     let s = wait_api_stats(&lab, "every RST judged", |v| {
-        rst_count(v, "no_flow", "total") >= u64::from(sent)
+        v.rst(NoFlow).total >= u64::from(sent)
     });
-    assert_eq!(
-        rst_count(&s, "no_flow", "dropped"),
-        0,
-        "a mixed policy dropped: {s:#}"
-    );
-    let would = rst_count(&s, "no_flow", "would_drop");
+    assert_eq!(s.rst(NoFlow).dropped, 0, "a mixed policy dropped: {s:#?}");
+    let would = s.rst(NoFlow).would_drop;
     assert!(
         would > 0 && would < u64::from(sent),
         "both policies ran: {would} of {sent}"
     );
-    let st = lab.cli_json(&["status", "--json"]);
-    assert_eq!(st["policy"]["version"], 41);
+    let st: Status = lab.cli_json(&["status", "--json"]);
+    assert_eq!(st.policy.version, 41);
     // Every worker runs the latest policy.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let st = lab.cli_json(&["status", "--json"]);
-        if st["policy"]["workers_generation_min"] == st["policy"]["generation"] {
+        let st: Status = lab.cli_json(&["status", "--json"]);
+        if st.policy.workers_generation_min == st.policy.generation {
             break;
         }
-        assert!(Instant::now() < deadline, "{st:#}");
+        assert!(Instant::now() < deadline, "{st:#?}");
         thread::sleep(Duration::from_millis(100));
     }
 }

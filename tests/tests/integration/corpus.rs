@@ -108,7 +108,12 @@ pub fn count_file(path: &Path) -> FileCounts {
     let file = &report.files[0];
     out.stopped = file.stopped.clone();
     let c = &report.snapshot.counters;
-    let classified: u64 = report.snapshot.rst_classes.iter().map(|r| r.total).sum();
+    let classified: u64 = report
+        .snapshot
+        .rst_classes()
+        .iter()
+        .map(|r| r.counts.total)
+        .sum();
     assert_eq!(
         classified,
         c.rst,

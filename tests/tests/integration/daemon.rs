@@ -14,6 +14,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rstwall_api::{Stats, Topology};
+use rstwall_engine::policy::Mode;
+use rstwall_engine::RstClass::{NoFlow, Refused};
 use rstwall_tests::lab::*;
 use rstwall_tests::{repo_root, rstwall_bin};
 use serde_json::Value;
@@ -82,10 +85,8 @@ fn assert_refused(out: &Output, needles: &[&str]) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-fn policy_version(stats: &Value) -> u64 {
-    stats["policy"]["version"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("policy.version missing in {stats:#}"))
+fn policy_version(stats: &Stats) -> u64 {
+    stats.policy.version
 }
 
 /// The persisted state file's text.
@@ -107,9 +108,9 @@ fn wait_log(lab: &Lab, needle: &str, count: usize) {
 }
 
 /// Wait until the stats count `total` no_flow RSTs; the snapshot.
-fn wait_no_flow(lab: &Lab, total: u64) -> Value {
+fn wait_no_flow(lab: &Lab, total: u64) -> Stats {
     lab.wait_stats(&format!("{total} no_flow RSTs"), |s| {
-        rst_count(s, "no_flow", "total") >= total
+        s.rst(NoFlow).total >= total
     })
 }
 
@@ -129,13 +130,13 @@ fn config_file_starts_the_daemon_and_flags_override_it() {
     let config = write_config(&lab, "log_level = \"debug\"\n");
     start_with_config(&mut lab, &config, &[]);
     let s = lab.stats();
-    assert_eq!(s["topology"]["inline"], serde_json::json!(["pa", "pb"]));
-    assert_eq!(s["mode"], "enforce", "the policy file named by the config");
+    assert_eq!(s.topology, Topology::Inline(["pa".into(), "pb".into()]));
+    assert_eq!(s.mode, Mode::Enforce, "the policy file named by the config");
     assert_eq!(policy_version(&s), 1);
     echo_once(&lab, 6001).expect("traffic through the appliance");
     send_no_flow_rsts(&lab, 1, 30_000);
     let s = wait_no_flow(&lab, 1);
-    assert_eq!(rst_count(&s, "no_flow", "dropped"), 1, "{s:#}");
+    assert_eq!(s.rst(NoFlow).dropped, 1, "{s:#?}");
     let log = lab.log();
     assert!(
         log.contains("metrics at http://127.0.0.1:9717/metrics"),
@@ -160,10 +161,10 @@ fn config_file_starts_the_daemon_and_flags_override_it() {
         ],
     );
     let s = lab.stats();
-    assert_eq!(s["mode"], "monitor", "{s:#}");
+    assert_eq!(s.mode, Mode::Monitor, "{s:#?}");
     send_no_flow_rsts(&lab, 1, 30_001);
     let s = wait_no_flow(&lab, 1);
-    assert_eq!(rst_count(&s, "no_flow", "passed"), 1, "{s:#}");
+    assert_eq!(s.rst(NoFlow).passed, 1, "{s:#?}");
     assert_eq!(
         TcpStream::connect_timeout(&"127.0.0.1:9717".parse().unwrap(), Duration::from_secs(1))
             .map(|_| ())
@@ -299,12 +300,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
     assert_eq!(policy_version(&lab.stats()), 5);
     send_no_flow_rsts(&lab, 2, 31_000);
     let s = wait_no_flow(&lab, 2);
-    assert_eq!(
-        rst_count(&s, "no_flow", "dropped"),
-        2,
-        "restored: {s:#}\n{}",
-        lab.log()
-    );
+    assert_eq!(s.rst(NoFlow).dropped, 2, "restored: {s:#?}\n{}", lab.log());
     // SIGKILL: no clean stop, and the state is still what ran.
     assert!(!lab.stop_rstwall(libc::SIGKILL).success());
     assert_eq!(state_file(&lab), runtime);
@@ -319,7 +315,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
     assert_eq!(policy_version(&lab.stats()), 6);
     send_no_flow_rsts(&lab, 1, 31_100);
     let s = wait_no_flow(&lab, 1);
-    assert_eq!(rst_count(&s, "no_flow", "passed"), 1, "{s:#}");
+    assert_eq!(s.rst(NoFlow).passed, 1, "{s:#?}");
     let state = state_file(&lab);
     assert!(state.contains("# policy_version = 6\n"), "{state}");
     assert!(state.contains("in_window = \"pass\""), "{state}");
@@ -333,10 +329,7 @@ fn policy_is_persisted_and_restored_across_restarts() {
     // Flags beat the persisted policy.
     start_with_config(&mut lab, &config, &["--mode", "monitor"]);
     let s = lab.stats();
-    assert_eq!(
-        (policy_version(&s), s["mode"].as_str()),
-        (7, Some("monitor"))
-    );
+    assert_eq!((policy_version(&s), s.mode), (7, Mode::Monitor));
     assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 
     // A damaged state is an error naming the file and the line, never
@@ -388,7 +381,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     start_with_config(&mut lab, &config, &[]);
     send_no_flow_rsts(&lab, 2, 32_000);
     let s = wait_no_flow(&lab, 2);
-    assert_eq!(rst_count(&s, "no_flow", "passed"), 2, "{s:#}");
+    assert_eq!(s.rst(NoFlow).passed, 2, "{s:#?}");
 
     // no_flow pass → drop: the verdicts change.
     write_policy(&lab, "mode = \"enforce\"\n[actions]\nno_flow = \"drop\"\n");
@@ -402,7 +395,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     loop {
         send_no_flow_rsts(&lab, 1, 32_100 + sent as u16);
         sent += 1;
-        if rst_count(&wait_no_flow(&lab, sent), "no_flow", "dropped") == 1 {
+        if wait_no_flow(&lab, sent).rst(NoFlow).dropped == 1 {
             break;
         }
         assert!(
@@ -416,8 +409,8 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     send_no_flow_rsts(&lab, 3, 32_200);
     sent += 3;
     let s = wait_no_flow(&lab, sent);
-    assert_eq!(rst_count(&s, "no_flow", "passed"), passed, "{s:#}");
-    assert_eq!(rst_count(&s, "no_flow", "dropped"), 4, "{s:#}");
+    assert_eq!(s.rst(NoFlow).passed, passed, "{s:#?}");
+    assert_eq!(s.rst(NoFlow).dropped, 4, "{s:#?}");
 
     // The same file again: nothing changes, and the version stays.
     lab.signal_rstwall(libc::SIGHUP);
@@ -452,8 +445,8 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     thread::sleep(POLICY_PICKUP);
     send_no_flow_rsts(&lab, 2, 32_300);
     let s = wait_no_flow(&lab, sent + 2);
-    let dropped = rst_count(&s, "no_flow", "dropped");
-    assert_eq!(dropped, 6, "still dropping: {s:#}");
+    let dropped = s.rst(NoFlow).dropped;
+    assert_eq!(dropped, 6, "still dropping: {s:#?}");
     assert_eq!(policy_version(&s), 2);
     assert_eq!(state_file(&lab), persisted);
 
@@ -463,7 +456,7 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
     write_policy(&lab, "mode = \"monitor\"\n");
     lab.signal_rstwall(libc::SIGHUP);
     let s = lab.wait_stats("policy version 3", |s| policy_version(s) == 3);
-    assert_eq!(s["mode"], "monitor");
+    assert_eq!(s.mode, Mode::Monitor);
     wait_log(
         &lab,
         "queues changed: not applied until rstwall restarts",
@@ -592,7 +585,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     let _ = connect_within(&lab, 6999, Duration::from_secs(3)).expect_err("refused");
     send_no_flow_rsts(&lab, 3, 33_000);
     wait_no_flow(&lab, 3);
-    lab.wait_stats("the refused RST", |s| rst_count(s, "refused", "total") >= 1);
+    lab.wait_stats("the refused RST", |s| s.rst(Refused).total >= 1);
     thread::sleep(Duration::from_millis(400)); // one publish to the endpoint
 
     // The classic text format, for curl and promtool.

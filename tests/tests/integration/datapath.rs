@@ -28,10 +28,18 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use rstwall_engine::telemetry::Counters;
+use rstwall_engine::RstClass::{Abort, InWindow, NoFlow, OutOfWindow, Refused};
 use rstwall_netlab::Veth;
 use rstwall_tests::lab::*;
 use rstwall_tests::rstwall_bin;
-use serde_json::Value;
+use serde::Deserialize;
+
+/// What the tap test reads of `rstwall analyze --json`: its counters.
+#[derive(Deserialize)]
+struct Analyzed {
+    counters: Counters,
+}
 
 #[test]
 fn inline_bulk_transfer_and_short_connections_pass_unchanged() {
@@ -64,22 +72,20 @@ fn inline_bulk_transfer_and_short_connections_pass_unchanged() {
     }
     server.join().expect("server");
 
-    let s = lab.wait_stats("the connections' FINs", |s| {
-        total(s, &["counters", "fin"]) >= 402
-    });
-    assert!(total(&s, &["counters", "tcp"]) > 14_000, "{s:#}");
-    assert_eq!(total(&s, &["counters", "dropped"]), 0);
-    assert_eq!(total(&s, &["frames", "ledger_errors"]), 0);
-    assert_eq!(total(&s, &["frames", "leaked"]), 0);
-    assert_eq!(total(&s, &["tx_ring_full_drops"]), 0);
-    assert_eq!(xdp_sum(&s, "bypassed"), 0, "TCP bypassed the workers");
-    assert!(xdp_sum(&s, "to_xsk") > 14_000);
-    assert_eq!(s["xsk_mode"], "copy", "veth has no zero-copy");
+    let s = lab.wait_stats("the connections' FINs", |s| s.totals.counters.fin >= 402);
+    assert!(s.totals.counters.tcp > 14_000, "{s:#?}");
+    assert_eq!(s.totals.counters.dropped, 0);
+    assert_eq!(xsk(&s).frames.ledger_errors, 0);
+    assert_eq!(xsk(&s).frames.leaked, 0);
+    assert_eq!(xsk(&s).tx_ring_full_drops, 0);
+    assert_eq!(s.xdp_sum(|x| x.bypassed), 0, "TCP bypassed the workers");
+    assert!(s.xdp_sum(|x| x.to_xsk) > 14_000);
+    assert_eq!(s.xsk_mode, "copy", "veth has no zero-copy");
 
     let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "rstwall exit {st}:\n{}", lab.log());
     let s = lab.stats();
-    assert_eq!(s["final"], true);
+    assert!(s.is_final);
     for dev in ["pa", "pb"] {
         assert!(
             lab.xdp_progs(dev).is_empty(),
@@ -94,9 +100,9 @@ fn connection_to_closed_port_is_refused_and_counted() {
     lab.start_rstwall(&["--inline", "pa,pb"]);
     let err = connect(&lab, 5999).expect_err("nothing listens on 5999");
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-    let s = lab.wait_stats("a refused RST", |s| rst_count(s, "refused", "total") >= 1);
-    assert_eq!(rst_count(&s, "refused", "passed"), 1);
-    assert_eq!(total(&s, &["counters", "failed_connects"]), 1);
+    let s = lab.wait_stats("a refused RST", |s| s.rst(Refused).total >= 1);
+    assert_eq!(s.rst(Refused).passed, 1);
+    assert_eq!(s.totals.counters.failed_connects, 1);
 }
 
 #[test]
@@ -158,13 +164,12 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
             rst_packet(stray, server_addr, 12345),                              // no_flow
         ],
     );
+    let spoofed = [OutOfWindow, InWindow, NoFlow];
     let s = lab.wait_stats("three spoofed RSTs", |s| {
-        ["out_of_window", "in_window", "no_flow"]
-            .iter()
-            .all(|k| rst_count(s, k, "total") >= 1)
+        spoofed.iter().all(|&k| s.rst(k).total >= 1)
     });
-    for k in ["out_of_window", "in_window", "no_flow"] {
-        assert_eq!(rst_count(&s, k, "dropped"), 1, "{k} not dropped: {s:#}");
+    for k in spoofed {
+        assert_eq!(s.rst(k).dropped, 1, "{k} not dropped: {s:#?}");
     }
 
     // The connection lives: data still flows.
@@ -185,9 +190,9 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
     assert_eq!(got, b"ping 1ping 2", "data lost or changed");
     let err = result.expect_err("the abort reset the server's connection");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    let s = lab.wait_stats("the abort", |s| rst_count(s, "abort", "total") >= 1);
-    assert_eq!(rst_count(&s, "abort", "passed"), 1, "{s:#}");
-    assert_eq!(rst_count(&s, "abort", "dropped"), 0);
+    let s = lab.wait_stats("the abort", |s| s.rst(Abort).total >= 1);
+    assert_eq!(s.rst(Abort).passed, 1, "{s:#?}");
+    assert_eq!(s.rst(Abort).dropped, 0);
 }
 
 #[test]
@@ -230,9 +235,9 @@ fn fail_open_on_sigkill_then_restart_takes_over() {
     let got = transfer(&lab, 5005, data.clone(), None);
     assert_same(&data, &got);
     let s = lab.wait_stats("traffic through the new workers", |s| {
-        total(s, &["counters", "tcp"]) > 1000
+        s.totals.counters.tcp > 1000
     });
-    assert_eq!(xdp_sum(&s, "bypassed"), 0, "{s:#}");
+    assert_eq!(s.xdp_sum(|x| x.bypassed), 0, "{s:#?}");
     let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
     assert!(lab.xdp_progs("pa").is_empty() && lab.xdp_progs("pb").is_empty());
@@ -257,7 +262,7 @@ fn tap_counts_equal_offline_analysis_of_the_same_frames() {
     }
     let n = frames.len() as u64;
     send_frames(&feeder, "tp", frames);
-    let live = lab.wait_stats("every frame", |s| total(s, &["counters", "frames"]) >= n);
+    let live = lab.wait_stats("every frame", |s| s.totals.counters.frames >= n);
 
     let out = Command::new(rstwall_bin())
         .args(["analyze", "--json"])
@@ -265,13 +270,13 @@ fn tap_counts_equal_offline_analysis_of_the_same_frames() {
         .output()
         .expect("rstwall analyze");
     assert!(out.status.success());
-    let offline: Value = serde_json::from_slice(&out.stdout).expect("analyze JSON");
+    let offline: Analyzed = serde_json::from_slice(&out.stdout).expect("analyze JSON");
     assert_eq!(
-        live["totals"]["counters"], offline["counters"],
+        live.totals.counters, offline.counters,
         "live tap counters differ from rstwall analyze"
     );
-    assert_eq!(xdp_sum(&live, "to_xsk"), n);
-    assert_eq!(total(&live, &["frames", "ledger_errors"]), 0);
+    assert_eq!(live.xdp_sum(|x| x.to_xsk), n);
+    assert_eq!(xsk(&live).frames.ledger_errors, 0);
     let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
     assert!(lab.xdp_progs("t0").is_empty(), "XDP left on t0");
@@ -284,26 +289,22 @@ fn two_queues_get_two_pinned_workers() {
     let data = Arc::new(payload(4 * 1024 * 1024, 17));
     let got = transfer(&lab, 5006, data.clone(), None);
     assert_same(&data, &got);
-    let s = lab.wait_stats("the transfer", |s| total(s, &["counters", "fin"]) >= 2);
-    let workers = s["workers"].as_array().expect("workers");
-    assert_eq!(workers.len(), 2, "one worker per queue: {s:#}");
+    let s = lab.wait_stats("the transfer", |s| s.totals.counters.fin >= 2);
+    let workers = &s.workers;
+    assert_eq!(workers.len(), 2, "one worker per queue: {s:#?}");
     for (i, w) in workers.iter().enumerate() {
-        assert_eq!(w["queue"], i as u64);
-        let ports: Vec<&str> = w["sockets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["port"].as_str().unwrap())
-            .collect();
+        let xsk = xsk_worker(w);
+        assert_eq!(xsk.queue, i as u32);
+        let ports: Vec<&str> = xsk.sockets.iter().map(|s| s.port.as_str()).collect();
         assert_eq!(ports, ["pa", "pb"], "a worker owns queue {i} of both ports");
     }
-    let cpus: Vec<u64> = workers.iter().filter_map(|w| w["cpu"].as_u64()).collect();
-    assert_eq!(cpus.len(), 2, "both workers pinned: {s:#}");
+    let cpus: Vec<usize> = workers.iter().filter_map(|w| w.cpu).collect();
+    assert_eq!(cpus.len(), 2, "both workers pinned: {s:#?}");
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
         assert_ne!(cpus[0], cpus[1], "workers spread over CPUs");
     }
-    assert_eq!(total(&s, &["frames", "ledger_errors"]), 0);
-    assert_eq!(xdp_sum(&s, "bypassed"), 0);
+    assert_eq!(xsk(&s).frames.ledger_errors, 0);
+    assert_eq!(s.xdp_sum(|x| x.bypassed), 0);
 }
 
 #[test]
@@ -317,7 +318,7 @@ fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
     );
     lab.start_rstwall(&["--inline", "pa,pb", "--policy", &policy]);
     let s = lab.stats();
-    assert_eq!(s["kernel"]["deny_entries"], 1, "{s:#}");
+    assert_eq!(s.kernel.deny_entries, 1, "{s:#?}");
 
     let _listener = server_listener(&lab, 5010);
     let err = connect_within(&lab, 5010, Duration::from_secs(2))
@@ -325,12 +326,12 @@ fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
     assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
     // The SYN and its retransmissions died in XDP: the workers never saw
     // a TCP packet, let alone one to deny.
-    let s = lab.wait_stats("deny drops in XDP", |s| xdp_sum(s, "deny_dropped") >= 2);
-    assert_eq!(s["kernel"]["deny_dropped"], xdp_sum(&s, "deny_dropped"));
-    assert_eq!(total(&s, &["counters", "tcp"]), 0, "{s:#}");
+    let s = lab.wait_stats("deny drops in XDP", |s| s.xdp_sum(|x| x.deny_dropped) >= 2);
+    assert_eq!(s.kernel.deny_dropped, s.xdp_sum(|x| x.deny_dropped));
+    assert_eq!(s.totals.counters.tcp, 0, "{s:#?}");
     assert_eq!(reason_count(&s, Reason::DenyList), 0);
-    assert_eq!(xdp_sum(&s, "to_xsk"), 0);
-    assert_eq!(xdp_sum(&s, "block_dropped"), 0);
+    assert_eq!(s.xdp_sum(|x| x.to_xsk), 0);
+    assert_eq!(s.xdp_sum(|x| x.block_dropped), 0);
     let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 
@@ -339,14 +340,12 @@ fn deny_list_drops_in_xdp_in_enforce_mode_and_is_only_reported_in_monitor() {
         "--inline", "pa,pb", "--policy", &policy, "--mode", "monitor",
     ]);
     echo_once(&lab, 5011).expect("monitor mode lets a deny-listed client through");
-    let s = lab.wait_stats("the connection's FINs", |s| {
-        total(s, &["counters", "fin"]) >= 2
-    });
-    assert_eq!(s["kernel"]["deny_entries"], 0, "{s:#}");
-    assert_eq!(xdp_sum(&s, "deny_dropped"), 0);
-    assert!(reason_count(&s, Reason::DenyList) >= 3, "{s:#}");
-    assert!(total(&s, &["counters", "would_drop"]) >= 3);
-    assert_eq!(total(&s, &["counters", "dropped"]), 0);
+    let s = lab.wait_stats("the connection's FINs", |s| s.totals.counters.fin >= 2);
+    assert_eq!(s.kernel.deny_entries, 0, "{s:#?}");
+    assert_eq!(s.xdp_sum(|x| x.deny_dropped), 0);
+    assert!(reason_count(&s, Reason::DenyList) >= 3, "{s:#?}");
+    assert!(s.totals.counters.would_drop >= 3);
+    assert_eq!(s.totals.counters.dropped, 0);
 }
 
 #[test]
@@ -376,22 +375,17 @@ fn rate_limit_abuse_blocks_the_source_in_xdp() {
             .collect()
     };
     send_raw(&lab.client, rsts(10, 0));
-    let s = lab.wait_stats("the attacker blocked", |s| {
-        s["kernel"]["sources_blocked"].as_u64().unwrap_or(0) >= 1
-    });
-    let seen = rst_count(&s, "no_flow", "total");
-    assert_eq!(rst_count(&s, "no_flow", "passed"), 5, "{s:#}");
-    assert!(
-        seen > 5 && rst_count(&s, "no_flow", "dropped") == seen - 5,
-        "{s:#}"
-    );
-    let k = &s["kernel"];
-    assert_eq!(k["sources_blocked"], 1, "asked for once: {s:#}");
-    assert_eq!(k["blocked_now"], 1);
-    assert_eq!(k["block_seconds"], 30);
-    assert_eq!(k["block_requests"], 1);
-    assert_eq!(k["block_requests_lost"], 0);
-    assert_eq!(k["block_errors"], 0);
+    let s = lab.wait_stats("the attacker blocked", |s| s.kernel.sources_blocked >= 1);
+    let seen = s.rst(NoFlow).total;
+    assert_eq!(s.rst(NoFlow).passed, 5, "{s:#?}");
+    assert!(seen > 5 && s.rst(NoFlow).dropped == seen - 5, "{s:#?}");
+    let k = &s.kernel;
+    assert_eq!(k.sources_blocked, 1, "asked for once: {s:#?}");
+    assert_eq!(k.blocked_now, 1);
+    assert_eq!(k.block_seconds, 30);
+    assert_eq!(k.block_requests, 1);
+    assert_eq!(k.block_requests_lost, 0);
+    assert_eq!(k.block_errors, 0);
     assert!(
         lab.log().contains("blocked 198.19.0.66 for 30 s"),
         "{}",
@@ -400,14 +394,14 @@ fn rate_limit_abuse_blocks_the_source_in_xdp() {
 
     // From now on the kernel drops the attacker: the engine's count for it
     // stops growing.
-    let blocked_before = xdp_sum(&s, "block_dropped");
+    let blocked_before = s.xdp_sum(|x| x.block_dropped);
     send_raw(&lab.client, rsts(40, 10));
     let s = lab.wait_stats("40 packets dropped by the block", |s| {
-        xdp_sum(s, "block_dropped") >= blocked_before + 40
+        s.xdp_sum(|x| x.block_dropped) >= blocked_before + 40
     });
-    assert_eq!(rst_count(&s, "no_flow", "total"), seen, "{s:#}");
-    assert_eq!(s["kernel"]["block_dropped"], xdp_sum(&s, "block_dropped"));
-    assert_eq!(xdp_sum(&s, "deny_dropped"), 0);
+    assert_eq!(s.rst(NoFlow).total, seen, "{s:#?}");
+    assert_eq!(s.kernel.block_dropped, s.xdp_sum(|x| x.block_dropped));
+    assert_eq!(s.xdp_sum(|x| x.deny_dropped), 0);
 
     // The client and the server are not the attacker: they carry on.
     echo_once(&lab, 5013).expect("traffic during the block");
@@ -415,8 +409,8 @@ fn rate_limit_abuse_blocks_the_source_in_xdp() {
     let got = transfer(&lab, 5014, data.clone(), None);
     assert_same(&data, &got);
     let s = lab.stats();
-    assert_eq!(rst_count(&s, "no_flow", "total"), seen);
-    assert_eq!(s["kernel"]["sources_blocked"], 1);
+    assert_eq!(s.rst(NoFlow).total, seen);
+    assert_eq!(s.kernel.sources_blocked, 1);
     let st = lab.stop_rstwall(libc::SIGTERM);
     assert!(st.success(), "{}", lab.log());
 }

@@ -241,6 +241,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use rstwall_afxdp::{FrameStats, RingStats, SocketStats, XskMode, XskStats};
+    use rstwall_api::stats::afxdp::XskWorker;
     use rstwall_bpf::XdpCounters;
     use rstwall_engine::flow::FlowStats;
     use rstwall_engine::policy::{BlockStats, Reason};
@@ -302,7 +303,7 @@ mod tests {
             },
             second: 0,
             recent_seconds: Vec::new(),
-            source: XskStats {
+            source: XskStats(XskWorker {
                 queue,
                 tx_ring_full_drops: 0,
                 sockets: vec![sock("pa"), sock("pb")],
@@ -312,7 +313,7 @@ mod tests {
                     receive: 4192,
                     ..FrameStats::default()
                 },
-            },
+            }),
         }
     }
 

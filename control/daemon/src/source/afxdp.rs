@@ -27,9 +27,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use rstwall_afxdp::{
-    sys, Datapath, DatapathConfig, SocketStats, Topology, XskMode, XskStats, XskTotals,
+    sys, Datapath, DatapathConfig, Place, SocketInfo, SocketStats, Topology, XskMode, XskStats,
+    XskTotals,
 };
-use rstwall_api::Failure;
+use rstwall_api::stats::{SourceTotals, SourceWorker};
+use rstwall_api::{status, Failure};
 use rstwall_bpf::{DenyChange, KernelDrops, PortProgram, PortRole};
 use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_source::{Source, WorkerError, WorkerStats};
@@ -178,6 +180,10 @@ impl Running for AfXdp {
         )
     }
 
+    fn sockets(&self) -> Vec<status::Socket> {
+        self.datapath.sockets().iter().map(socket_status).collect()
+    }
+
     fn apply_policy(&mut self, policy: &PolicyConfig) {
         let change = self.kernel.apply(policy, &self.programs);
         log_kernel_drops(policy, &change, self.kernel.stats().deny_entries);
@@ -227,6 +233,23 @@ impl Running for AfXdp {
             drop(self.programs);
             Ok(())
         }
+    }
+}
+
+/// The ports, as the documents show them.
+pub fn topology_document(t: &Topology) -> status::Topology {
+    match t {
+        Topology::Inline { a, b } => status::Topology::Inline([a.clone(), b.clone()]),
+        Topology::Tap { port } => status::Topology::Tap(port.clone()),
+    }
+}
+
+/// A socket as the status document lists it.
+fn socket_status(s: &SocketInfo) -> status::Socket {
+    status::Socket {
+        port: s.port.clone(),
+        queue: s.queue,
+        xsk_mode: s.mode,
     }
 }
 
@@ -339,6 +362,18 @@ impl SourceView for XskStats {
         )
     }
 
+    fn document(&self) -> SourceWorker {
+        SourceWorker {
+            afxdp: Some(self.0.clone()),
+        }
+    }
+
+    fn totals_document(t: &XskTotals) -> SourceTotals {
+        SourceTotals {
+            afxdp: Some(t.clone()),
+        }
+    }
+
     fn families(workers: &[WorkerStats<XskStats>]) -> Vec<MetricFamily> {
         use Kind::{Counter as C, Gauge as G};
         let mut tx_full = MetricFamily::new(
@@ -367,13 +402,11 @@ impl SourceView for XskStats {
             let s = &w.source;
             let q = || l1("queue", s.queue);
             tx_full.add(q(), s.tx_ring_full_drops);
-            for (place, v) in [
-                ("free", s.frames.free),
-                ("receive", s.frames.receive),
-                ("in_hand", s.frames.in_hand),
-                ("transmit", s.frames.transmit),
-            ] {
-                umem.add(l2("queue", s.queue, "place", place), v);
+            for place in Place::ALL {
+                umem.add(
+                    l2("queue", s.queue, "place", place.as_str()),
+                    place.count_in(&s.frames),
+                );
             }
             leaked.add(q(), s.frames.leaked);
             ledger.add(q(), s.frames.ledger_errors);
@@ -463,5 +496,37 @@ impl XskFamilies {
 
     fn into_families(self) -> impl Iterator<Item = MetricFamily> {
         self.0.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_and_sockets_as_the_documents_show_them() {
+        fn json(v: &impl serde::Serialize) -> String {
+            serde_json::to_string(v).unwrap()
+        }
+        let inline = Topology::Inline {
+            a: "pa".into(),
+            b: "pb".into(),
+        };
+        let tap = Topology::Tap { port: "t0".into() };
+        assert_eq!(
+            json(&topology_document(&inline)),
+            r#"{"inline":["pa","pb"]}"#
+        );
+        assert_eq!(json(&topology_document(&tap)), r#"{"tap":"t0"}"#);
+        let s = SocketInfo {
+            port: "pa".into(),
+            queue: 1,
+            fd: 7,
+            mode: XskMode::ZeroCopy,
+        };
+        assert_eq!(
+            json(&socket_status(&s)),
+            r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy"}"#
+        );
     }
 }

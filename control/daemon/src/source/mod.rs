@@ -17,6 +17,8 @@ pub mod afxdp;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use rstwall_api::stats::{SourceTotals, SourceWorker};
+use rstwall_api::status;
 use rstwall_bpf::{KernelDropStats, XdpCounters};
 use rstwall_engine::policy::PolicyConfig;
 use rstwall_source::{Source, SourceStats, WorkerError, WorkerStats};
@@ -35,6 +37,10 @@ pub trait SourceView: SourceStats {
     fn line(totals: &Self::Totals) -> String;
     /// The source's per-worker metric families.
     fn families(workers: &[WorkerStats<Self>]) -> Vec<MetricFamily>;
+    /// This worker's part of the statistics document.
+    fn document(&self) -> SourceWorker;
+    /// The totals' part of the statistics document.
+    fn totals_document(totals: &Self::Totals) -> SourceTotals;
 
     /// What the common per-worker metric families show of each worker.
     fn samples(workers: &[WorkerStats<Self>]) -> Vec<WorkerSample> {
@@ -60,6 +66,8 @@ pub trait Running {
 
     /// One line for the log: where frames come from and how.
     fn describe(&self) -> String;
+    /// Where frames come from, as the status document lists them.
+    fn sockets(&self) -> Vec<status::Socket>;
 
     /// Bring what the kernel drops on the policy's behalf in line with
     /// `policy` (the workers have it already).

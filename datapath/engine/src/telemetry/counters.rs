@@ -40,10 +40,35 @@ pub struct Counters {
     pub dropped: u64,
 }
 
+/// One RST class's counts by name, as documents show them: the per-class
+/// arrays of [`Counters`] read at one class ([`Counters::class`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCounts {
+    pub total: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Dropped under enforce, or would be in monitor mode.
+    pub would_drop: u64,
+    pub with_data: u64,
+}
+
 impl Counters {
     pub fn rst_total(&self, class: RstClass) -> u64 {
         let [p, d] = self.rst_classes[class.index()];
         p + d
+    }
+
+    /// The counts of one RST class, by name.
+    pub fn class(&self, class: RstClass) -> ClassCounts {
+        let i = class.index();
+        let [passed, dropped] = self.rst_classes[i];
+        ClassCounts {
+            total: passed + dropped,
+            passed,
+            dropped,
+            would_drop: self.rst_would_drop[i],
+            with_data: self.rst_with_data[i],
+        }
     }
 
     pub fn merge(&mut self, o: &Counters) {

@@ -8,7 +8,8 @@
 //! window is a fixed ring, alert history a fixed-size ring. Recording a
 //! packet never allocates. Reports are built from a [`Snapshot`], which does.
 //!
-//! * [`Counters`] — the global counters (`counters`);
+//! * [`Counters`], [`ClassCounts`] — the global counters, and one RST
+//!   class's of them by name (`counters`);
 //! * [`HostStats`], [`PortStats`] — what the per-host and per-port tables
 //!   hold (`hosts`);
 //! * [`SecondStats`], [`Metric`] — the per-second window and its rates
@@ -30,7 +31,7 @@ mod window;
 pub use alerts::{
     ActiveAlert, AlertEvent, AlertRule, Alerts, Level, MergedAlerts, ALERT_HISTORY, ALERT_HOLD_DOWN,
 };
-pub use counters::Counters;
+pub use counters::{ClassCounts, Counters};
 pub use hosts::{HostStats, PortStats};
 pub use record::{HostHashes, Telemetry, TelemetryConfig};
 pub use snapshot::{ClassCount, ClassTop, HostRow, Snapshot, TopEntry};

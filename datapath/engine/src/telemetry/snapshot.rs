@@ -9,7 +9,7 @@ use crate::class::RstClass;
 use crate::flow::FlowStats;
 
 use super::alerts::{ActiveAlert, AlertEvent, Level};
-use super::counters::Counters;
+use super::counters::{ClassCounts, Counters};
 use super::hosts::{HostStats, PortStats};
 use super::window::SecondStats;
 
@@ -28,23 +28,24 @@ pub struct ClassTop {
     pub ports: Vec<TopEntry<u16>>,
 }
 
-/// Per-class summary row.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Per-class summary row: `{"class": ..., "total": ..., ...}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCount {
     pub class: RstClass,
-    pub total: u64,
-    pub passed: u64,
-    pub dropped: u64,
-    /// Dropped under enforce, or would be in monitor mode.
-    pub would_drop: u64,
-    pub with_data: u64,
+    #[serde(flatten)]
+    pub counts: ClassCounts,
 }
 
 /// Everything a report or the control plane shows, in serializable form.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// The global counters. Documents show their per-class arrays twice:
+    /// as they are (`counters.rst_classes`...) and by name beside them
+    /// (`rst_classes`, one [`ClassCount`] per class, in class order). The
+    /// named list is written from the arrays and not kept: the counts are
+    /// held once ([`Snapshot::rst_classes`]).
+    #[serde(flatten, with = "named_classes")]
     pub counters: Counters,
-    pub rst_classes: Vec<ClassCount>,
     pub flows: FlowStats,
     pub active_flows: usize,
     pub top_by_class: Vec<ClassTop>,
@@ -104,22 +105,60 @@ fn host_rows(hosts: impl IntoIterator<Item = (IpAddr, HostStats)>, top: usize) -
     rows
 }
 
+/// `counters` and the named view of its per-class arrays, `rst_classes`:
+/// written side by side, read back from `counters` alone.
+mod named_classes {
+    use serde::de::IgnoredAny;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{rst_classes, ClassCount, Counters};
+
+    #[derive(Serialize)]
+    struct Written<'a> {
+        counters: &'a Counters,
+        rst_classes: Vec<ClassCount>,
+    }
+
+    #[derive(Deserialize)]
+    struct Read {
+        counters: Counters,
+        /// Derived from `counters`: accepted and left.
+        #[serde(default, rename = "rst_classes")]
+        _named: IgnoredAny,
+    }
+
+    pub fn serialize<S: Serializer>(counters: &Counters, s: S) -> Result<S::Ok, S::Error> {
+        Written {
+            counters,
+            rst_classes: rst_classes(counters),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Counters, D::Error> {
+        Read::deserialize(d).map(|r| r.counters)
+    }
+}
+
+/// Every RST class's counts by name, in class order.
+fn rst_classes(c: &Counters) -> Vec<ClassCount> {
+    RstClass::ALL
+        .iter()
+        .map(|&class| ClassCount {
+            class,
+            counts: c.class(class),
+        })
+        .collect()
+}
+
 impl Snapshot {
+    /// Every RST class's counts by name, in class order: the per-class
+    /// arrays of [`Snapshot::counters`], read by class.
+    pub fn rst_classes(&self) -> Vec<ClassCount> {
+        rst_classes(&self.counters)
+    }
+
     pub(super) fn build(p: SnapshotParts) -> Snapshot {
-        let rst_classes = RstClass::ALL
-            .iter()
-            .map(|&class| {
-                let [passed, dropped] = p.counters.rst_classes[class.index()];
-                ClassCount {
-                    class,
-                    total: passed + dropped,
-                    passed,
-                    dropped,
-                    would_drop: p.counters.rst_would_drop[class.index()],
-                    with_data: p.counters.rst_with_data[class.index()],
-                }
-            })
-            .collect();
         let top_by_class = RstClass::ALL
             .iter()
             .map(|&class| ClassTop {
@@ -144,7 +183,6 @@ impl Snapshot {
         let hosts = host_rows(p.hosts, p.top);
         Snapshot {
             counters: p.counters,
-            rst_classes,
             flows: p.flows,
             active_flows: p.active_flows,
             top_by_class,
@@ -247,5 +285,54 @@ impl Snapshot {
         merged.top_rst_senders = sum_top(senders, top);
         merged.hosts = host_rows;
         merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_held_once_and_written_both_ways() {
+        let mut counters = Counters::default();
+        counters.rst_classes[RstClass::InWindow.index()] = [2, 5];
+        counters.rst_would_drop[RstClass::InWindow.index()] = 5;
+        counters.rst_with_data[RstClass::Abort.index()] = 1;
+        counters.rst_classes[RstClass::Abort.index()] = [1, 0];
+        let s = Snapshot::merge(
+            vec![Snapshot::build(SnapshotParts {
+                counters,
+                flows: FlowStats::default(),
+                active_flows: 0,
+                hosts: Vec::new(),
+                ports: Vec::new(),
+                seconds: Vec::new(),
+                alerts: Vec::new(),
+                active_alerts: Vec::new(),
+                top: 10,
+            })],
+            10,
+        );
+        let v = serde_json::to_value(&s).unwrap();
+        // The arrays as they are...
+        assert_eq!(v["counters"]["rst_classes"][3], serde_json::json!([2, 5]));
+        // ...and by name, in class order, derived from them.
+        let named = v["rst_classes"].as_array().unwrap();
+        assert_eq!(named.len(), RstClass::COUNT);
+        assert_eq!(
+            named[RstClass::InWindow.index()],
+            serde_json::json!({
+                "class": "in_window", "total": 7, "passed": 2, "dropped": 5,
+                "would_drop": 5, "with_data": 0
+            })
+        );
+        assert_eq!(named[RstClass::Abort.index()]["with_data"], 1);
+        assert_eq!(s.rst_classes()[RstClass::InWindow.index()].counts.total, 7);
+        // Read back: the same snapshot, from the arrays alone.
+        let back: Snapshot = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, s);
+        let mut without = v;
+        without.as_object_mut().unwrap().remove("rst_classes");
+        assert_eq!(serde_json::from_value::<Snapshot>(without).unwrap(), s);
     }
 }

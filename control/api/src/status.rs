@@ -1,0 +1,108 @@
+//! `GET /v1/status`: what runs, where, since when, with which policy.
+
+use std::path::PathBuf;
+
+use rstwall_engine::policy::Mode;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::afxdp::XskMode;
+
+/// The status document.
+///
+/// The AF_XDP source fills `ports`, `sockets` and `xsk_mode`; another
+/// frame source (host mode) adds its own fields beside them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// rstwall's version.
+    pub version: String,
+    pub pid: u32,
+    /// How it sits in the network: `inline` or `tap` ([`Topology::mode`]).
+    pub mode: String,
+    pub topology: Topology,
+    /// Each port and the mode its XDP program is attached in.
+    pub ports: Vec<PortMode>,
+    /// Workers the source was started with (one per queue).
+    pub queues: usize,
+    /// Workers that have published statistics.
+    pub workers_running: usize,
+    /// How frames reach the workers, summed up: `zerocopy`, `copy`, or
+    /// `mixed (zerocopy N, copy M)`.
+    pub xsk_mode: String,
+    pub sockets: Vec<Socket>,
+    pub uptime_s: f64,
+    /// When the daemon started, in seconds since the Unix epoch.
+    pub started_at: u64,
+    pub policy: PolicyStatus,
+    /// Operator blocks in force.
+    pub blocks: usize,
+    pub state_dir: PathBuf,
+}
+
+/// The ports rstwall serves: `{"inline": [A, B]}` or `{"tap": P}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Bump in the wire between two ports.
+    Inline([String; 2]),
+    /// A mirror port: count only.
+    Tap(String),
+}
+
+impl Topology {
+    /// `inline` or `tap`: the topology's key in documents.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Topology::Inline(_) => "inline",
+            Topology::Tap(_) => "tap",
+        }
+    }
+}
+
+/// A port and the mode its XDP program is attached in (`native`,
+/// `generic`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMode {
+    pub port: String,
+    pub xdp_mode: String,
+}
+
+/// One AF_XDP socket: a port's queue and its bind mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Socket {
+    pub port: String,
+    pub queue: u32,
+    pub xsk_mode: XskMode,
+}
+
+/// The running policy and how far the workers have taken it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    pub version: u64,
+    pub digest: String,
+    pub mode: Mode,
+    /// The generation handed to the workers (each change is a new one).
+    pub generation: u64,
+    /// The oldest generation a worker still runs: equal to `generation`
+    /// once every worker has taken the latest policy.
+    pub workers_generation_min: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_as_the_documents_show_it() {
+        let inline = Topology::Inline(["pa".into(), "pb".into()]);
+        let tap = Topology::Tap("t0".into());
+        for (t, json) in [
+            (&inline, r#"{"inline":["pa","pb"]}"#),
+            (&tap, r#"{"tap":"t0"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(t).unwrap(), json);
+            assert_eq!(&serde_json::from_str::<Topology>(json).unwrap(), t);
+            // The key is the mode.
+            assert!(json.starts_with(&format!("{{\"{}\"", t.mode())), "{json}");
+        }
+    }
+}
