@@ -1,5 +1,7 @@
-//! Compile `src/bpf/rstwall.bpf.c` with clang and generate its libbpf-rs
-//! skeleton into `OUT_DIR` (included by `src/lib.rs`, never committed).
+//! Compile the BPF programs under `src/bpf/` with clang and generate a
+//! libbpf-rs skeleton for each into `OUT_DIR` (included by `src/lib.rs`
+//! and `src/bench/`, never committed): rstwall's XDP program
+//! (`rstwall.bpf.c`) and the bench's own programs (`bench_*.bpf.c`).
 //!
 //! Headers: libbpf's own (`bpf/bpf_helpers.h`, ...) come from libbpf-sys,
 //! which libbpf-cargo puts on the include path; the kernel UAPI headers
@@ -17,7 +19,13 @@ use std::path::{Path, PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "src/bpf/rstwall.bpf.c";
+/// Each program: its source, and the skeleton it becomes.
+const PROGRAMS: [(&str, &str); 4] = [
+    ("src/bpf/rstwall.bpf.c", "rstwall.skel.rs"),
+    ("src/bpf/bench_sink.bpf.c", "bench_sink.skel.rs"),
+    ("src/bpf/bench_gen.bpf.c", "bench_gen.skel.rs"),
+    ("src/bpf/bench_steer.bpf.c", "bench_steer.skel.rs"),
+];
 const HEADER: &str = "src/bpf/rstwall_shared.h";
 
 fn multiarch_include() -> Option<PathBuf> {
@@ -35,12 +43,9 @@ fn multiarch_include() -> Option<PathBuf> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed={HEADER}");
     println!("cargo:rerun-if-env-changed=CLANG");
-
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
-        .join("rstwall.skel.rs");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
 
     let mut args: Vec<OsString> = vec!["-Wall".into(), "-Wextra".into(), "-Werror".into()];
     if let Some(dir) = multiarch_include() {
@@ -48,17 +53,20 @@ fn main() {
         args.push(dir.into_os_string());
     }
 
-    let mut builder = SkeletonBuilder::new();
-    builder.source(SRC).clang_args(args);
-    if let Some(clang) = env::var_os("CLANG") {
-        builder.clang(clang);
-    }
-    if let Err(e) = builder.build_and_generate(&out) {
-        // libbpf-cargo logs clang's diagnostics only at info level; print the
-        // whole chain so a C error is visible in cargo's output.
-        panic!(
-            "building the XDP program {SRC} failed (needs clang, and the kernel UAPI \
-             headers from linux-libc-dev; see scripts/setup): {e:#}"
-        );
+    for (src, skeleton) in PROGRAMS {
+        println!("cargo:rerun-if-changed={src}");
+        let mut builder = SkeletonBuilder::new();
+        builder.source(src).clang_args(args.clone());
+        if let Some(clang) = env::var_os("CLANG") {
+            builder.clang(clang);
+        }
+        if let Err(e) = builder.build_and_generate(out_dir.join(skeleton)) {
+            // libbpf-cargo logs clang's diagnostics only at info level; print
+            // the whole chain so a C error is visible in cargo's output.
+            panic!(
+                "building the BPF program {src} failed (needs clang, and the kernel UAPI \
+                 headers from linux-libc-dev; see scripts/setup): {e:#}"
+            );
+        }
     }
 }

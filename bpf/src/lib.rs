@@ -17,9 +17,12 @@
 //!   port kept in step with the policy.
 //! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
 //!   definition of map names, layouts and counter indices.
+//! * [`bench`] — the benchmark's own programs (`src/bpf/bench_*.bpf.c`):
+//!   the sink's counter, the live-frames generator, receive steering.
 //!
 //! Everything here needs CAP_BPF and CAP_NET_ADMIN (root will do).
 
+pub mod bench;
 mod counters;
 mod error;
 mod load;
