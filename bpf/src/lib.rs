@@ -17,7 +17,7 @@
 //!   port kept in step with the policy.
 //! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
 //!   definition of map names, layouts and counter indices.
-//! * [`bench`] — the benchmark's own programs (`src/bpf/bench_*.bpf.c`):
+//! * [`bench`](mod@bench) — the benchmark's own programs (`src/bpf/bench_*.bpf.c`):
 //!   the sink's counter, the live-frames generator, receive steering.
 //!
 //! Everything here needs CAP_BPF and CAP_NET_ADMIN (root will do).
@@ -33,7 +33,8 @@ pub mod shared;
 mod sync;
 mod test_run;
 
-/// The skeleton libbpf-cargo generated from the compiled object (build.rs).
+/// The skeletons libbpf-cargo generated from the compiled objects
+/// (build.rs): rstwall's program here, the bench's in submodules.
 #[allow(
     clippy::all,
     clippy::pedantic,
@@ -43,6 +44,16 @@ mod test_run;
 )]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/rstwall.skel.rs"));
+
+    pub mod bench_sink {
+        include!(concat!(env!("OUT_DIR"), "/bench_sink.skel.rs"));
+    }
+    pub mod bench_gen {
+        include!(concat!(env!("OUT_DIR"), "/bench_gen.skel.rs"));
+    }
+    pub mod bench_steer {
+        include!(concat!(env!("OUT_DIR"), "/bench_steer.skel.rs"));
+    }
 }
 
 pub use counters::XdpCounters;

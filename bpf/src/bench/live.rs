@@ -4,12 +4,11 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
-use super::skel::live::{types, BenchGenSkelBuilder};
-use super::{own_map, own_prog, percpu_sum, BenchProgError};
+use super::{load_skel, own_map, own_prog, percpu_sum, BenchProgError};
 use crate::error::Errno;
+use crate::skel::bench_gen::{types, BenchGenSkelBuilder};
 
 const PROGRAM: &str = "live-frames generator";
 
@@ -61,27 +60,18 @@ impl LiveFrames {
         }
 
         let mut storage = MaybeUninit::uninit();
-        let load = |e| BenchProgError::Load {
-            program: PROGRAM,
-            source: e,
-        };
-        let mut open = BenchGenSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(load)?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the object has a .rodata section (the settings)");
-        rodata.frame_len = frame_len as u32;
-        rodata.frame_count = count;
-        rodata.out_ifindex = ifindex;
-        open.maps
-            .gen_frames
-            .set_value_size(frame_len as u32)
-            .map_err(load)?;
-        open.maps.gen_frames.set_max_entries(count).map_err(load)?;
-        let skel = open.load().map_err(load)?;
+        let skel = load_skel::<BenchGenSkelBuilder>(PROGRAM, &mut storage, |open| {
+            let rodata = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("the object has a .rodata section (the settings)");
+            rodata.frame_len = frame_len as u32;
+            rodata.frame_count = count;
+            rodata.out_ifindex = ifindex;
+            open.maps.gen_frames.set_value_size(frame_len as u32)?;
+            open.maps.gen_frames.set_max_entries(count)
+        })?;
         let table = own_map(PROGRAM, &skel.maps.gen_frames)?;
         let mut padded = vec![0u8; frame_len];
         for (i, f) in (0..count).zip(frames) {

@@ -20,35 +20,17 @@ mod live;
 mod sink;
 mod steer;
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, OpenObject};
 
 use crate::error::Errno;
 
 pub use live::{LiveFrames, LIVE_MAX_FRAME, LIVE_MIN_FRAME};
 pub use sink::{SinkCounter, SINK_CODES, TC_ACT_OK, TC_ACT_SHOT};
 pub use steer::CpuSteer;
-
-/// The skeletons libbpf-cargo generated from the compiled objects (build.rs).
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    missing_docs,
-    unused,
-    non_camel_case_types
-)]
-mod skel {
-    pub mod sink {
-        include!(concat!(env!("OUT_DIR"), "/bench_sink.skel.rs"));
-    }
-    pub mod live {
-        include!(concat!(env!("OUT_DIR"), "/bench_gen.skel.rs"));
-    }
-    pub mod steer {
-        include!(concat!(env!("OUT_DIR"), "/bench_steer.skel.rs"));
-    }
-}
 
 /// What can go wrong with one of the bench's programs; the message names
 /// the program and what was being done.
@@ -90,6 +72,19 @@ impl BenchProgError {
             errno: Errno::from(&e),
         }
     }
+}
+
+/// Open skeleton `B` in `storage`, let `configure` set what is known
+/// before load (read-only settings, map sizes), and load it.
+fn load_skel<'obj, B: SkelBuilder<'obj> + Default>(
+    program: &'static str,
+    storage: &'obj mut MaybeUninit<OpenObject>,
+    configure: impl FnOnce(&mut B::Output) -> Result<(), libbpf_rs::Error>,
+) -> Result<<B::Output as OpenSkel<'obj>>::Output, BenchProgError> {
+    let load = |source| BenchProgError::Load { program, source };
+    let mut open = B::default().open(storage).map_err(load)?;
+    configure(&mut open).map_err(load)?;
+    open.load().map_err(load)
 }
 
 /// An owned fd on a loaded program, which outlives the skeleton.

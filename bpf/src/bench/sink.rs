@@ -4,12 +4,11 @@ use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, TcHook, TcHookBuilder, TC_INGRESS};
 
-use super::skel::sink::{types, BenchSinkSkelBuilder};
-use super::{own_map, own_prog, percpu_sum, BenchProgError};
+use super::{load_skel, own_map, own_prog, percpu_sum, BenchProgError};
 use crate::error::Errno;
+use crate::skel::bench_sink::{types, BenchSinkSkelBuilder};
 
 const PROGRAM: &str = "sink counter";
 
@@ -37,21 +36,16 @@ impl SinkCounter {
     /// the stack after counting, the others are dropped.
     pub fn load(prefix: [u8; 5], deliver: u8) -> Result<SinkCounter, BenchProgError> {
         let mut storage = MaybeUninit::uninit();
-        let load = |e| BenchProgError::Load {
-            program: PROGRAM,
-            source: e,
-        };
-        let mut open = BenchSinkSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(load)?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the object has a .rodata section (the marker)");
-        rodata.marker_prefix = prefix;
-        rodata.mark_deliver = deliver;
-        let skel = open.load().map_err(load)?;
+        let skel = load_skel::<BenchSinkSkelBuilder>(PROGRAM, &mut storage, |open| {
+            let rodata = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("the object has a .rodata section (the marker)");
+            rodata.marker_prefix = prefix;
+            rodata.mark_deliver = deliver;
+            Ok(())
+        })?;
         Ok(SinkCounter {
             prog: own_prog(PROGRAM, &skel.progs.bench_sink)?,
             counts: own_map(PROGRAM, &skel.maps.sink_counts)?,

@@ -4,12 +4,11 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Xdp, XdpFlags};
 
 use super::sink::test_run;
-use super::skel::steer::BenchSteerSkelBuilder;
-use super::{own_map, own_prog, possible_cpus, BenchProgError};
+use super::{load_skel, own_map, own_prog, possible_cpus, BenchProgError};
+use crate::skel::bench_steer::BenchSteerSkelBuilder;
 
 const PROGRAM: &str = "CPU steering";
 
@@ -35,20 +34,14 @@ impl CpuSteer {
             });
         }
         let mut storage = MaybeUninit::uninit();
-        let load = |e| BenchProgError::Load {
-            program: PROGRAM,
-            source: e,
-        };
-        let mut open = BenchSteerSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(load)?;
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the object has a .rodata section (target_cpu)")
-            .target_cpu = cpu;
-        open.maps.steer_cpus.set_max_entries(cpus).map_err(load)?;
-        let skel = open.load().map_err(load)?;
+        let skel = load_skel::<BenchSteerSkelBuilder>(PROGRAM, &mut storage, |open| {
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("the object has a .rodata section (target_cpu)")
+                .target_cpu = cpu;
+            open.maps.steer_cpus.set_max_entries(cpus)
+        })?;
         let map = own_map(PROGRAM, &skel.maps.steer_cpus)?;
         // struct bpf_cpumap_val: the queue size, and no program (fd 0).
         let mut value = [0u8; 8];
