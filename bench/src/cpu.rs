@@ -1,5 +1,6 @@
 //! CPU accounting: a thread's CPU time, the machine's per-CPU time split,
-//! and the facts about the machine the report names.
+//! the facts about the machine the reports name; and the clock and the
+//! pinning the measurements use.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,12 +10,16 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// CPU time (user + system, ns) of thread `tid` of this process, from its
-/// per-thread CPU clock (the scheduler's runtime: exact, not tick-sampled).
-pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
-    // The kernel's encoding of a thread's CPU clock (CPUCLOCK_SCHED,
-    // per-thread): what pthread_getcpuclockid gives for a thread.
-    let clock = ((!tid) << 3) | 6;
+/// Pin the calling thread to `cpu` (a warning if it cannot be: the
+/// measurement goes on, its report says which CPUs were meant).
+pub fn pin(cpu: usize) {
+    if let Err(e) = rstwall_afxdp::sys::pin_current_thread(cpu) {
+        eprintln!("cannot pin thread to CPU {cpu}: {e}");
+    }
+}
+
+/// Clock `clock` in ns; None if the kernel has no such clock.
+fn clock_ns(clock: libc::clockid_t) -> Option<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -24,6 +29,20 @@ pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
         return None;
     }
     Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// CLOCK_MONOTONIC in ns: what latency stamps are read from, on the
+/// sending and on the receiving side.
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0)
+}
+
+/// CPU time (user + system, ns) of thread `tid` of this process, from its
+/// per-thread CPU clock (the scheduler's runtime: exact, not tick-sampled).
+pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
+    // The kernel's encoding of a thread's CPU clock (CPUCLOCK_SCHED,
+    // per-thread): what pthread_getcpuclockid gives for a thread.
+    clock_ns(((!tid) << 3) | 6)
 }
 
 /// System time's share of thread `tid`'s CPU time so far, from the tick
@@ -196,13 +215,7 @@ impl OtherLoad {
 
 /// CPU time of this whole process so far (all threads, user + system), ns.
 pub fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is valid for writes.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID).unwrap_or(0)
 }
 
 /// The 1-minute load average.
@@ -220,7 +233,8 @@ pub struct Machine {
     pub kernel: String,
     pub date: String,
     pub commit: String,
-    /// The datapath or the XDP program had uncommitted changes.
+    /// The datapath, the BPF programs or the bench had uncommitted
+    /// changes.
     pub dirty: bool,
 }
 
@@ -243,8 +257,8 @@ impl Machine {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|| "?".into());
-        // What was measured is the tree as built: say if the datapath or
-        // the XDP program were not the commit's.
+        // What was measured is the tree as built: say if the datapath, the
+        // programs or the bench were not the commit's.
         let dirty = std::process::Command::new("git")
             .args([
                 "status",
@@ -252,6 +266,7 @@ impl Machine {
                 "--",
                 ":(top)datapath",
                 ":(top)bpf/src",
+                ":(top)bench/src",
             ])
             .output()
             .ok()

@@ -25,8 +25,9 @@
 //! all RSTs together, by default at the global rate and burst of rstwall's
 //! `[ratelimit]` section.
 //!
-//! Both ports get an XDP program of their own ([`SteerProgram`]) that
-//! hands every frame to the forwarder's CPU through a cpumap — the XDP
+//! Both ports get an XDP program ([`rstwall_bpf::bench::CpuSteer`], one
+//! for the two) that hands every frame to the forwarder's CPU through a
+//! cpumap — the XDP
 //! equivalent of steering a NIC queue's interrupts to a core. So, as for
 //! rstwall, the ports' receive (the XDP program) runs where the frame
 //! arrives, and everything else — building the socket buffer, bridging,
@@ -37,17 +38,15 @@
 //! takes TSO off their peers exactly as rstwall's does, so every contender
 //! sees the same frames; the lab has GRO off on both ports.
 
-use std::io::{self, Write as _};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::libbpf_sys as sys;
-use rstwall_bench::frame::DST_MAC;
+use rstwall_bpf::bench::CpuSteer;
 
-use super::bpfasm::*;
-use super::lab::{Lab, Netns};
+use crate::frame::DST_MAC;
+use crate::lab::{InNs, Lab, Netns};
 
 const TABLE: &str = "rstwall_bench";
 const BRIDGE: &str = "rwbr0";
@@ -72,7 +71,7 @@ pub struct NftCounters {
 /// failing that, when dropped).
 pub struct KernelBridge {
     ns: Arc<Netns>,
-    _steer: [SteerProgram; 2],
+    _steer: InNs<CpuSteer>,
     up: bool,
 }
 
@@ -89,11 +88,16 @@ impl KernelBridge {
     /// Bridge A and B, their receive steered to `cpu`, with the rules.
     pub fn start(lab: &Lab, cpu: usize, limit: RstLimit) -> Result<KernelBridge> {
         let ns = &lab.app;
-        let cpumap = cpumap(cpu)?;
-        let steer = [
-            SteerProgram::attach(ns, &lab.port_a, &cpumap, cpu)?,
-            SteerProgram::attach(ns, &lab.port_b, &cpumap, cpu)?,
-        ];
+        let steer = InNs::make(ns, || {
+            let mut steer = CpuSteer::load(cpu as u32, CPUMAP_QSIZE)?;
+            for port in [&lab.port_a, &lab.port_b] {
+                let ifindex = rstwall_afxdp::sys::ifindex(port)?;
+                steer
+                    .attach(ifindex)
+                    .with_context(|| format!("XDP steering program on {port}"))?;
+            }
+            Ok(steer)
+        })?;
         let k = KernelBridge {
             ns: ns.clone(),
             _steer: steer,
@@ -293,82 +297,3 @@ fn flush_conntrack() -> Result<()> {
 
 /// Frames a cpumap entry queues for its CPU.
 const CPUMAP_QSIZE: u32 = 2048;
-
-/// A cpumap with one entry, `cpu`.
-fn cpumap(cpu: usize) -> Result<OwnedFd> {
-    // SAFETY: no preconditions.
-    let cpus = unsafe { sys::libbpf_num_possible_cpus() }.max(1) as u32;
-    // Value: struct bpf_cpumap_val { qsize; no program (fd 0) }.
-    let map = map(sys::BPF_MAP_TYPE_CPUMAP, "bench_cpumap", 8, cpus)?;
-    let (key, value) = (cpu as u32, [CPUMAP_QSIZE, 0]);
-    // SAFETY: key and value of the map's sizes.
-    let rc = unsafe {
-        sys::bpf_map_update_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast(),
-            value.as_ptr().cast(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(-rc)).context("cpumap entry");
-    }
-    Ok(map)
-}
-
-/// An XDP program that sends every frame to one CPU of a cpumap, whose
-/// kernel thread there builds the socket buffer and hands it to the stack
-/// (here: the bridge).
-pub struct SteerProgram {
-    ns: Arc<Netns>,
-    ifindex: i32,
-    _prog: OwnedFd,
-}
-
-const FN_REDIRECT_MAP: i32 = 51;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-
-impl SteerProgram {
-    fn attach(ns: &Arc<Netns>, ifname: &str, cpumap: &OwnedFd, cpu: usize) -> Result<Self> {
-        let mut insns = ld_map(1, cpumap.as_raw_fd()).to_vec();
-        insns.extend([
-            insn(MOV64_K, 2, 0, 0, cpu as i32),
-            insn(MOV64_K, 3, 0, 0, 0),
-            insn(CALL, 0, 0, 0, FN_REDIRECT_MAP),
-            insn(EXIT, 0, 0, 0, 0),
-        ]);
-        let prog = load(sys::BPF_PROG_TYPE_XDP, "bench_steer", &insns)?;
-        let ifindex = ns.run(|| -> Result<i32> {
-            let ifindex = rstwall_afxdp::sys::ifindex(ifname)? as i32;
-            // SAFETY: a valid program fd; no options.
-            let rc = unsafe {
-                sys::bpf_xdp_attach(
-                    ifindex,
-                    prog.as_raw_fd(),
-                    XDP_FLAGS_DRV_MODE,
-                    std::ptr::null(),
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(-rc))
-                    .with_context(|| format!("XDP steering program on {ifname}"));
-            }
-            Ok(ifindex)
-        })??;
-        Ok(SteerProgram {
-            ns: ns.clone(),
-            ifindex,
-            _prog: prog,
-        })
-    }
-}
-
-impl Drop for SteerProgram {
-    fn drop(&mut self) {
-        let ifindex = self.ifindex;
-        let _ = self.ns.run(|| {
-            // SAFETY: no options.
-            unsafe { sys::bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, std::ptr::null()) };
-        });
-    }
-}

@@ -25,7 +25,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rstwall_netlab::ethtool::{self, Offload};
 pub use rstwall_netlab::{on_stop_signal, Netns};
 use rstwall_netlab::{Mac, Namespaces, Veth};
@@ -119,4 +119,60 @@ impl Lab {
 /// SIGTERM or SIGHUP arrives, then exit (call it before [`Lab::new`]).
 pub fn delete_on_signal() -> Result<()> {
     rstwall_netlab::remove_on_signal().context("catching stop signals")
+}
+
+/// Something that must go where it was made: a BPF program attached to an
+/// interface of `ns`, or a hook on one (an ifindex means nothing in
+/// another namespace). Dropped from inside `ns`.
+pub struct InNs<T> {
+    ns: Arc<Netns>,
+    inner: Option<T>,
+}
+
+impl<T> InNs<T> {
+    /// Make it inside `ns`.
+    pub fn make(ns: &Arc<Netns>, make: impl FnOnce() -> Result<T>) -> Result<InNs<T>> {
+        let inner = ns.run(make)??;
+        Ok(InNs {
+            ns: ns.clone(),
+            inner: Some(inner),
+        })
+    }
+}
+
+impl<T> std::ops::Deref for InNs<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.inner.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for InNs<T> {
+    fn drop(&mut self) {
+        let inner = self.inner.take();
+        // Dropped here anyway if the namespace cannot be entered: better
+        // a detach that misses than a leak.
+        let _ = self.ns.run(move || drop(inner));
+    }
+}
+
+/// Packets counted by a device of the calling thread's namespace: received,
+/// transmitted, dropped on transmit (`/proc/net/dev`).
+pub fn dev_packets(dev: &str) -> Result<(u64, u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
+    for line in text.lines() {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == dev {
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if f.len() >= 12 {
+                return Ok((f[1], f[9], f[11]));
+            }
+        }
+    }
+    bail!("{dev} not in /proc/net/dev")
 }

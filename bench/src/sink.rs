@@ -1,169 +1,132 @@
-//! The sink's counter: a tc ingress program on the sink's veth that counts
-//! every frame the bench marked ([`frame::marker_mac`]) by its marker
-//! code, then drops it — or, with [`frame::MARK_DELIVER`] in the code,
-//! hands it on to the sink's own stack (the blind-reset flood aimed at a
-//! real connection). Frames without a marker (the real TCP transfer) go
-//! on untouched.
+//! What receives at the far end of the lab, on the sink's veth:
 //!
-//! tc, not XDP: the sink's veth then runs no NAPI, so a frame a forwarder
-//! transmits is received with netif_rx, in softirq within the transmit
-//! itself, on the forwarder's CPU — the cheapest receive a veth allows —
-//! and no GRO merges frames before they are counted.
+//! * [`SinkCounter`] — a tc ingress program
+//!   ([`rstwall_bpf::bench::SinkCounter`]) that counts every frame the
+//!   bench marked ([`frame::marker_mac`]) by its marker code, then drops it
+//!   — or, with [`frame::MARK_DELIVER`] in the code, hands it on to the
+//!   sink's own stack (the blind-reset flood aimed at a real connection).
+//!   Frames without a marker (the real TCP transfer) go on untouched. tc,
+//!   not XDP: the sink's veth then runs no NAPI, so a frame a forwarder
+//!   transmits is received with netif_rx, in softirq within the transmit
+//!   itself, on the forwarder's CPU — the cheapest receive a veth allows —
+//!   and no GRO merges frames before they are counted.
+//! * [`Sink`] — an AF_XDP socket that turns each stamped frame into a
+//!   one-way latency sample.
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use libbpf_rs::libbpf_sys as sys;
-use rstwall_bench::frame::{MARKER_PREFIX, MARK_DELIVER};
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use rstwall_afxdp::socket::{self, FrameDesc, Umem, Xsk};
+use rstwall_afxdp::BindMode;
+use rstwall_bpf::bench;
 
-use super::bpfasm::*;
-use super::lab::Netns;
+use crate::cpu::{mono_ns, pin};
+use crate::frame::{self, MARKER_PREFIX, MARK_DELIVER};
+use crate::gen::Stamps;
+use crate::lab::{InNs, Netns};
+use crate::xsk;
 
 /// One counter per marker code.
-pub const CODES: usize = 256;
+pub const CODES: usize = bench::SINK_CODES;
 
-/// `struct __sk_buff` offsets of `data` and `data_end` (uapi, stable).
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
-const TC_ACT_OK: i32 = 0;
-const TC_ACT_SHOT: i32 = 2;
-
-/// The counter program (30 instructions).
-fn program(counts_fd: i32) -> Vec<Insn> {
-    let prefix = u32::from_le_bytes([
-        MARKER_PREFIX[0],
-        MARKER_PREFIX[1],
-        MARKER_PREFIX[2],
-        MARKER_PREFIX[3],
-    ]);
-    assert!(prefix < 1 << 31, "compared as a sign-extended immediate");
-    let mut p = vec![
-        insn(MOV64_X, 6, 1, 0, 0),
-        // r2 = data, r3 = data_end; need the 12 bytes of the two MACs
-        insn(LDX_W, 2, 6, SKB_DATA, 0),
-        insn(LDX_W, 3, 6, SKB_DATA_END, 0),
-        insn(MOV64_X, 4, 2, 0, 0),
-        insn(ADD64_K, 4, 0, 0, 12),
-    ];
-    let mut to_pass = vec![p.len()];
-    p.push(insn(JGT_X, 4, 3, 0, 0));
-    // source MAC bytes 0-3 and 4 against the prefix
-    p.push(insn(LDX_W, 5, 2, 6, 0));
-    to_pass.push(p.len());
-    p.push(insn(JNE_K, 5, 0, 0, prefix as i32));
-    p.push(insn(LDX_B, 5, 2, 10, 0));
-    to_pass.push(p.len());
-    p.push(insn(JNE_K, 5, 0, 0, i32::from(MARKER_PREFIX[4])));
-    // r7 = code; r0 = &counts[0]
-    p.push(insn(LDX_B, 7, 2, 11, 0));
-    p.push(insn(ST_W, 10, 0, -4, 0));
-    p.push(insn(MOV64_X, 2, 10, 0, 0));
-    p.push(insn(ADD64_K, 2, 0, 0, -4));
-    p.extend(ld_map(1, counts_fd));
-    p.push(insn(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM));
-    let to_verdict = p.len();
-    p.push(insn(JEQ_K, 0, 0, 0, 0));
-    // counts[code] += 1
-    p.push(insn(MOV64_X, 1, 7, 0, 0));
-    p.push(insn(LSH64_K, 1, 0, 0, 3));
-    p.push(insn(ADD64_X, 0, 1, 0, 0));
-    p.push(insn(LDX_DW, 1, 0, 0, 0));
-    p.push(insn(ADD64_K, 1, 0, 0, 1));
-    p.push(insn(STX_DW, 0, 1, 0, 0));
-    // verdict: deliver or drop
-    let verdict = p.len();
-    to_pass.push(p.len());
-    p.push(insn(JSET_K, 7, 0, 0, i32::from(MARK_DELIVER)));
-    p.push(insn(MOV64_K, 0, 0, 0, TC_ACT_SHOT));
-    p.push(insn(EXIT, 0, 0, 0, 0));
-    let pass = p.len();
-    p.push(insn(MOV64_K, 0, 0, 0, TC_ACT_OK));
-    p.push(insn(EXIT, 0, 0, 0, 0));
-    for at in to_pass {
-        p[at].off = (pass - at - 1) as i16;
-    }
-    p[to_verdict].off = (verdict - to_verdict - 1) as i16;
-    p
-}
-
-/// The counter, attached to a veth's tc ingress hook in its namespace;
-/// the hook (clsact) is removed when dropped.
-pub struct SinkCounter {
-    ns: Arc<Netns>,
-    ifindex: i32,
-    counts: OwnedFd,
-    _prog: OwnedFd,
-}
-
-fn tc_hook(ifindex: i32) -> sys::bpf_tc_hook {
-    sys::bpf_tc_hook {
-        sz: std::mem::size_of::<sys::bpf_tc_hook>() as sys::size_t,
-        ifindex,
-        attach_point: sys::BPF_TC_INGRESS,
-        ..Default::default()
-    }
-}
+/// The counter, attached to a veth's tc ingress hook in its namespace (and
+/// taken off it from there when dropped).
+pub struct SinkCounter(InNs<bench::SinkCounter>);
 
 impl SinkCounter {
     pub fn attach(ns: &Arc<Netns>, ifname: &str) -> Result<SinkCounter> {
-        let counts = map(
-            sys::BPF_MAP_TYPE_PERCPU_ARRAY,
-            "sink_counts",
-            (CODES * 8) as u32,
-            1,
-        )?;
-        let prog = load(
-            sys::BPF_PROG_TYPE_SCHED_CLS,
-            "bench_sink",
-            &program(counts.as_raw_fd()),
-        )?;
-        let ifindex = ns.run(|| -> Result<i32> {
-            let ifindex = rstwall_afxdp::sys::ifindex(ifname)? as i32;
-            let mut hook = tc_hook(ifindex);
-            // SAFETY: a valid hook; EEXIST (a clsact already there) is fine.
-            let rc = unsafe { sys::bpf_tc_hook_create(&mut hook) };
-            if rc != 0 && rc != -libc::EEXIST {
-                return Err(io::Error::from_raw_os_error(-rc)).context("tc clsact on the sink");
-            }
-            let mut opts = sys::bpf_tc_opts {
-                sz: std::mem::size_of::<sys::bpf_tc_opts>() as sys::size_t,
-                prog_fd: prog.as_raw_fd(),
-                handle: 1,
-                priority: 1,
-                ..Default::default()
-            };
-            // SAFETY: valid hook and options; the program fd is open.
-            let rc = unsafe { sys::bpf_tc_attach(&hook, &mut opts) };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(-rc)).context("tc filter on the sink");
-            }
-            Ok(ifindex)
-        })??;
-        Ok(SinkCounter {
-            ns: ns.clone(),
-            ifindex,
-            counts,
-            _prog: prog,
+        let counter = InNs::make(ns, || {
+            let ifindex = rstwall_afxdp::sys::ifindex(ifname)?;
+            let mut counter = bench::SinkCounter::load(MARKER_PREFIX, MARK_DELIVER)?;
+            counter.attach(ifindex)?;
+            Ok(counter)
         })
+        .with_context(|| format!("the sink's counter on {ifname}"))?;
+        Ok(SinkCounter(counter))
     }
 
     /// Frames counted so far, by marker code.
     pub fn counts(&self) -> Result<Box<[u64; CODES]>> {
-        percpu_sum::<CODES>(&self.counts)
-            .map(Box::new)
-            .context("reading the sink's counters")
+        self.0.counts().context("reading the sink's counters")
     }
 }
 
-impl Drop for SinkCounter {
-    fn drop(&mut self) {
-        let ifindex = self.ifindex;
-        let _ = self.ns.run(|| {
-            let mut hook = tc_hook(ifindex);
-            // SAFETY: a valid hook.
-            unsafe { sys::bpf_tc_hook_destroy(&mut hook) };
-        });
+/// What the latency sink and the thread driving it share.
+#[derive(Default)]
+pub struct SinkShared {
+    pub stop: AtomicBool,
+    /// Record stamped frames (the measurement window).
+    pub record: AtomicBool,
+    pub received: AtomicU64,
+    pub error: Mutex<Option<String>>,
+}
+
+const SINK_RING: u32 = 2048;
+
+/// An AF_XDP socket on the sink's veth that turns each stamped frame into
+/// a one-way latency sample (receive time − send time, both read from
+/// CLOCK_MONOTONIC in this process). It waits in poll(): the wake-up is
+/// part of every sample, for every contender alike.
+pub struct Sink {
+    umem: Umem,
+    xsk: Xsk,
+}
+
+impl Sink {
+    /// Open the socket (from the calling thread, in the sink namespace)
+    /// and hand all its frames to the fill ring.
+    pub fn open(ifname: &str) -> Result<Sink> {
+        let (umem, mut free) = xsk::umem(2048, SINK_RING, SINK_RING)?;
+        let mut xsk = xsk::socket(&umem, ifname, 0, SINK_RING, BindMode::Copy)?;
+        let frames = free.len();
+        // SAFETY: all frames are ours; the ring holds exactly that many.
+        let n = unsafe { xsk.fill_from(&mut free, |_| {}) };
+        if n != frames {
+            bail!("sink: fill ring took {n} of {frames} frames");
+        }
+        Ok(Sink { umem, xsk })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.xsk.fd()
+    }
+
+    /// Receive until `shared.stop`; the latency histogram (ns).
+    pub fn run(mut self, cpu: usize, stamps: &Stamps, shared: &SinkShared) -> Histogram<u64> {
+        pin(cpu);
+        let mut hist = Histogram::<u64>::new_with_max(10_000_000_000, 3).expect("histogram");
+        let mut buf = vec![FrameDesc::default(); 64];
+        let fd = self.fd();
+        while !shared.stop.load(Ordering::Relaxed) {
+            // SAFETY: received frames are ours until back on the fill ring.
+            let n = unsafe { self.xsk.rx.consume(&mut buf) };
+            if n == 0 {
+                if let Err(e) = socket::wait_readable([fd], Duration::from_millis(10)) {
+                    *shared.error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(format!("sink poll: {e}"));
+                    break;
+                }
+                continue;
+            }
+            let now = mono_ns();
+            let record = shared.record.load(Ordering::Relaxed);
+            for d in &buf[..n] {
+                // SAFETY: as above.
+                let data = unsafe { self.umem.data(d) };
+                let sent = frame::ip_tag(data.contents()).and_then(|t| stamps.take(t));
+                if let (true, Some(sent)) = (record, sent) {
+                    hist.saturating_record(now.saturating_sub(sent));
+                }
+            }
+            shared.received.fetch_add(n as u64, Ordering::Relaxed);
+            // SAFETY: the frames came off the RX ring; the fill ring has
+            // room for every frame of the UMEM.
+            unsafe { self.xsk.fill.produce(&buf[..n]) };
+        }
+        hist
     }
 }

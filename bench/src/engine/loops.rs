@@ -274,15 +274,11 @@ mod tests {
             f.evicted > 0 && f.expired > 0 && f.table_full > 0,
             "{what}: {f:?}"
         );
-        for reason in [
-            Reason::NotRst,
-            Reason::AllowList,
-            Reason::DenyList,
-            Reason::ClassPass,
-            Reason::ClassDrop,
-            Reason::WithinRate,
-            Reason::SourceRate,
-        ] {
+        use Reason::*;
+        let reasons = [
+            NotRst, AllowList, DenyList, ClassPass, ClassDrop, WithinRate, SourceRate,
+        ];
+        for reason in reasons {
             assert!(
                 s.counters.reasons[reason.index()] > 0,
                 "{what}: no {reason} verdict"
@@ -294,28 +290,20 @@ mod tests {
     }
 
     /// Enforce, both lists, three rate-limited classes, blocks: every
-    /// branch of the policy (client `n` is 198.18.0.0 + n).
-    const POLICY: &str = r#"
-mode = "enforce"
-
-[actions]
-in_window = "ratelimit"
-no_flow = "ratelimit"
-invalid_flags = "ratelimit"
-out_of_window = "drop"
-
-[ratelimit]
-per_source_rate = 2
-per_source_burst = 2
-global_rate = 50
-global_burst = 50
-source_table_size = 32
-block_seconds = 1
-
-[lists]
-allow = ["198.18.1.0/24", "2001:2:0:c::100/120"]
-deny = ["198.18.2.0/24", "2001:2:0:c::200/120"]
-"#;
+    /// branch of the policy (client `n` is 198.18.0.0 + n); as `rstwall
+    /// policy set` would write it, one assignment after another.
+    fn strict_policy() -> PolicyConfig {
+        let mut policy = PolicyConfig::default();
+        "mode=enforce; actions.in_window=ratelimit; actions.no_flow=ratelimit; \
+         actions.invalid_flags=ratelimit; actions.out_of_window=drop; \
+         ratelimit.per_source_rate=2; ratelimit.per_source_burst=2; ratelimit.global_rate=50; \
+         ratelimit.global_burst=50; ratelimit.source_table_size=32; ratelimit.block_seconds=1; \
+         lists.allow=198.18.1.0/24,2001:2:0:c::100/120; \
+         lists.deny=198.18.2.0/24,2001:2:0:c::200/120"
+            .split(';')
+            .for_each(|a| policy.set_assignment(a).expect("test policy"));
+        policy
+    }
 
     /// The configurations compared: the default one, and a small, strict
     /// one whose tables evict and whose flows expire.
@@ -333,7 +321,7 @@ deny = ["198.18.2.0/24", "2001:2:0:c::200/120"]
                 ports: 4,
             },
             alerts: AlertRule::defaults(),
-            policy: PolicyConfig::from_toml_str(POLICY).expect("test policy"),
+            policy: strict_policy(),
         };
         vec![("default", EngineConfig::default()), ("strict", strict)]
     }
@@ -381,52 +369,8 @@ deny = ["198.18.2.0/24", "2001:2:0:c::200/120"]
 
     /// Counts this thread's calls into the allocator (as
     /// `tests/tests/no_alloc.rs` does for the frame-by-frame path).
-    mod counting {
-        use std::alloc::{GlobalAlloc, Layout, System};
-        use std::cell::Cell;
-
-        thread_local! {
-            static CALLS: Cell<u64> = const { Cell::new(0) };
-        }
-
-        pub fn calls() -> u64 {
-            CALLS.with(Cell::get)
-        }
-
-        fn bump() {
-            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
-        }
-
-        pub struct Counting;
-
-        // SAFETY: every call is forwarded unchanged to the system allocator;
-        // the counting touches only a thread-local `Cell`.
-        unsafe impl GlobalAlloc for Counting {
-            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-                bump();
-                // SAFETY: the caller's contract is passed on.
-                unsafe { System.alloc(layout) }
-            }
-            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-                bump();
-                // SAFETY: as above.
-                unsafe { System.alloc_zeroed(layout) }
-            }
-            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-                bump();
-                // SAFETY: as above.
-                unsafe { System.realloc(ptr, layout, size) }
-            }
-            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                bump();
-                // SAFETY: as above.
-                unsafe { System.dealloc(ptr, layout) }
-            }
-        }
-
-        #[global_allocator]
-        static ALLOCATOR: Counting = Counting;
-    }
+    #[global_allocator]
+    static ALLOCATOR: crate::alloc::Counting = crate::alloc::Counting;
 
     /// The batch path, driven as the worker drives it (clock, batch, block
     /// requests drained), allocates nothing once the engine is built.
@@ -462,9 +406,9 @@ deny = ["198.18.2.0/24", "2001:2:0:c::200/120"]
             .map(|b| b.frames.iter().map(Vec::as_slice).collect())
             .collect();
         drive(&mut engine, warm, &warm_frames);
-        let (before, flows) = (counting::calls(), engine.flow_stats());
+        let (before, flows) = (crate::alloc::counts(), engine.flow_stats());
         drive(&mut engine, measured, &frames);
-        let calls = counting::calls() - before;
+        let calls = crate::alloc::counts().since(before).total();
         let f = engine.flow_stats();
         assert!(
             f.created > flows.created && f.expired > flows.expired && f.evicted > flows.evicted

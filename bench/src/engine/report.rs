@@ -1,34 +1,14 @@
-//! `rstwall-bench engine`: the parse-only and engine loops in alternating
-//! timed rounds, medians over rounds, and a markdown report.
+//! The engine run's figures: timed rounds, medians, the markdown report.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rstwall_pcap::analyze::format_ts;
+use crate::cpu::Machine;
+use crate::stats::{median, min_max};
+use crate::traffic::FrameCounts;
 
-use crate::run::{engine_config, EngineLoop, ParseLoop, BATCH};
-use crate::traffic::{FrameCounts, Traffic, TrafficConfig};
-
-/// Which loops to time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Loops {
-    Both,
-    ParseOnly,
-    EngineOnly,
-}
-
-/// Validated options of one run.
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub traffic: TrafficConfig,
-    pub rounds: usize,
-    pub round: Duration,
-    pub loops: Loops,
-}
-
-/// Timing is checked after this many batches (~65k frames): often enough
-/// for a round to end close to its length, rarely enough to cost nothing.
-const BATCHES_PER_CHECK: usize = 1024;
+use super::loops::BATCH;
+use super::options::Options;
 
 /// One timed round: frames processed and time taken.
 #[derive(Clone, Copy, Debug)]
@@ -53,17 +33,12 @@ pub struct Summary {
 
 impl Summary {
     fn of(rounds: &[Round]) -> Option<Summary> {
-        let mut ns: Vec<f64> = rounds.iter().map(Round::ns_per_frame).collect();
-        ns.sort_by(f64::total_cmp);
-        let median = match ns.len() {
-            0 => return None,
-            n if n % 2 == 1 => ns[n / 2],
-            n => (ns[n / 2 - 1] + ns[n / 2]) / 2.0,
-        };
+        let ns: Vec<f64> = rounds.iter().map(Round::ns_per_frame).collect();
+        let (min_ns, max_ns) = min_max(&ns);
         Some(Summary {
-            median_ns: median,
-            min_ns: ns[0],
-            max_ns: ns[ns.len() - 1],
+            median_ns: median(ns)?,
+            min_ns,
+            max_ns,
         })
     }
 
@@ -73,40 +48,11 @@ impl Summary {
     }
 }
 
-/// Facts about the machine, for the report.
-#[derive(Clone, Debug)]
-pub struct Machine {
-    pub cpu: String,
-    pub cpus: usize,
-    pub kernel: String,
-}
-
-impl Machine {
-    pub fn probe() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == "model name").then(|| v.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into());
-        Machine {
-            cpu,
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kernel,
-        }
-    }
-}
-
 /// Everything one run measured.
 pub struct Report {
     pub options: Options,
+    /// The machine, and the date of the run.
     pub machine: Machine,
-    pub date: String,
     pub mix: FrameCounts,
     pub frame_buffer_bytes: usize,
     pub flows_tracked: usize,
@@ -115,86 +61,6 @@ pub struct Report {
     pub evicted: u64,
     pub parse: Vec<Round>,
     pub engine: Vec<Round>,
-}
-
-/// Time `step` (which runs `BATCHES_PER_CHECK` batches and returns the
-/// frames done) until `length` has passed.
-fn round(length: Duration, mut step: impl FnMut() -> u64) -> Round {
-    let start = Instant::now();
-    let mut frames = 0;
-    loop {
-        frames += step();
-        let elapsed = start.elapsed();
-        if elapsed >= length {
-            return Round { frames, elapsed };
-        }
-    }
-}
-
-/// Generate the traffic, warm both loops, then alternate timed rounds.
-/// `progress` sees one line per step.
-pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
-    let t = Instant::now();
-    let traffic = Traffic::generate(&options.traffic);
-    progress(&format!(
-        "generated {} flows in {:.1} s; steady pass: {}",
-        traffic.flows,
-        t.elapsed().as_secs_f64(),
-        traffic.steady.counts().describe()
-    ));
-    let cfg = engine_config(&traffic);
-    let t = Instant::now();
-    let mut engine = EngineLoop::warmed(&cfg, &traffic);
-    progress(&format!(
-        "warmed the engine (handshakes + one pass) in {:.1} s: {} flows tracked",
-        t.elapsed().as_secs_f64(),
-        engine.engine.flows().len()
-    ));
-    let mut parse = ParseLoop::default();
-    let frames = &traffic.steady;
-    parse.run(frames, frames.len().div_ceil(BATCH));
-
-    let mut parse_rounds = Vec::new();
-    let mut engine_rounds = Vec::new();
-    for i in 1..=options.rounds {
-        if options.loops != Loops::EngineOnly {
-            let r = round(options.round, || parse.run(frames, BATCHES_PER_CHECK));
-            progress(&format!(
-                "round {i}/{}: parse-only {:.2} ns/frame ({:.2} Mpps)",
-                options.rounds,
-                r.ns_per_frame(),
-                1e3 / r.ns_per_frame()
-            ));
-            parse_rounds.push(r);
-        }
-        if options.loops != Loops::ParseOnly {
-            let r = round(options.round, || engine.run(frames, BATCHES_PER_CHECK));
-            progress(&format!(
-                "round {i}/{}: engine     {:.2} ns/frame ({:.2} Mpps)",
-                options.rounds,
-                r.ns_per_frame(),
-                1e3 / r.ns_per_frame()
-            ));
-            engine_rounds.push(r);
-        }
-    }
-    let flows = engine.engine.flows();
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    Report {
-        machine: Machine::probe(),
-        date: format_ts(now_ns)[..10].to_string(),
-        mix: *frames.counts(),
-        frame_buffer_bytes: frames.buffer_bytes(),
-        flows_tracked: flows.len(),
-        flow_capacity: flows.capacity(),
-        bytes_per_flow: flows.bytes_per_flow(),
-        evicted: engine.engine.flow_stats().evicted,
-        parse: parse_rounds,
-        engine: engine_rounds,
-        options,
-    }
 }
 
 impl Report {
@@ -214,7 +80,7 @@ impl Report {
         let _ = writeln!(
             s,
             "Machine: {} ({} logical CPUs), Linux {}. Date: {}.\n",
-            m.cpu, m.cpus, m.kernel, self.date
+            m.cpu_model, m.cpus, m.kernel, m.date
         );
         let _ = writeln!(
             s,

@@ -1,5 +1,5 @@
-//! `rstwall-bench gen`: send what [`rstwall_bench::gen`] describes out of
-//! an interface, printing frames per second each second.
+//! `rstwall-bench gen`: send what a [`Plan`] describes out of an
+//! interface, printing frames per second each second.
 //!
 //! The frames are built once into a table and replayed in order, from an
 //! AF_XDP socket (zero-copy where the driver can, copy mode otherwise; at a
@@ -15,19 +15,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rstwall_afxdp::sys;
-use rstwall_bench::gen::{BadArg, GenArgs, Plan, Via, What};
-use rstwall_bench::traffic::{Frames, Traffic};
+use rstwall_netlab::Netns;
 
-use super::lab::Netns;
-use super::live::LiveGen;
-use super::xsk::{self, GenConfig, GenShared, Rate};
+use super::generator::{generator, GenConfig, Rate};
+use super::live;
+use super::plan::{Plan, Via, What};
+use super::shared::GenShared;
+use super::spec::Family;
+use crate::cpu::mono_ns;
+use crate::error::BadArg;
+use crate::lab::{dev_packets, on_stop_signal};
+use crate::traffic::{Frames, Traffic};
 
 /// Handshakes of the mix profiles, before the steady traffic, unless
 /// --rate is lower.
 const HANDSHAKE_PPS: u64 = 100_000;
 
-pub fn run(args: GenArgs) -> Result<()> {
-    let plan = args.plan()?;
+/// Send `plan`; the rate each second, and a summary line, on stdout.
+pub fn run(plan: &Plan) -> Result<()> {
     if !sys::is_root() {
         bail!("gen needs root (AF_XDP sockets, BPF programs)");
     }
@@ -61,7 +66,7 @@ pub fn run(args: GenArgs) -> Result<()> {
         }
     }
 
-    let (first, frames, what) = build(&plan);
+    let (first, frames, what) = build(plan);
     eprintln!(
         "gen: {what}; {} frames in the table, {}",
         frames.len(),
@@ -73,7 +78,7 @@ pub fn run(args: GenArgs) -> Result<()> {
     );
     let rate = match (plan.via, plan.rate) {
         (Via::Live, _) => {
-            let live = in_ns(&ns, || LiveGen::new(&frames, ifindex))?;
+            let live = in_ns(&ns, || live::load(&frames, ifindex))?;
             eprintln!("gen: live frames of {} bytes", live.frame_len());
             Rate::Live(Arc::new(live))
         }
@@ -99,14 +104,12 @@ pub fn run(args: GenArgs) -> Result<()> {
         let shared = shared.clone();
         thread::Builder::new()
             .name("gen".into())
-            .spawn(move || xsk::generator(cfg, shared))?
+            .spawn(move || generator(cfg, shared))?
     };
-    let result = report(&plan, &shared);
+    let result = report(plan, &shared);
     shared.stop.store(true, Ordering::Relaxed);
     handle.join().map_err(|_| anyhow!("generator panicked"))?;
-    if let Some(e) = shared.error.lock().unwrap().take() {
-        bail!("{e}");
-    }
+    shared.take_error()?;
     let (sent, secs) = result?;
     let dev_after = dev_tx(&ns, &plan.dev);
     let mode = match plan.via {
@@ -154,11 +157,7 @@ fn build(plan: &Plan) -> (Option<Arc<Frames>>, Arc<Frames>, String) {
             let frames = spec.build(*table, plan.seed);
             let what = format!(
                 "crafted TCP over IPv{}, {} bytes a frame",
-                if spec.family == rstwall_bench::gen::Family::V6 {
-                    6
-                } else {
-                    4
-                },
+                if spec.family == Family::V6 { 6 } else { 4 },
                 spec.frame_len()
             );
             (None, Arc::new(frames), what)
@@ -188,7 +187,7 @@ fn report(plan: &Plan, shared: &GenShared) -> Result<(u64, f64)> {
         // The generator failed before sending: its error says why.
         return Ok((0, 0.0));
     }
-    let since = xsk::mono_ns().saturating_sub(steady_ns);
+    let since = mono_ns().saturating_sub(steady_ns);
     let start = Instant::now() - Duration::from_nanos(since);
     let base = shared.steady_sent.load(Ordering::Relaxed);
     let mut last = (start, base);
@@ -239,14 +238,14 @@ fn in_ns<T>(ns: &Option<Arc<Netns>>, f: impl FnOnce() -> Result<T>) -> Result<T>
 
 /// Transmitted and dropped-on-transmit frames of `dev`.
 fn dev_tx(ns: &Option<Arc<Netns>>, dev: &str) -> Option<(u64, u64)> {
-    in_ns(ns, || super::bench::dev_packets(dev))
+    in_ns(ns, || dev_packets(dev))
         .ok()
         .map(|(_, tx, tx_dropped)| (tx, tx_dropped))
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the generator.
 fn stop_on_signal(shared: Arc<GenShared>) -> Result<()> {
-    super::lab::on_stop_signal("gen-signals", move |_| {
+    on_stop_signal("gen-signals", move |_| {
         shared.stop.store(true, Ordering::Relaxed)
     })
     .context("catching stop signals")

@@ -4,10 +4,19 @@
 
 use std::fmt::Write as _;
 
+use super::latency::us;
+use super::report::{Report, Summary};
+
 /// One bar series of a panel: its name (in the legend) and colour.
 pub struct Series {
     pub name: &'static str,
     pub color: &'static str,
+}
+
+impl Series {
+    pub const fn new(name: &'static str, color: &'static str) -> Series {
+        Series { name, color }
+    }
 }
 
 /// One panel: a title, the series, and per contender (in order) one value
@@ -29,9 +38,10 @@ const PANEL_W: f64 = 620.0;
 const LABEL_W: f64 = 180.0;
 /// Room right of the longest bar for its value and note.
 const TEXT_W: f64 = 170.0;
+/// What is left for the bars.
+const PLOT_W: f64 = PANEL_W - LABEL_W - TEXT_W;
 const BAR_H: f64 = 16.0;
 const GAP: f64 = 10.0;
-const PAD: f64 = 20.0;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -46,7 +56,6 @@ impl Panel {
     }
 
     fn draw(&self, out: &mut String, x0: f64, y0: f64) {
-        let plot_w = PANEL_W - LABEL_W - TEXT_W;
         let max = self.max.unwrap_or_else(|| {
             self.rows
                 .iter()
@@ -95,7 +104,7 @@ impl Panel {
                 };
                 match v {
                     Some(v) => {
-                        let w = (v / max).clamp(0.0, 1.0) * plot_w;
+                        let w = (v / max).clamp(0.0, 1.0) * PLOT_W;
                         let _ = writeln!(
                             out,
                             r#"<rect x="{axis_x}" y="{by}" width="{w:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{}" class="value">{:.*}{}{note}</text>"#,
@@ -130,6 +139,8 @@ impl Panel {
 
 /// Panels in two columns under a title and a footnote.
 pub fn svg(title: &str, note: &str, panels: &[Panel]) -> String {
+    // The margin around everything.
+    const PAD: f64 = 20.0;
     let cols = 2;
     let rows = panels.len().div_ceil(cols);
     let mut heights = vec![0.0f64; rows];
@@ -173,6 +184,104 @@ pub fn svg(title: &str, note: &str, panels: &[Panel]) -> String {
     out
 }
 
+impl Report<'_> {
+    /// The report's first table as `chart.svg`.
+    pub fn chart(&self) -> String {
+        let sums = self.summaries();
+        let rows = |f: &dyn Fn(&Summary) -> Vec<Option<f64>>| -> Vec<(String, Vec<Option<f64>>)> {
+            sums.iter()
+                .map(|x| (x.c.name().to_string(), f(x)))
+                .collect()
+        };
+        let s = self.o;
+        let panels = vec![
+            Panel {
+                title: "Forwarded, 64-byte frames (Mpps, median)".into(),
+                series: vec![Series::new("Mpps", "#4c72b0")],
+                rows: rows(&|x| vec![x.mpps]),
+                decimals: 2,
+                unit: "",
+                max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        x.vs_bare
+                            .map_or(String::new(), |r| format!("({:.2}× bare)", r.median))
+                    })
+                    .collect(),
+            },
+            Panel {
+                title: "Drop accuracy, counted at the sink (%)".into(),
+                series: vec![
+                    Series::new("spoofed RSTs dropped", "#c44e52"),
+                    Series::new("legitimate frames passed", "#55a868"),
+                ],
+                rows: rows(&|x| vec![x.spoofed_dropped, x.legit_passed]),
+                decimals: 1,
+                unit: "%",
+                max: Some(100.0),
+                notes: Vec::new(),
+            },
+            Panel {
+                title: format!("One-way latency at {} kpps (µs)", s.latency_pps / 1000),
+                series: vec![Series::new("p50", "#8172b2"), Series::new("p99", "#ccb974")],
+                rows: rows(&|x| {
+                    x.latency.as_ref().map_or(vec![None, None], |h| {
+                        vec![Some(us(h, 0.5)), Some(us(h, 0.99))]
+                    })
+                }),
+                decimals: 0,
+                unit: "",
+                max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        x.latency
+                            .as_ref()
+                            .map_or(String::new(), |h| format!("(p99.9 {:.0})", us(h, 0.999)))
+                    })
+                    .collect(),
+            },
+            Panel {
+                title: format!(
+                    "TCP goodput (Mbit/s), alone / {} kpps RST flood",
+                    s.flood_pps / 1000
+                ),
+                series: vec![
+                    Series::new("alone", "#64b5cd"),
+                    Series::new("under flood", "#dd8452"),
+                ],
+                rows: rows(&|x| vec![x.calm_mbps, x.flood_mbps]),
+                decimals: 0,
+                unit: "",
+                max: None,
+                notes: sums
+                    .iter()
+                    .map(|x| {
+                        let broke = if x.broke > 0 {
+                            ", connection broke"
+                        } else {
+                            ""
+                        };
+                        x.flood_ratio
+                            .map_or(String::new(), |r| format!("({r:.2}× alone{broke})"))
+                    })
+                    .collect(),
+            },
+        ];
+        let m = &self.machine;
+        svg(
+            "rstwall-bench run: rstwall inline vs a bare AF_XDP loop and Linux + nftables",
+            &format!(
+                "{} on {} ({} vCPUs), Linux {}, commit {}; {} rounds, medians. Longer bars are \
+                 better except latency.",
+                m.date, m.cpu_model, m.cpus, m.kernel, m.commit, s.rounds
+            ),
+            &panels,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,10 +290,7 @@ mod tests {
     fn bars_scale_and_missing_values_are_said() {
         let panel = Panel {
             title: "Mpps <64 B>".into(),
-            series: vec![Series {
-                name: "forwarded",
-                color: "#1f77b4",
-            }],
+            series: vec![Series::new("forwarded", "#1f77b4")],
             rows: vec![("a".into(), vec![Some(2.0)]), ("b".into(), vec![None])],
             decimals: 2,
             unit: "",

@@ -1,16 +1,18 @@
-//! `rstwall-bench`: the benchmark harness.
+//! `rstwall-bench`: the benchmarks' command line. Each subcommand's
+//! arguments are checked into the options of one library call ([`args`]);
+//! everything else is the `rstwall_bench` library.
 
-mod net;
+mod args;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use rstwall_bench::gen::{BadArg, GenArgs};
-use rstwall_bench::harness::{self, Loops, Options};
-use rstwall_bench::traffic::TrafficConfig;
+use clap::{Parser, Subcommand};
+use rstwall_bench::{engine, gen, suite, BadArg};
+
+use args::engine::EngineArgs;
+use args::gen::GenArgs;
+use args::run::RunArgs;
 
 /// The daemon's allocator, so the tables sit in memory as they do there.
 #[global_allocator]
@@ -32,10 +34,6 @@ struct Cli {
 enum Command {
     /// Time the engine against the parse-only baseline on one core.
     Engine(EngineArgs),
-    /// Inline forwarding over AF_XDP on veth (copy mode): rstwall's
-    /// datapath beside a bare AF_XDP rx→tx loop, throughput and latency.
-    /// Needs root; builds and deletes its own network namespaces.
-    Forward(net::forward::ForwardArgs),
     /// Send crafted TCP frames (IPv4 or IPv6, any flags; fixed, walked or
     /// random addresses, ports and sequence numbers), RST floods at one
     /// connection, SYN floods or the bench's traffic mixes, at a fixed
@@ -44,77 +42,14 @@ enum Command {
     Gen(GenArgs),
     /// The benchmark suite on a namespace lab: a bare AF_XDP loop (the
     /// ceiling), Linux bridging with conntrack and nftables, rstwall in
-    /// monitor and in enforce mode; for each, Mpps at 64 bytes, drop
+    /// monitor and in enforce mode (and, on request, the kernel's own XDP
+    /// redirect as a latency reference and the bare loop reading every
+    /// frame); for each, Mpps at 64 bytes and the CPU per frame, drop
     /// accuracy counted at the sink, latency percentiles, and a kernel TCP
     /// transfer's goodput alone and during a blind-reset flood. Writes a
     /// markdown report, JSON and an SVG chart to --out. Needs root; builds
     /// and deletes its own namespaces; about 4 minutes with the defaults.
-    Run(net::suite::RunArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Only {
-    Parse,
-    Engine,
-}
-
-#[derive(clap::Args)]
-struct EngineArgs {
-    /// Concurrent flows.
-    #[arg(long, default_value_t = 100_000)]
-    flows: usize,
-    /// Frames in one steady-state pass [default: 10 per flow].
-    #[arg(long)]
-    packets: Option<usize>,
-    /// Timed rounds per loop; the report gives medians.
-    #[arg(long, default_value_t = 7)]
-    rounds: usize,
-    /// Length of one round, in seconds.
-    #[arg(long, default_value_t = 2.0)]
-    round_secs: f64,
-    /// Traffic generator seed.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Time only one loop (e.g. under a profiler).
-    #[arg(long, value_enum)]
-    only: Option<Only>,
-    /// Also write the markdown report here.
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-}
-
-impl EngineArgs {
-    fn validate(self) -> Result<(Options, Option<PathBuf>)> {
-        let mut traffic = TrafficConfig {
-            flows: self.flows,
-            packets: self.packets.unwrap_or(self.flows.saturating_mul(10)),
-            ..TrafficConfig::default()
-        };
-        if let Some(seed) = self.seed {
-            traffic.seed = seed;
-        }
-        if let Err(e) = traffic.validate() {
-            return Err(BadArg(format!("--{e}")).into());
-        }
-        if self.rounds == 0 {
-            return Err(BadArg("--rounds: must be at least 1".into()).into());
-        }
-        if !(self.round_secs.is_finite() && self.round_secs > 0.0) {
-            return Err(BadArg("--round-secs: must be a positive number of seconds".into()).into());
-        }
-        let loops = match self.only {
-            None => Loops::Both,
-            Some(Only::Parse) => Loops::ParseOnly,
-            Some(Only::Engine) => Loops::EngineOnly,
-        };
-        let options = Options {
-            traffic,
-            rounds: self.rounds,
-            round: Duration::from_secs_f64(self.round_secs),
-            loops,
-        };
-        Ok((options, self.markdown))
-    }
+    Run(RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -165,17 +100,16 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Engine(args) => {
             let (options, markdown) = args.validate()?;
-            let report = harness::run(options, |line| eprintln!("{line}"));
+            let report = engine::run(options, |line| eprintln!("{line}"));
             let text = report.markdown();
             println!("{text}");
             if let Some(path) = markdown {
                 std::fs::write(&path, &text)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            Ok(())
         }
-        Command::Forward(args) => net::forward::run(args)?,
-        Command::Gen(args) => net::gen::run(args)?,
-        Command::Run(args) => net::suite::run(args)?,
+        Command::Gen(args) => gen::run(&args.plan()?),
+        Command::Run(args) => suite::run(&args.options()?),
     }
-    Ok(())
 }
