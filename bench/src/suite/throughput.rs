@@ -193,12 +193,14 @@ impl Rig<'_> {
         let policy = match f {
             Forwarder::Rstwall { dp, .. } => {
                 // The worker publishes every 100 ms into a small channel
-                // that keeps the oldest: empty it, take the next one.
+                // that keeps the oldest: empty it, take the next one (which
+                // a worker starved of its CPU by other processes may take
+                // seconds to send).
                 while dp.workers().stats().try_recv().is_ok() {}
                 let w = dp
                     .workers()
                     .stats()
-                    .recv_timeout(Duration::from_secs(1))
+                    .recv_timeout(Duration::from_secs(10))
                     .context("no stats from the worker")?;
                 Some((w.counters.dropped, w.at_ns as f64 / 1e9))
             }
