@@ -1,5 +1,8 @@
-//! Compile `src/bpf/rstwall.bpf.c` with clang and generate its libbpf-rs
-//! skeleton into `OUT_DIR` (included by `src/lib.rs`, never committed).
+//! Compile the BPF programs under `src/bpf/` with clang and generate a
+//! libbpf-rs skeleton for each into `OUT_DIR` (included by `src/lib.rs`,
+//! never committed): rstwall's XDP program (`rstwall.bpf.c`), host mode's
+//! tc and tracing programs (`rstwall_host_*.bpf.c`) and the bench's own
+//! programs (`bench_*.bpf.c`).
 //!
 //! Headers: libbpf's own (`bpf/bpf_helpers.h`, ...) come from libbpf-sys,
 //! which libbpf-cargo puts on the include path; the kernel UAPI headers
@@ -17,20 +20,26 @@ use std::path::{Path, PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "src/bpf/rstwall.bpf.c";
-const HEADER: &str = "src/bpf/rstwall_shared.h";
-
-/// Host mode's programs (`rstwall_bpf::host`): source and skeleton file;
-/// and the headers the shared one does not cover (`rstwall_kern.h` is the
-/// XDP program's too).
-const HOST_PROGRAMS: [(&str, &str); 2] = [
+/// Each program: its source, and the skeleton it becomes.
+const PROGRAMS: [(&str, &str); 6] = [
+    ("src/bpf/rstwall.bpf.c", "rstwall.skel.rs"),
     ("src/bpf/rstwall_host_tc.bpf.c", "rstwall_host_tc.skel.rs"),
     (
         "src/bpf/rstwall_host_trace.bpf.c",
         "rstwall_host_trace.skel.rs",
     ),
+    ("src/bpf/bench_sink.bpf.c", "bench_sink.skel.rs"),
+    ("src/bpf/bench_gen.bpf.c", "bench_gen.skel.rs"),
+    ("src/bpf/bench_steer.bpf.c", "bench_steer.skel.rs"),
 ];
-const HOST_HEADERS: [&str; 2] = ["src/bpf/rstwall_host_kernel.h", "src/bpf/rstwall_kern.h"];
+/// The headers the programs include: the one kernel/userspace contract,
+/// the packet programs' parsing definitions, and host mode's kernel
+/// structures (CO-RE).
+const HEADERS: [&str; 3] = [
+    "src/bpf/rstwall_shared.h",
+    "src/bpf/rstwall_kern.h",
+    "src/bpf/rstwall_host_kernel.h",
+];
 
 fn multiarch_include() -> Option<PathBuf> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").ok()?;
@@ -47,12 +56,11 @@ fn multiarch_include() -> Option<PathBuf> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed={SRC}");
-    println!("cargo:rerun-if-changed={HEADER}");
+    for header in HEADERS {
+        println!("cargo:rerun-if-changed={header}");
+    }
     println!("cargo:rerun-if-env-changed=CLANG");
-
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
-        .join("rstwall.skel.rs");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
 
     let mut args: Vec<OsString> = vec!["-Wall".into(), "-Wextra".into(), "-Werror".into()];
     if let Some(dir) = multiarch_include() {
@@ -60,37 +68,20 @@ fn main() {
         args.push(dir.into_os_string());
     }
 
-    let mut builder = SkeletonBuilder::new();
-    builder.source(SRC).clang_args(&args);
-    if let Some(clang) = env::var_os("CLANG") {
-        builder.clang(clang);
-    }
-    if let Err(e) = builder.build_and_generate(&out) {
-        // libbpf-cargo logs clang's diagnostics only at info level; print the
-        // whole chain so a C error is visible in cargo's output.
-        panic!(
-            "building the XDP program {SRC} failed (needs clang, and the kernel UAPI \
-             headers from linux-libc-dev; see scripts/setup): {e:#}"
-        );
-    }
-    build_host_programs(&args);
-}
-
-/// Host mode's objects, each with its own skeleton, with the same flags.
-fn build_host_programs(args: &[OsString]) {
-    for header in HOST_HEADERS {
-        println!("cargo:rerun-if-changed={header}");
-    }
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    for (src, skel) in HOST_PROGRAMS {
+    for (src, skeleton) in PROGRAMS {
         println!("cargo:rerun-if-changed={src}");
         let mut builder = SkeletonBuilder::new();
-        builder.source(src).clang_args(args);
+        builder.source(src).clang_args(args.clone());
         if let Some(clang) = env::var_os("CLANG") {
             builder.clang(clang);
         }
-        if let Err(e) = builder.build_and_generate(out_dir.join(skel)) {
-            panic!("building the host-mode program {src} failed (see scripts/setup): {e:#}");
+        if let Err(e) = builder.build_and_generate(out_dir.join(skeleton)) {
+            // libbpf-cargo logs clang's diagnostics only at info level; print
+            // the whole chain so a C error is visible in cargo's output.
+            panic!(
+                "building the BPF program {src} failed (needs clang, and the kernel UAPI \
+                 headers from linux-libc-dev; see scripts/setup): {e:#}"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rstwall_bench::run::{engine_config, EngineLoop, EnginePath, ParseLoop, BATCH};
+use rstwall_bench::engine::{engine_config, EngineLoop, EnginePath, ParseLoop, BATCH};
 use rstwall_bench::traffic::{Traffic, TrafficConfig};
 
 /// The daemon's allocator, so the tables sit in memory as they do there.

@@ -20,9 +20,12 @@
 //!   kernel's verdict on each RST and the owner of each socket.
 //! * [`shared`] — the Rust mirror of `src/bpf/rstwall_shared.h`, the one
 //!   definition of map names, layouts and counter indices.
+//! * [`bench`](mod@bench) — the benchmark's own programs (`src/bpf/bench_*.bpf.c`):
+//!   the sink's counter, the live-frames generator, receive steering.
 //!
 //! Everything here needs CAP_BPF and CAP_NET_ADMIN (root will do).
 
+pub mod bench;
 mod counters;
 mod error;
 pub mod host;
@@ -34,7 +37,8 @@ pub mod shared;
 mod sync;
 mod test_run;
 
-/// The skeleton libbpf-cargo generated from the compiled object (build.rs).
+/// The skeletons libbpf-cargo generated from the compiled objects
+/// (build.rs): rstwall's program here, the bench's in submodules.
 #[allow(
     clippy::all,
     clippy::pedantic,
@@ -53,6 +57,17 @@ mod skel {
     /// Host mode's tracing programs.
     pub mod host_trace {
         include!(concat!(env!("OUT_DIR"), "/rstwall_host_trace.skel.rs"));
+    }
+
+    /// The bench's programs.
+    pub mod bench_sink {
+        include!(concat!(env!("OUT_DIR"), "/bench_sink.skel.rs"));
+    }
+    pub mod bench_gen {
+        include!(concat!(env!("OUT_DIR"), "/bench_gen.skel.rs"));
+    }
+    pub mod bench_steer {
+        include!(concat!(env!("OUT_DIR"), "/bench_steer.skel.rs"));
     }
 }
 

@@ -1,19 +1,19 @@
 //! The engine's steady-state per-packet path allocates nothing.
 //!
-//! A counting global allocator counts allocations, reallocations and frees
-//! of the current thread only (a thread-local counter), and this is a test
-//! binary of its own so no other test's allocator traffic can reach it.
+//! A counting global allocator (`rstwall_bench::alloc`) counts
+//! allocations, reallocations and frees of the current thread only (a
+//! thread-local counter), and this is a test binary of its own so no other
+//! test's allocator traffic can reach it.
 //! Setup allocates freely; then every frame of the measured window — RSTs of
 //! every class, SYNs creating flows, FINs, deny- and allow-listed sources,
 //! rate-limited classes, and the per-second work (flow expiry, telemetry
 //! ticks, alert evaluation) over several second boundaries — must cost zero
 //! calls into the allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use rstwall_bench::alloc::{allocations_during, Counting, Counts};
 use rstwall_bench::frame::TcpRepr;
 use rstwall_bench::traffic::{Frames, Label, Traffic, TrafficConfig};
 use rstwall_engine::engine::{Engine, EngineConfig};
@@ -23,82 +23,8 @@ use rstwall_engine::telemetry::{AlertRule, Counters, Metric, TelemetryConfig, AL
 use rstwall_engine::wire::{LinkType, TcpFlags};
 use rstwall_engine::RstClass;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    allocs: u64,
-    reallocs: u64,
-    frees: u64,
-}
-
-impl Counts {
-    const ZERO: Counts = Counts {
-        allocs: 0,
-        reallocs: 0,
-        frees: 0,
-    };
-
-    fn since(self, before: Counts) -> Counts {
-        Counts {
-            allocs: self.allocs - before.allocs,
-            reallocs: self.reallocs - before.reallocs,
-            frees: self.frees - before.frees,
-        }
-    }
-}
-
-thread_local! {
-    // Const-initialised and without a destructor: reading it never allocates.
-    static COUNTS: Cell<Counts> = const { Cell::new(Counts::ZERO) };
-}
-
-fn bump(f: impl FnOnce(&mut Counts)) {
-    // `try_with`: a thread being torn down may still free memory.
-    let _ = COUNTS.try_with(|c| {
-        let mut v = c.get();
-        f(&mut v);
-        c.set(v);
-    });
-}
-
-struct Counting;
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counting touches only a thread-local `Cell`, which does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump(|c| c.allocs += 1);
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump(|c| c.allocs += 1);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump(|c| c.reallocs += 1);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        bump(|c| c.frees += 1);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// What `f` cost the allocator on this thread.
-fn allocations_during(f: impl FnOnce()) -> Counts {
-    let before = COUNTS.with(Cell::get);
-    f();
-    COUNTS.with(Cell::get).since(before)
-}
 
 const BATCH: usize = 64;
 /// Simulated time per frame: a pass of tens of thousands of frames spans

@@ -51,6 +51,15 @@ pub use xsk_rs::{FrameDesc, Umem};
 
 use crate::error::AfXdpError;
 
+/// A forwarding loop's idle policy (the datapath's workers, and any loop
+/// that wants to be compared with them): after this many empty iterations
+/// in a row, sleep in [`wait_readable`]. An empty iteration makes no
+/// syscall (only ring index reads), so spinning a little keeps latency low
+/// under load without burning a core when idle.
+pub const SPINS_BEFORE_SLEEP: u32 = 256;
+/// The longest such sleep: it bounds how late a stop request is seen.
+pub const MAX_SLEEP: Duration = Duration::from_millis(20);
+
 rstwall_engine::closed_enum! {
     /// Which bind modes to try (`--xsk-mode`, `xsk_mode` in the config
     /// file): `auto`, or one [`XskMode`] by its name.
@@ -365,6 +374,17 @@ impl Xsk {
         Ok(())
     }
 
+    /// The kicks a forwarding loop's iteration owes the kernel: the fill
+    /// ring's when the socket received nothing (a zero-copy driver may be
+    /// waiting for it), the TX ring's while it has not drained.
+    #[inline]
+    pub fn kick_after(&mut self, received: usize) -> io::Result<()> {
+        if received == 0 {
+            self.kick_fill()?;
+        }
+        self.kick_tx()
+    }
+
     /// Nothing on the TX ring and nothing on the completion ring: every
     /// frame sent has been taken back.
     pub fn quiet(&mut self) -> bool {
@@ -378,16 +398,62 @@ impl Xsk {
 
     /// XDP_STATISTICS, read with one getsockopt.
     pub fn ring_stats(&self) -> io::Result<RingStats> {
-        let s = self.tx.fd().xdp_statistics()?;
-        Ok(RingStats {
-            rx_dropped: s.rx_dropped(),
-            rx_invalid_descs: s.rx_invalid_descs(),
-            tx_invalid_descs: s.tx_invalid_descs(),
-            rx_ring_full: s.rx_ring_full(),
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
-            tx_ring_empty_descs: s.tx_ring_empty_descs(),
-        })
+        ring_stats(self.fd())
     }
+}
+
+/// XDP_STATISTICS of the socket `fd`, read with one getsockopt: for a
+/// thread that watches a socket another one serves (through its
+/// [`Xsk::fd`]).
+pub fn ring_stats(fd: RawFd) -> io::Result<RingStats> {
+    // SAFETY: an all-zero xdp_statistics is valid.
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: `s` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&mut s as *mut libc::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(RingStats {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+/// One RX burst of `from` for transmission on `to`: up to `buf.len()`
+/// received frames into `buf`, but no more than `to`'s TX ring has room
+/// for — what stays on the RX ring is back-pressure the kernel can count
+/// (`rx_ring_full`), not a silent drop here. When `to` has no room at all,
+/// it is marked to be kicked ([`Xsk::kick_tx`]) until it drains. The number
+/// of frames taken, now the caller's, in `buf[..n]`.
+///
+/// # Safety
+///
+/// `buf` is the caller's to overwrite, and the frames taken belong to the
+/// UMEM `from` was opened on: the caller hands each back to the kernel
+/// (fill or TX ring) exactly once.
+#[inline]
+pub unsafe fn receive_for(from: &mut Xsk, to: &mut Xsk, buf: &mut [FrameDesc]) -> usize {
+    let room = to.tx.nb_free(buf.len() as u32) as usize;
+    let max = room.min(buf.len());
+    if max == 0 {
+        to.mark_tx_pending();
+        return 0;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { from.rx.consume(&mut buf[..max]) }
 }
 
 /// Sleep in poll() until one of the sockets `fds` has frames to read, or

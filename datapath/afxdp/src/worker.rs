@@ -13,15 +13,8 @@ use rstwall_source::WorkerCore;
 use xsk_rs::{FrameDesc, Umem};
 
 use super::ledger::Ledger;
-use super::socket::{self, RingStats, Xsk};
+use super::socket::{self, RingStats, Xsk, MAX_SLEEP, SPINS_BEFORE_SLEEP};
 use super::stats::{SocketStats, XskStats};
-
-/// Empty loop iterations before a worker sleeps in poll(). An empty
-/// iteration makes no syscall (only ring index reads), so spinning a little
-/// keeps latency low under load without burning a core when idle.
-const SPINS_BEFORE_SLEEP: u32 = 256;
-/// Longest sleep: bounds how late a stop request or a publish is seen.
-const MAX_SLEEP: Duration = Duration::from_millis(20);
 
 /// One port's socket on this worker's queue, and the free list of the
 /// frames this port receives into (its UMEM partition).
@@ -159,14 +152,8 @@ impl Worker {
             b.refill(ledger);
             let from_a = self.forward(core, a, b, ledger, &mut rx_buf, &mut tx_buf)?;
             let from_b = self.forward(core, b, a, ledger, &mut rx_buf, &mut tx_buf)?;
-            if from_a == 0 {
-                a.xsk.kick_fill()?;
-            }
-            if from_b == 0 {
-                b.xsk.kick_fill()?;
-            }
-            a.xsk.kick_tx()?;
-            b.xsk.kick_tx()?;
+            a.xsk.kick_after(from_a)?;
+            b.xsk.kick_after(from_b)?;
             work += from_a + from_b;
             debug_assert_eq!(
                 ledger.check(a.free.len() + b.free.len()),
@@ -265,17 +252,10 @@ impl Worker {
         rx_buf: &mut [FrameDesc],
         tx_buf: &mut Vec<FrameDesc>,
     ) -> io::Result<usize> {
-        // Take no more than the TX ring can take: what stays on the RX ring
-        // is back-pressure the kernel can count (rx_ring_full), not a silent
-        // drop here.
-        let room = to.xsk.tx.nb_free(rx_buf.len() as u32) as usize;
-        let max = room.min(rx_buf.len());
-        if max == 0 {
-            to.xsk.mark_tx_pending();
-            return Ok(0);
-        }
+        // No more than `to`'s TX ring can take (back-pressure stays on the
+        // RX ring, where the kernel counts it).
         // SAFETY: as in run_tap.
-        let n = unsafe { from.xsk.rx.consume(&mut rx_buf[..max]) };
+        let n = unsafe { socket::receive_for(&mut from.xsk, &mut to.xsk, rx_buf) };
         if n == 0 {
             return Ok(0);
         }

@@ -1,0 +1,14 @@
+//! `rstwall-bench engine`: the parse-only and engine loops
+//! ([`loops`]) over the same steady-state frames, in alternating timed
+//! rounds on one core ([`run`]), medians over rounds, and a markdown report
+//! ([`report`]).
+
+pub mod loops;
+mod options;
+pub mod report;
+mod rounds;
+
+pub use loops::{engine_config, EngineLoop, EnginePath, ParseLoop, BATCH, NS_PER_FRAME, START_NS};
+pub use options::{Loops, Options};
+pub use report::{Report, Round, Summary};
+pub use rounds::run;

@@ -1,0 +1,260 @@
+//! The contenders ([`Contender`]), started and stopped in the appliance
+//! namespace.
+//!
+//! All but `nftables` sit behind the same XDP program (rstwall's, inline
+//! on A and B) and differ only in what serves the AF_XDP sockets
+//! registered in its XSKMAP:
+//!
+//! * `bare` — the ceiling ([`crate::bare`]): one UMEM and a socket per
+//!   port, opened as `Datapath::start` opens them (same ring sizes,
+//!   frames, batch), and a loop with the worker's structure that transmits
+//!   every frame, without engine, frame ledger or stats.
+//! * `touch` — the bare loop, also reading each frame's first cache line:
+//!   a diagnostic, the cost of touching the frame at all.
+//! * `monitor`, `enforce` — rstwall's `Datapath`, one worker, its engine's
+//!   policy in that mode (the default policy otherwise).
+//! * `kernel` — no socket: the program's fail-open path forwards TCP to
+//!   the peer port in the kernel (XDP_REDIRECT through its DEVMAP). A
+//!   latency reference, not a contender: measured in the latency phase
+//!   only (its throughput is the generator's, and the redirect needs NAPI
+//!   on the sink, which the sink's counter must not have).
+//! * `nftables` — Linux bridging A and B with conntrack and nftables
+//!   ([`crate::kernel`]): rstwall's programs are detached for it.
+
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rstwall_afxdp::{BindMode, Datapath, DatapathConfig, Topology};
+use rstwall_engine::engine::EngineConfig;
+use rstwall_engine::policy::Mode;
+use rstwall_source::Source;
+
+use super::options::Contender;
+use super::rig::{wait_for, Programs, Rig};
+use crate::bare::{self, BareShape, BareSockets};
+use crate::cpu;
+use crate::kernel::{KernelBridge, NftCounters};
+use crate::xsk::retry_busy;
+
+/// A forwarder serving A and B.
+pub enum Forwarder {
+    Kernel(Rc<Programs>),
+    Bare {
+        progs: Rc<Programs>,
+        stop: Arc<AtomicBool>,
+        handle: JoinHandle<std::io::Result<()>>,
+        tid: i32,
+        fd_a: RawFd,
+    },
+    Rstwall {
+        progs: Rc<Programs>,
+        dp: Datapath,
+        tid: i32,
+        fd_a: RawFd,
+    },
+    Nftables(KernelBridge),
+}
+
+impl Forwarder {
+    /// rstwall's programs, when this forwarder runs behind them.
+    pub fn programs(&self) -> Option<&Programs> {
+        match self {
+            Forwarder::Kernel(p) | Forwarder::Bare { progs: p, .. } => Some(p),
+            Forwarder::Rstwall { progs, .. } => Some(progs),
+            Forwarder::Nftables(_) => None,
+        }
+    }
+
+    /// The forwarding thread's id and A's socket, for AF_XDP forwarders.
+    pub fn thread_and_socket(&self) -> Option<(i32, RawFd)> {
+        match self {
+            Forwarder::Kernel(_) | Forwarder::Nftables(_) => None,
+            Forwarder::Bare { tid, fd_a, .. } | Forwarder::Rstwall { tid, fd_a, .. } => {
+                Some((*tid, *fd_a))
+            }
+        }
+    }
+}
+
+/// What a forwarder says when it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopReport {
+    /// Frames the engine judged, passed and dropped.
+    pub judged: u64,
+    pub dropped: u64,
+    pub active_flows: usize,
+    /// What the nftables rules dropped.
+    pub nft: Option<NftCounters>,
+}
+
+impl Rig<'_> {
+    fn datapath_config(&self, mode: Mode) -> DatapathConfig {
+        let mut engine = EngineConfig::default();
+        engine.flow_capacity = engine
+            .flow_capacity
+            .max(self.traffic.flows + self.traffic.flows / 4);
+        engine.policy.set_mode(mode);
+        let mut cfg = DatapathConfig::new(
+            Topology::Inline {
+                a: self.lab.port_a.clone(),
+                b: self.lab.port_b.clone(),
+            },
+            1,
+            engine,
+        );
+        cfg.bind = BindMode::Copy;
+        cfg.cpus = vec![self.o.fwd_cpu];
+        cfg
+    }
+
+    /// Start `c`; a queue still held by the previous contender's closed
+    /// socket (EBUSY) is waited for.
+    pub fn start(&self, c: Contender) -> Result<Forwarder> {
+        if c == Contender::Nftables {
+            // The bridge's ports get a program of their own.
+            self.detach_programs();
+            return Ok(Forwarder::Nftables(KernelBridge::start(
+                self.lab,
+                self.o.fwd_cpu,
+                self.o.rst_limit,
+            )?));
+        }
+        let progs = self.programs()?;
+        retry_busy(|| self.try_start(c, progs.clone()))
+    }
+
+    fn try_start(&self, c: Contender, progs: Rc<Programs>) -> Result<Forwarder> {
+        let lab = self.lab;
+        match c {
+            Contender::Kernel => Ok(Forwarder::Kernel(progs)),
+            Contender::Bare | Contender::Touch => {
+                // The datapath's own shape, so the only difference is the
+                // engine (and its bookkeeping).
+                let d = self.datapath_config(Mode::Monitor);
+                let shape = BareShape {
+                    ring: d.ring_size,
+                    frames_per_port: d.frames_per_port,
+                    frame_size: d.frame_size,
+                    batch: d.batch,
+                };
+                let sockets = lab
+                    .app
+                    .run(|| BareSockets::open(shape, &lab.port_a, &lab.port_b))??;
+                let [fd_a, fd_b] = sockets.fds();
+                let stop = Arc::new(AtomicBool::new(false));
+                let tid = Arc::new(AtomicI32::new(0));
+                let cpu = self.o.fwd_cpu;
+                let touch = c == Contender::Touch;
+                let handle = {
+                    let (stop, tid) = (stop.clone(), tid.clone());
+                    thread::Builder::new()
+                        .name("bench-bare-q0".into())
+                        .spawn(move || {
+                            cpu::pin(cpu);
+                            bare::run_bare(sockets, touch, &stop, &tid)
+                        })?
+                };
+                let tid = wait_for(|| Some(tid.load(Ordering::Relaxed)).filter(|&t| t != 0))
+                    .context("bare loop did not start")?;
+                progs.a().register_xsk(0, fd_a)?;
+                progs.b().register_xsk(0, fd_b)?;
+                Ok(Forwarder::Bare {
+                    progs,
+                    stop,
+                    handle,
+                    tid,
+                    fd_a,
+                })
+            }
+            Contender::Monitor | Contender::Enforce => {
+                let mode = if c == Contender::Monitor {
+                    Mode::Monitor
+                } else {
+                    Mode::Enforce
+                };
+                let cfg = self.datapath_config(mode);
+                let dp = lab.app.run(|| Datapath::start(&cfg))??;
+                let mut fd_a = -1;
+                for sock in dp.sockets() {
+                    if sock.port == lab.port_a {
+                        progs.a().register_xsk(sock.queue, sock.fd)?;
+                        fd_a = sock.fd;
+                    } else {
+                        progs.b().register_xsk(sock.queue, sock.fd)?;
+                    }
+                }
+                let tid = wait_for(|| cpu::find_thread("rstwall-q0"))
+                    .context("no rstwall-q0 worker thread")?;
+                Ok(Forwarder::Rstwall {
+                    progs,
+                    dp,
+                    tid,
+                    fd_a,
+                })
+            }
+            Contender::Nftables => unreachable!("started above"),
+        }
+    }
+
+    pub fn stop(&self, f: Forwarder) -> Result<StopReport> {
+        if let Forwarder::Bare { progs, .. } | Forwarder::Rstwall { progs, .. } = &f {
+            progs.a().unregister_xsk(0)?;
+            progs.b().unregister_xsk(0)?;
+        }
+        match f {
+            Forwarder::Kernel(_) => Ok(StopReport::default()),
+            Forwarder::Bare { stop, handle, .. } => {
+                stop.store(true, Ordering::Relaxed);
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("bare loop panicked"))?
+                    .context("bare loop")?;
+                Ok(StopReport::default())
+            }
+            Forwarder::Rstwall { mut dp, .. } => {
+                let stats = dp.stop()?;
+                let w = stats.first().context("no worker stats")?;
+                if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {
+                    bail!(
+                        "datapath frame ledger: {} errors, {} leaked",
+                        w.source.frames.ledger_errors,
+                        w.source.frames.leaked
+                    );
+                }
+                Ok(StopReport {
+                    judged: w.counters.frames,
+                    dropped: w.counters.dropped,
+                    active_flows: w.active_flows,
+                    nft: None,
+                })
+            }
+            Forwarder::Nftables(k) => {
+                let nft = k.counters();
+                k.stop()?;
+                Ok(StopReport {
+                    nft: Some(nft?),
+                    ..StopReport::default()
+                })
+            }
+        }
+    }
+
+    /// Run `f` with `c` started, and stop it even when `f` fails.
+    pub fn with<T>(
+        &self,
+        c: Contender,
+        f: impl FnOnce(&Forwarder) -> Result<T>,
+    ) -> Result<(T, StopReport)> {
+        let fwd = self.start(c)?;
+        let result = f(&fwd);
+        // Let what is in flight drain before the sockets go.
+        thread::sleep(Duration::from_millis(50));
+        let stop = self.stop(fwd);
+        Ok((result?, stop?))
+    }
+}

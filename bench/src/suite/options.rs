@@ -1,0 +1,145 @@
+//! What a run consists of: the contenders ([`Contender`]), the kinds of
+//! measurement ([`Phase`]), and the checked options ([`Options`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::kernel::RstLimit;
+use crate::traffic::TrafficConfig;
+
+rstwall_engine::closed_enum! {
+    /// What forwards between A and B, by the name typed on the command
+    /// line ([`Contender::name`] is the report's): `kernel`, rstwall's
+    /// program redirecting A → B in the kernel, no AF_XDP (a latency
+    /// reference); `bare`, the bare AF_XDP rx→tx loop (the ceiling);
+    /// `touch`, the bare loop also reading each frame's first cache line;
+    /// `nftables`, Linux bridging with conntrack and nftables (invalid
+    /// drop, RST limit); `monitor` and `enforce`, rstwall's datapath with
+    /// its policy in that mode.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Contender: "contender" {
+        Kernel = "kernel", Bare = "bare", Touch = "touch",
+        Nftables = "nftables", Monitor = "monitor", Enforce = "enforce",
+    }
+}
+
+impl Contender {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Kernel => "kernel XDP redirect",
+            Contender::Bare => "bare AF_XDP loop",
+            Contender::Touch => "bare loop + frame read",
+            Contender::Nftables => "Linux bridge + nftables",
+            Contender::Monitor => "rstwall monitor",
+            Contender::Enforce => "rstwall enforce",
+        }
+    }
+
+    /// The name as typed on the command line.
+    pub fn key(self) -> &'static str {
+        self.as_str()
+    }
+
+    pub fn is_rstwall(self) -> bool {
+        matches!(self, Contender::Monitor | Contender::Enforce)
+    }
+
+    /// Whether it forwards from AF_XDP sockets.
+    pub fn is_afxdp(self) -> bool {
+        matches!(
+            self,
+            Contender::Bare | Contender::Touch | Contender::Monitor | Contender::Enforce
+        )
+    }
+
+    /// Whether it takes part in `phase` (the kernel redirect is a latency
+    /// reference only).
+    pub fn measures(self, phase: Phase) -> bool {
+        self != Contender::Kernel || phase == Phase::Latency
+    }
+}
+
+rstwall_engine::closed_enum! {
+    /// One kind of measurement: `throughput`, Mpps at 64 bytes flat out and
+    /// the forwarder's CPU per frame; `accuracy`, one pass at a rate every
+    /// contender keeps up with, what came through by kind of frame;
+    /// `latency`, one-way at a low rate; `goodput`, a kernel TCP transfer
+    /// alone, then under a blind-reset flood.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Phase: "phase" {
+        Throughput = "throughput", Accuracy = "accuracy",
+        Latency = "latency", Goodput = "goodput",
+    }
+}
+
+/// A run, checked: everything but what needs the machine (root, the CPUs
+/// this process may use, nft).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where report.md, results.json and chart.svg go (created).
+    pub out: PathBuf,
+    /// In the order of the report, each once.
+    pub contenders: Vec<Contender>,
+    /// In the order taken within a round, each once.
+    pub phases: Vec<Phase>,
+    pub rounds: usize,
+    pub traffic: TrafficConfig,
+    /// Throughput: measured window, and steady traffic before it (before
+    /// a latency window too).
+    pub round: Duration,
+    pub warmup: Duration,
+    /// Latency: stamped frames per second, and the window.
+    pub latency_pps: u64,
+    pub latency: Duration,
+    /// Accuracy: frames per second of the one steady pass.
+    pub accuracy_pps: u64,
+    /// Goodput: each window's length, and the flood's rate.
+    pub goodput: Duration,
+    pub flood_pps: u64,
+    /// The nftables contender's RST limit.
+    pub rst_limit: RstLimit,
+    /// Rate of the handshakes before the traffic.
+    pub handshake_pps: u64,
+    pub gen_cpu: usize,
+    pub fwd_cpu: usize,
+    /// Take a measurement again when other processes used more than this
+    /// much CPU during it (per cent of one CPU) ...
+    pub max_other: f64,
+    /// ... at most this many times in a row ...
+    pub max_repeats: usize,
+    /// ... after this many quiet seconds.
+    pub quiet_secs: u32,
+}
+
+impl Options {
+    /// The contenders measured in `phase`, in the report's order (none if
+    /// the run leaves the phase out).
+    pub fn contenders_in(&self, phase: Phase) -> Vec<Contender> {
+        if !self.phases.contains(&phase) {
+            return Vec::new();
+        }
+        self.contenders
+            .iter()
+            .copied()
+            .filter(|c| c.measures(phase))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_definition_and_the_kernel_redirect_is_latency_only() {
+        rstwall_engine::names::assert_consistent::<Contender>();
+        rstwall_engine::names::assert_consistent::<Phase>();
+        for c in Contender::ALL {
+            assert_eq!(c.key().parse::<Contender>(), Ok(c));
+            assert!(c.measures(Phase::Latency));
+        }
+        assert!(!Contender::Kernel.measures(Phase::Throughput));
+        assert!(Contender::Touch.measures(Phase::Accuracy));
+    }
+}
