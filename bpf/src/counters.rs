@@ -34,6 +34,11 @@ impl ByCounter for XdpCounters {
             block_dropped: at(Counter::BlockDropped),
             malformed_dropped: at(Counter::MalformedDropped),
             peer_missing: at(Counter::PeerMissing),
+            guard_dropped: at(Counter::GuardDropped),
+            guard_in_window: at(Counter::GuardInWindow),
+            guard_out_of_window: at(Counter::GuardOutOfWindow),
+            guard_syn_sent_bad_ack: at(Counter::GuardSynSentBadAck),
+            guard_stale: at(Counter::GuardStale),
         }
     }
 
@@ -55,6 +60,11 @@ impl ByCounter for XdpCounters {
             Counter::BlockDropped => self.block_dropped,
             Counter::MalformedDropped => self.malformed_dropped,
             Counter::PeerMissing => self.peer_missing,
+            Counter::GuardDropped => self.guard_dropped,
+            Counter::GuardInWindow => self.guard_in_window,
+            Counter::GuardOutOfWindow => self.guard_out_of_window,
+            Counter::GuardSynSentBadAck => self.guard_syn_sent_bad_ack,
+            Counter::GuardStale => self.guard_stale,
         }
     }
 }
@@ -76,7 +86,7 @@ mod tests {
         assert_eq!(c.flag_class(FlagClass::RstAck), 104);
         assert_eq!(c.tcp(), (100..106).sum::<u64>());
         assert_eq!(c.packets(), (100..108).sum::<u64>());
-        assert_eq!(c.verdicts(), (108..116).sum::<u64>());
+        assert_eq!(c.verdicts(), (108..117).sum::<u64>());
         assert_eq!(c.since(&c), XdpCounters::default());
         // since() works field by field: every counter, by its index.
         let later = XdpCounters::from_totals(&t.map(|v| v * 3));

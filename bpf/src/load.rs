@@ -13,6 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, Program};
 
 use crate::error::BpfError;
+use crate::guard::GuardMaps;
 use crate::maps::Maps;
 use crate::shared;
 use crate::skel::RstwallSkelBuilder;
@@ -48,6 +49,7 @@ pub(crate) fn load(role: PortRole) -> Result<Loaded, BpfError> {
         counters: handle(&skel.maps.counters)?,
         deny: handle(&skel.maps.deny)?,
         block: handle(&skel.maps.block)?,
+        guard: GuardMaps::new(handle(&skel.maps.guard)?, handle(&skel.maps.guard_cfg)?),
     };
     let prog = skel
         .progs

@@ -9,6 +9,7 @@ use rstwall_engine::names::{alternatives, UnknownName};
 
 use crate::counters::XdpCounters;
 use crate::error::{BpfError, Errno};
+use crate::guard::GuardMaps;
 use crate::load::{load, Loaded};
 use crate::maps::Maps;
 use crate::netlink::{self, Found, Hook};
@@ -260,6 +261,12 @@ impl PortProgram {
     /// Counters summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters, BpfError> {
         self.maps.counters()
+    }
+
+    /// The RST guard's maps (entries are kept by the workers, the setting
+    /// by whoever owns the policy).
+    pub fn guard(&self) -> &GuardMaps {
+        &self.maps.guard
     }
 
     /// Drop IP packets from `net` (IPv4 nets are stored v4-mapped; see the

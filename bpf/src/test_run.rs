@@ -11,6 +11,7 @@ use libbpf_rs::libbpf_sys;
 
 use crate::counters::XdpCounters;
 use crate::error::{BpfError, Errno};
+use crate::guard::GuardMaps;
 use crate::load::{load, Loaded};
 use crate::maps::Maps;
 use crate::skel::types::xdp_md;
@@ -126,6 +127,11 @@ impl TestProgram {
 
     pub fn deny_insert(&self, net: IpNet) -> Result<(), BpfError> {
         self.maps.deny_insert(net)
+    }
+
+    /// The RST guard's maps.
+    pub fn guard(&self) -> &GuardMaps {
+        &self.maps.guard
     }
 
     pub fn deny_remove(&self, net: IpNet) -> Result<(), BpfError> {

@@ -149,7 +149,7 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
          non-TCP on a tap; bypassed: fail-open, no worker socket on the queue; \
          deny_dropped and block_dropped: kernel-side policy drops (deny list, blocked \
          sources); malformed_dropped: malformed frames; peer_missing: no peer port \
-         to forward to.",
+         to forward to; guard_dropped: spoofed RSTs the in-kernel RST guard dropped.",
     );
     for (port, x) in &s.ports {
         let Some(x) = x else { continue };
@@ -170,6 +170,7 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
             ("block_dropped", x.block_dropped),
             ("malformed_dropped", x.malformed_dropped),
             ("peer_missing", x.peer_missing),
+            ("guard_dropped", x.guard_dropped),
         ] {
             actions.add(l2("port", port, "action", action), v);
         }
