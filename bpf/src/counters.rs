@@ -1,6 +1,8 @@
 //! The program's counters, summed over CPUs.
 
 use rstwall_engine::class::FlagClass;
+use rstwall_engine::telemetry::Counters;
+use rstwall_engine::RstClass;
 
 use crate::shared::Counter;
 
@@ -9,6 +11,21 @@ use crate::shared::Counter;
 /// are named after `enum rstwall_counter`; [`ByCounter`] reads them by
 /// [`Counter`].
 pub use rstwall_api::stats::XdpCounters;
+
+/// Merge the RST guard's drops, by class, of every port's program into a
+/// worker total: one set of per-class counts for what was dropped, in the
+/// kernel or by a worker.
+pub fn merge_guard_drops<'a>(c: &mut Counters, ports: impl IntoIterator<Item = &'a XdpCounters>) {
+    for x in ports {
+        for (class, n) in [
+            (RstClass::InWindow, x.guard_in_window),
+            (RstClass::OutOfWindow, x.guard_out_of_window),
+            (RstClass::SynSentBadAck, x.guard_syn_sent_bad_ack),
+        ] {
+            c.add_kernel_rst_drops(class, n);
+        }
+    }
+}
 
 /// The program's counters by [`Counter`]: from the map's per-counter
 /// totals, and one at a time.

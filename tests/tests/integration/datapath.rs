@@ -195,6 +195,90 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
     assert_eq!(s.rst(Abort).dropped, 0);
 }
 
+/// `--rst-guard`: the first spoofed RST of a flow reaches a worker, which
+/// gives the flow an entry in the XDP programs' guard; the flood after it
+/// dies in XDP. The statistics count every spoofed RST once, by class,
+/// wherever it was dropped; none reaches the server; a real abort passes.
+#[test]
+fn rst_guard_drops_a_flood_in_xdp_and_counts_it_exactly() {
+    const FLOOD: u32 = 200;
+    let mut lab = Lab::new("guard");
+    lab.start_rstwall(&["--inline", "pa,pb", "--mode", "enforce", "--rst-guard"]);
+    let server_sniff = Sniffer::start(&lab.server);
+    let client_sniff = Sniffer::start(&lab.client);
+    let listener = server_listener(&lab, 5013);
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    });
+    let mut c = connect(&lab, 5013).expect("connect");
+    c.write_all(b"ping 1").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let client = SocketAddrV4::new(CLIENT, c.local_addr().unwrap().port());
+    let server_addr = SocketAddrV4::new(SERVER, 5013);
+    let ends: Vec<u32> = client_sniff
+        .segments()
+        .iter()
+        .filter(|(src, dst, ..)| *src == client && *dst == server_addr)
+        .map(|(_, _, seq, flags, len)| seq.wrapping_add(*len as u32 + u32::from(flags & 0x03 != 0)))
+        .collect();
+    let first = *ends.first().expect("client segments sniffed");
+    let snd_nxt = *ends.iter().max_by_key(|e| e.wrapping_sub(first)).unwrap();
+    let spoof = |i: u32| {
+        rst_packet(
+            client,
+            server_addr,
+            snd_nxt.wrapping_add(0x4000_0000 + i * 7919),
+        )
+    };
+
+    // The first one reaches a worker, which guards the flow.
+    send_raw(&lab.client, vec![spoof(0)]);
+    lab.wait_stats("the first spoofed RST", |s| s.rst(OutOfWindow).total >= 1);
+    send_raw(&lab.client, (1..=FLOOD).map(spoof).collect());
+    let s = lab.wait_stats("the flood", |s| s.rst(OutOfWindow).total > u64::from(FLOOD));
+    assert_eq!(s.rst(OutOfWindow).total, u64::from(FLOOD) + 1, "{s:#?}");
+    assert_eq!(s.rst(OutOfWindow).dropped, u64::from(FLOOD) + 1);
+    assert_eq!(
+        s.xdp_sum(|x| x.guard_dropped),
+        u64::from(FLOOD),
+        "the flood after the first RST dies in XDP: {s:#?}"
+    );
+    assert_eq!(s.xdp_sum(|x| x.guard_out_of_window), u64::from(FLOOD));
+
+    c.write_all(b"ping 2").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let rsts_at_server = server_sniff
+        .segments()
+        .iter()
+        .filter(|(_, dst, _, flags, _)| dst.port() == 5013 && flags & 0x04 != 0)
+        .count();
+    assert_eq!(rsts_at_server, 0, "a spoofed RST reached the server");
+
+    // The real abort (SO_LINGER 0) passes the guarded flow's entry.
+    set_linger_zero(c.as_raw_fd());
+    drop(c);
+    let (got, result) = server.join().expect("server");
+    assert_eq!(got, b"ping 1ping 2", "data lost or changed");
+    let err = result.expect_err("the abort reset the server's connection");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let s = lab.wait_stats("the abort", |s| s.rst(Abort).total >= 1);
+    assert_eq!(
+        (s.rst(Abort).passed, s.rst(Abort).dropped),
+        (1, 0),
+        "{s:#?}"
+    );
+}
+
 #[test]
 fn fail_open_on_sigkill_then_restart_takes_over() {
     let mut lab = Lab::new("failopen");

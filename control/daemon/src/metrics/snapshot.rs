@@ -179,7 +179,12 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
 
     // --- kernel-side drops: what the daemon keeps in the XDP maps ---
     let k = &s.kernel;
-    let t = Totals::<()>::sum(s.workers.iter().map(|w| &w.stats));
+    let mut t = Totals::<()>::sum(s.workers.iter().map(|w| &w.stats));
+    // The RST guard's drops in the kernel are RSTs of their class dropped.
+    rstwall_bpf::merge_guard_drops(
+        &mut t.counters,
+        s.ports.iter().filter_map(|(_, x)| x.as_ref()),
+    );
     out.extend([
         MetricFamily::new(
             G,
