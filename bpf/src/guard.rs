@@ -3,6 +3,8 @@
 //! The contract is `rstwall_shared.h` ("The RST guard") and
 //! [`crate::shared::guard`].
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use rstwall_engine::flow::{FlowKey, RstGuard};
 
@@ -12,6 +14,12 @@ use crate::shared::{MAP_GUARD, MAP_GUARD_CFG};
 
 /// Handles on one program's guard maps. Cloning opens new handles (file
 /// descriptors) on the same maps: one per worker.
+///
+/// The programs of one datapath's ports share one `guard` map
+/// ([`crate::PortProgram::attach_sharing_guard`]): the two directions of a
+/// flow arrive on different ports, and each program follows the fields its
+/// direction carries, so both must write the same entry. Their `guard_cfg`
+/// stays each program's own.
 #[derive(Debug)]
 pub struct GuardMaps {
     map: MapHandle,
@@ -34,6 +42,22 @@ fn is_errno(e: &libbpf_rs::Error, errno: i32) -> bool {
 impl GuardMaps {
     pub(crate) fn new(map: MapHandle, cfg: MapHandle) -> GuardMaps {
         GuardMaps { map, cfg }
+    }
+
+    /// The `guard` map, for another program to share.
+    pub(crate) fn map_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.map.as_fd()
+    }
+
+    /// The kernel's id of the `guard` map: programs sharing it show the
+    /// same.
+    pub fn map_id(&self) -> Result<u32, BpfError> {
+        Ok(self
+            .map
+            .info()
+            .map_err(map_err(MAP_GUARD, "info".into()))?
+            .info
+            .id)
     }
 
     /// New handles on the same maps.
@@ -116,6 +140,22 @@ impl GuardMaps {
             .lookup(&key.to_bytes(), MapFlags::ANY)
             .map_err(map_err(MAP_GUARD, format!("looking up {key:?}")))?;
         Ok(v.as_deref().and_then(GuardEntry::from_bytes))
+    }
+
+    /// The kernel's account of the map's memory (`memlock` in its fdinfo),
+    /// in bytes: with entries allocated one by one, it grows with them.
+    pub fn memory_bytes(&self) -> Result<u64, BpfError> {
+        let path = format!("/proc/self/fdinfo/{}", self.map.as_fd().as_raw_fd());
+        let text = std::fs::read_to_string(&path).map_err(|e| BpfError::Map {
+            map: MAP_GUARD,
+            op: format!("reading {path}"),
+            errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0))
     }
 
     /// Entries in the map (walks its keys: for reports, not per packet).

@@ -5,8 +5,9 @@
 //! Entries are kept for the flows under attack: a flow gets one when a RST
 //! the guard could have dropped (in_window, out_of_window, syn_sent_bad_ack,
 //! dropped by the policy) reached the worker, so from then on the flood
-//! against it dies in XDP. Every port's program gets the entry (a RST to
-//! either side arrives on either port).
+//! against it dies in XDP. The ports' programs share one map (the two
+//! directions of a flow arrive on different ports and both keep the
+//! entry); a keeper given several maps puts the entry in each.
 //!
 //! The kernel program follows the flow itself from then on; the worker only
 //! removes entries whose flow the engine no longer exports (a FIN, a reset,

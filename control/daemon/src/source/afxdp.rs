@@ -104,9 +104,17 @@ impl Plan {
                 },
                 Topology::Tap { .. } => PortRole::Tap,
             };
-            let program =
-                PortProgram::attach(port, role, settings.xdp_mode, settings.replace_foreign)
-                    .map_err(|e| runtime(anyhow!(e)))?;
+            // Every port shares the first one's RST guard map: the two
+            // directions of a flow arrive on different ports, and both
+            // programs must keep the one entry.
+            let program = PortProgram::attach_sharing_guard(
+                port,
+                role,
+                settings.xdp_mode,
+                settings.replace_foreign,
+                programs.first().map(|p| p.guard()),
+            )
+            .map_err(|e| runtime(anyhow!(e)))?;
             programs.0.push(program);
         }
 
@@ -134,8 +142,9 @@ impl Plan {
             }
             _ => None,
         };
+        // The ports share one guard map: the workers need its handle once.
         let maps: Vec<&rstwall_bpf::GuardMaps> = match guard {
-            Some(_) => programs.iter().map(|p| p.guard()).collect(),
+            Some(_) => programs.first().map(|p| p.guard()).into_iter().collect(),
             None => Vec::new(),
         };
         let datapath = Datapath::start_with_guard(&cfg, &maps).map_err(|e| runtime(anyhow!(e)))?;

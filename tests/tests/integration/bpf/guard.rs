@@ -645,3 +645,38 @@ impl Rig {
             .and_then(|f| f.rst_guard())
     }
 }
+
+/// The two programs of an inline pair share one guard map: each direction
+/// arrives on its own port, and the entry follows both (the server's ACKs
+/// through B move the ack the client's RSTs through A are judged by).
+#[test]
+fn the_ports_of_a_pair_share_one_entry() {
+    let mut rig = Rig::v4();
+    let (c, s) = rig.established(100);
+    assert!(rig.install());
+    let b = TestProgram::load_sharing(
+        rstwall_bpf::PortRole::Inline { peer_ifindex: 1 },
+        Some(rig.prog.guard()),
+    )
+    .expect("load the second port's program");
+    assert_eq!(
+        b.guard().map_id().unwrap(),
+        rig.prog.guard().map_id().unwrap()
+    );
+    b.guard()
+        .configure(GuardCfg::for_policy(&rig.policy, MARGIN))
+        .unwrap();
+    // Client data through A, the server's ACK of it through B.
+    let data = rig.frame(&Seg::new(End::Client, ACK, c, s).payload(1000));
+    assert_eq!(rig.xdp(&data), None);
+    let c2 = c.wrapping_add(1000);
+    let ack = rig.frame(&Seg::new(End::Server, ACK, s, c2));
+    assert_eq!(b.run(&ack, 0).unwrap(), action::REDIRECT);
+    let e = rig.entry().expect("the entry");
+    // RSTs to the server (hi: 198.18.0.2) are half[1].
+    assert_eq!((e.half[1].peer_end, e.half[1].ack), (c2, c2));
+    // A spoofed RST through B is judged by the same entry.
+    let spoofed = rig.frame(&Seg::new(End::Client, RST, c2.wrapping_add(1 << 30), 0));
+    assert_eq!(b.run(&spoofed, 0).unwrap(), action::DROP);
+    assert_eq!(b.counters().unwrap().guard_out_of_window, 1);
+}
