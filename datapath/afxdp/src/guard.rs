@@ -15,6 +15,10 @@
 //! engine still exports the flow — only when it was stale at two sweeps in
 //! a row, so that the segment that made it stale (a FIN still in the RX
 //! ring, say) has reached the engine by then and the export reflects it.
+//! The kernel is asked whether an entry is stale only for a guarded flow
+//! whose spoofed RSTs still reach the worker (a stale entry drops nothing;
+//! a live one lets through only the band around RCV.NXT): one lookup per
+//! such flow and sweep, none for the flows the guard keeps quiet.
 //!
 //! Nothing here allocates on the per-packet path: the pending list and the
 //! table of guarded flows are sized up front and stop taking flows when
@@ -38,6 +42,9 @@ const MAX_PENDING: usize = 256;
 struct Guarded {
     /// The entry was stale at the last sweep.
     stale_once: bool,
+    /// A RST the guard could have dropped reached the worker since the
+    /// last sweep: the entry may be stale.
+    suspect: bool,
 }
 
 /// A worker's guard keeper: handles on every port's guard maps.
@@ -90,7 +97,9 @@ impl GuardKeeper {
             return;
         }
         let Some(p) = j.packet() else { return };
-        if self.pending.len() < MAX_PENDING && !self.guarded.contains_key(&p.key) {
+        if let Some(g) = self.guarded.get_mut(&p.key) {
+            g.suspect = true;
+        } else if self.pending.len() < MAX_PENDING {
             self.pending.push(p.key);
         }
     }
@@ -141,6 +150,9 @@ impl GuardKeeper {
                 stats.removed += 1;
                 return false;
             };
+            if !std::mem::take(&mut g.suspect) && !g.stale_once {
+                return true;
+            }
             let stale = maps
                 .iter()
                 .any(|m| m.get(key).ok().flatten().is_some_and(|e| e.is_stale()));

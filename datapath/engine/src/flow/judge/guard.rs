@@ -100,3 +100,66 @@ impl Flow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Header;
+    use crate::wire::TcpFlags;
+
+    fn hdr(flags: u16, seq: u32, ack: u32, payload_len: u32, wscale: Option<u8>) -> Header {
+        Header {
+            seq,
+            ack,
+            payload_len,
+            sack_right_edge: None,
+            flags: TcpFlags(flags),
+            window: 1000,
+            window_scale: wscale,
+            header_complete: true,
+        }
+    }
+
+    /// A handshake from lo (the client) and data each way: the export
+    /// follows each step, and a FIN or a reset ends it.
+    #[test]
+    fn exported_while_the_guard_can_judge_and_not_after() {
+        let (c, s) = (Side::Lo, Side::Hi);
+        let mut f = Flow::new(FlowState::SynSent);
+        f.origin = Some(c);
+        f.update(c, &hdr(TcpFlags::SYN, 100, 0, 0, Some(7)));
+        assert_eq!(
+            f.rst_guard(),
+            Some(RstGuard::SynSent {
+                receiver: c,
+                isn: 100,
+                isn_end: 101
+            })
+        );
+        f.update(s, &hdr(TcpFlags::SYN | TcpFlags::ACK, 500, 101, 0, Some(7)));
+        assert_eq!(f.rst_guard(), None, "SYN-RECV: userspace's");
+        f.update(c, &hdr(TcpFlags::ACK, 101, 501, 10, None));
+        f.update(s, &hdr(TcpFlags::ACK, 501, 111, 20, None));
+        let Some(RstGuard::Synced(h)) = f.rst_guard() else {
+            panic!("established: {:?}", f.rst_guard());
+        };
+        // RSTs to the client: the server sent up to 521, the client acked 501.
+        assert_eq!(
+            h[c as usize],
+            GuardHalf {
+                peer_end: 521,
+                ack: 501,
+                win_edge: 501 + (1000 << 7),
+                wscale: 7
+            }
+        );
+        assert_eq!((h[s as usize].peer_end, h[s as usize].ack), (111, 111));
+
+        let mut closing = f;
+        closing.update(c, &hdr(TcpFlags::FIN | TcpFlags::ACK, 111, 521, 0, None));
+        assert_eq!(closing.rst_guard(), None, "a FIN");
+        let mut reset = f;
+        reset.after_reset(c, crate::class::RstClass::Abort);
+        assert_eq!(reset.rst_guard(), None, "a reset side");
+    }
+}
