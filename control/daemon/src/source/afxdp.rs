@@ -20,7 +20,11 @@
 //! detach the programs. Nothing is left behind. A crash or SIGKILL skips
 //! all of it: the kernel closes the sockets, which removes them from the
 //! XSKMAPs, and the programs keep forwarding in the kernel (fail-open)
-//! until the next start replaces them. A failing worker, a start-up that
+//! until the next start replaces them (with the RST guard on, its entries
+//! stay too: the programs keep following those flows and mark an entry
+//! stale at a FIN or SYN, so nothing the kernel accepts is dropped; an
+//! entry of a flow reset meanwhile keeps dropping spoofed RSTs to a side
+//! that holds no socket any more). A failing worker, a start-up that
 //! fails after attaching, or a panic end the same way on purpose: only a
 //! clean stop detaches (`Attached`), so rstwall failing never cuts an
 //! inline wire.
