@@ -33,11 +33,12 @@ const PROGRAMS: [(&str, &str); 6] = [
     ("src/bpf/bench_steer.bpf.c", "bench_steer.skel.rs"),
 ];
 /// The headers the programs include: the one kernel/userspace contract,
-/// the packet programs' parsing definitions, and host mode's kernel
-/// structures (CO-RE).
-const HEADERS: [&str; 3] = [
+/// the packet programs' parsing definitions, the XDP program's RST guard
+/// and host mode's kernel structures (CO-RE).
+const HEADERS: [&str; 4] = [
     "src/bpf/rstwall_shared.h",
     "src/bpf/rstwall_kern.h",
+    "src/bpf/rstwall_guard.h",
     "src/bpf/rstwall_host_kernel.h",
 ];
 

@@ -1,6 +1,8 @@
 //! The program's counters, summed over CPUs.
 
 use rstwall_engine::class::FlagClass;
+use rstwall_engine::telemetry::Counters;
+use rstwall_engine::RstClass;
 
 use crate::shared::Counter;
 
@@ -9,6 +11,21 @@ use crate::shared::Counter;
 /// are named after `enum rstwall_counter`; [`ByCounter`] reads them by
 /// [`Counter`].
 pub use rstwall_api::stats::XdpCounters;
+
+/// Merge the RST guard's drops, by class, of every port's program into a
+/// worker total: one set of per-class counts for what was dropped, in the
+/// kernel or by a worker.
+pub fn merge_guard_drops<'a>(c: &mut Counters, ports: impl IntoIterator<Item = &'a XdpCounters>) {
+    for x in ports {
+        for (class, n) in [
+            (RstClass::InWindow, x.guard_in_window),
+            (RstClass::OutOfWindow, x.guard_out_of_window),
+            (RstClass::SynSentBadAck, x.guard_syn_sent_bad_ack),
+        ] {
+            c.add_kernel_rst_drops(class, n);
+        }
+    }
+}
 
 /// The program's counters by [`Counter`]: from the map's per-counter
 /// totals, and one at a time.
@@ -34,6 +51,11 @@ impl ByCounter for XdpCounters {
             block_dropped: at(Counter::BlockDropped),
             malformed_dropped: at(Counter::MalformedDropped),
             peer_missing: at(Counter::PeerMissing),
+            guard_dropped: at(Counter::GuardDropped),
+            guard_in_window: at(Counter::GuardInWindow),
+            guard_out_of_window: at(Counter::GuardOutOfWindow),
+            guard_syn_sent_bad_ack: at(Counter::GuardSynSentBadAck),
+            guard_stale: at(Counter::GuardStale),
         }
     }
 
@@ -55,6 +77,11 @@ impl ByCounter for XdpCounters {
             Counter::BlockDropped => self.block_dropped,
             Counter::MalformedDropped => self.malformed_dropped,
             Counter::PeerMissing => self.peer_missing,
+            Counter::GuardDropped => self.guard_dropped,
+            Counter::GuardInWindow => self.guard_in_window,
+            Counter::GuardOutOfWindow => self.guard_out_of_window,
+            Counter::GuardSynSentBadAck => self.guard_syn_sent_bad_ack,
+            Counter::GuardStale => self.guard_stale,
         }
     }
 }
@@ -76,7 +103,7 @@ mod tests {
         assert_eq!(c.flag_class(FlagClass::RstAck), 104);
         assert_eq!(c.tcp(), (100..106).sum::<u64>());
         assert_eq!(c.packets(), (100..108).sum::<u64>());
-        assert_eq!(c.verdicts(), (108..116).sum::<u64>());
+        assert_eq!(c.verdicts(), (108..117).sum::<u64>());
         assert_eq!(c.since(&c), XdpCounters::default());
         // since() works field by field: every counter, by its index.
         let later = XdpCounters::from_totals(&t.map(|v| v * 3));

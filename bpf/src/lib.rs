@@ -13,6 +13,8 @@
 //!   the deny and block lists, detach.
 //! * [`TestProgram`] — the same program, unattached, one frame at a time
 //!   through `BPF_PROG_TEST_RUN`.
+//! * [`GuardMaps`] — the RST guard: spoofed RSTs dropped in XDP against
+//!   per-flow acceptance state the engine exports ([`shared::guard`]).
 //! * [`KernelDrops`] — kernel map sync: the deny and block maps of every
 //!   port kept in step with the policy.
 //! * [`host`] — host mode's kernel side: tc programs that observe every
@@ -28,6 +30,7 @@
 pub mod bench;
 mod counters;
 mod error;
+mod guard;
 pub mod host;
 mod load;
 mod maps;
@@ -71,8 +74,9 @@ mod skel {
     }
 }
 
-pub use counters::{ByCounter, XdpCounters};
+pub use counters::{merge_guard_drops, ByCounter, XdpCounters};
 pub use error::{BpfError, Errno};
+pub use guard::GuardMaps;
 pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};
 pub use shared::Counter;
 pub use sync::{kernel_deny, DenyChange, DropMaps, KernelDropStats, KernelDrops, PortMapError};

@@ -13,6 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapHandle, Program};
 
 use crate::error::BpfError;
+use crate::guard::GuardMaps;
 use crate::maps::Maps;
 use crate::shared;
 use crate::skel::RstwallSkelBuilder;
@@ -25,11 +26,19 @@ pub(crate) struct Loaded {
     pub maps: Maps,
 }
 
-pub(crate) fn load(role: PortRole) -> Result<Loaded, BpfError> {
+/// Load the program for `role`, its `guard` map being `guard`'s when given: the
+/// programs of one datapath's ports share one (see [`GuardMaps`]).
+pub(crate) fn load_sharing(role: PortRole, guard: Option<&GuardMaps>) -> Result<Loaded, BpfError> {
     let mut storage = MaybeUninit::uninit();
     let mut open = RstwallSkelBuilder::default()
         .open(&mut storage)
         .map_err(BpfError::Load)?;
+    if let Some(g) = guard {
+        open.maps
+            .guard
+            .reuse_fd(g.map_fd())
+            .map_err(BpfError::Load)?;
+    }
     let rodata = open
         .maps
         .rodata_data
@@ -48,6 +57,7 @@ pub(crate) fn load(role: PortRole) -> Result<Loaded, BpfError> {
         counters: handle(&skel.maps.counters)?,
         deny: handle(&skel.maps.deny)?,
         block: handle(&skel.maps.block)?,
+        guard: GuardMaps::new(handle(&skel.maps.guard)?, handle(&skel.maps.guard_cfg)?),
     };
     let prog = skel
         .progs

@@ -10,6 +10,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::counters::{ByCounter, XdpCounters};
 use crate::error::{BpfError, Errno};
+use crate::guard::GuardMaps;
 use crate::shared::{self, Addr, Counter, LpmKey};
 
 /// Owned handles (file descriptors) on the maps of one loaded program.
@@ -20,6 +21,7 @@ pub(crate) struct Maps {
     pub counters: MapHandle,
     pub deny: MapHandle,
     pub block: MapHandle,
+    pub guard: GuardMaps,
 }
 
 fn map_err(map: &'static str, op: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> BpfError {

@@ -9,7 +9,8 @@ use rstwall_engine::names::{alternatives, UnknownName};
 
 use crate::counters::XdpCounters;
 use crate::error::{BpfError, Errno};
-use crate::load::{load, Loaded};
+use crate::guard::GuardMaps;
+use crate::load::{load_sharing, Loaded};
 use crate::maps::Maps;
 use crate::netlink::{self, Found, Hook};
 use crate::shared;
@@ -165,6 +166,19 @@ impl PortProgram {
         mode: XdpMode,
         replace_foreign: bool,
     ) -> Result<PortProgram, BpfError> {
+        PortProgram::attach_sharing_guard(ifname, role, mode, replace_foreign, None)
+    }
+
+    /// [`PortProgram::attach`], the program sharing `guard`'s RST guard
+    /// map: the second port of an inline pair shares the first's, so both
+    /// directions of a flow keep one entry (see [`GuardMaps`]).
+    pub fn attach_sharing_guard(
+        ifname: &str,
+        role: PortRole,
+        mode: XdpMode,
+        replace_foreign: bool,
+        guard: Option<&GuardMaps>,
+    ) -> Result<PortProgram, BpfError> {
         let ifindex = netlink::ifindex_of(ifname)?;
         if role
             == (PortRole::Inline {
@@ -183,7 +197,7 @@ impl PortProgram {
             prog,
             prog_id,
             maps,
-        } = load(role)?;
+        } = load_sharing(role, guard)?;
 
         let mut failures = Vec::new();
         for &candidate in mode.candidates() {
@@ -260,6 +274,12 @@ impl PortProgram {
     /// Counters summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters, BpfError> {
         self.maps.counters()
+    }
+
+    /// The RST guard's maps (entries are kept by the workers, the setting
+    /// by whoever owns the policy).
+    pub fn guard(&self) -> &GuardMaps {
+        &self.maps.guard
     }
 
     /// Drop IP packets from `net` (IPv4 nets are stored v4-mapped; see the

@@ -12,6 +12,8 @@ use rstwall_engine::class::FlagClass;
 
 use crate::skel::types;
 
+pub mod guard;
+
 /// The program's name as the kernel reports it: how a restarted rstwall
 /// recognises the program a crashed one left on a port.
 pub const PROG_NAME: &str = "rstwall_xdp";
@@ -23,6 +25,8 @@ pub const MAP_DENY: &str = "deny";
 pub const MAP_BLOCK: &str = "block";
 /// The `.rodata` setting holding the port's role.
 pub const CFG_ROLE: &str = "cfg_role";
+pub const MAP_GUARD: &str = "guard";
+pub const MAP_GUARD_CFG: &str = "guard_cfg";
 
 pub const ROLE_INLINE: u32 = 0;
 pub const ROLE_TAP: u32 = 1;
@@ -65,6 +69,11 @@ rstwall_engine::closed_enum! {
         BlockDropped = "block_dropped",
         MalformedDropped = "malformed_dropped",
         PeerMissing = "peer_missing",
+        GuardDropped = "guard_dropped",
+        GuardInWindow = "guard_in_window",
+        GuardOutOfWindow = "guard_out_of_window",
+        GuardSynSentBadAck = "guard_syn_sent_bad_ack",
+        GuardStale = "guard_stale",
     }
 }
 
@@ -369,6 +378,8 @@ pub mod host {
 mod tests {
     use std::collections::HashMap;
 
+    use rstwall_engine::RstClass;
+
     use super::*;
 
     const HEADER: &str = include_str!("bpf/rstwall_shared.h");
@@ -414,6 +425,8 @@ mod tests {
             ("RSTWALL_MAP_DENY", MAP_DENY),
             ("RSTWALL_MAP_BLOCK", MAP_BLOCK),
             ("RSTWALL_CFG_ROLE", CFG_ROLE),
+            ("RSTWALL_MAP_GUARD", MAP_GUARD),
+            ("RSTWALL_MAP_GUARD_CFG", MAP_GUARD_CFG),
         ] {
             assert_eq!(get(&c, name), ours, "{name}");
         }
@@ -443,6 +456,25 @@ mod tests {
             ("RSTWALL_MAX_VLAN_TAGS", MAX_VLAN_TAGS as u64),
             ("RSTWALL_MAX_EXT_HEADERS", MAX_EXT_HEADERS as u64),
             ("RSTWALL_TCP_FLAGS_END", TCP_FLAGS_END as u64),
+            ("RSTWALL_GUARD_MAX_ENTRIES", u64::from(guard::MAX_ENTRIES)),
+            ("RSTWALL_GUARD_SYNCED", u64::from(guard::MODE_SYNCED)),
+            ("RSTWALL_GUARD_SYN_SENT", u64::from(guard::MODE_SYN_SENT)),
+            ("RSTWALL_GUARD_STALE", u64::from(guard::MODE_STALE)),
+            (
+                "RSTWALL_GUARD_CLASS_IN_WINDOW",
+                RstClass::InWindow.index() as u64,
+            ),
+            (
+                "RSTWALL_GUARD_CLASS_OUT_OF_WINDOW",
+                RstClass::OutOfWindow.index() as u64,
+            ),
+            (
+                "RSTWALL_GUARD_CLASS_SYN_SENT_BAD_ACK",
+                RstClass::SynSentBadAck.index() as u64,
+            ),
+            ("RSTWALL_GUARD_KEY_SIZE", guard::KEY_SIZE as u64),
+            ("RSTWALL_GUARD_ENTRY_SIZE", guard::ENTRY_SIZE as u64),
+            ("RSTWALL_GUARD_CFG_SIZE", guard::CFG_SIZE as u64),
         ] {
             assert_eq!(num(&c, name), ours, "{name}");
         }

@@ -11,7 +11,8 @@ use libbpf_rs::libbpf_sys;
 
 use crate::counters::XdpCounters;
 use crate::error::{BpfError, Errno};
-use crate::load::{load, Loaded};
+use crate::guard::GuardMaps;
+use crate::load::{load_sharing, Loaded};
 use crate::maps::Maps;
 use crate::skel::types::xdp_md;
 use crate::PortRole;
@@ -55,11 +56,20 @@ pub struct TestProgram {
 
 impl TestProgram {
     pub fn load(role: PortRole) -> Result<TestProgram, BpfError> {
+        TestProgram::load_sharing(role, None)
+    }
+
+    /// [`TestProgram::load`] sharing `guard`'s RST guard map (as the
+    /// programs of one datapath's ports do).
+    pub fn load_sharing(
+        role: PortRole,
+        guard: Option<&GuardMaps>,
+    ) -> Result<TestProgram, BpfError> {
         let Loaded {
             prog,
             prog_id,
             maps,
-        } = load(role)?;
+        } = load_sharing(role, guard)?;
         Ok(TestProgram {
             prog,
             prog_id,
@@ -108,6 +118,28 @@ impl TestProgram {
         Ok(opts.retval)
     }
 
+    /// The program's own time per run of `frame`, over `repeat` runs in
+    /// the kernel (`BPF_PROG_TEST_RUN`'s duration; on RX queue 0, no
+    /// interface). Every run counts, and the program's maps see each.
+    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<Duration, BpfError> {
+        if frame.len() < MIN_TEST_FRAME {
+            return Err(BpfError::FrameTooShort { len: frame.len() });
+        }
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: frame.len() as u32,
+            repeat: i32::try_from(repeat.max(1)).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        // SAFETY: the input buffer outlives the call; no output buffers.
+        let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if ret < 0 {
+            return Err(BpfError::TestRun(Errno::from_ret(ret)));
+        }
+        Ok(Duration::from_nanos(u64::from(opts.duration)))
+    }
+
     pub fn prog_id(&self) -> u32 {
         self.prog_id
     }
@@ -126,6 +158,11 @@ impl TestProgram {
 
     pub fn deny_insert(&self, net: IpNet) -> Result<(), BpfError> {
         self.maps.deny_insert(net)
+    }
+
+    /// The RST guard's maps.
+    pub fn guard(&self) -> &GuardMaps {
+        &self.maps.guard
     }
 
     pub fn deny_remove(&self, net: IpNet) -> Result<(), BpfError> {

@@ -13,6 +13,10 @@
 //!   a diagnostic, the cost of touching the frame at all.
 //! * `monitor`, `enforce` — rstwall's `Datapath`, one worker, its engine's
 //!   policy in that mode (the default policy otherwise).
+//! * `guard` — `enforce` with the in-kernel RST guard: the worker keeps
+//!   entries in both programs' guard maps for attacked flows, and the
+//!   programs drop those flows' spoofed RSTs (the guard is switched off
+//!   again when it stops).
 //! * `kernel` — no socket: the program's fail-open path forwards TCP to
 //!   the peer port in the kernel (XDP_REDIRECT through its DEVMAP). A
 //!   latency reference, not a contender: measured in the latency phase
@@ -30,6 +34,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rstwall_afxdp::{BindMode, Datapath, DatapathConfig, Topology};
+use rstwall_bpf::shared::guard::{margin_for, GuardCfg};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::Mode;
 use rstwall_source::Source;
@@ -171,14 +176,26 @@ impl Rig<'_> {
                     fd_a,
                 })
             }
-            Contender::Monitor | Contender::Enforce => {
+            Contender::Monitor | Contender::Enforce | Contender::Guard => {
                 let mode = if c == Contender::Monitor {
                     Mode::Monitor
                 } else {
                     Mode::Enforce
                 };
                 let cfg = self.datapath_config(mode);
-                let dp = lab.app.run(|| Datapath::start(&cfg))??;
+                let dp = if c == Contender::Guard {
+                    let guard = GuardCfg::for_policy(
+                        &cfg.engine.policy,
+                        margin_for(cfg.ring_size, cfg.frame_size),
+                    );
+                    progs.a().guard().configure(guard)?;
+                    progs.b().guard().configure(guard)?;
+                    // One map, shared by both programs.
+                    let maps = [progs.a().guard()];
+                    lab.app.run(|| Datapath::start_with_guard(&cfg, &maps))??
+                } else {
+                    lab.app.run(|| Datapath::start(&cfg))??
+                };
                 let mut fd_a = -1;
                 for sock in dp.sockets() {
                     if sock.port == lab.port_a {
@@ -203,6 +220,9 @@ impl Rig<'_> {
 
     pub fn stop(&self, f: Forwarder) -> Result<StopReport> {
         if let Forwarder::Bare { progs, .. } | Forwarder::Rstwall { progs, .. } = &f {
+            // The guard, if it was on, goes with the forwarder.
+            progs.a().guard().configure(GuardCfg::OFF)?;
+            progs.b().guard().configure(GuardCfg::OFF)?;
             progs.a().unregister_xsk(0)?;
             progs.b().unregister_xsk(0)?;
         }

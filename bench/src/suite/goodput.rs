@@ -28,6 +28,8 @@ pub struct Goodput {
     pub round: usize,
     pub calm: Window,
     pub flood: Window,
+    /// Under the heavier flood (--flood-high-pps), after `flood`.
+    pub flood_high: Option<Window>,
     /// The client's error if the connection broke.
     pub reset: Option<String>,
     pub other: f64,
@@ -51,11 +53,17 @@ impl Goodput {
         self.flood.mbps() / self.calm.mbps().max(1e-9)
     }
 
+    /// Goodput under the heavier flood ÷ alone.
+    pub fn high_ratio(&self) -> Option<f64> {
+        self.flood_high
+            .map(|w| w.mbps() / self.calm.mbps().max(1e-9))
+    }
+
     pub fn line(&self) -> String {
         format!(
             "round {} {:<23} goodput {:.0} Mbit/s alone, {:.0} Mbit/s under a {:.0} kpps \
              blind-reset flood ({:.2}×); flood RSTs at the server {}/{}, its challenge ACKs \
-             {}{}{}, other processes {:.0}%",
+             {}{}{}{}, other processes {:.0}%",
             self.round + 1,
             self.contender.name(),
             self.calm.mbps(),
@@ -65,6 +73,19 @@ impl Goodput {
             self.flood.flood_arrived,
             self.flood.flood_sent,
             self.flood.challenge_acks,
+            match self.flood_high {
+                Some(w) => format!(
+                    "; {:.0} Mbit/s under {:.0} kpps ({:.2}×), flood RSTs at the server {}/{}, \
+                     challenge ACKs {}",
+                    w.mbps(),
+                    w.flood_sent as f64 / w.secs / 1e3,
+                    self.high_ratio().unwrap_or(0.0),
+                    w.flood_arrived,
+                    w.flood_sent,
+                    w.challenge_acks,
+                ),
+                None => String::new(),
+            },
             self.dropped_by(),
             match &self.reset {
                 Some(e) => format!(", CONNECTION BROKE: {e}"),
@@ -81,27 +102,38 @@ impl Rig<'_> {
     /// blind-reset flood at its 4-tuple (random sequence numbers, from the
     /// generator at --flood-pps).
     pub fn goodput(&self, c: Contender, round: usize) -> Result<Goodput> {
-        let ((calm, flood, reset, other), stop) = self.with(c, |_| {
+        let ((calm, flood, flood_high, reset, other), stop) = self.with(c, |_| {
             let transfer = Transfer::start(self.lab)?;
             let k = self.kthreads();
             let load = cpu::OtherLoad::start(&k);
             thread::sleep(Duration::from_secs(1));
             let calm = transfer.window(self.o.goodput, self, None)?;
-            let flood_frames = Arc::new(flood_frames(transfer.client, 1 + round as u64));
+            let frames = Arc::new(flood_frames(transfer.client, 1 + round as u64));
             let gen =
-                self.start_generator(None, flood_frames, Rate::Paced(self.o.flood_pps), None)?;
+                self.start_generator(None, frames.clone(), Rate::Paced(self.o.flood_pps), None)?;
             thread::sleep(Duration::from_millis(500));
             let flood = transfer.window(self.o.goodput, self, Some(&gen.shared))?;
             gen.finish()?;
+            let flood_high = match self.o.flood_high_pps {
+                0 => None,
+                pps => {
+                    let gen = self.start_generator(None, frames, Rate::Paced(pps), None)?;
+                    thread::sleep(Duration::from_millis(500));
+                    let w = transfer.window(self.o.goodput, self, Some(&gen.shared))?;
+                    gen.finish()?;
+                    Some(w)
+                }
+            };
             let other = load.pct(&k);
             let reset = transfer.finish();
-            Ok((calm, flood, reset, other))
+            Ok((calm, flood, flood_high, reset, other))
         })?;
         Ok(Goodput {
             contender: c,
             round,
             calm,
             flood,
+            flood_high,
             reset,
             other,
             stop,

@@ -39,6 +39,7 @@ impl Report<'_> {
                     })),
                     "goodput_mbps": {
                         "alone": x.calm_mbps, "flood": x.flood_mbps, "ratio": x.flood_ratio,
+                        "flood_high": x.flood_high_mbps, "ratio_high": x.flood_high_ratio,
                     },
                     "connection_broke_rounds": x.broke,
                 })
@@ -116,6 +117,11 @@ impl Report<'_> {
                     "ratio": g.ratio(),
                     "flood_sent": g.flood.flood_sent, "flood_at_server": g.flood.flood_arrived,
                     "challenge_acks": g.flood.challenge_acks,
+                    "flood_high": g.flood_high.map(|w| json!({
+                        "mbps": w.mbps(), "ratio": g.high_ratio(),
+                        "flood_sent": w.flood_sent, "flood_at_server": w.flood_arrived,
+                        "challenge_acks": w.challenge_acks,
+                    })),
                     "connection_broke": g.reset,
                     "other_processes_pct": g.other,
                 })
@@ -138,7 +144,7 @@ impl Report<'_> {
                 "handshake_pps": s.handshake_pps,
                 "latency_pps": s.latency_pps, "latency_secs": s.latency.as_secs_f64(),
                 "accuracy_pps": s.accuracy_pps, "goodput_secs": s.goodput.as_secs_f64(),
-                "flood_pps": s.flood_pps,
+                "flood_pps": s.flood_pps, "flood_high_pps": s.flood_high_pps,
                 "nft_rst_rate": s.rst_limit.rate, "nft_rst_burst": s.rst_limit.burst,
                 "gen_cpu": s.gen_cpu, "fwd_cpu": s.fwd_cpu, "max_other_pct": s.max_other,
                 "xdp_mode": self.xdp_mode,

@@ -15,11 +15,13 @@ rstwall_engine::closed_enum! {
     /// `touch`, the bare loop also reading each frame's first cache line;
     /// `nftables`, Linux bridging with conntrack and nftables (invalid
     /// drop, RST limit); `monitor` and `enforce`, rstwall's datapath with
-    /// its policy in that mode.
+    /// its policy in that mode; `guard`, enforce with the in-kernel RST
+    /// guard (spoofed RSTs of attacked flows dropped in XDP).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Contender: "contender" {
         Kernel = "kernel", Bare = "bare", Touch = "touch",
         Nftables = "nftables", Monitor = "monitor", Enforce = "enforce",
+        Guard = "guard",
     }
 }
 
@@ -33,6 +35,7 @@ impl Contender {
             Contender::Nftables => "Linux bridge + nftables",
             Contender::Monitor => "rstwall monitor",
             Contender::Enforce => "rstwall enforce",
+            Contender::Guard => "rstwall enforce + RST guard",
         }
     }
 
@@ -42,14 +45,21 @@ impl Contender {
     }
 
     pub fn is_rstwall(self) -> bool {
-        matches!(self, Contender::Monitor | Contender::Enforce)
+        matches!(
+            self,
+            Contender::Monitor | Contender::Enforce | Contender::Guard
+        )
     }
 
     /// Whether it forwards from AF_XDP sockets.
     pub fn is_afxdp(self) -> bool {
         matches!(
             self,
-            Contender::Bare | Contender::Touch | Contender::Monitor | Contender::Enforce
+            Contender::Bare
+                | Contender::Touch
+                | Contender::Monitor
+                | Contender::Enforce
+                | Contender::Guard
         )
     }
 
@@ -97,6 +107,9 @@ pub struct Options {
     /// Goodput: each window's length, and the flood's rate.
     pub goodput: Duration,
     pub flood_pps: u64,
+    /// Goodput: the rate of a second, heavier flood window after the
+    /// first (0: none).
+    pub flood_high_pps: u64,
     /// The nftables contender's RST limit.
     pub rst_limit: RstLimit,
     /// Rate of the handshakes before the traffic.

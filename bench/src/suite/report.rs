@@ -68,6 +68,9 @@ pub struct Summary {
     pub calm_mbps: Option<f64>,
     pub flood_mbps: Option<f64>,
     pub flood_ratio: Option<f64>,
+    /// Under the heavier flood (--flood-high-pps).
+    pub flood_high_mbps: Option<f64>,
+    pub flood_high_ratio: Option<f64>,
     /// Rounds whose connection broke under the flood.
     pub broke: usize,
 }
@@ -158,6 +161,12 @@ impl Report<'_> {
             calm_mbps: median(good.iter().map(|g| g.calm.mbps()).collect()),
             flood_mbps: median(good.iter().map(|g| g.flood.mbps()).collect()),
             flood_ratio: median(good.iter().map(|g| g.ratio()).collect()),
+            flood_high_mbps: median(
+                good.iter()
+                    .filter_map(|g| g.flood_high.map(|w| w.mbps()))
+                    .collect(),
+            ),
+            flood_high_ratio: median(good.iter().filter_map(|g| g.high_ratio()).collect()),
             broke: good.iter().filter(|g| g.reset.is_some()).count(),
         }
     }
@@ -194,10 +203,11 @@ impl Report<'_> {
             o,
             "| contender | Mpps at 64 B (min–max) | ÷ bare | spoofed RSTs dropped | \
              legitimate passed | latency p50 / p99 / p99.9 µs | TCP goodput alone | \
-             under a {} kpps blind-reset flood | flood ÷ alone |",
-            s.flood_pps / 1000
+             under a {} kpps blind-reset flood | flood ÷ alone | under {} kpps | ÷ alone |",
+            s.flood_pps / 1000,
+            s.flood_high_pps / 1000,
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for x in &sums {
             let lat = x.latency.as_ref().map_or("—".into(), |h| {
                 format!(
@@ -209,7 +219,7 @@ impl Report<'_> {
             });
             let _ = writeln!(
                 o,
-                "| {} | {}{} | {} | {} | {} | {} | {} | {} | {}{} |",
+                "| {} | {}{} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} |",
                 x.c.name(),
                 opt(x.mpps, 3),
                 x.mpps_range
@@ -228,6 +238,10 @@ impl Report<'_> {
                 } else {
                     String::new()
                 },
+                x.flood_high_mbps
+                    .map_or("—".into(), |v| format!("{v:.0} Mbit/s")),
+                x.flood_high_ratio
+                    .map_or("—".into(), |v| format!("**{v:.2}**")),
             );
         }
         let _ = writeln!(o);

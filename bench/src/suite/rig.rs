@@ -43,7 +43,16 @@ impl Programs {
             Ok((sys::ifindex(&lab.port_a)?, sys::ifindex(&lab.port_b)?))
         })??;
         let a = port_program(&lab.app, &lab.port_a, PortRole::Inline { peer_ifindex: ib })?;
-        let b = port_program(&lab.app, &lab.port_b, PortRole::Inline { peer_ifindex: ia })?;
+        // B shares A's RST guard map: one entry per flow for both directions.
+        let b = InNs::make(&lab.app, || {
+            Ok(PortProgram::attach_sharing_guard(
+                &lab.port_b,
+                PortRole::Inline { peer_ifindex: ia },
+                XdpMode::Auto,
+                false,
+                Some(a.guard()),
+            )?)
+        })?;
         Ok(Programs { a, b })
     }
 

@@ -269,7 +269,8 @@ impl Report<'_> {
         let _ = writeln!(
             o,
             "Goodput per round (Mbit/s alone → under the flood; flood RSTs that reached the \
-             server / sent; the server's challenge ACKs during the flood):\n"
+             server / sent; the server's challenge ACKs during the flood; then the same under \
+             the heavier flood):\n"
         );
         for c in self.o.contenders_in(Phase::Goodput) {
             let rounds: Vec<String> = self
@@ -277,7 +278,7 @@ impl Report<'_> {
                 .iter()
                 .map(|g| {
                     format!(
-                        "{:.0} → {:.0} ({}/{} RSTs, {} challenge ACKs{}{})",
+                        "{:.0} → {:.0} ({}/{} RSTs, {} challenge ACKs{}{}){}",
                         g.calm.mbps(),
                         g.flood.mbps(),
                         g.flood.flood_arrived,
@@ -286,7 +287,14 @@ impl Report<'_> {
                         g.dropped_by(),
                         g.reset
                             .as_ref()
-                            .map_or(String::new(), |e| format!(", connection broke: {e}"))
+                            .map_or(String::new(), |e| format!(", connection broke: {e}")),
+                        g.flood_high.map_or(String::new(), |w| format!(
+                            "; → {:.0} ({}/{} RSTs, {} challenge ACKs)",
+                            w.mbps(),
+                            w.flood_arrived,
+                            w.flood_sent,
+                            w.challenge_acks
+                        )),
                     )
                 })
                 .collect();

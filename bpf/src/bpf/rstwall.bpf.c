@@ -11,6 +11,10 @@
  *      tap: drop);
  *   4. forwards non-TCP to the peer port (inline) or drops it (tap).
  *
+ * Between 2 and 3, the RST guard (guard.h below; the contract is in
+ * rstwall_shared.h) drops spoofed RSTs of flows userspace put in the `guard`
+ * map, and keeps those entries' sequence state moving with the traffic.
+ *
  * The contract with userspace (map names and layouts, counter indices,
  * settings) is rstwall_shared.h.
  *
@@ -69,6 +73,23 @@ struct {
 	__type(value, __u64);
 } RSTWALL_MAP_BLOCK SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RSTWALL_GUARD_MAX_ENTRIES);
+	/* Entries come and go with flows; memory is taken per entry, not for
+	 * the whole table up front. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rstwall_guard_key);
+	__type(value, struct rstwall_guard_entry);
+} RSTWALL_MAP_GUARD SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rstwall_guard_cfg);
+} RSTWALL_MAP_GUARD_CFG SEC(".maps");
+
 /* Kernel-only scratch for the IPv6 walk (see widen). Per CPU: XDP runs with
  * BH disabled, so nothing else touches it between the store and the load.
  * (On PREEMPT_RT another program could; the worst outcome would be one
@@ -85,6 +106,9 @@ struct {
 _Static_assert(sizeof(struct rstwall_addr) == RSTWALL_ADDR_SIZE, "rstwall_addr size");
 _Static_assert(sizeof(struct rstwall_lpm_key) == RSTWALL_LPM_KEY_SIZE, "rstwall_lpm_key size");
 _Static_assert(RSTWALL_CNT_OTHER + 1 == RSTWALL_FLAG_CLASSES, "flag classes come first");
+_Static_assert(sizeof(struct rstwall_guard_key) == RSTWALL_GUARD_KEY_SIZE, "guard key size");
+_Static_assert(sizeof(struct rstwall_guard_entry) == RSTWALL_GUARD_ENTRY_SIZE, "guard entry size");
+_Static_assert(sizeof(struct rstwall_guard_cfg) == RSTWALL_GUARD_CFG_SIZE, "guard cfg size");
 
 /* Not an IP protocol number: what the IP parsers return for a fragment other
  * than the first, whose transport header is in another packet. */
@@ -147,10 +171,16 @@ struct vlan_tag {
 
 /* What the parse found out about a frame that is not malformed. */
 struct frame {
-	/* Source address in the shared 16-byte form, once an IP header was read. */
+	/* Source and destination in the shared 16-byte form, once an IP header
+	 * was read. */
 	struct rstwall_addr src;
+	struct rstwall_addr dst;
 	__u8 has_src;
 	__u8 tcp_flags;
+	/* FRAME_TCP: the TCP header, and the transport bytes the IP header
+	 * announces (L4_ROOM_CAPTURED: as many as were captured). */
+	__u8 *tcp;
+	__u32 l4_room;
 };
 
 enum frame_kind {
@@ -233,6 +263,7 @@ static __always_inline int parse_iphdr(struct hdr_cursor *c, void *end, struct f
 		return -1;
 
 	v4_mapped(&f->src, ip->saddr);
+	v4_mapped(&f->dst, ip->daddr);
 	f->has_src = 1;
 	*l4_room = total ? total - hdr_len : L4_ROOM_CAPTURED;
 	c->pos = (void *)ip + hdr_len;
@@ -266,6 +297,7 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *c, void *end, struct 
 	if (*(__u8 *)ip6 >> 4 != 6)
 		return -1;
 	__builtin_memcpy(f->src.addr, &ip6->saddr, RSTWALL_ADDR_LEN);
+	__builtin_memcpy(f->dst.addr, &ip6->daddr, RSTWALL_ADDR_LEN);
 	f->has_src = 1;
 
 	/* limit: end of the datagram by its payload length, 0 = data_end only. */
@@ -359,6 +391,8 @@ static __always_inline enum frame_kind parse_frame(void *data, void *end, struct
 	if (flags < 0)
 		return FRAME_MALFORMED;
 	f->tcp_flags = flags;
+	f->tcp = c.pos;
+	f->l4_room = l4_room;
 	return FRAME_TCP;
 }
 
@@ -384,6 +418,8 @@ static __always_inline int is_blocked(struct rstwall_addr *src)
 	bpf_map_delete_elem(&RSTWALL_MAP_BLOCK, src);
 	return 0;
 }
+
+#include "rstwall_guard.h"
 
 /* Inline: hand the frame to the peer port, counted under `verdict`. */
 static __always_inline int to_peer(__u32 verdict)
@@ -439,6 +475,13 @@ int RSTWALL_PROG_NAME(struct xdp_md *ctx)
 
 	if (kind == FRAME_TCP) {
 		__u32 queue = ctx->rx_queue_index;
+		int dropped = rst_guard(&f, end);
+
+		if (dropped >= 0) {
+			count(RSTWALL_CNT_GUARD_DROPPED);
+			count(guard_counter(dropped));
+			return XDP_DROP;
+		}
 
 		/* Only a queue with a socket: redirecting to an empty slot would
 		 * lose the frame, and it must fail open instead. */

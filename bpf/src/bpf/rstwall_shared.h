@@ -30,6 +30,8 @@
 #define RSTWALL_MAP_DENY deny
 #define RSTWALL_MAP_BLOCK block
 #define RSTWALL_CFG_ROLE cfg_role
+#define RSTWALL_MAP_GUARD guard
+#define RSTWALL_MAP_GUARD_CFG guard_cfg
 
 /*
  * Load-time settings: `const volatile` globals in .rodata, written by the
@@ -124,6 +126,11 @@ struct rstwall_lpm_key {
  *                      cannot judge cannot slip past it either.
  *   peer_missing       inline: a forward or bypass found no peer in `peer`
  *                      (the peer port went away); dropped.
+ *   guard_dropped      a RST the guard dropped (see below).
+ *
+ * Outside both groups: guard_in_window, guard_out_of_window and
+ * guard_syn_sent_bad_ack split guard_dropped by RST class; guard_stale
+ * counts the segments that marked a guard entry stale.
  */
 enum rstwall_counter {
 	RSTWALL_CNT_SYN = 0,
@@ -142,9 +149,112 @@ enum rstwall_counter {
 	RSTWALL_CNT_BLOCK_DROPPED = 13,
 	RSTWALL_CNT_MALFORMED_DROPPED = 14,
 	RSTWALL_CNT_PEER_MISSING = 15,
-	RSTWALL_CNT_MAX = 16,
+	RSTWALL_CNT_GUARD_DROPPED = 16,
+	RSTWALL_CNT_GUARD_IN_WINDOW = 17,
+	RSTWALL_CNT_GUARD_OUT_OF_WINDOW = 18,
+	RSTWALL_CNT_GUARD_SYN_SENT_BAD_ACK = 19,
+	RSTWALL_CNT_GUARD_STALE = 20,
+	RSTWALL_CNT_MAX = 21,
 };
 #define RSTWALL_FLAG_CLASSES 6
+
+/*
+ * The RST guard: spoofed RSTs judged and dropped in XDP, without a copy to
+ * userspace, against acceptance state the engine exports per flow. Userspace
+ * stays the authority: an entry may only make the program drop what the
+ * engine drops with the current policy, and every way an entry can go stale
+ * errs towards passing the RST to userspace.
+ *
+ * guard      HASH   key struct rstwall_guard_key -> struct rstwall_guard_entry.
+ *                   Userspace inserts an entry (BPF_NOEXIST: it never
+ *                   overwrites one, so it cannot undo what the program
+ *                   recorded) and deletes it when the engine's flow leaves
+ *                   the states the guard judges or is forgotten.
+ * guard_cfg  ARRAY  key 0 -> struct rstwall_guard_cfg, written by userspace
+ *                   when the guard is switched on or the policy changes.
+ *
+ * The key is the flow's endpoints in the engine's canonical order (FlowKey):
+ * the endpoint whose (address in the shared 16-byte form, port) sorts lower
+ * is `lo`, comparing the address bytes first, then the port. Ports are in
+ * host byte order. half[0] is about RSTs TO the lo endpoint, half[1] TO hi.
+ *
+ * A half holds, for RSTs to its endpoint R from its peer S:
+ *   peer_end  the sequence after everything S sent (its SND.NXT);
+ *   ack       R's latest acknowledgment (RCV.WUP);
+ *   win_edge  the right edge of the window R advertised (ack + window <<
+ *             wscale), at least ack;
+ *   isn, isn_end  SYN_SENT only: R's SYN's sequence and the sequence after
+ *             it (SND.UNA, SND.NXT), the acks a refusal may carry being
+ *             (isn, isn_end].
+ *
+ * What the program does with a TCP segment of a flow with an entry:
+ *   - any segment with SYN or FIN, from either side, and any non-RST segment
+ *     of an entry in SYN_SENT, marks the entry STALE (counted in
+ *     guard_stale): the flow's state changes in ways the entry cannot follow,
+ *     and a STALE entry never drops;
+ *   - any other non-RST segment with a complete 20-byte header advances the
+ *     state as the engine does: peer_end of the receiver's half to the
+ *     segment's end, and the sender's own ack and win_edge (never
+ *     backwards, in sequence space). Each field has one writer, the
+ *     direction that carries it (one RX queue), so CPUs never race on one;
+ *   - a RST without SYN and FIN in a SYNCED entry: a sequence inside
+ *     [min(peer_end, ack) - 1, max(peer_end, ack) + margin] passes (every
+ *     sequence the receiving kernel can accept lies there: RCV.NXT, RCV.NXT-1,
+ *     a SACK block's edge; `margin` covers what S sent in frames that
+ *     passed the program before userspace inserted the entry); any other is
+ *     in_window when its end is not before ack and it is not after
+ *     max(win_edge, max(peer_end, ack)), else out_of_window;
+ *   - a RST without SYN and FIN to the SYN_SENT endpoint: syn_sent_bad_ack
+ *     unless it carries ACK with an ack in (isn, isn_end];
+ *   - a class in drop_classes is dropped and counted in guard_dropped and
+ *     guard_<class>; everything else goes on as before (to userspace).
+ *
+ * drop_classes is a bit mask by rstwall_engine::RstClass index (in_window 3,
+ * out_of_window 4, syn_sent_bad_ack 5), 0 switches the guard off (no map
+ * lookups at all). Userspace sets it from the policy: the classes enforce
+ * drops, none while an allow list exists (its sources skip the RST policy).
+ */
+#define RSTWALL_GUARD_MAX_ENTRIES 262144
+#define RSTWALL_GUARD_SYNCED 1
+#define RSTWALL_GUARD_SYN_SENT 2
+#define RSTWALL_GUARD_STALE 3
+#define RSTWALL_GUARD_CLASS_IN_WINDOW 3
+#define RSTWALL_GUARD_CLASS_OUT_OF_WINDOW 4
+#define RSTWALL_GUARD_CLASS_SYN_SENT_BAD_ACK 5
+
+struct rstwall_guard_key {
+	__u8 lo_addr[RSTWALL_ADDR_LEN];
+	__u8 hi_addr[RSTWALL_ADDR_LEN];
+	__u16 lo_port;
+	__u16 hi_port;
+};
+#define RSTWALL_GUARD_KEY_SIZE 36
+
+struct rstwall_guard_half {
+	__u32 peer_end;
+	__u32 ack;
+	__u32 win_edge;
+	__u32 isn;
+	__u32 isn_end;
+	__u8 wscale;
+	__u8 reserved[3];
+};
+
+struct rstwall_guard_entry {
+	struct rstwall_guard_half half[2];
+	/* RSTWALL_GUARD_SYNCED, _SYN_SENT or _STALE. */
+	__u8 mode;
+	/* SYN_SENT: the endpoint in SYN-SENT (0 lo, 1 hi). */
+	__u8 syn_sent;
+	__u8 reserved[2];
+};
+#define RSTWALL_GUARD_ENTRY_SIZE 52
+
+struct rstwall_guard_cfg {
+	__u32 drop_classes;
+	__u32 margin;
+};
+#define RSTWALL_GUARD_CFG_SIZE 8
 
 /*
  * Parser limits: the same as the userspace parser's (rstwall_datapath::wire),

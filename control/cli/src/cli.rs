@@ -461,6 +461,13 @@ pub struct RunArgs {
     /// it, rstwall refuses to start on a port that has one.
     #[arg(long)]
     pub replace_foreign_xdp: bool,
+
+    /// Inline, enforce: drop spoofed RSTs (the classes the policy drops:
+    /// in_window, out_of_window, syn_sent_bad_ack) in XDP, without a copy
+    /// to the workers, for the flows under attack. The workers keep the
+    /// per-flow state the kernel judges by; counts stay exact.
+    #[arg(long)]
+    pub rst_guard: bool,
 }
 
 // ---------------------------------------------------------------------------

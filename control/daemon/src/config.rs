@@ -244,6 +244,7 @@ pub struct ConfigFile {
     /// The policy file (see the module docs for why not a table).
     pub policy: Option<PathBuf>,
     pub replace_foreign_xdp: Option<bool>,
+    pub rst_guard: Option<bool>,
 }
 
 /// A settings file that cannot be used: which file, where, and what is
@@ -315,6 +316,7 @@ struct RawConfig {
     log_level: Option<Spanned<Value>>,
     policy: Option<Spanned<Value>>,
     replace_foreign_xdp: Option<Spanned<Value>>,
+    rst_guard: Option<Spanned<Value>>,
 }
 
 /// An error at a byte range of the file, its message starting with the key.
@@ -454,6 +456,7 @@ impl RawConfig {
                 Value::as_bool,
                 Ok,
             )?,
+            rst_guard: field("rst_guard", self.rst_guard, "a boolean", Value::as_bool, Ok)?,
         })
     }
 }
@@ -487,6 +490,7 @@ state_dir = "/srv/rstwall"
 log_level = "debug"
 policy = "policy.toml"
 replace_foreign_xdp = true
+rst_guard = true
 "#,
         )
         .unwrap();
@@ -512,6 +516,7 @@ replace_foreign_xdp = true
         );
         assert_eq!(c.log_level, Some(LogLevel::Debug));
         assert_eq!(c.replace_foreign_xdp, Some(true));
+        assert_eq!(c.rst_guard, Some(true));
     }
 
     #[test]
@@ -673,7 +678,7 @@ replace_foreign_xdp = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 15] = [
+    const KEYS: [&str; 16] = [
         "inline",
         "tap",
         "xdp_mode",
@@ -689,6 +694,7 @@ replace_foreign_xdp = true
         "log_level",
         "policy",
         "replace_foreign_xdp",
+        "rst_guard",
     ];
 
     #[test]

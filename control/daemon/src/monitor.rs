@@ -196,7 +196,8 @@ impl<S: SourceView> Monitor<S> {
         } else {
             self.next = now + Duration::from_secs(1);
         }
-        let total = self.totals();
+        let mut total = self.totals();
+        k.merge_guard_drops(&mut total.counters);
         if self.interval.is_some() || last {
             let secs = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
             let pps = (total.counters.frames.saturating_sub(self.last_frames)) as f64 / secs;
@@ -291,11 +292,15 @@ impl<S: SourceView> Monitor<S> {
                 would_block: t.blocks.would_block,
                 block_requests_lost: t.block_requests_lost(),
             },
-            totals: Totals::sum_as(
-                self.workers.iter().flatten(),
-                |source| S::totals_document(&source),
-                |latency| latency.summary(),
-            ),
+            totals: {
+                let mut totals = Totals::sum_as(
+                    self.workers.iter().flatten(),
+                    |source| S::totals_document(&source),
+                    |latency| latency.summary(),
+                );
+                k.merge_guard_drops(&mut totals.counters);
+                totals
+            },
             ports: k
                 .ports
                 .iter()

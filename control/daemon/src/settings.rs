@@ -28,6 +28,8 @@ pub struct Settings {
     pub stats_interval: Option<Duration>,
     pub stats_json: Option<PathBuf>,
     pub replace_foreign: bool,
+    /// The in-kernel RST guard (`--rst-guard`).
+    pub rst_guard: bool,
     pub metrics_listen: MetricsListen,
     /// The control API's socket; `None`: off.
     pub control_socket: Option<PathBuf>,
@@ -174,6 +176,7 @@ impl Settings {
             stats_interval,
             stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
             replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
+            rst_guard: args.rst_guard || f.rst_guard.unwrap_or(false),
             metrics_listen,
             control_socket,
             control_group,
@@ -214,6 +217,7 @@ impl Settings {
             "replace_foreign_xdp",
             self.replace_foreign != new.replace_foreign,
         );
+        check("rst_guard", self.rst_guard != new.rst_guard);
         keys
     }
 

@@ -52,6 +52,7 @@
 //! capture and hand on the sources their policy asks to block.
 
 mod error;
+mod guard;
 mod ledger;
 pub mod socket;
 mod stats;
@@ -63,10 +64,12 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 pub use error::AfXdpError;
+pub use guard::{GuardStats, MAX_GUARDED};
 pub use ledger::{FrameStats, Ledger, Place};
 pub use socket::{BindMode, RingStats, UnknownBindMode, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
 
+use guard::GuardKeeper;
 use rstwall_engine::engine::EngineConfig;
 use rstwall_source::{Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
 use socket::{open_umem, FrameDesc, Umem, UmemShape, Xsk, XskConfig};
@@ -208,6 +211,17 @@ impl Datapath {
     /// start the workers. Traffic reaches them once the caller registers
     /// [`Datapath::sockets`] in the XDP program's XSKMAP.
     pub fn start(cfg: &DatapathConfig) -> Result<Datapath, AfXdpError> {
+        Datapath::start_with_guard(cfg, &[])
+    }
+
+    /// [`Datapath::start`] with the in-kernel RST guard: each inline
+    /// worker keeps entries in every one of `guard` (one per port's
+    /// program) for the flows under attack (see `guard.rs`). The caller
+    /// switches the guard on in the programs ([`rstwall_bpf::GuardMaps::configure`]).
+    pub fn start_with_guard(
+        cfg: &DatapathConfig,
+        guard: &[&rstwall_bpf::GuardMaps],
+    ) -> Result<Datapath, AfXdpError> {
         cfg.validate()?;
         // Open everything first, so a failure leaves no thread behind.
         let mut prepared = Vec::with_capacity(cfg.queues as usize);
@@ -243,7 +257,20 @@ impl Datapath {
             cpus: cfg.cpus.clone(),
             publish_every: cfg.publish_every,
         });
-        for (queue, umem, rings) in prepared {
+        // Every worker's handles on the guard maps, before any thread runs.
+        let mut keepers = Vec::with_capacity(prepared.len());
+        for _ in &prepared {
+            keepers.push(match (&cfg.topology, guard) {
+                (_, []) | (Topology::Tap { .. }, _) => None,
+                (Topology::Inline { .. }, maps) => Some(GuardKeeper::new(
+                    maps.iter()
+                        .map(|m| m.try_clone())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| AfXdpError::Config(format!("RST guard: {e}")))?,
+                )),
+            });
+        }
+        for ((queue, umem, rings), keeper) in prepared.into_iter().zip(keepers) {
             let worker = Worker {
                 queue,
                 umem,
@@ -251,6 +278,7 @@ impl Datapath {
                 batch: cfg.batch,
                 tx_ring_full_drops: 0,
                 tx_since_audit: 0,
+                guard: keeper,
             };
             spawner.spawn(format!("rstwall-q{queue}"), move |core| {
                 worker.run(core, rings)

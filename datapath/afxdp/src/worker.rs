@@ -12,6 +12,7 @@ use rstwall_engine::wire::LinkType;
 use rstwall_source::WorkerCore;
 use xsk_rs::{FrameDesc, Umem};
 
+use super::guard::GuardKeeper;
 use super::ledger::Ledger;
 use super::socket::{self, RingStats, Xsk, MAX_SLEEP, SPINS_BEFORE_SLEEP};
 use super::stats::{SocketStats, XskStats};
@@ -108,6 +109,8 @@ pub(super) struct Worker {
     pub tx_ring_full_drops: u64,
     /// Frames submitted for TX since the last audit.
     pub tx_since_audit: u64,
+    /// The RST guard's entries this worker keeps (inline only).
+    pub guard: Option<GuardKeeper>,
 }
 
 impl Worker {
@@ -120,7 +123,14 @@ impl Worker {
         let total: usize = ports.iter().map(|p| p.free.len()).sum();
         let mut ledger = Ledger::new(total, self.frame_size);
         match ports.as_mut_slice() {
-            [a, b] => self.run_inline(core, a, b, &mut ledger)?,
+            [a, b] => {
+                let ran = self.run_inline(core, a, b, &mut ledger);
+                if let Some(g) = &mut self.guard {
+                    g.clear();
+                    tracing::debug!("worker {}: RST guard {:?}", core.id(), g.stats());
+                }
+                ran?
+            }
             [port] => self.run_tap(core, port, &mut ledger)?,
             other => unreachable!("{} ports per worker", other.len()),
         }
@@ -177,6 +187,9 @@ impl Worker {
                 let quiet = self.tx_since_audit == 0 && a.xsk.quiet() && b.xsk.quiet();
                 self.tx_since_audit = 0;
                 ledger.audit(quiet);
+                if let Some(g) = &mut self.guard {
+                    g.sweep(core.engine());
+                }
                 let stats = self.publishing(core.id(), &mut [a, b], ledger);
                 core.publish(stats);
             }
@@ -266,18 +279,23 @@ impl Worker {
         }
         tx_buf.clear();
         let free = &mut from.free;
-        let started = core.judge_batch(
-            LinkType::Ethernet,
-            rx,
-            frame_of(&self.umem),
-            |d, verdict| match verdict {
-                Verdict::Pass => tx_buf.push(*d),
-                Verdict::Drop => {
-                    ledger.release(d.addr());
-                    free.push(*d);
+        let guard = &mut self.guard;
+        let started =
+            core.judge_batch_with(LinkType::Ethernet, rx, frame_of(&self.umem), |d, judged| {
+                if let Some(g) = guard.as_mut() {
+                    g.consider(judged);
                 }
-            },
-        );
+                match judged.verdict() {
+                    Verdict::Pass => tx_buf.push(*d),
+                    Verdict::Drop => {
+                        ledger.release(d.addr());
+                        free.push(*d);
+                    }
+                }
+            });
+        if let Some(g) = &mut self.guard {
+            g.flush(core.engine());
+        }
         // SAFETY: the frames are ours (in hand) and belong to the UMEM `to`
         // shares; until they come back on its completion ring nobody
         // touches them.

@@ -155,6 +155,13 @@ impl Judged<'_> {
         self.rst
     }
 
+    /// The segment as tracking saw it (its flow's key among others), when
+    /// the frame parsed as TCP.
+    #[inline]
+    pub fn packet(&self) -> Option<&Packet> {
+        self.packet
+    }
+
     /// Whether the frame parsed as TCP.
     #[inline]
     pub fn is_tcp(&self) -> bool {

@@ -65,6 +65,11 @@ pub struct WorkerCore<S> {
 }
 
 impl<S: SourceStats> WorkerCore<S> {
+    /// The worker's engine, to read (its flows, for the RST guard).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The worker's index among its source's workers.
     pub fn id(&self) -> usize {
         self.id

@@ -34,6 +34,8 @@ use rstwall_engine::FlagClass;
 use rstwall_netlab::Namespaces;
 use rstwall_pcap::capture::CaptureReader;
 
+mod guard;
+
 // ---------------------------------------------------------------------------
 // Privileges, programs and running one frame
 
@@ -133,6 +135,7 @@ fn verdicts(d: &XdpCounters) -> Vec<(&'static str, u64)> {
         ("block_dropped", d.block_dropped),
         ("malformed_dropped", d.malformed_dropped),
         ("peer_missing", d.peer_missing),
+        ("guard_dropped", d.guard_dropped),
     ]
     .into_iter()
     .filter(|&(_, v)| v != 0)

@@ -105,6 +105,83 @@ fn connection_to_closed_port_is_refused_and_counted() {
     assert_eq!(s.totals.counters.failed_connects, 1);
 }
 
+/// The client's next sequence number towards `server`, from the segments
+/// `sniff` saw it send.
+fn snd_nxt_of(sniff: &Sniffer, client: SocketAddrV4, server: SocketAddrV4) -> u32 {
+    let ends: Vec<u32> = sniff
+        .segments()
+        .iter()
+        .filter(|(src, dst, ..)| *src == client && *dst == server)
+        .map(|(_, _, seq, flags, len)| seq.wrapping_add(*len as u32 + u32::from(flags & 0x03 != 0)))
+        .collect();
+    let first = *ends.first().expect("client segments sniffed");
+    *ends.iter().max_by_key(|e| e.wrapping_sub(first)).unwrap()
+}
+
+/// After the spoofing: the connection lives (data still flows, and no
+/// spoofed RST reached the server), then a real abort — SO_LINGER 0 and
+/// close send a RST at exactly SND.NXT — resets the server's side
+/// (`closed` runs between the close and joining the server, which has read
+/// "ping 1" before).
+fn alive_then_aborted(
+    mut c: std::net::TcpStream,
+    server_sniff: &Sniffer,
+    port: u16,
+    server: thread::JoinHandle<(Vec<u8>, std::io::Result<()>)>,
+    closed: impl FnOnce(),
+) {
+    c.write_all(b"ping 2").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rsts_at(server_sniff, port),
+        0,
+        "a spoofed RST reached the server"
+    );
+    set_linger_zero(c.as_raw_fd());
+    drop(c);
+    closed();
+    let (got, result) = server.join().expect("server");
+    assert_eq!(got, b"ping 1ping 2", "data lost or changed");
+    let err = result.expect_err("the abort reset the server's connection");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
+
+/// The server's side of the ping connection: everything it reads, and how
+/// the connection ended. With `hold`, once it has read "ping 2" it waits
+/// for the test before reading on.
+fn reading_server(
+    listener: std::net::TcpListener,
+    hold: Option<std::sync::mpsc::Receiver<()>>,
+) -> thread::JoinHandle<(Vec<u8>, std::io::Result<()>)> {
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if let (Some(h), true) = (&hold, got.ends_with(b"ping 2")) {
+                        h.recv().unwrap();
+                    }
+                }
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    })
+}
+
+/// RSTs `sniff` saw arrive for `port`.
+fn rsts_at(sniff: &Sniffer, port: u16) -> usize {
+    sniff
+        .segments()
+        .iter()
+        .filter(|(_, dst, _, flags, _)| dst.port() == port && flags & 0x04 != 0)
+        .count()
+}
+
 #[test]
 fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
     let mut lab = Lab::new("enforce");
@@ -120,25 +197,8 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
     let server_sniff = Sniffer::start(&lab.server);
     let listener = server_listener(&lab, 5003);
     let (to_server, from_test) = std::sync::mpsc::channel::<()>();
-    let server = thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Read until the test says the spoofing is over and the abort sent.
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => return (got, Ok(())),
-                Ok(n) => {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.ends_with(b"ping 2") {
-                        from_test.recv().unwrap();
-                    }
-                }
-                Err(e) => return (got, Err(e)),
-            }
-        }
-    });
+    // It reads until the test says the spoofing is over and the abort sent.
+    let server = reading_server(listener, Some(from_test));
     let mut c = connect(&lab, 5003).expect("connect");
     c.write_all(b"ping 1").unwrap();
     thread::sleep(Duration::from_millis(300));
@@ -146,14 +206,7 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
     // The client's next sequence number, from what it has sent.
     let client = SocketAddrV4::new(CLIENT, c.local_addr().unwrap().port());
     let server_addr = SocketAddrV4::new(SERVER, 5003);
-    let ends: Vec<u32> = client_sniff
-        .segments()
-        .iter()
-        .filter(|(src, dst, ..)| *src == client && *dst == server_addr)
-        .map(|(_, _, seq, flags, len)| seq.wrapping_add(*len as u32 + u32::from(flags & 0x03 != 0)))
-        .collect();
-    let first = *ends.first().expect("client segments sniffed");
-    let snd_nxt = *ends.iter().max_by_key(|e| e.wrapping_sub(first)).unwrap();
+    let snd_nxt = snd_nxt_of(&client_sniff, client, server_addr);
 
     let stray = SocketAddrV4::new(CLIENT, 1);
     send_raw(
@@ -172,27 +225,63 @@ fn enforce_drops_spoofed_rsts_and_passes_a_real_abort() {
         assert_eq!(s.rst(k).dropped, 1, "{k} not dropped: {s:#?}");
     }
 
-    // The connection lives: data still flows.
-    c.write_all(b"ping 2").unwrap();
-    thread::sleep(Duration::from_millis(300));
-    let rsts_at_server = server_sniff
-        .segments()
-        .iter()
-        .filter(|(_, dst, _, flags, _)| dst.port() == 5003 && flags & 0x04 != 0)
-        .count();
-    assert_eq!(rsts_at_server, 0, "a spoofed RST reached the server");
-
-    // A real abort: SO_LINGER 0 and close sends a RST at exactly SND.NXT.
-    set_linger_zero(c.as_raw_fd());
-    drop(c);
-    to_server.send(()).unwrap();
-    let (got, result) = server.join().expect("server");
-    assert_eq!(got, b"ping 1ping 2", "data lost or changed");
-    let err = result.expect_err("the abort reset the server's connection");
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    alive_then_aborted(c, &server_sniff, 5003, server, || {
+        to_server.send(()).unwrap()
+    });
     let s = lab.wait_stats("the abort", |s| s.rst(Abort).total >= 1);
     assert_eq!(s.rst(Abort).passed, 1, "{s:#?}");
     assert_eq!(s.rst(Abort).dropped, 0);
+}
+
+/// `--rst-guard`: the first spoofed RST of a flow reaches a worker, which
+/// gives the flow an entry in the XDP programs' guard; the flood after it
+/// dies in XDP. The statistics count every spoofed RST once, by class,
+/// wherever it was dropped; none reaches the server; a real abort passes.
+#[test]
+fn rst_guard_drops_a_flood_in_xdp_and_counts_it_exactly() {
+    const FLOOD: u32 = 200;
+    let mut lab = Lab::new("guard");
+    lab.start_rstwall(&["--inline", "pa,pb", "--mode", "enforce", "--rst-guard"]);
+    let server_sniff = Sniffer::start(&lab.server);
+    let client_sniff = Sniffer::start(&lab.client);
+    let listener = server_listener(&lab, 5013);
+    let server = reading_server(listener, None);
+    let mut c = connect(&lab, 5013).expect("connect");
+    c.write_all(b"ping 1").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let client = SocketAddrV4::new(CLIENT, c.local_addr().unwrap().port());
+    let server_addr = SocketAddrV4::new(SERVER, 5013);
+    let snd_nxt = snd_nxt_of(&client_sniff, client, server_addr);
+    let spoof = |i: u32| {
+        rst_packet(
+            client,
+            server_addr,
+            snd_nxt.wrapping_add(0x4000_0000 + i * 7919),
+        )
+    };
+
+    // The first one reaches a worker, which guards the flow.
+    send_raw(&lab.client, vec![spoof(0)]);
+    lab.wait_stats("the first spoofed RST", |s| s.rst(OutOfWindow).total >= 1);
+    send_raw(&lab.client, (1..=FLOOD).map(spoof).collect());
+    let s = lab.wait_stats("the flood", |s| s.rst(OutOfWindow).total > u64::from(FLOOD));
+    assert_eq!(s.rst(OutOfWindow).total, u64::from(FLOOD) + 1, "{s:#?}");
+    assert_eq!(s.rst(OutOfWindow).dropped, u64::from(FLOOD) + 1);
+    assert_eq!(
+        s.xdp_sum(|x| x.guard_dropped),
+        u64::from(FLOOD),
+        "the flood after the first RST dies in XDP: {s:#?}"
+    );
+    assert_eq!(s.xdp_sum(|x| x.guard_out_of_window), u64::from(FLOOD));
+
+    // The real abort passes the guarded flow's entry.
+    alive_then_aborted(c, &server_sniff, 5013, server, || {});
+    let s = lab.wait_stats("the abort", |s| s.rst(Abort).total >= 1);
+    assert_eq!(
+        (s.rst(Abort).passed, s.rst(Abort).dropped),
+        (1, 0),
+        "{s:#?}"
+    );
 }
 
 #[test]

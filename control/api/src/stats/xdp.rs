@@ -40,6 +40,27 @@ pub struct XdpCounters {
     pub malformed_dropped: u64,
     /// Inline: forwards that found no peer port; dropped.
     pub peer_missing: u64,
+    /// RSTs the in-kernel RST guard dropped (a verdict). The guard's
+    /// counters are written only once they are not 0: a port without the
+    /// guard reads as before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guard_dropped: u64,
+    /// `guard_dropped` by RST class: in_window.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guard_in_window: u64,
+    /// `guard_dropped` by RST class: out_of_window.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guard_out_of_window: u64,
+    /// `guard_dropped` by RST class: syn_sent_bad_ack.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guard_syn_sent_bad_ack: u64,
+    /// Segments (SYN, FIN) that marked a guard entry stale.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guard_stale: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// `flag_classes`, written as an object by flag-class name.
@@ -89,6 +110,7 @@ impl XdpCounters {
             + self.block_dropped
             + self.malformed_dropped
             + self.peer_missing
+            + self.guard_dropped
     }
 
     /// What was counted since `earlier` (counters only grow; a counter
@@ -107,6 +129,11 @@ impl XdpCounters {
             block_dropped: d(self.block_dropped, earlier.block_dropped),
             malformed_dropped: d(self.malformed_dropped, earlier.malformed_dropped),
             peer_missing: d(self.peer_missing, earlier.peer_missing),
+            guard_dropped: d(self.guard_dropped, earlier.guard_dropped),
+            guard_in_window: d(self.guard_in_window, earlier.guard_in_window),
+            guard_out_of_window: d(self.guard_out_of_window, earlier.guard_out_of_window),
+            guard_syn_sent_bad_ack: d(self.guard_syn_sent_bad_ack, earlier.guard_syn_sent_bad_ack),
+            guard_stale: d(self.guard_stale, earlier.guard_stale),
         }
     }
 }

@@ -149,7 +149,7 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
          non-TCP on a tap; bypassed: fail-open, no worker socket on the queue; \
          deny_dropped and block_dropped: kernel-side policy drops (deny list, blocked \
          sources); malformed_dropped: malformed frames; peer_missing: no peer port \
-         to forward to.",
+         to forward to; guard_dropped: spoofed RSTs the in-kernel RST guard dropped.",
     );
     for (port, x) in &s.ports {
         let Some(x) = x else { continue };
@@ -170,6 +170,7 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
             ("block_dropped", x.block_dropped),
             ("malformed_dropped", x.malformed_dropped),
             ("peer_missing", x.peer_missing),
+            ("guard_dropped", x.guard_dropped),
         ] {
             actions.add(l2("port", port, "action", action), v);
         }
@@ -178,7 +179,12 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
 
     // --- kernel-side drops: what the daemon keeps in the XDP maps ---
     let k = &s.kernel;
-    let t = Totals::<()>::sum(s.workers.iter().map(|w| &w.stats));
+    let mut t = Totals::<()>::sum(s.workers.iter().map(|w| &w.stats));
+    // The RST guard's drops in the kernel are RSTs of their class dropped.
+    rstwall_bpf::merge_guard_drops(
+        &mut t.counters,
+        s.ports.iter().filter_map(|(_, x)| x.as_ref()),
+    );
     out.extend([
         MetricFamily::new(
             G,

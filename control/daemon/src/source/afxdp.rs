@@ -11,13 +11,20 @@
 //! Running: the policy's share of the kernel is kept in step with the
 //! policy ([`KernelDrops`]): the deny list in every port's deny map, and the
 //! sources the workers' policies ask to block in every port's block map.
+//! With `rst_guard` (inline), every program's RST guard drops the classes
+//! the policy drops (its `guard_cfg`, set again with every policy), and the
+//! workers keep its per-flow entries for the flows under attack.
 //!
 //! Shutdown: unregister the sockets (traffic falls back to the kernel
 //! bypass for the moment it takes), stop the workers, close the sockets,
 //! detach the programs. Nothing is left behind. A crash or SIGKILL skips
 //! all of it: the kernel closes the sockets, which removes them from the
 //! XSKMAPs, and the programs keep forwarding in the kernel (fail-open)
-//! until the next start replaces them. A failing worker, a start-up that
+//! until the next start replaces them (with the RST guard on, its entries
+//! stay too: the programs keep following those flows and mark an entry
+//! stale at a FIN or SYN, so nothing the kernel accepts is dropped; an
+//! entry of a flow reset meanwhile keeps dropping spoofed RSTs to a side
+//! that holds no socket any more). A failing worker, a start-up that
 //! fails after attaching, or a panic end the same way on purpose: only a
 //! clean stop detaches (`Attached`), so rstwall failing never cuts an
 //! inline wire.
@@ -32,6 +39,7 @@ use rstwall_afxdp::{
 };
 use rstwall_api::stats::{SourceTotals, SourceWorker};
 use rstwall_api::{status, Failure};
+use rstwall_bpf::shared::guard::{margin_for, GuardCfg};
 use rstwall_bpf::{DenyChange, KernelDrops, PortProgram, PortRole};
 use rstwall_engine::policy::{Mode, PolicyConfig};
 use rstwall_source::{Source, WorkerError, WorkerStats};
@@ -100,9 +108,17 @@ impl Plan {
                 },
                 Topology::Tap { .. } => PortRole::Tap,
             };
-            let program =
-                PortProgram::attach(port, role, settings.xdp_mode, settings.replace_foreign)
-                    .map_err(|e| runtime(anyhow!(e)))?;
+            // Every port shares the first one's RST guard map: the two
+            // directions of a flow arrive on different ports, and both
+            // programs must keep the one entry.
+            let program = PortProgram::attach_sharing_guard(
+                port,
+                role,
+                settings.xdp_mode,
+                settings.replace_foreign,
+                programs.first().map(|p| p.guard()),
+            )
+            .map_err(|e| runtime(anyhow!(e)))?;
             programs.0.push(program);
         }
 
@@ -116,7 +132,26 @@ impl Plan {
         engine.policy = policy.clone();
         let mut cfg = DatapathConfig::new(settings.topology.clone(), self.queues, engine);
         cfg.bind = settings.bind;
-        let datapath = Datapath::start(&cfg).map_err(|e| runtime(anyhow!(e)))?;
+        let guard = match (&settings.topology, settings.rst_guard) {
+            (Topology::Inline { .. }, true) => {
+                let g = RstGuard {
+                    margin: margin_for(cfg.ring_size, cfg.frame_size),
+                };
+                g.apply(policy, &programs);
+                Some(g)
+            }
+            (Topology::Tap { .. }, true) => {
+                tracing::warn!("rst_guard: a tap drops nothing; the RST guard is off");
+                None
+            }
+            _ => None,
+        };
+        // The ports share one guard map: the workers need its handle once.
+        let maps: Vec<&rstwall_bpf::GuardMaps> = match guard {
+            Some(_) => programs.first().map(|p| p.guard()).into_iter().collect(),
+            None => Vec::new(),
+        };
+        let datapath = Datapath::start_with_guard(&cfg, &maps).map_err(|e| runtime(anyhow!(e)))?;
         for s in datapath.sockets() {
             let i = self
                 .ports
@@ -133,6 +168,7 @@ impl Plan {
             datapath,
             programs,
             kernel,
+            guard,
         })
     }
 }
@@ -145,6 +181,46 @@ pub struct AfXdp {
     datapath: Datapath,
     programs: Attached,
     kernel: KernelDrops,
+    guard: Option<RstGuard>,
+}
+
+/// The RST guard switched on: its setting follows the policy.
+struct RstGuard {
+    /// For frames that passed before a flow's entry existed (see
+    /// [`margin_for`]).
+    margin: u32,
+}
+
+impl RstGuard {
+    fn apply(&self, policy: &PolicyConfig, programs: &[PortProgram]) {
+        let cfg = GuardCfg::for_policy(policy, self.margin);
+        for p in programs {
+            if let Err(e) = p.guard().configure(cfg) {
+                tracing::warn!("port {}: RST guard: {e}", p.ifname());
+            }
+        }
+        tracing::info!(
+            "RST guard: {} dropped in XDP for flows under attack",
+            match cfg.drop_classes {
+                0 => "nothing (monitor mode, an allow list, or no class dropped)".to_string(),
+                m => rstwall_bpf::shared::guard::CLASSES
+                    .iter()
+                    .filter(|c| m & (1 << c.index()) != 0)
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        );
+    }
+
+    /// Off: the programs drop nothing more, whatever entries are left.
+    fn off(programs: &[PortProgram]) {
+        for p in programs {
+            if let Err(e) = p.guard().configure(GuardCfg::OFF) {
+                tracing::warn!("port {}: RST guard: {e}", p.ifname());
+            }
+        }
+    }
 }
 
 impl Running for AfXdp {
@@ -187,6 +263,9 @@ impl Running for AfXdp {
     fn apply_policy(&mut self, policy: &PolicyConfig) {
         let change = self.kernel.apply(policy, &self.programs);
         log_kernel_drops(policy, &change, self.kernel.stats().deny_entries);
+        if let Some(g) = &self.guard {
+            g.apply(policy, &self.programs);
+        }
     }
 
     fn block(&mut self, src: IpAddr, now: Instant) {
@@ -213,6 +292,10 @@ impl Running for AfXdp {
     }
 
     fn stop_workers(&mut self) -> Result<Vec<WorkerStats<XskStats>>, WorkerError> {
+        // Nobody keeps the entries any more: the guard goes first.
+        if self.guard.is_some() {
+            RstGuard::off(&self.programs);
+        }
         for s in self.datapath.sockets() {
             if let Some(p) = self.programs.iter().find(|p| p.ifname() == s.port) {
                 if let Err(e) = p.unregister_xsk(s.queue) {

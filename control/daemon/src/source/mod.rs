@@ -115,4 +115,10 @@ impl KernelView {
             .map(f)
             .sum()
     }
+
+    /// Add what the programs' RST guards dropped, by class, to the
+    /// workers' counts (see [`rstwall_bpf::merge_guard_drops`]).
+    pub fn merge_guard_drops(&self, c: &mut rstwall_engine::telemetry::Counters) {
+        rstwall_bpf::merge_guard_drops(c, self.ports.iter().filter_map(|p| p.counters.as_ref()));
+    }
 }

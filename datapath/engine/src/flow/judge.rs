@@ -10,6 +10,8 @@ use crate::wire::Segment;
 use super::key::{FlowKey, Header, Side};
 use super::state::FlowState;
 
+pub(super) mod guard;
+
 /// Window shift assumed for flows whose handshake we never saw.
 pub const MIDSTREAM_WSCALE: u8 = 7;
 /// Linux clamps window scale to 14 (RFC 7323).

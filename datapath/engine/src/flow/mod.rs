@@ -114,7 +114,8 @@
 //!   sees it (`key`);
 //! * [`FlowState`], [`TimeoutClass`] — connection states (`state`);
 //! * [`Flow`], [`RstJudgment`] — what is kept per flow and the judgment
-//!   above (`judge`);
+//!   above (`judge`); [`RstGuard`] — its export to the in-kernel RST guard
+//!   (`judge::guard`);
 //! * [`FlowTable`], [`Timeouts`], [`FlowStats`], [`Observation`] — the
 //!   bounded table (`table`).
 
@@ -123,6 +124,7 @@ mod key;
 mod state;
 mod table;
 
+pub use judge::guard::{GuardHalf, RstGuard};
 pub use judge::{Flow, RstJudgment, MIDSTREAM_WSCALE};
 pub use key::{FlowKey, Header, Packet, Side};
 pub use state::{FlowState, TimeoutClass};

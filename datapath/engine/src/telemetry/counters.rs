@@ -71,6 +71,20 @@ impl Counters {
         }
     }
 
+    /// `n` RSTs of `class` that the in-kernel RST guard dropped: counted
+    /// as the engine counts a RST of that class its policy drops (per-class
+    /// drops and would-drops, the drop totals, the class-drop reason). They
+    /// never reached a worker, so frames, TCP segments and flag bits do
+    /// not include them.
+    pub fn add_kernel_rst_drops(&mut self, class: RstClass, n: u64) {
+        let i = class.index();
+        self.rst_classes[i][1] += n;
+        self.rst_would_drop[i] += n;
+        self.reasons[Reason::ClassDrop.index()] += n;
+        self.dropped += n;
+        self.would_drop += n;
+    }
+
     pub fn merge(&mut self, o: &Counters) {
         fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
             a.iter_mut().zip(b).for_each(|(x, y)| *x += y);

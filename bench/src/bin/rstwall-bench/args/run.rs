@@ -18,7 +18,8 @@ use super::values::secs;
     \"spoofed RSTs dropped\" and \"legitimate passed\" are counted at the sink, frame by \
     frame, against what was sent; latency is one-way, generator to sink; goodput is a real \
     kernel TCP transfer through the appliance, alone and during the flood.\n\n\
-    Contenders: bare, nftables, monitor, enforce; and two diagnostics: kernel (rstwall's \
+    Contenders: bare, nftables, monitor, enforce, guard (enforce with the in-kernel RST \
+    guard); and two diagnostics: kernel (rstwall's \
     program redirecting in the kernel, no AF_XDP: a latency reference, measured in the \
     latency phase only) and touch (the bare loop reading each frame's first cache line).\n\n\
     Forwarding alone, as the former `forward` command measured it (throughput with the \
@@ -80,6 +81,10 @@ pub struct RunArgs {
     /// Goodput: spoofed RSTs per second of the blind-reset flood.
     #[arg(long, default_value_t = 200_000)]
     flood_pps: u64,
+    /// Goodput: spoofed RSTs per second of a second, heavier flood window
+    /// (0: none).
+    #[arg(long, default_value_t = 1_000_000)]
+    flood_high_pps: u64,
     /// nftables: RSTs per second over which the RST limit drops
     /// [default: rstwall's ratelimit.global_rate].
     #[arg(long)]
@@ -165,6 +170,9 @@ impl RunArgs {
                 return bad(format!("--{name}: must be 1 to 100000000"));
             }
         }
+        if self.flood_high_pps > 100_000_000 {
+            return bad("--flood-high-pps: must be 0 to 100000000".into());
+        }
         if !(self.max_other.is_finite() && self.max_other >= 0.0) {
             return bad("--max-other: a percentage".into());
         }
@@ -189,6 +197,7 @@ impl RunArgs {
             accuracy_pps: self.accuracy_pps,
             goodput: secs("goodput-secs", self.goodput_secs)?,
             flood_pps: self.flood_pps,
+            flood_high_pps: self.flood_high_pps,
             rst_limit,
             handshake_pps: self.handshake_pps,
             gen_cpu: self.gen_cpu,
