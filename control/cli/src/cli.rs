@@ -32,6 +32,10 @@ pub enum Command {
     /// Analyze pcap/pcapng captures offline with the live engine.
     #[command(long_about = ANALYZE_ABOUT)]
     Analyze(AnalyzeArgs),
+    /// Watch this server's own TCP resets, with the process behind each
+    /// and netstat's counters explained (no config, no daemon).
+    #[command(long_about = HOST_ABOUT)]
+    Host(HostArgs),
     /// Run the appliance on live ports (AF_XDP): inline or on a tap.
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
@@ -265,6 +269,58 @@ Examples:
   rstwall analyze --events - capture.pcap | jq .class
   rstwall analyze --write spoofed.pcap --class in_window,out_of_window capture.pcap
   rstwall analyze --policy policy.toml --mode enforce --json capture.pcapng";
+
+const HOST_ABOUT: &str = "\
+Watch the TCP resets (RSTs) of the server this runs on, on every network
+interface (lo included, and interfaces that appear later), and say for each
+one what it means, what the kernel did with it, and which program was
+involved. No configuration, no daemon; it never drops, delays or changes a
+packet. Needs root.
+
+On a terminal it shows a live view (q or Ctrl-C ends it); at the end, or
+after --duration, it prints a report:
+  - RSTs by class and direction (in: received, out: sent, local: on lo),
+    by service port and by process (pid, command, systemd unit/container);
+  - the alerts that fired (e.g. failed_connects: 2 failed connects/s);
+  - netstat's TCP counters over the same time, explained: \"failed
+    connection attempts\" (AttemptFails), \"connection resets received\"
+    (EstabResets: connections closed, not RSTs received), \"resets sent\"
+    (OutRsts) by reason, with the connects, ports and processes behind them.
+
+Examples:
+  rstwall host                               # live view, report on q
+  rstwall host --duration 30s                # 30 seconds, then the report
+  rstwall host --iface lo --duration 1m --json > report.json
+  rstwall host --events - | jq 'select(.class == \"refused\")'";
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Interfaces to watch, comma-separated (default: all of them, lo
+    /// included, and any that appear while it runs).
+    #[arg(long, value_name = "IFACE", value_delimiter = ',')]
+    pub iface: Vec<String>,
+
+    /// Stop after this long (30s, 10m, 1h...) and print the report
+    /// (default: until q, Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Print the report as JSON (no live view).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write one JSON line per RST to FILE ("-" for standard output, then
+    /// no live view and the report goes to standard error): time, iface,
+    /// direction, 5-tuple, seq, ack, class, the kernel's verdict, pid,
+    /// comm, cgroup.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Rows in each list of the report.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: u16,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {

@@ -29,7 +29,7 @@ use crate::cli::{AlertsArgs, BlockCommand, FlowsArgs, PolicyCommand, StatsArgs, 
 use crate::Failure;
 
 pub use capture::capture;
-pub use top::{run_top, top, TopEnd};
+pub use top::{on_terminal, run_top, run_view, top, top_frame, Previous, TopEnd, TopFeed};
 
 /// A document as `--json` prints it: as the daemon wrote it.
 fn print_json(doc: &impl Serialize) -> Result<(), Failure> {
@@ -51,7 +51,7 @@ pub fn rate(x: f64) -> String {
     }
 }
 
-fn duration_text(secs: f64) -> String {
+pub fn duration_text(secs: f64) -> String {
     let s = secs as u64;
     let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if d > 0 {
@@ -61,7 +61,7 @@ fn duration_text(secs: f64) -> String {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -94,7 +94,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 /// Catch SIGINT and SIGTERM: commands that write files end them cleanly.
-fn catch_interrupts() {
+pub fn catch_interrupts() {
     let handler: extern "C" fn(libc::c_int) = on_interrupt;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -103,7 +103,7 @@ fn catch_interrupts() {
     }
 }
 
-fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
