@@ -425,8 +425,7 @@ pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
                 .clone()
                 .or_else(|| p.container.as_ref().map(|c| format!("container {c}")))
                 .unwrap_or_else(|| p.cgroup.clone());
-            writeln!(
-                out,
+            let line = format!(
                 "  {} (pid {}){:>10}  {}; port {}  {}",
                 p.comm,
                 p.pid,
@@ -434,7 +433,8 @@ pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
                 classes.join(", "),
                 ports.join(","),
                 place
-            )?;
+            );
+            writeln!(out, "{}", line.trim_end())?;
         }
         if r.unowned > 0 {
             writeln!(
@@ -451,7 +451,7 @@ pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
     for e in &r.alerts {
         writeln!(
             out,
-            "  {} {}: {:.1}/s (threshold {})",
+            "  {} {}: {:.1}/s (its threshold: {}/s)",
             e.rule, e.level, e.value, e.threshold
         )?;
     }
@@ -468,7 +468,9 @@ pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
             thousands(n.delta),
             n.counter
         )?;
-        writeln!(out, "      {}", n.meaning)?;
+        for line in wrap(&n.meaning, 72) {
+            writeln!(out, "      {line}")?;
+        }
         for c in &n.causes {
             writeln!(
                 out,
@@ -490,6 +492,26 @@ pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `text` in lines of at most `width` columns (a longer word keeps its
+/// own line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 fn tallies(p: &PortRow) -> String {
@@ -546,5 +568,12 @@ mod tests {
             "nothing listened on the port, or the connection was gone (NO_SOCKET)"
         );
         assert_eq!(reason_words("SOMETHING_NEW"), "SOMETHING_NEW");
+    }
+
+    #[test]
+    fn meanings_wrap() {
+        assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
+        assert_eq!(wrap("a verylongword b", 4), vec!["a", "verylongword", "b"]);
+        assert!(wrap("  ", 10).is_empty());
     }
 }
