@@ -377,7 +377,10 @@ Two ways to connect it:
                            The ports need no IP address and should not be in a
                            bridge.
   --tap PORT               a mirror/SPAN port or a network tap. Frames are
-                           judged and counted, never forwarded.
+                           judged and counted, never forwarded. Not for one of
+                           this host's own interfaces (it would cut the host's
+                           TCP there; refused unless --tap-host-interface):
+                           `rstwall host` watches this host's own resets.
 
 How it works: an XDP program on each port hands TCP to an AF_XDP socket per
 RX queue, served by one worker thread per queue (pinned to a CPU). If rstwall
@@ -517,6 +520,13 @@ pub struct RunArgs {
     /// it, rstwall refuses to start on a port that has one.
     #[arg(long)]
     pub replace_foreign_xdp: bool,
+
+    /// Allow --tap on an interface that carries one of this host's
+    /// addresses (a mirror port that also has one). Without it, rstwall
+    /// refuses: tap mode would cut the host's own TCP on that interface
+    /// (`rstwall host` watches the host's own resets without touching them).
+    #[arg(long)]
+    pub tap_host_interface: bool,
 }
 
 // ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ fn flags(a: RunArgs) -> Flags {
         state_dir: a.state_dir,
         log_level: a.log_level,
         replace_foreign_xdp: a.replace_foreign_xdp,
+        tap_host_interface: a.tap_host_interface,
     }
 }
 

@@ -244,6 +244,9 @@ pub struct ConfigFile {
     /// The policy file (see the module docs for why not a table).
     pub policy: Option<PathBuf>,
     pub replace_foreign_xdp: Option<bool>,
+    /// Tap mode on an interface with this host's addresses (a mirror
+    /// port that also has one).
+    pub tap_host_interface: Option<bool>,
 }
 
 /// A settings file that cannot be used: which file, where, and what is
@@ -315,6 +318,7 @@ struct RawConfig {
     log_level: Option<Spanned<Value>>,
     policy: Option<Spanned<Value>>,
     replace_foreign_xdp: Option<Spanned<Value>>,
+    tap_host_interface: Option<Spanned<Value>>,
 }
 
 /// An error at a byte range of the file, its message starting with the key.
@@ -450,6 +454,13 @@ impl RawConfig {
             replace_foreign_xdp: field(
                 "replace_foreign_xdp",
                 self.replace_foreign_xdp,
+                "a boolean",
+                Value::as_bool,
+                Ok,
+            )?,
+            tap_host_interface: field(
+                "tap_host_interface",
+                self.tap_host_interface,
                 "a boolean",
                 Value::as_bool,
                 Ok,
@@ -673,7 +684,7 @@ replace_foreign_xdp = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 15] = [
+    const KEYS: [&str; 16] = [
         "inline",
         "tap",
         "xdp_mode",
@@ -689,6 +700,7 @@ replace_foreign_xdp = true
         "log_level",
         "policy",
         "replace_foreign_xdp",
+        "tap_host_interface",
     ];
 
     #[test]

@@ -26,4 +26,5 @@ pub struct Flags {
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub replace_foreign_xdp: bool,
+    pub tap_host_interface: bool,
 }

@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use rstwall_afxdp::sys;
+use rstwall_afxdp::{sys, Topology};
 use rstwall_api::Failure;
 use rstwall_source::Source;
 
@@ -35,7 +35,7 @@ use crate::persist::{Origin, PolicyState, StateDir};
 use crate::server::{self as api, Call};
 use crate::settings::Settings;
 use crate::signals::{Signal, Signals};
-use crate::source::{afxdp, Running};
+use crate::source::{afxdp, tap_guard, Running};
 
 /// How long the main loop waits for a signal before it looks at the
 /// workers' statistics, the control API and the block requests again.
@@ -75,6 +75,10 @@ pub fn run(args: Flags) -> Result<(), Failure> {
 
     // The policy to start with, persisted before anything runs it.
     let state = StateDir::open(&settings.state_dir).map_err(Failure::runtime)?;
+    // Tap mode would cut this host's own TCP on one of its interfaces.
+    if let Topology::Tap { port } = &settings.topology {
+        tap_guard::check(port, settings.tap_host_interface)?;
+    }
     let persisted = state.load_policy().map_err(Failure::usage)?;
     let had_state = persisted.is_some();
     let (live, origin) = PolicyState::at_start(

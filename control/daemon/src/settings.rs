@@ -28,6 +28,8 @@ pub struct Settings {
     pub stats_interval: Option<Duration>,
     pub stats_json: Option<PathBuf>,
     pub replace_foreign: bool,
+    /// Tap mode may run on an interface with this host's addresses.
+    pub tap_host_interface: bool,
     pub metrics_listen: MetricsListen,
     /// The control API's socket; `None`: off.
     pub control_socket: Option<PathBuf>,
@@ -174,6 +176,7 @@ impl Settings {
             stats_interval,
             stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
             replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
+            tap_host_interface: args.tap_host_interface || f.tap_host_interface.unwrap_or(false),
             metrics_listen,
             control_socket,
             control_group,
@@ -213,6 +216,10 @@ impl Settings {
         check(
             "replace_foreign_xdp",
             self.replace_foreign != new.replace_foreign,
+        );
+        check(
+            "tap_host_interface",
+            self.tap_host_interface != new.tap_host_interface,
         );
         keys
     }

@@ -204,3 +204,65 @@ fn bad_arguments_are_refused_in_one_line() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// `rstwall run --tap` on one of the host's own interfaces would cut the
+/// host's TCP there: refused in one line that points to `rstwall host`,
+/// unless `--tap-host-interface` says it is a mirror port anyway.
+#[test]
+fn tap_on_a_host_interface_is_refused() {
+    rstwall_netlab::require_root("rstwall run --tap");
+    let mut nss = Namespaces::unique("host-tap");
+    let ns = nss.add("server").expect("namespace");
+    let peer = nss.add("peer").expect("namespace");
+    ns.add_veth("hv0", &peer, "hv1", &rstwall_netlab::Veth::default())
+        .expect("veth");
+    ns.set_up("hv0").unwrap();
+    ns.add_addr("hv0", "198.18.7.1/24").unwrap();
+    // An interface without an address of the host's: a mirror port.
+    ns.add_veth("mv0", &peer, "mv1", &rstwall_netlab::Veth::default())
+        .expect("veth");
+    ns.set_up("mv0").unwrap();
+    let dir = std::env::temp_dir().join(format!("rstwall-host-tap-{}", std::process::id()));
+    let run = |port: &str, extra: &[&str]| {
+        let mut cmd = ns.command(rstwall_bin());
+        cmd.args(["run", "--tap", port, "--metrics-listen", "off"])
+            .args(["--control-socket", "off", "--stats-interval", "0"])
+            .arg("--state-dir")
+            .arg(dir.join(port))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    for (port, why) in [
+        ("lo", "is this host's loopback"),
+        ("hv0", "carries this host's address 198.18.7.1"),
+    ] {
+        let o = run(port, &[]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{port}: {err}");
+        assert_eq!(err.lines().count(), 1, "{port}: {err}");
+        assert!(err.contains(why), "{port}: {err}");
+        assert!(err.contains("rstwall host"), "{port}: {err}");
+    }
+    // The mirror port, and the host's interface with the override, start.
+    for (port, extra) in [("mv0", &[][..]), ("hv0", &["--tap-host-interface"][..])] {
+        let mut child = run(port, extra).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let mut line = String::new();
+        while !log.contains("running ") {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            log.push_str(&line);
+        }
+        assert!(log.contains("running "), "{port}: {log}");
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let st = child.wait().unwrap();
+        assert!(st.success(), "{port}: {log}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -10,9 +10,11 @@
 //! every source.
 //!
 //! * [`afxdp`] — `rstwall run --inline/--tap`: AF_XDP workers behind
-//!   rstwall's XDP program.
+//!   rstwall's XDP program; [`tap_guard`] keeps tap mode off this host's
+//!   own interfaces.
 
 pub mod afxdp;
+pub mod tap_guard;
 
 use std::net::IpAddr;
 use std::time::Instant;
