@@ -38,7 +38,7 @@ pub enum Command {
     Host(HostArgs),
     /// Run the appliance on live ports (AF_XDP): inline or on a tap.
     #[command(long_about = RUN_ABOUT)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The running daemon: ports, modes, queues, uptime, policy version.
     #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),
@@ -365,9 +365,9 @@ pub struct AnalyzeArgs {
 }
 
 const RUN_ABOUT: &str = "\
-Run the appliance on live network ports.
+Run the appliance on live network ports, or on this host's own TCP.
 
-Two ways to connect it:
+Three ways to connect it:
 
   --inline PORT_A,PORT_B   bump in the wire. Frames arriving on one port leave
                            on the other, unchanged. TCP goes through rstwall's
@@ -376,6 +376,12 @@ Two ways to connect it:
                            else (ARP, ICMP, UDP...) is forwarded in the kernel.
                            The ports need no IP address and should not be in a
                            bridge.
+  --host [IFACE,...]       this host's own TCP (every interface by default, lo
+                           included): host mode, the service form of `rstwall
+                           host`. tc programs pass every packet as it is and
+                           copy its TCP headers; each RST gets the kernel's own
+                           verdict and the process behind it. Observes only:
+                           the policy runs in monitor mode.
   --tap PORT               a mirror/SPAN port or a network tap. Frames are
                            judged and counted, never forwarded. Not for one of
                            this host's own interfaces (it would cut the host's
@@ -437,7 +443,7 @@ Examples:
   rstwall run --tap eth3 --stats-interval 1 --stats-json /run/rstwall/stats.json";
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("ports").args(["inline", "tap"])))]
+#[command(group(clap::ArgGroup::new("ports").args(["inline", "tap", "host"])))]
 pub struct RunArgs {
     /// Read settings from a TOML file (keys: the long options; flags given
     /// here override them). SIGHUP re-reads it.
@@ -451,6 +457,13 @@ pub struct RunArgs {
     /// Watch a mirror/tap port: count only, forward nothing.
     #[arg(long, value_name = "PORT")]
     pub tap: Option<String>,
+
+    /// Host mode: watch this host's own TCP on these interfaces (default:
+    /// every interface, lo included, and later ones), as `rstwall host`
+    /// does, as a service. Observes only: nothing is dropped, the policy
+    /// runs in monitor mode.
+    #[arg(long, value_name = "IFACE,...", num_args = 0..=1, default_missing_value = "all")]
+    pub host: Option<String>,
 
     /// How to attach XDP: native (in the driver; fastest), generic (works
     /// on any interface, slower), auto (native, else generic) [default: auto].

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Analyze(a) => analyze::run(a),
         cli::Command::Host(a) => host::run(a),
-        cli::Command::Run(a) => run::run(a),
+        cli::Command::Run(a) => run::run(*a),
         cli::Command::Status(a) => client::status(a),
         cli::Command::Stats(a) => client::stats(a),
         cli::Command::Top(a) => client::top(a),

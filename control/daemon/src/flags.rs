@@ -12,6 +12,8 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     pub inline: Option<String>,
     pub tap: Option<String>,
+    /// Host mode: interfaces, comma-separated; empty: every interface.
+    pub host: Option<String>,
     pub xdp_mode: Option<String>,
     pub xsk_mode: Option<String>,
     pub queues: Option<u32>,

@@ -151,6 +151,32 @@ pub struct Capabilities {
     pub kernel: KernelCapabilities,
 }
 
+impl Capabilities {
+    /// What this kernel does not let host mode see (the capability's name,
+    /// e.g. `send_reset_reason`), and why.
+    pub fn unavailable(&self) -> Vec<(&'static str, String)> {
+        let k = &self.kernel;
+        let all: [(&'static str, &Capability); 10] = [
+            ("packets", &self.packets),
+            ("receive_reset", &k.receive_reset),
+            ("send_reset", &k.send_reset),
+            ("send_reset_reason", &k.send_reset_reason),
+            ("rst_dropped", &k.rst_dropped),
+            ("rst_dropped_socket", &k.rst_dropped_socket),
+            ("challenge_ack", &k.challenge_ack),
+            ("socket_states", &k.socket_states),
+            ("owner_at_accept", &k.owner_at_accept),
+            ("owner_existing", &k.owner_existing),
+        ];
+        all.into_iter()
+            .filter_map(|(what, c)| match c {
+                Capability::Available { .. } => None,
+                Capability::Unavailable { why } => Some((what, why.clone())),
+            })
+            .collect()
+    }
+}
+
 /// One ring buffer and its worker: where a worker's frames come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RingEndpoint {

@@ -266,3 +266,230 @@ fn tap_on_a_host_interface_is_refused() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------
+// rstwall run --host: host mode as a service
+// ---------------------------------------------------------------------------
+
+/// Bytes sent and echoed back on one connection: what arrives is what was
+/// sent, byte for byte.
+fn echo_exact(addr: SocketAddr, bytes: usize) {
+    use std::io::{Read, Write};
+    let data: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut c = TcpStream::connect(addr).unwrap();
+    let mut r = c.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut back = vec![0u8; bytes];
+        r.read_exact(&mut back).map(|()| back)
+    });
+    c.write_all(&data).unwrap();
+    let back = reader.join().unwrap().unwrap();
+    assert!(back == data, "{bytes} bytes came back altered");
+}
+
+/// An echo server in the namespace until the test ends.
+fn echo_server(ns: &rstwall_netlab::Netns, addr: SocketAddr) {
+    use std::io::{Read, Write};
+    let l = ns
+        .run(|| std::net::TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Short connections and a bulk transfer over lo, byte-exact.
+fn traffic_is_untouched(ns: &rstwall_netlab::Netns, addr: SocketAddr) {
+    ns.spawn(move || {
+        for _ in 0..50 {
+            echo_exact(addr, 1024);
+        }
+        echo_exact(addr, 16 << 20);
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn run_host_serves_the_clients_and_metrics_and_keeps_hands_off() {
+    use rstwall_api::Client;
+    rstwall_netlab::require_root("rstwall run --host");
+    let _cpu = rstwall_tests::cpu_share();
+    let mut nss = Namespaces::unique("host-run");
+    let ns = nss.add("server").expect("namespace");
+    let dir = std::env::temp_dir().join(format!("rstwall-host-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("rstwall.sock");
+    let echo: SocketAddr = "127.0.0.1:7300".parse().unwrap();
+    echo_server(&ns, echo);
+
+    let mut daemon = ns
+        .command(rstwall_bin())
+        .args(["run", "--host", "--stats-interval", "0"])
+        .args(["--metrics-listen", "127.0.0.1:9717", "--control-socket"])
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rstwall run --host");
+    // Its log, read as it comes (the pipe must not fill).
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (log, err) = (log.clone(), daemon.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        })
+    };
+    let log_text = || log.lock().unwrap().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log_text().contains("control API on") {
+        assert!(std::time::Instant::now() < deadline, "{}", log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(log_text().contains("running host mode"), "{}", log_text());
+    let client = Client::at(&socket);
+
+    // An enforce policy that would drop refused RSTs: host mode observes,
+    // so they are counted as "would drop" and nothing is dropped.
+    let o = Command::new(rstwall_bin())
+        .args([
+            "policy",
+            "set",
+            "mode=enforce",
+            "actions.refused=drop",
+            "--socket",
+        ])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let collector = ns
+        .spawn(|| {
+            set_comm("collector");
+            let to: SocketAddr = "127.0.0.1:7211".parse().unwrap();
+            for _ in 0..6 {
+                let e = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+            }
+        })
+        .unwrap();
+    collector.join().unwrap();
+    traffic_is_untouched(&ns, echo);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let s = client.stats().unwrap();
+        let agreed = s.host.as_ref().map_or(0, |h| h.agreement.agrees);
+        if s.rst(RstClass::Refused).total >= 6 && agreed >= 6 {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let refused = stats.rst(RstClass::Refused);
+    assert_eq!(
+        (refused.total, refused.dropped, refused.would_drop),
+        (6, 0, 6),
+        "{stats:#?}"
+    );
+    assert_eq!(stats.totals.counters.dropped, 0, "host mode never drops");
+    let host = stats.host.as_ref().unwrap();
+    assert_eq!(host.agreement.disagrees, 0, "{host:#?}");
+    assert_eq!(host.resets_sent.get("NO_SOCKET"), Some(&6), "{host:#?}");
+    assert!(stats.totals.source.host.as_ref().unwrap().records > 0);
+    assert_eq!(stats.workers[0].source.host.as_ref().unwrap().ring, 0);
+
+    let st = client.status().unwrap();
+    assert_eq!(st.topology, rstwall_api::Topology::Host(vec![]));
+    assert_eq!(st.mode, "host");
+    assert_eq!(st.policy.mode, rstwall_engine::policy::Mode::Enforce);
+    let hs = st.host.as_ref().expect("host mode's status");
+    assert_eq!(hs.policy_runs_as, rstwall_engine::policy::Mode::Monitor);
+    assert!(hs
+        .interfaces
+        .iter()
+        .any(|i| i.name == "lo" && i.error.is_none()));
+
+    // Every client command answers.
+    for args in [
+        &["status"][..],
+        &["stats"],
+        &["flows"],
+        &["alerts"],
+        &["top", "--duration", "1"],
+    ] {
+        let o = Command::new(rstwall_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // The metrics: host mode's families beside the common ones.
+    let metrics = ns
+        .run(|| {
+            use std::io::{Read, Write};
+            let mut c = TcpStream::connect("127.0.0.1:9717").unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut text = String::new();
+            c.read_to_string(&mut text).unwrap();
+            text
+        })
+        .unwrap();
+    assert!(
+        metrics.contains("rstwall_host_rst_agreement_total{agreement=\"agrees\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rstwall_host_resets_sent_total{reason=\"NO_SOCKET\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rstwall_host_ring_records_lost_total 0"),
+        "{metrics}"
+    );
+
+    // SIGHUP reloads; the daemon carries on.
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !log_text().contains("SIGHUP") {
+        assert!(std::time::Instant::now() < deadline, "{}", log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(client.status().is_ok());
+
+    // SIGKILL: nothing left behind alters traffic.
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGKILL) };
+    daemon.wait().unwrap();
+    reader.join().unwrap();
+    traffic_is_untouched(&ns, echo);
+    std::fs::remove_dir_all(&dir).ok();
+}

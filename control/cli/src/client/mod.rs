@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rstwall_api::stats::afxdp::XskTotals;
+use rstwall_api::status::HostStatus;
 use rstwall_api::text::thousands;
 use rstwall_api::{BlockAdd, Client, FlowsQuery, PolicyChange, Stats};
 use rstwall_engine::flow::FlowState;
@@ -122,6 +123,9 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         .map(|p| format!("{} (xdp {})", p.port, p.xdp_mode))
         .collect();
     let policy = &st.policy;
+    if let Some(host) = &st.host {
+        return print_host_status(&st, host);
+    }
     let text = format!(
         "rstwall {} (pid {}), up {}\n\
          mode:     {}\n\
@@ -142,6 +146,46 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         st.blocks,
         plural(st.blocks),
     );
+    io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(Failure::runtime)
+}
+
+/// `status` of a daemon in host mode: what it watches, and what it cannot
+/// see on this kernel.
+fn print_host_status(st: &rstwall_api::Status, host: &HostStatus) -> Result<(), Failure> {
+    let watched: Vec<String> = host
+        .interfaces
+        .iter()
+        .map(|i| match &i.error {
+            None => i.name.clone(),
+            Some(e) => format!("{} (not watched: {e})", i.name),
+        })
+        .collect();
+    let policy = &st.policy;
+    let mut text = format!(
+        "rstwall {} (pid {}), up {}\n\
+         mode:     host mode: observes this host's own TCP, never touches a packet\n\
+         watching: {}\n\
+         workers:  {} ({} publishing)\n\
+         policy:   version {} (digest {}), {}; runs as {} in host mode\n",
+        st.version,
+        st.pid,
+        duration_text(st.uptime_s),
+        watched.join(", "),
+        st.queues,
+        st.workers_running,
+        policy.version,
+        policy.digest,
+        policy.mode,
+        host.policy_runs_as,
+    );
+    for u in &host.unavailable {
+        text.push_str(&format!(
+            "unavailable on this kernel: {} ({})\n",
+            u.what, u.why
+        ));
+    }
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(Failure::runtime)

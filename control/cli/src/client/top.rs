@@ -38,12 +38,17 @@ fn daemon_title(status: &Status, stats: &Stats) -> String {
     let topo = match &status.topology {
         Topology::Inline([a, b]) => format!("inline {a}<->{b}"),
         Topology::Tap(p) => format!("tap {p}"),
+        Topology::Host(i) if i.is_empty() => "host (every interface)".into(),
+        Topology::Host(i) => format!("host {}", i.join(",")),
+    };
+    let frames = match &status.host {
+        Some(h) => format!("observes only, policy runs as {}", h.policy_runs_as),
+        None => format!("AF_XDP {}", status.xsk_mode),
     };
     format!(
-        "rstwall top - {topo} - {} - policy v{} - AF_XDP {} - up {}",
+        "rstwall top - {topo} - {} - policy v{} - {frames} - up {}",
         status.policy.mode,
         status.policy.version,
-        status.xsk_mode,
         duration_text(stats.uptime_s),
     )
 }
@@ -378,6 +383,7 @@ mod tests {
             },
             blocks: 0,
             state_dir: "/var/lib/rstwall".into(),
+            host: None,
         }
     }
 
@@ -410,6 +416,7 @@ mod tests {
             },
             ports: Vec::new(),
             workers: Vec::new(),
+            host: None,
         }
     }
 

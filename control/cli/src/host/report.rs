@@ -12,9 +12,7 @@ use rstwall_api::host::{
 use rstwall_api::text::thousands;
 use rstwall_engine::telemetry::Snapshot;
 use rstwall_engine::RstClass;
-use rstwall_host::{
-    Capabilities, Capability, CloseCause, CloseCounter, Interface, MibSecond, TcpMib,
-};
+use rstwall_host::{Capabilities, CloseCause, CloseCounter, Interface, MibSecond, TcpMib};
 
 use super::tally::{classes_ranked, ranked, ByProcess, Tally};
 
@@ -101,26 +99,11 @@ pub fn build(i: &Inputs) -> HostReport {
 
 /// What the kernel keeps from host mode, by what it would show.
 fn unavailable(caps: &Capabilities) -> Vec<Unavailable> {
-    let k = &caps.kernel;
-    let all: [(&str, &Capability); 10] = [
-        ("packets", &caps.packets),
-        ("receive_reset", &k.receive_reset),
-        ("send_reset", &k.send_reset),
-        ("send_reset_reason", &k.send_reset_reason),
-        ("rst_dropped", &k.rst_dropped),
-        ("rst_dropped_socket", &k.rst_dropped_socket),
-        ("challenge_ack", &k.challenge_ack),
-        ("socket_states", &k.socket_states),
-        ("owner_at_accept", &k.owner_at_accept),
-        ("owner_existing", &k.owner_existing),
-    ];
-    all.into_iter()
-        .filter_map(|(what, c)| match c {
-            Capability::Available { .. } => None,
-            Capability::Unavailable { why } => Some(Unavailable {
-                what: what.into(),
-                why: why.clone(),
-            }),
+    caps.unavailable()
+        .into_iter()
+        .map(|(what, why)| Unavailable {
+            what: what.into(),
+            why,
         })
         .collect()
 }
