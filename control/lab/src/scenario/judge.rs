@@ -30,7 +30,12 @@ impl Expect {
             synacks: 0,
         };
         for p in parts {
-            for (a, b) in e.rst.iter_mut().zip(p.rst) {
+            let mut rst = p.rst;
+            for r in &p.server_rsts {
+                let n = &mut rst[r.class().index()];
+                *n = (*n).max(r.count());
+            }
+            for (a, b) in e.rst.iter_mut().zip(rst) {
                 *a += b;
             }
             e.syns += p.syns;
@@ -181,4 +186,32 @@ pub(super) fn judge(e: &Expect, c: &Counts, mode: Mode) -> Vec<Check> {
         ),
     ));
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernel_resets::ServerRsts;
+    use super::*;
+
+    fn part(teardown: u64, on_wire: u64) -> Part {
+        let mut p = Part::default();
+        p.rst[RstClass::Teardown.index()] = teardown;
+        p.rst[RstClass::Refused.index()] = 3;
+        p.server_rsts
+            .push(ServerRsts::fixed(RstClass::Teardown, on_wire));
+        p
+    }
+
+    /// A RST the server's kernel sent beyond one per connection is
+    /// expected too; a count on the wire that fell short (a sniffer that
+    /// missed one) never lowers what the part caused.
+    #[test]
+    fn expected_rsts_are_what_the_server_sent() {
+        let e = Expect::of(&[part(40, 41)]);
+        assert_eq!(e.rst[RstClass::Teardown.index()], 41);
+        assert_eq!(e.rst[RstClass::Refused.index()], 3);
+        let e = Expect::of(&[part(40, 39), part(2, 2)]);
+        assert_eq!(e.rst[RstClass::Teardown.index()], 42);
+        assert_eq!(e.rst[RstClass::Refused.index()], 6);
+    }
 }

@@ -1,21 +1,121 @@
 //! The parts whose RSTs the kernel sends by itself: refused connects,
 //! data after close (teardown), close with unread data (abort).
 
+use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use rstwall_engine::wire::TcpFlags;
 use rstwall_engine::RstClass;
 
-use crate::topology::SERVER;
-use crate::traffic::{self, join, spawn_in, Errors, Pacer, SetOnDrop};
+use crate::topology::{SERVER, SERVER_IF};
+use crate::traffic::{self, in_netns, join, spawn_in, Errors, Pacer, SetOnDrop};
 use rstwall_netlab::rng;
-use rstwall_netlab::{sock, TcpState};
+use rstwall_netlab::{sock, Listen, Sniffer, TcpState};
 
 use super::{connect, Ctx, Part, ABORT_PORT, CLOSED_PORT, TEARDOWN_PORT};
+
+/// The RSTs the server's kernel sends from one port, counted on the wire
+/// (a packet socket on the server's interface, filtered in the kernel)
+/// from before the part starts until the checks. A part causes at least one
+/// per connection it has reset, and the server's kernel may send more: a
+/// segment retransmitted before the first RST arrived is answered again
+/// (the teardown part under load: 41 RSTs for 40 connections). Each one it
+/// sends is one rstwall must count, in the part's class.
+pub(super) struct ServerRsts {
+    class: RstClass,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerRsts {
+    pub(super) fn start(ctx: &Ctx, port: u16, class: RstClass) -> anyhow::Result<ServerRsts> {
+        let sniffer = in_netns(&ctx.server, || {
+            Sniffer::open(Listen::TcpFrom {
+                ifname: SERVER_IF,
+                sport: port,
+                any_flags: TcpFlags::RST,
+            })
+            .context("packet socket at the server")
+        })?;
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (n, st) = (count.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match sniffer.next_segment() {
+                    Ok(Some(seg)) if seg.flags.rst() => {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(ServerRsts {
+            class,
+            count,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// A count that is already known, for tests of what uses one.
+    #[cfg(test)]
+    pub(super) fn fixed(class: RstClass, n: u64) -> ServerRsts {
+        ServerRsts {
+            class,
+            count: Arc::new(AtomicU64::new(n)),
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        }
+    }
+
+    pub(super) fn class(&self) -> RstClass {
+        self.class
+    }
+
+    /// The RSTs seen so far.
+    pub(super) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for ServerRsts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerRsts({}: {})", self.class, self.count())
+    }
+}
+
+impl Drop for ServerRsts {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The part's own check on the wire: the server's kernel sent a RST for
+/// every connection the client saw reset.
+fn sent_on_the_wire(p: &mut Part, rsts: ServerRsts, reset: u64) {
+    let seen = rsts.count();
+    p.check(
+        seen >= reset,
+        format!(
+            "{} RSTs the server's kernel sent, on the wire: {seen} for {reset} connections reset",
+            rsts.class()
+        ),
+    );
+    p.server_rsts.push(rsts);
+}
 
 /// Wait until the kernel has closed `s` (a RST arrived); its last state
 /// otherwise.
@@ -36,6 +136,7 @@ pub(super) fn wait_reset(s: &TcpStream, within: Duration) -> Result<(), String> 
 /// The client keeps connecting to a closed port.
 pub(super) fn refused(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let dst = SocketAddrV4::new(SERVER, CLOSED_PORT);
+    let rsts = ServerRsts::start(ctx, CLOSED_PORT, RstClass::Refused)?;
     let (attempts, refused, errors) = thread::scope(|s| {
         let h = spawn_in(s, &ctx.client, || {
             let mut pace = Pacer::new(per_sec, &ctx.run);
@@ -67,6 +168,7 @@ pub(super) fn refused(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
             errors.detail()
         ),
     );
+    sent_on_the_wire(&mut p, rsts, refused);
     Ok(p)
 }
 
@@ -132,6 +234,7 @@ pub(super) fn reset_by_server(
 /// anyway; the server's kernel answers with a RST.
 pub(super) fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let addr = SocketAddrV4::new(SERVER, TEARDOWN_PORT);
+    let rsts = ServerRsts::start(ctx, TEARDOWN_PORT, RstClass::Teardown)?;
     let (attempts, sent, reset, errors) =
         reset_by_server(ctx, "teardown", addr, per_sec, drop, |c, errors| {
             match c.read(&mut [0u8; 64]) {
@@ -173,6 +276,7 @@ pub(super) fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
             errors.detail()
         ),
     );
+    sent_on_the_wire(&mut p, rsts, reset);
     Ok(p)
 }
 
@@ -182,6 +286,7 @@ const ABORT_UNREAD: usize = 100;
 /// RST with the exact sequence number.
 pub(super) fn abort(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let addr = SocketAddrV4::new(SERVER, ABORT_PORT);
+    let rsts = ServerRsts::start(ctx, ABORT_PORT, RstClass::Abort)?;
     // Close once the request is queued, unread.
     let serve = |conn: TcpStream| {
         let until = Instant::now() + Duration::from_secs(3);
@@ -224,5 +329,6 @@ pub(super) fn abort(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
             errors.detail()
         ),
     );
+    sent_on_the_wire(&mut p, rsts, reset);
     Ok(p)
 }

@@ -25,7 +25,9 @@
 //! spray, so RCV.NXT does not move under them.
 //!
 //! The checks then compare rstwall's counters (the difference over the
-//! run) with those numbers: per class exactly, the verdicts of the default
+//! run) with those numbers: per class exactly (for the parts whose RSTs the
+//! server's kernel sends, every one it sent, counted on the wire: it may
+//! answer a retransmitted segment a second time), the verdicts of the default
 //! policy (enforce: dropped; monitor: `would drop`), the dropped total,
 //! failed connection attempts, SYN and SYN-ACK lower bounds, no fail-open
 //! bypass; and, from the sockets, that every connection that had to survive
@@ -182,6 +184,8 @@ pub fn run_scenario(
     let expect = Expect::of(&parts);
     let after_stats = settle(lab, &before, &expect)?;
     let counted = Counts::of(&after_stats).since(&before);
+    // Again, with every RST the server's kernel sent until now.
+    let expect = Expect::of(&parts);
     let mut checks: Vec<Check> = parts.iter().flat_map(|p| p.checks.clone()).collect();
     checks.extend(judge(&expect, &counted, opts.mode));
     // Statistics that stopped moving come from a daemon that died (and an
@@ -205,7 +209,17 @@ pub fn run_scenario(
         mode: opts.mode,
         duration_s: sent_for.as_secs_f64(),
         interrupted,
-        did: parts.iter().flat_map(|p| p.did.clone()).collect(),
+        did: parts
+            .iter()
+            .flat_map(|p| {
+                let on_wire = p.server_rsts.iter().map(|r| Did {
+                    part: r.class().to_string(),
+                    what: "RSTs the server's kernel sent (on the wire)".into(),
+                    value: r.count().to_string(),
+                });
+                p.did.iter().cloned().chain(on_wire)
+            })
+            .collect(),
         expected: expect.rst,
         counted,
         checks,
@@ -287,6 +301,10 @@ struct Part {
     syns: u64,
     synacks: u64,
     checks: Vec<Check>,
+    /// The RSTs the server's kernel sent for this part, counted on the
+    /// wire until the checks: where it sent more than `rst` says (a
+    /// retransmission answered again), rstwall must count those too.
+    server_rsts: Vec<kernel_resets::ServerRsts>,
 }
 
 impl Part {
