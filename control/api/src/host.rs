@@ -54,6 +54,16 @@ pub struct HostInterface {
     pub error: Option<String>,
 }
 
+/// As a list of interfaces shows it: `lo`, or `eth1 (not watched: ...)`.
+impl std::fmt::Display for HostInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.error {
+            None => f.write_str(&self.name),
+            Some(e) => write!(f, "{} (not watched: {e})", self.name),
+        }
+    }
+}
+
 /// Something the kernel does not let host mode see.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unavailable {

@@ -73,7 +73,7 @@ pub use mib::TcpMib;
 pub use process::{container_id, systemd_unit, OwnerSource, Process};
 pub use reconcile::{CloseCause, CloseCounter, CloseGroup, MibSecond, Observed};
 pub use rstwall_bpf::host::{Capability, KernelCapabilities, LinkKind, TcDirection, TcMode};
-pub use stats::{HostTotals, HostWorkerStats};
+pub use stats::{HostTotals, HostWorker, HostWorkerStats};
 pub use verdict::{agreement, state, Agreement, KernelVerdict, Received, Sent};
 
 /// How host mode runs.

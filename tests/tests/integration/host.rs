@@ -23,13 +23,6 @@ use serde_json::Value;
 /// inside the 10 s `rstwall host` watches from its first line on.
 const CONNECTS: u64 = 18;
 
-/// Name the calling thread (its `comm`), as a program names itself.
-fn set_comm(name: &str) {
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
-}
-
 #[test]
 fn the_classic_case_through_the_binary() {
     rstwall_netlab::require_root("rstwall host");
@@ -56,7 +49,7 @@ fn the_classic_case_through_the_binary() {
 
     let collector = ns
         .spawn(|| {
-            set_comm("collector");
+            rstwall_netlab::sock::set_comm("collector").expect("PR_SET_NAME");
             let to: SocketAddr = "127.0.0.1:7211".parse().unwrap();
             for _ in 0..CONNECTS {
                 let e = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap_err();
@@ -384,7 +377,7 @@ fn run_host_serves_the_clients_and_metrics_and_keeps_hands_off() {
 
     let collector = ns
         .spawn(|| {
-            set_comm("collector");
+            rstwall_netlab::sock::set_comm("collector").expect("PR_SET_NAME");
             let to: SocketAddr = "127.0.0.1:7211".parse().unwrap();
             for _ in 0..6 {
                 let e = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap_err();

@@ -154,14 +154,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
 /// `status` of a daemon in host mode: what it watches, and what it cannot
 /// see on this kernel.
 fn print_host_status(st: &rstwall_api::Status, host: &HostStatus) -> Result<(), Failure> {
-    let watched: Vec<String> = host
-        .interfaces
-        .iter()
-        .map(|i| match &i.error {
-            None => i.name.clone(),
-            Some(e) => format!("{} (not watched: {e})", i.name),
-        })
-        .collect();
+    let watched: Vec<String> = host.interfaces.iter().map(ToString::to_string).collect();
     let policy = &st.policy;
     let mut text = format!(
         "rstwall {} (pid {}), up {}\n\

@@ -333,14 +333,7 @@ pub fn by_whom(total: u64, procs: &[ProcessCount]) -> String {
 
 /// The report as text, 80 columns.
 pub fn text(out: &mut impl Write, r: &HostReport) -> io::Result<()> {
-    let watched: Vec<String> = r
-        .interfaces
-        .iter()
-        .map(|f| match &f.error {
-            None => f.name.clone(),
-            Some(e) => format!("{} (not watched: {e})", f.name),
-        })
-        .collect();
+    let watched: Vec<String> = r.interfaces.iter().map(ToString::to_string).collect();
     writeln!(
         out,
         "rstwall host - {:.0}s from {} - interfaces: {}",

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use rstwall_api::host::{AgreementCounts, HostInterface, Unavailable};
-use rstwall_api::stats::host::{HostKernel, HostTotals, HostWorker};
+use rstwall_api::stats::host::{HostKernel, HostTotals};
 use rstwall_api::stats::{SourceTotals, SourceWorker};
 use rstwall_api::{status, Failure};
 use rstwall_engine::policy::{Mode, PolicyConfig};
@@ -317,14 +317,14 @@ fn host_families(h: &HostKernel) -> Vec<MetricFamily> {
 
 impl SourceView for HostWorkerStats {
     fn worker_label(&self) -> (&'static str, String) {
-        ("ring", self.ring.to_string())
+        ("ring", self.0.ring.to_string())
     }
 
-    fn mode(_totals: &rstwall_host::HostTotals) -> String {
+    fn mode(_totals: &HostTotals) -> String {
         "host".into()
     }
 
-    fn line(t: &rstwall_host::HostTotals) -> String {
+    fn line(t: &HostTotals) -> String {
         format!(
             "ring records {} ({} bad), rsts not correlated {}",
             t.records, t.bad_records, t.rsts_dropped
@@ -349,10 +349,11 @@ impl SourceView for HostWorkerStats {
             "Judged RSTs the correlator had no room for",
         );
         for w in workers {
-            let ring = l1("ring", w.source.ring);
-            records.add(ring.clone(), w.source.records);
-            bad.add(ring.clone(), w.source.bad_records);
-            dropped.add(ring, w.source.rsts_dropped);
+            let s = &w.source.0;
+            let ring = l1("ring", s.ring);
+            records.add(ring.clone(), s.records);
+            bad.add(ring.clone(), s.bad_records);
+            dropped.add(ring, s.rsts_dropped);
         }
         vec![records, bad, dropped]
     }
@@ -360,27 +361,14 @@ impl SourceView for HostWorkerStats {
     fn document(&self) -> SourceWorker {
         SourceWorker {
             afxdp: None,
-            host: Some(HostWorker {
-                ring: self.ring,
-                records: self.records,
-                record_bytes: self.record_bytes,
-                wire_bytes: self.wire_bytes,
-                bad_records: self.bad_records,
-                rsts_dropped: self.rsts_dropped,
-            }),
+            host: Some(self.0.clone()),
         }
     }
 
-    fn totals_document(t: &rstwall_host::HostTotals) -> SourceTotals {
+    fn totals_document(t: &HostTotals) -> SourceTotals {
         SourceTotals {
             afxdp: None,
-            host: Some(HostTotals {
-                records: t.records,
-                record_bytes: t.record_bytes,
-                wire_bytes: t.wire_bytes,
-                bad_records: t.bad_records,
-                rsts_dropped: t.rsts_dropped,
-            }),
+            host: Some(t.clone()),
         }
     }
 }
