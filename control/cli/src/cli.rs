@@ -721,4 +721,11 @@ pub struct LabRunArgs {
     /// stops the scenario); the report follows.
     #[arg(long, conflicts_with = "json")]
     pub top: bool,
+
+    /// Run host mode on the server too (`rstwall host`, as a library) and
+    /// check it: every RST's class agrees with the server kernel's
+    /// verdict, and the process behind each socket a RST met is named.
+    /// Monitor mode only (the server must see every RST).
+    #[arg(long)]
+    pub host: bool,
 }

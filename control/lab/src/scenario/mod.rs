@@ -50,6 +50,7 @@ use crate::traffic::{join, Running};
 use rstwall_netlab::rng;
 
 mod attacks;
+mod host;
 mod judge;
 mod kernel_resets;
 mod load;
@@ -135,6 +136,8 @@ pub struct ScenarioOptions {
     /// The policy mode rstwall runs in (the lab's policy is rstwall's
     /// default policy in that mode).
     pub mode: Mode,
+    /// Host mode on the server too, and its checks (see [`host`]).
+    pub host: bool,
 }
 
 /// Run `scenario` on `lab` and judge it. `stop` (Ctrl-C) ends the sending
@@ -163,6 +166,11 @@ pub fn run_scenario(
         mode: opts.mode,
         seed: rng::clock_seed(scenario as u64),
     };
+    let watch = if opts.host {
+        Some(host::HostWatch::start(&ctx.server)?)
+    } else {
+        None
+    };
     let plan = plan(scenario);
     let ctx = &ctx;
     let parts: Vec<Part> = thread::scope(|s| {
@@ -186,8 +194,13 @@ pub fn run_scenario(
     let counted = Counts::of(&after_stats).since(&before);
     // Again, with every RST the server's kernel sent until now.
     let expect = Expect::of(&parts);
+    let (host_did, host_checks) = match watch {
+        Some(w) => w.finish(&expect),
+        None => (Vec::new(), Vec::new()),
+    };
     let mut checks: Vec<Check> = parts.iter().flat_map(|p| p.checks.clone()).collect();
     checks.extend(judge(&expect, &counted, opts.mode));
+    checks.extend(host_checks);
     // Statistics that stopped moving come from a daemon that died (and an
     // inline pair left forwarding in the kernel, fail-open).
     let fresh = after_stats.uptime_s - before_stats.uptime_s + 1.0 >= sent_for.as_secs_f64();
@@ -219,6 +232,7 @@ pub fn run_scenario(
                 });
                 p.did.iter().cloned().chain(on_wire)
             })
+            .chain(host_did)
             .collect(),
         expected: expect.rst,
         counted,
