@@ -393,7 +393,8 @@ RX queue, served by one worker thread per queue (pinned to a CPU). If rstwall
 stops or crashes, the XDP program stays and an inline port keeps forwarding
 everything in the kernel (fail-open) until rstwall starts again and takes over.
 A clean stop (SIGINT, SIGTERM) removes the XDP programs: an inline pair then
-no longer forwards.
+no longer forwards. Host mode (--host) attaches tc and tracing programs
+instead, which pass every packet; they go with rstwall however it ends.
 
 With several queues, configure identical, symmetric RSS on both inline ports
 (e.g. ethtool -X/-N), so that both directions of a connection reach the same
