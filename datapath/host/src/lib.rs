@@ -439,3 +439,27 @@ impl Drop for HostSource {
         let _ = self.stop_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel without some hooks: what is missing is listed by name,
+    /// with its reason, and nothing else.
+    #[test]
+    fn what_the_kernel_keeps_is_listed() {
+        let mut kernel = unavailable("no BTF");
+        kernel.receive_reset = Capability::Available {
+            via: "tp_btf/tcp_receive_reset".into(),
+        };
+        let caps = Capabilities {
+            packets: Capability::Available { via: "tcx".into() },
+            kernel,
+        };
+        let missing = caps.unavailable();
+        assert_eq!(missing.len(), 8, "{missing:?}");
+        assert!(missing.iter().all(|(_, why)| why == "no BTF"));
+        assert!(!missing.iter().any(|(what, _)| *what == "receive_reset"));
+        assert!(missing.iter().any(|(what, _)| *what == "send_reset_reason"));
+    }
+}
