@@ -374,6 +374,23 @@ fn run_host_serves_the_clients_and_metrics_and_keeps_hands_off() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A capture of the refused RSTs, started before they happen.
+    let pcap = dir.join("refused.pcap");
+    let capture = Command::new(rstwall_bin())
+        .args(["capture", "--class", "refused", "--count", "6", "--write"])
+        .arg(&pcap)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The file is created once the daemon has answered: the tap is on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pcap.exists() {
+        assert!(std::time::Instant::now() < deadline, "no capture started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let collector = ns
         .spawn(|| {
@@ -387,6 +404,18 @@ fn run_host_serves_the_clients_and_metrics_and_keeps_hands_off() {
         .unwrap();
     collector.join().unwrap();
     traffic_is_untouched(&ns, echo);
+    let captured = capture.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&captured.stderr);
+    assert!(captured.status.success(), "{said}");
+    assert!(said.contains("6 packets written"), "{said}");
+    let o = Command::new(rstwall_bin())
+        .args(["analyze", "--json"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let analyzed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(analyzed["files"][0]["frames"], 6, "{analyzed:#}");
+    assert_eq!(analyzed["counters"]["rst"], 6, "{analyzed:#}");
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let stats = loop {
