@@ -470,6 +470,14 @@ fn run_host_serves_the_clients_and_metrics_and_keeps_hands_off() {
             "{args:?}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        let shown = String::from_utf8_lossy(&o.stdout);
+        if args[0] == "stats" {
+            assert!(shown.contains("host mode (observes only)"), "{shown}");
+            assert!(shown.contains("sent NO_SOCKET"), "{shown}");
+        }
+        if args[0] == "status" {
+            assert!(shown.contains("watching: lo"), "{shown}");
+        }
     }
 
     // The metrics: host mode's families beside the common ones.

@@ -270,18 +270,43 @@ fn stats_text(w: &Watched) -> String {
     line(row("created", |s| s.totals.flows.created));
     line(row("evicted", |s| s.totals.flows.evicted));
     line(row("table full", |s| s.totals.flows.table_full));
-    line("kernel (XDP)".into());
-    line(row("deny dropped", |s| s.kernel.deny_dropped));
-    line(row("block dropped", |s| s.kernel.block_dropped));
-    line(row("sources blocked", |s| s.kernel.sources_blocked));
-    line("AF_XDP".into());
-    line(row("rx frames", |s| xsk(s).rx_frames));
-    line(row("tx frames", |s| xsk(s).tx_frames));
-    line(row("rx ring full", |s| xsk(s).ring.rx_ring_full));
-    line(row("fill ring empty", |s| {
-        xsk(s).ring.rx_fill_ring_empty_descs
-    }));
-    line(row("rx dropped", |s| xsk(s).ring.rx_dropped));
+    if v.host.is_some() {
+        // Host mode: no XDP, no AF_XDP; its kernel side and verdicts.
+        fn host(s: &Stats) -> rstwall_api::stats::host::HostKernel {
+            s.host.clone().unwrap_or_default()
+        }
+        line("host mode (observes only)".into());
+        line(row("ring records", |s| host(s).records));
+        line(row("ring records lost", |s| host(s).records_lost));
+        line(row("kernel events", |s| host(s).kernel_events));
+        line(row("kernel events lost", |s| host(s).kernel_events_lost));
+        line(row("RSTs agreeing", |s| host(s).agreement.agrees));
+        line(row("RSTs disagreeing", |s| host(s).agreement.disagrees));
+        line(row("RSTs not comparable", |s| host(s).agreement.unjudged));
+        line(row("RSTs without verdict", |s| {
+            host(s).agreement.no_verdict
+        }));
+        for reason in host(v).resets_sent.keys() {
+            line(format!(
+                "  {:<24}{:>16}",
+                format!("sent {reason}"),
+                thousands(host(v).resets_sent[reason])
+            ));
+        }
+    } else {
+        line("kernel (XDP)".into());
+        line(row("deny dropped", |s| s.kernel.deny_dropped));
+        line(row("block dropped", |s| s.kernel.block_dropped));
+        line(row("sources blocked", |s| s.kernel.sources_blocked));
+        line("AF_XDP".into());
+        line(row("rx frames", |s| xsk(s).rx_frames));
+        line(row("tx frames", |s| xsk(s).tx_frames));
+        line(row("rx ring full", |s| xsk(s).ring.rx_ring_full));
+        line(row("fill ring empty", |s| {
+            xsk(s).ring.rx_fill_ring_empty_descs
+        }));
+        line(row("rx dropped", |s| xsk(s).ring.rx_dropped));
+    }
     let lat = &v.totals.batch_latency;
     line(format!(
         "batch time: {} batches, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",
