@@ -28,6 +28,9 @@
 //! * [`suite`] — `rstwall-bench run`: every contender, every measurement,
 //!   rounds, and the report, JSON and chart;
 //! * [`cpu`] — CPU accounting, the clock, the machine's description.
+//! * [`host`] — `rstwall-bench host`: host mode's cost on kernel TCP over
+//!   lo and a veth, without and with it, and its ring loss under a SYN
+//!   flood.
 //!
 //! * [`xsk`] — the bench's own AF_XDP sockets, opened through
 //!   `rstwall_afxdp::socket`;
@@ -44,6 +47,7 @@ pub mod cpu;
 pub mod engine;
 pub mod frame;
 pub mod gen;
+pub mod host;
 pub mod kernel;
 pub mod lab;
 pub mod sink;

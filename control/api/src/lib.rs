@@ -13,7 +13,7 @@
 //! * The documents: [`status`], [`stats`] (also `rstwall run
 //!   --stats-json`), the telemetry ([`Snapshot`], from the engine),
 //!   [`flows`], [`alerts`], [`policy`], [`blocks`], and every refusal,
-//!   [`ErrorDoc`].
+//!   [`ErrorDoc`]; host mode's report, [`host`] (`rstwall host --json`).
 //! * [`client`] — the typed client on the daemon's Unix socket.
 //! * [`http`] — the small HTTP/1.1 both the control API and the metrics
 //!   endpoint speak, server and client side.
@@ -30,6 +30,7 @@ mod by_name;
 pub mod client;
 mod error;
 pub mod flows;
+pub mod host;
 pub mod http;
 pub mod policy;
 pub mod route;
@@ -43,6 +44,7 @@ pub use by_name::ByName;
 pub use client::{CaptureStream, Client};
 pub use error::{ApiError, ErrorDoc};
 pub use flows::Flows;
+pub use host::HostReport;
 pub use policy::{PolicyBody, PolicyChange, PolicyDiff, PolicySet, PolicyShow};
 pub use route::{CaptureClass, CaptureQuery, FlowsQuery, Route};
 pub use stats::Stats;

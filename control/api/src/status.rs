@@ -36,9 +36,27 @@ pub struct Status {
     /// Operator blocks in force.
     pub blocks: usize,
     pub state_dir: PathBuf,
+    /// Host mode (`rstwall run --host`): what it watches and what this
+    /// kernel keeps from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostStatus>,
 }
 
-/// The ports rstwall serves: `{"inline": [A, B]}` or `{"tap": P}`.
+/// Host mode in the status document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// Host mode never drops, delays or alters a packet: the policy runs in
+    /// monitor mode whatever its mode says (enforce's verdicts show as
+    /// `would drop`).
+    pub policy_runs_as: Mode,
+    /// The interfaces watched (or that could not be).
+    pub interfaces: Vec<crate::host::HostInterface>,
+    /// What this kernel does not let host mode see, and why.
+    pub unavailable: Vec<crate::host::Unavailable>,
+}
+
+/// The ports rstwall serves: `{"inline": [A, B]}` or `{"tap": P}`; or
+/// host mode's interfaces, `{"host": [...]}` (empty: every interface).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Topology {
@@ -46,6 +64,8 @@ pub enum Topology {
     Inline([String; 2]),
     /// A mirror port: count only.
     Tap(String),
+    /// Host mode: this host's own interfaces, observed.
+    Host(Vec<String>),
 }
 
 impl Topology {
@@ -54,6 +74,7 @@ impl Topology {
         match self {
             Topology::Inline(_) => "inline",
             Topology::Tap(_) => "tap",
+            Topology::Host(_) => "host",
         }
     }
 }
@@ -95,9 +116,11 @@ mod tests {
     fn topology_as_the_documents_show_it() {
         let inline = Topology::Inline(["pa".into(), "pb".into()]);
         let tap = Topology::Tap("t0".into());
+        let host = Topology::Host(vec!["lo".into(), "eth0".into()]);
         for (t, json) in [
             (&inline, r#"{"inline":["pa","pb"]}"#),
             (&tap, r#"{"tap":"t0"}"#),
+            (&host, r#"{"host":["lo","eth0"]}"#),
         ] {
             assert_eq!(serde_json::to_string(t).unwrap(), json);
             assert_eq!(&serde_json::from_str::<Topology>(json).unwrap(), t);

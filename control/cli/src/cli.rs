@@ -32,9 +32,13 @@ pub enum Command {
     /// Analyze pcap/pcapng captures offline with the live engine.
     #[command(long_about = ANALYZE_ABOUT)]
     Analyze(AnalyzeArgs),
+    /// Watch this server's own TCP resets, with the process behind each
+    /// and netstat's counters explained (no config, no daemon).
+    #[command(long_about = HOST_ABOUT)]
+    Host(HostArgs),
     /// Run the appliance on live ports (AF_XDP): inline or on a tap.
     #[command(long_about = RUN_ABOUT)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The running daemon: ports, modes, queues, uptime, policy version.
     #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),
@@ -266,6 +270,58 @@ Examples:
   rstwall analyze --write spoofed.pcap --class in_window,out_of_window capture.pcap
   rstwall analyze --policy policy.toml --mode enforce --json capture.pcapng";
 
+const HOST_ABOUT: &str = "\
+Watch the TCP resets (RSTs) of the server this runs on, on every network
+interface (lo included, and interfaces that appear later), and say for each
+one what it means, what the kernel did with it, and which program was
+involved. No configuration, no daemon; it never drops, delays or changes a
+packet. Needs root.
+
+On a terminal it shows a live view (q or Ctrl-C ends it); at the end, or
+after --duration, it prints a report:
+  - RSTs by class and direction (in: received, out: sent, local: on lo),
+    by service port and by process (pid, command, systemd unit/container);
+  - the alerts that fired (e.g. failed_connects: 2 failed connects/s);
+  - netstat's TCP counters over the same time, explained: \"failed
+    connection attempts\" (AttemptFails), \"connection resets received\"
+    (EstabResets: connections closed, not RSTs received), \"resets sent\"
+    (OutRsts) by reason, with the connects, ports and processes behind them.
+
+Examples:
+  rstwall host                               # live view, report on q
+  rstwall host --duration 30s                # 30 seconds, then the report
+  rstwall host --iface lo --duration 1m --json > report.json
+  rstwall host --events - | jq 'select(.class == \"refused\")'";
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Interfaces to watch, comma-separated (default: all of them, lo
+    /// included, and any that appear while it runs).
+    #[arg(long, value_name = "IFACE", value_delimiter = ',')]
+    pub iface: Vec<String>,
+
+    /// Stop after this long (30s, 10m, 1h...) and print the report
+    /// (default: until q, Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Print the report as JSON (no live view).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write one JSON line per RST to FILE ("-" for standard output, then
+    /// no live view and the report goes to standard error): time, iface,
+    /// direction, 5-tuple, seq, ack, class, the kernel's verdict, pid,
+    /// comm, cgroup.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// Rows in each list of the report.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: u16,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
     /// Capture files (pcap or pcapng).
@@ -309,9 +365,9 @@ pub struct AnalyzeArgs {
 }
 
 const RUN_ABOUT: &str = "\
-Run the appliance on live network ports.
+Run the appliance on live network ports, or on this host's own TCP.
 
-Two ways to connect it:
+Three ways to connect it:
 
   --inline PORT_A,PORT_B   bump in the wire. Frames arriving on one port leave
                            on the other, unchanged. TCP goes through rstwall's
@@ -320,15 +376,25 @@ Two ways to connect it:
                            else (ARP, ICMP, UDP...) is forwarded in the kernel.
                            The ports need no IP address and should not be in a
                            bridge.
+  --host [IFACE,...]       this host's own TCP (every interface by default, lo
+                           included): host mode, the service form of `rstwall
+                           host`. tc programs pass every packet as it is and
+                           copy its TCP headers; each RST gets the kernel's own
+                           verdict and the process behind it. Observes only:
+                           the policy runs in monitor mode.
   --tap PORT               a mirror/SPAN port or a network tap. Frames are
-                           judged and counted, never forwarded.
+                           judged and counted, never forwarded. Not for one of
+                           this host's own interfaces (it would cut the host's
+                           TCP there; refused unless --tap-host-interface):
+                           `rstwall host` watches this host's own resets.
 
 How it works: an XDP program on each port hands TCP to an AF_XDP socket per
 RX queue, served by one worker thread per queue (pinned to a CPU). If rstwall
 stops or crashes, the XDP program stays and an inline port keeps forwarding
 everything in the kernel (fail-open) until rstwall starts again and takes over.
 A clean stop (SIGINT, SIGTERM) removes the XDP programs: an inline pair then
-no longer forwards.
+no longer forwards. Host mode (--host) attaches tc and tracing programs
+instead, which pass every packet; they go with rstwall however it ends.
 
 With several queues, configure identical, symmetric RSS on both inline ports
 (e.g. ethtool -X/-N), so that both directions of a connection reach the same
@@ -378,7 +444,7 @@ Examples:
   rstwall run --tap eth3 --stats-interval 1 --stats-json /run/rstwall/stats.json";
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("ports").args(["inline", "tap"])))]
+#[command(group(clap::ArgGroup::new("ports").args(["inline", "tap", "host"])))]
 pub struct RunArgs {
     /// Read settings from a TOML file (keys: the long options; flags given
     /// here override them). SIGHUP re-reads it.
@@ -392,6 +458,13 @@ pub struct RunArgs {
     /// Watch a mirror/tap port: count only, forward nothing.
     #[arg(long, value_name = "PORT")]
     pub tap: Option<String>,
+
+    /// Host mode: watch this host's own TCP on these interfaces (default:
+    /// every interface, lo included, and later ones), as `rstwall host`
+    /// does, as a service. Observes only: nothing is dropped, the policy
+    /// runs in monitor mode.
+    #[arg(long, value_name = "IFACE,...", num_args = 0..=1, default_missing_value = "all")]
+    pub host: Option<String>,
 
     /// How to attach XDP: native (in the driver; fastest), generic (works
     /// on any interface, slower), auto (native, else generic) [default: auto].
@@ -468,6 +541,12 @@ pub struct RunArgs {
     /// per-flow state the kernel judges by; counts stay exact.
     #[arg(long)]
     pub rst_guard: bool,
+    /// Allow --tap on an interface that carries one of this host's
+    /// addresses (a mirror port that also has one). Without it, rstwall
+    /// refuses: tap mode would cut the host's own TCP on that interface
+    /// (`rstwall host` watches the host's own resets without touching them).
+    #[arg(long)]
+    pub tap_host_interface: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -649,4 +728,11 @@ pub struct LabRunArgs {
     /// stops the scenario); the report follows.
     #[arg(long, conflicts_with = "json")]
     pub top: bool,
+
+    /// Run host mode on the server too (`rstwall host`, as a library) and
+    /// check it: every RST's class agrees with the server kernel's
+    /// verdict, and the process behind each socket a RST met is named.
+    /// Monitor mode only (the server must see every RST).
+    #[arg(long)]
+    pub host: bool,
 }

@@ -109,8 +109,14 @@ fn run_command(a: LabRunArgs) -> Result<(), Failure> {
     };
     let mode = match &a.mode {
         Some(m) => parse_mode("--mode", m)?,
+        None if a.host => Mode::Monitor,
         None => scenario.default_mode(),
     };
+    if a.host && mode == Mode::Enforce {
+        return Err(Failure::usage(anyhow!(
+            "--host: host mode on the server sees only the RSTs rstwall passes; use --mode monitor"
+        )));
+    }
     require_root()?;
     let lock = topology::LabLock::take(&cfg).map_err(Failure::runtime)?;
     let stop = netlab::catch_stop_signals()
@@ -131,7 +137,11 @@ fn run_command(a: LabRunArgs) -> Result<(), Failure> {
         }
     };
     let built = guard.is_some();
-    let opts = ScenarioOptions { duration, mode };
+    let opts = ScenarioOptions {
+        duration,
+        mode,
+        host: a.host,
+    };
     eprintln!(
         "lab {:?}: running {} for {:.0} s in {} mode (watch it: rstwall top --socket {})",
         cfg.name,

@@ -9,6 +9,7 @@ use clap::Parser;
 mod analyze;
 mod cli;
 mod client;
+mod host;
 mod lab;
 mod render;
 mod run;
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Analyze(a) => analyze::run(a),
-        cli::Command::Run(a) => run::run(a),
+        cli::Command::Host(a) => host::run(a),
+        cli::Command::Run(a) => run::run(*a),
         cli::Command::Status(a) => client::status(a),
         cli::Command::Stats(a) => client::stats(a),
         cli::Command::Top(a) => client::top(a),

@@ -16,6 +16,7 @@ fn flags(a: RunArgs) -> Flags {
         config: a.config,
         inline: a.inline,
         tap: a.tap,
+        host: a.host,
         xdp_mode: a.xdp_mode,
         xsk_mode: a.xsk_mode,
         queues: a.queues,
@@ -31,6 +32,7 @@ fn flags(a: RunArgs) -> Flags {
         log_level: a.log_level,
         replace_foreign_xdp: a.replace_foreign_xdp,
         rst_guard: a.rst_guard,
+        tap_host_interface: a.tap_host_interface,
     }
 }
 
@@ -44,6 +46,7 @@ mod tests {
     use rstwall_afxdp::{BindMode, Topology};
     use rstwall_bpf::XdpMode;
     use rstwall_daemon::config::{LogLevel, MetricsListen};
+    use rstwall_daemon::settings::Frames;
     use rstwall_daemon::Settings;
     use rstwall_engine::policy::{Mode, PolicyConfig};
     use rstwall_engine::RstClass;
@@ -55,7 +58,7 @@ mod tests {
         let cli = Cli::try_parse_from(["rstwall", "run"].iter().chain(args))
             .map_err(|e| anyhow!("{e}"))?;
         match cli.command {
-            Command::Run(a) => Settings::from_args(&flags(a)),
+            Command::Run(a) => Settings::from_args(&flags(*a)),
             _ => unreachable!(),
         }
     }
@@ -68,23 +71,38 @@ mod tests {
     fn inline_and_tap_topologies() {
         let s = settings(&["--inline", "eth1, eth2"]).unwrap();
         assert_eq!(
-            s.topology,
-            Topology::Inline {
+            s.frames,
+            Frames::Ports(Topology::Inline {
                 a: "eth1".into(),
                 b: "eth2".into()
-            }
+            })
         );
         assert_eq!(s.xdp_mode, XdpMode::Auto);
         assert_eq!(s.bind, BindMode::Auto);
         assert_eq!(s.stats_interval, Some(Duration::from_secs(10)));
         let s = settings(&["--tap", "eth3", "--stats-interval", "0"]).unwrap();
         assert_eq!(
-            s.topology,
-            Topology::Tap {
+            s.frames,
+            Frames::Ports(Topology::Tap {
                 port: "eth3".into()
-            }
+            })
         );
         assert_eq!(s.stats_interval, None);
+    }
+
+    #[test]
+    fn host_mode_on_every_interface_or_some() {
+        assert_eq!(settings(&["--host"]).unwrap().frames, Frames::Host(vec![]));
+        assert_eq!(
+            settings(&["--host", "all"]).unwrap().frames,
+            Frames::Host(vec![])
+        );
+        assert_eq!(
+            settings(&["--host", "lo, eth0"]).unwrap().frames,
+            Frames::Host(vec!["lo".into(), "eth0".into()])
+        );
+        assert!(err(&["--host", "lo,,eth0"]).contains("--host"));
+        assert!(err(&["--host", "lo", "--tap", "eth1"]).contains("cannot be used with"));
     }
 
     #[test]
@@ -172,11 +190,11 @@ mod tests {
         let c = f.config();
         let s = settings(&["--config", &c]).unwrap();
         assert_eq!(
-            s.topology,
-            Topology::Inline {
+            s.frames,
+            Frames::Ports(Topology::Inline {
                 a: "eth1".into(),
                 b: "eth2".into()
-            }
+            })
         );
         assert_eq!(
             (s.bind, s.queues, s.stats_interval),
@@ -214,10 +232,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            s.topology,
-            Topology::Tap {
+            s.frames,
+            Frames::Ports(Topology::Tap {
                 port: "eth9".into()
-            }
+            })
         );
         assert_eq!((s.bind, s.queues), (BindMode::Auto, Some(1)));
         assert_eq!(s.stats_interval, Some(Duration::from_secs(2)));

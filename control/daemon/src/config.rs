@@ -115,6 +115,22 @@ pub mod value {
         })
     }
 
+    /// Host mode's interfaces: `lo,eth0`, or `all` (or nothing): every
+    /// interface, and those that appear later (an empty list).
+    pub fn host(list: &str) -> Result<Vec<String>, String> {
+        let list = list.trim();
+        if list.is_empty() || list == "all" {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+        match names.iter().find(|n| n.is_empty() || n.len() > 15) {
+            Some(bad) => Err(format!(
+                "{bad:?} is not an interface name (expected IFACE,IFACE... or all)"
+            )),
+            None => Ok(names),
+        }
+    }
+
     pub fn tap(port: &str) -> Result<Topology, String> {
         match port.trim() {
             "" => Err("expected a port name".into()),
@@ -228,6 +244,8 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// From `inline` or `tap`.
     pub topology: Option<Topology>,
+    /// From `host`: host mode on these interfaces (empty: all).
+    pub host: Option<Vec<String>>,
     pub xdp_mode: Option<XdpMode>,
     pub xsk_mode: Option<BindMode>,
     pub queues: Option<u32>,
@@ -245,6 +263,9 @@ pub struct ConfigFile {
     pub policy: Option<PathBuf>,
     pub replace_foreign_xdp: Option<bool>,
     pub rst_guard: Option<bool>,
+    /// Tap mode on an interface with this host's addresses (a mirror
+    /// port that also has one).
+    pub tap_host_interface: Option<bool>,
 }
 
 /// A settings file that cannot be used: which file, where, and what is
@@ -303,6 +324,7 @@ impl ConfigFile {
 struct RawConfig {
     inline: Option<Spanned<Value>>,
     tap: Option<Spanned<Value>>,
+    host: Option<Spanned<Value>>,
     xdp_mode: Option<Spanned<Value>>,
     xsk_mode: Option<Spanned<Value>>,
     queues: Option<Spanned<Value>>,
@@ -317,6 +339,7 @@ struct RawConfig {
     policy: Option<Spanned<Value>>,
     replace_foreign_xdp: Option<Spanned<Value>>,
     rst_guard: Option<Spanned<Value>>,
+    tap_host_interface: Option<Spanned<Value>>,
 }
 
 /// An error at a byte range of the file, its message starting with the key.
@@ -389,9 +412,18 @@ impl RawConfig {
             }
             (i, t) => i.or(t),
         };
+        let host_span = self.host.as_ref().map(Spanned::span);
+        let host = field("host", self.host, "a string", string, |s| value::host(&s))?;
+        if host.is_some() && topology.is_some() {
+            return Err((
+                host_span.expect("host was given"),
+                "host: give one of inline, tap and host".into(),
+            ));
+        }
         Ok(ConfigFile {
             path: path.to_path_buf(),
             topology,
+            host,
             xdp_mode: field("xdp_mode", self.xdp_mode, "a string", string, |s| {
                 value::xdp_mode(&s)
             })?,
@@ -457,6 +489,13 @@ impl RawConfig {
                 Ok,
             )?,
             rst_guard: field("rst_guard", self.rst_guard, "a boolean", Value::as_bool, Ok)?,
+            tap_host_interface: field(
+                "tap_host_interface",
+                self.tap_host_interface,
+                "a boolean",
+                Value::as_bool,
+                Ok,
+            )?,
         })
     }
 }
@@ -678,9 +717,10 @@ rst_guard = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 18] = [
         "inline",
         "tap",
+        "host",
         "xdp_mode",
         "xsk_mode",
         "queues",
@@ -695,6 +735,7 @@ rst_guard = true
         "policy",
         "replace_foreign_xdp",
         "rst_guard",
+        "tap_host_interface",
     ];
 
     #[test]

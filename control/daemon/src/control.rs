@@ -21,7 +21,6 @@ use crate::monitor::Monitor;
 use crate::persist::{Digest, PolicyState, StateDir};
 use crate::server::{Answer, Op};
 use crate::settings::Settings;
-use crate::source::afxdp::topology_document;
 use crate::source::{Running, SourceView, StatsOf};
 
 /// What a change of policy touches besides the control state: the running
@@ -145,7 +144,8 @@ impl ControlState {
         let old = ControlState::effective(&self.live.policy, &self.blocks);
         let new = ControlState::effective(&next.policy, &blocks);
         let generation = if new != old {
-            let g = ctx.running.source().workers().set_policy(&new);
+            let for_workers = ctx.running.workers_policy(&new);
+            let g = ctx.running.source().workers().set_policy(&for_workers);
             ctx.running.apply_policy(&new);
             g
         } else {
@@ -357,7 +357,7 @@ impl ControlState {
         let m = &*ctx.monitor;
         let total = m.totals();
         let workers = ctx.running.source().workers();
-        let topology = topology_document(&self.settings.topology);
+        let topology = self.settings.frames.document();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -388,6 +388,7 @@ impl ControlState {
             },
             blocks: self.blocks.len(),
             state_dir: self.state.path().to_path_buf(),
+            host: ctx.running.host_status(),
         }
     }
 }

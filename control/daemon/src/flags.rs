@@ -12,6 +12,8 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     pub inline: Option<String>,
     pub tap: Option<String>,
+    /// Host mode: interfaces, comma-separated; empty: every interface.
+    pub host: Option<String>,
     pub xdp_mode: Option<String>,
     pub xsk_mode: Option<String>,
     pub queues: Option<u32>,
@@ -27,4 +29,5 @@ pub struct Flags {
     pub log_level: Option<String>,
     pub replace_foreign_xdp: bool,
     pub rst_guard: bool,
+    pub tap_host_interface: bool,
 }

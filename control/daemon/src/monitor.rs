@@ -18,7 +18,6 @@ use rstwall_source::{sys, BatchLatency, Totals, WorkerStats};
 use crate::metrics::{KernelSnapshot, Snapshot};
 use crate::persist::{self, PolicyState};
 use crate::settings::Settings;
-use crate::source::afxdp::topology_document;
 use crate::source::{KernelView, SourceView};
 
 /// Keeps the latest stats of each worker; judges the alerts on all of them;
@@ -45,7 +44,7 @@ impl<S: SourceView> Monitor<S> {
     pub fn new(s: &Settings, live: &PolicyState, workers: usize) -> Monitor<S> {
         let now = Instant::now();
         Monitor {
-            topology: topology_document(&s.topology),
+            topology: s.frames.document(),
             mode: live.policy.mode(),
             policy_version: live.version,
             policy_digest: live.digest().to_string(),
@@ -75,7 +74,11 @@ impl<S: SourceView> Monitor<S> {
         let kernel = k.drops;
         Snapshot {
             workers: S::samples(&workers),
-            source: S::families(&workers),
+            source: {
+                let mut f = S::families(&workers);
+                f.extend(k.families.iter().cloned());
+                f
+            },
             ports: k
                 .ports
                 .iter()
@@ -316,6 +319,7 @@ impl<S: SourceView> Monitor<S> {
                 .flatten()
                 .map(|w| w.map(S::document, BatchLatency::summary))
                 .collect(),
+            host: k.host.clone(),
         }
     }
 }

@@ -21,7 +21,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use rstwall_afxdp::sys;
+use rstwall_afxdp::{sys, Topology};
 use rstwall_api::Failure;
 use rstwall_source::Source;
 
@@ -33,9 +33,9 @@ use crate::metrics::{self, Metrics};
 use crate::monitor::Monitor;
 use crate::persist::{Origin, PolicyState, StateDir};
 use crate::server::{self as api, Call};
-use crate::settings::Settings;
+use crate::settings::{Frames, Settings};
 use crate::signals::{Signal, Signals};
-use crate::source::{afxdp, Running};
+use crate::source::{afxdp, host, tap_guard, Running};
 
 /// How long the main loop waits for a signal before it looks at the
 /// workers' statistics, the control API and the block requests again.
@@ -59,10 +59,14 @@ pub fn run(args: Flags) -> Result<(), Failure> {
     );
     if !sys::is_root() {
         return Err(Failure::runtime(anyhow!(
-            "rstwall run must run as root (it attaches XDP programs and opens AF_XDP sockets)"
+            "rstwall run must run as root (it attaches BPF programs: XDP and AF_XDP sockets \
+             on ports, tc and tracing programs in host mode)"
         )));
     }
-    let plan = afxdp::Plan::check(&settings)?;
+    let start = match &settings.frames {
+        Frames::Ports(topology) => Start::Ports(afxdp::Plan::check(&settings, topology)?),
+        Frames::Host(ifaces) => Start::Host(ifaces.clone()),
+    };
 
     // Checked before anything is written or attached.
     let control_group = settings
@@ -75,6 +79,10 @@ pub fn run(args: Flags) -> Result<(), Failure> {
 
     // The policy to start with, persisted before anything runs it.
     let state = StateDir::open(&settings.state_dir).map_err(Failure::runtime)?;
+    // Tap mode would cut this host's own TCP on one of its interfaces.
+    if let Frames::Ports(Topology::Tap { port }) = &settings.frames {
+        tap_guard::check(port, settings.tap_host_interface)?;
+    }
     let persisted = state.load_policy().map_err(Failure::usage)?;
     let had_state = persisted.is_some();
     let (live, origin) = PolicyState::at_start(
@@ -154,15 +162,54 @@ pub fn run(args: Flags) -> Result<(), Failure> {
     };
 
     let effective = ControlState::effective(&live.policy, &blocks);
-    let running = plan.start(&settings, &effective)?;
+    let ready = Ready {
+        args,
+        settings,
+        live,
+        blocks,
+        state,
+        control,
+        signals,
+    };
+    match start {
+        Start::Ports(plan) => {
+            let running = plan.start(&ready.settings, &effective)?;
+            launch(running, ready, &metrics)
+        }
+        Start::Host(ifaces) => {
+            let running = host::start(&ready.settings, &ifaces, &effective)?;
+            launch(running, ready, &metrics)
+        }
+    }
+}
+
+/// The frame source to start, checked.
+enum Start {
+    Ports(afxdp::Plan),
+    /// Host mode on these interfaces (empty: all).
+    Host(Vec<String>),
+}
+
+/// Everything but the source, ready to serve.
+struct Ready {
+    args: Flags,
+    settings: Settings,
+    live: PolicyState,
+    blocks: Blocks,
+    state: StateDir,
+    control: Option<api::Bound>,
+    signals: Signals,
+}
+
+fn launch<R: Running>(running: R, r: Ready, metrics: &Metrics) -> Result<(), Failure> {
     tracing::info!(
         "running {}, policy {} (version {})",
         running.describe(),
-        live.policy.mode(),
-        live.version,
+        r.live.policy.mode(),
+        r.live.version,
     );
-    let control_state = ControlState::new(args, settings, live, blocks, state);
-    serve(running, control_state, control, signals, &metrics)
+    let control_state = ControlState::new(r.args, r.settings, r.live, r.blocks, r.state);
+    serve(running, control_state, r.control, r.signals, metrics)
 }
 
 /// Run `running` until a signal stops it or a worker fails; then stop it.
@@ -225,6 +272,7 @@ fn serve<R: Running>(
             running.block(src, now);
         }
         running.expire(now);
+        running.tick();
         if let Some(e) = running.source_mut().workers_mut().failed_worker() {
             break Err(anyhow!(e));
         }

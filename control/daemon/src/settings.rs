@@ -15,10 +15,29 @@ use rstwall_engine::policy::PolicyConfig;
 use crate::config::{self, value, ConfigFile, LogLevel, MetricsListen};
 use crate::flags::Flags;
 
+/// Where the frames come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// Ports, through rstwall's XDP program and AF_XDP: inline or tap.
+    Ports(Topology),
+    /// Host mode on this host's own interfaces (empty: every one).
+    Host(Vec<String>),
+}
+
+impl Frames {
+    /// As the documents show it.
+    pub fn document(&self) -> rstwall_api::Topology {
+        match self {
+            Frames::Ports(t) => crate::source::afxdp::topology_document(t),
+            Frames::Host(ifaces) => rstwall_api::Topology::Host(ifaces.clone()),
+        }
+    }
+}
+
 /// `Flags` over the config file, checked.
 #[derive(Debug)]
 pub struct Settings {
-    pub topology: Topology,
+    pub frames: Frames,
     pub xdp_mode: XdpMode,
     pub bind: BindMode,
     pub queues: Option<u32>,
@@ -30,6 +49,8 @@ pub struct Settings {
     pub replace_foreign: bool,
     /// The in-kernel RST guard (`--rst-guard`).
     pub rst_guard: bool,
+    /// Tap mode may run on an interface with this host's addresses.
+    pub tap_host_interface: bool,
     pub metrics_listen: MetricsListen,
     /// The control API's socket; `None`: off.
     pub control_socket: Option<PathBuf>,
@@ -62,30 +83,36 @@ impl Settings {
         }
         let file_or_default = ConfigFile::default();
         let f = file.unwrap_or(&file_or_default);
-        let topology = match (&args.inline, &args.tap) {
-            (Some(pair), None) => {
+        let frames = match (&args.inline, &args.tap, &args.host) {
+            (Some(pair), None, None) => {
                 let (a, b) = pair.split_once(',').unwrap_or((pair, ""));
                 if b.contains(',') {
                     return Err(anyhow!(
                         "--inline: expected two different ports as PORT_A,PORT_B, got {pair:?}"
                     ));
                 }
-                value::inline(a, b).map_err(flag("--inline"))?
+                Frames::Ports(value::inline(a, b).map_err(flag("--inline"))?)
             }
-            (None, Some(port)) => value::tap(port).map_err(flag("--tap"))?,
-            (None, None) => f.topology.clone().ok_or_else(|| {
-                anyhow!(
-                    "give the ports: --inline PORT_A,PORT_B or --tap PORT{}",
-                    if file.is_some() {
-                        " (or inline/tap in the config file)"
-                    } else {
-                        ""
-                    }
-                )
-            })?,
-            (Some(_), Some(_)) => {
+            (None, Some(port), None) => Frames::Ports(value::tap(port).map_err(flag("--tap"))?),
+            (None, None, Some(list)) => Frames::Host(value::host(list).map_err(flag("--host"))?),
+            (None, None, None) => match (&f.topology, &f.host) {
+                (Some(t), _) => Frames::Ports(t.clone()),
+                (None, Some(h)) => Frames::Host(h.clone()),
+                (None, None) => {
+                    return Err(anyhow!(
+                        "give the ports: --inline PORT_A,PORT_B or --tap PORT, or --host \
+                         [IFACE,...] for this host's own TCP{}",
+                        if file.is_some() {
+                            " (or inline/tap/host in the config file)"
+                        } else {
+                            ""
+                        }
+                    ))
+                }
+            },
+            _ => {
                 return Err(anyhow!(
-                    "give exactly one of --inline PORT_A,PORT_B and --tap PORT"
+                    "give exactly one of --inline PORT_A,PORT_B, --tap PORT and --host [IFACE,...]"
                 ))
             }
         };
@@ -168,7 +195,7 @@ impl Settings {
             .map_err(|e| anyhow!("{e}"))
             .context("engine settings")?;
         Ok(Settings {
-            topology,
+            frames,
             xdp_mode,
             bind,
             queues,
@@ -177,6 +204,7 @@ impl Settings {
             stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
             replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
             rst_guard: args.rst_guard || f.rst_guard.unwrap_or(false),
+            tap_host_interface: args.tap_host_interface || f.tap_host_interface.unwrap_or(false),
             metrics_listen,
             control_socket,
             control_group,
@@ -198,7 +226,16 @@ impl Settings {
                 keys.push(key);
             }
         };
-        check("inline/tap", self.topology != new.topology);
+        let ports = |f: &Frames| match f {
+            Frames::Ports(t) => Some(t.clone()),
+            Frames::Host(_) => None,
+        };
+        let host = |f: &Frames| match f {
+            Frames::Host(h) => Some(h.clone()),
+            Frames::Ports(_) => None,
+        };
+        check("inline/tap", ports(&self.frames) != ports(&new.frames));
+        check("host", host(&self.frames) != host(&new.frames));
         check("xdp_mode", self.xdp_mode != new.xdp_mode);
         check("xsk_mode", self.bind != new.bind);
         check("queues", self.queues != new.queues);
@@ -218,6 +255,10 @@ impl Settings {
             self.replace_foreign != new.replace_foreign,
         );
         check("rst_guard", self.rst_guard != new.rst_guard);
+        check(
+            "tap_host_interface",
+            self.tap_host_interface != new.tap_host_interface,
+        );
         keys
     }
 

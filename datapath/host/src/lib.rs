@@ -73,7 +73,7 @@ pub use mib::TcpMib;
 pub use process::{container_id, systemd_unit, OwnerSource, Process};
 pub use reconcile::{CloseCause, CloseCounter, CloseGroup, MibSecond, Observed};
 pub use rstwall_bpf::host::{Capability, KernelCapabilities, LinkKind, TcDirection, TcMode};
-pub use stats::{HostTotals, HostWorkerStats};
+pub use stats::{HostTotals, HostWorker, HostWorkerStats};
 pub use verdict::{agreement, state, Agreement, KernelVerdict, Received, Sent};
 
 /// How host mode runs.
@@ -149,6 +149,32 @@ pub struct Capabilities {
     /// The kernel's verdicts and socket owners; all unavailable when the
     /// tracing programs could not load at all.
     pub kernel: KernelCapabilities,
+}
+
+impl Capabilities {
+    /// What this kernel does not let host mode see (the capability's name,
+    /// e.g. `send_reset_reason`), and why.
+    pub fn unavailable(&self) -> Vec<(&'static str, String)> {
+        let k = &self.kernel;
+        let all: [(&'static str, &Capability); 10] = [
+            ("packets", &self.packets),
+            ("receive_reset", &k.receive_reset),
+            ("send_reset", &k.send_reset),
+            ("send_reset_reason", &k.send_reset_reason),
+            ("rst_dropped", &k.rst_dropped),
+            ("rst_dropped_socket", &k.rst_dropped_socket),
+            ("challenge_ack", &k.challenge_ack),
+            ("socket_states", &k.socket_states),
+            ("owner_at_accept", &k.owner_at_accept),
+            ("owner_existing", &k.owner_existing),
+        ];
+        all.into_iter()
+            .filter_map(|(what, c)| match c {
+                Capability::Available { .. } => None,
+                Capability::Unavailable { why } => Some((what, why.clone())),
+            })
+            .collect()
+    }
 }
 
 /// One ring buffer and its worker: where a worker's frames come from.
@@ -411,5 +437,29 @@ impl Source for HostSource {
 impl Drop for HostSource {
     fn drop(&mut self) {
         let _ = self.stop_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel without some hooks: what is missing is listed by name,
+    /// with its reason, and nothing else.
+    #[test]
+    fn what_the_kernel_keeps_is_listed() {
+        let mut kernel = unavailable("no BTF");
+        kernel.receive_reset = Capability::Available {
+            via: "tp_btf/tcp_receive_reset".into(),
+        };
+        let caps = Capabilities {
+            packets: Capability::Available { via: "tcx".into() },
+            kernel,
+        };
+        let missing = caps.unavailable();
+        assert_eq!(missing.len(), 8, "{missing:?}");
+        assert!(missing.iter().all(|(_, why)| why == "no BTF"));
+        assert!(!missing.iter().any(|(what, _)| *what == "receive_reset"));
+        assert!(missing.iter().any(|(what, _)| *what == "send_reset_reason"));
     }
 }

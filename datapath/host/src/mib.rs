@@ -140,6 +140,15 @@ impl TcpMib {
         Ok(TcpMib::parse(&snmp, &netstat))
     }
 
+    /// Add `other`'s counts, field by field (deltas of consecutive
+    /// intervals add up to the delta of the whole).
+    pub fn add(&mut self, other: &TcpMib) {
+        let mut o = *other;
+        for (_, f) in TCP_FIELDS.iter().chain(TCPEXT_FIELDS.iter()) {
+            *f(self) = f(self).saturating_add(*f(&mut o));
+        }
+    }
+
     /// What was counted since `earlier`, field by field (a counter that
     /// went backwards reads as 0).
     pub fn since(&self, earlier: &TcpMib) -> TcpMib {
@@ -207,6 +216,13 @@ IpExt: 0
         };
         let d = later.since(&m);
         assert_eq!((d.attempt_fails, d.out_rsts, d.in_segs), (20, 0, 0));
+        let mut sum = d;
+        sum.add(&d);
+        assert_eq!((sum.attempt_fails, sum.out_rsts), (40, 0));
+        // A counter that went backwards adds nothing.
+        let mut back = m;
+        back.add(&d);
+        assert_eq!((back.attempt_fails, back.out_rsts), (40, 25));
     }
 
     #[test]

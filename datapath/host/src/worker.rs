@@ -15,7 +15,7 @@ use rstwall_source::WorkerCore;
 
 use crate::event::{Direction, SeenRst};
 use crate::ifaces::IfaceTable;
-use crate::stats::HostWorkerStats;
+use crate::stats::{HostWorker, HostWorkerStats};
 
 /// Empty polls before a worker sleeps on its ring.
 const SPINS_BEFORE_SLEEP: u32 = 4;
@@ -51,10 +51,10 @@ fn split(bytes: &[u8]) -> (Record, &[u8]) {
 
 impl Worker {
     pub fn run(mut self, core: &mut WorkerCore<HostWorkerStats>) -> io::Result<HostWorkerStats> {
-        let mut stats = HostWorkerStats {
+        let mut stats = HostWorkerStats(HostWorker {
             ring: self.ring_index,
             ..Default::default()
-        };
+        });
         let mut taken: Vec<RecordAt> = Vec::with_capacity(self.batch);
         let mut idle = 0u32;
         while core.running() {
@@ -111,11 +111,11 @@ impl Worker {
                 |at, judged| {
                     let bytes = ring.record(at);
                     let (r, frame) = split(bytes);
-                    stats.records += 1;
-                    stats.record_bytes += bytes.len() as u64;
-                    stats.wire_bytes += u64::from(r.wire_len);
+                    stats.0.records += 1;
+                    stats.0.record_bytes += bytes.len() as u64;
+                    stats.0.wire_bytes += u64::from(r.wire_len);
                     if frame.len() < usize::from(r.caplen) {
-                        stats.bad_records += 1;
+                        stats.0.bad_records += 1;
                     }
                     let Some(judgment) = judged.rst() else { return };
                     let Some(packet) = judged.outcome().packet else {
@@ -142,7 +142,7 @@ impl Worker {
                         caplen: n as u16,
                     };
                     if self.rsts.try_send(seen).is_err() {
-                        stats.rsts_dropped += 1;
+                        stats.0.rsts_dropped += 1;
                     }
                 },
             );

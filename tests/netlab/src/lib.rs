@@ -11,7 +11,7 @@
 //!   receive frames and hand out the engine's own parsed
 //!   [`rstwall_engine::wire::Segment`]s;
 //! * [`sock`] creates, drives and inspects kernel TCP sockets (state,
-//!   pending error, queued bytes, linger-0 aborts);
+//!   pending error, queued bytes, linger-0 aborts) and names threads;
 //! * [`rng`] is the one seeded generator of the lab and the tests.
 //!
 //! Only addresses of the benchmarking networks (198.18.0.0/15,

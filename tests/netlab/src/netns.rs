@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -411,7 +411,9 @@ impl Drop for Namespaces {
         for ns in self.made.drain(..).rev() {
             live().retain(|n| n != &ns.name);
             if let Err(e) = delete(&ns.name) {
-                eprintln!("netlab: {e}");
+                // A drop may run while a panic unwinds: a second panic
+                // (eprintln! on a stderr that cannot be written) would abort.
+                let _ = writeln!(io::stderr(), "netlab: {e}");
             }
         }
     }

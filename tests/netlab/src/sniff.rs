@@ -67,6 +67,15 @@ pub enum Listen<'a> {
         dport: u16,
         any_flags: u16,
     },
+    /// IPv4 TCP segments on one interface, in either direction, from
+    /// `sport` with at least one of the flag bits `any_flags` set: what a
+    /// host's kernel sends from one of its ports (its RSTs), filtered in
+    /// the kernel like [`Listen::TcpTo`].
+    TcpFrom {
+        ifname: &'a str,
+        sport: u16,
+        any_flags: u16,
+    },
 }
 
 /// An AF_PACKET socket in the namespace of the thread that opened it.
@@ -82,17 +91,25 @@ impl Sniffer {
         let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, proto)?;
         let raw = fd.as_raw_fd();
         // The filter first, then bind: no unfiltered frame gets queued.
-        if let Listen::TcpTo {
-            dport, any_flags, ..
-        } = what
-        {
-            let prog = tcp_filter(dport, any_flags as u8);
+        let filter = match what {
+            Listen::TcpTo {
+                dport, any_flags, ..
+            } => Some((Port::Destination(dport), any_flags)),
+            Listen::TcpFrom {
+                sport, any_flags, ..
+            } => Some((Port::Source(sport), any_flags)),
+            Listen::All | Listen::Interface(_) => None,
+        };
+        if let Some((port, any_flags)) = filter {
+            let prog = tcp_filter(port, any_flags as u8);
             let fprog = libc::sock_fprog {
                 len: prog.len() as u16,
                 filter: prog.as_ptr() as *mut libc::sock_filter,
             };
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
-            setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32)?;
+            if let Port::Destination(_) = port {
+                setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32)?;
+            }
         }
         setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &(16i32 << 20))?;
         setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1i32)?;
@@ -103,7 +120,9 @@ impl Sniffer {
         setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         let ifname = match what {
             Listen::All => None,
-            Listen::Interface(name) | Listen::TcpTo { ifname: name, .. } => Some(name),
+            Listen::Interface(name)
+            | Listen::TcpTo { ifname: name, .. }
+            | Listen::TcpFrom { ifname: name, .. } => Some(name),
         };
         if let Some(name) = ifname {
             // SAFETY: all-zero is a valid sockaddr_ll.
@@ -232,9 +251,16 @@ fn timestamp(msg: &libc::msghdr) -> u64 {
     0
 }
 
-/// Classic BPF over an Ethernet frame: accept IPv4 TCP to `dport` whose
-/// flags byte has any bit of `any_flags` set.
-fn tcp_filter(dport: u16, any_flags: u8) -> Vec<libc::sock_filter> {
+/// Which TCP port a filter matches.
+#[derive(Clone, Copy, Debug)]
+enum Port {
+    Source(u16),
+    Destination(u16),
+}
+
+/// Classic BPF over an Ethernet frame: accept IPv4 TCP from or to `port`
+/// whose flags byte has any bit of `any_flags` set.
+fn tcp_filter(port: Port, any_flags: u8) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = 0x28;
     const LD_B_ABS: u16 = 0x30;
     const LD_H_IND: u16 = 0x48;
@@ -244,14 +270,18 @@ fn tcp_filter(dport: u16, any_flags: u8) -> Vec<libc::sock_filter> {
     const JSET_K: u16 = 0x45;
     const RET_K: u16 = 0x06;
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let (offset, port) = match port {
+        Port::Source(p) => (0, p),
+        Port::Destination(p) => (2, p),
+    };
     vec![
         op(LD_H_ABS, 0, 0, 12),                 // 0: ethertype
         op(JEQ_K, 0, 8, 0x0800),                // 1: IPv4, else 10
         op(LD_B_ABS, 0, 0, 23),                 // 2: IP protocol
         op(JEQ_K, 0, 6, 6),                     // 3: TCP, else 10
         op(LDX_B_MSH, 0, 0, 14),                // 4: x = IP header length
-        op(LD_H_IND, 0, 0, 14 + 2),             // 5: TCP destination port
-        op(JEQ_K, 0, 3, u32::from(dport)),      // 6: else 10
+        op(LD_H_IND, 0, 0, 14 + offset),        // 5: TCP source or destination port
+        op(JEQ_K, 0, 3, u32::from(port)),       // 6: else 10
         op(LD_B_IND, 0, 0, 14 + 13),            // 7: TCP flags
         op(JSET_K, 0, 1, u32::from(any_flags)), // 8: else 10
         op(RET_K, 0, 0, 0xffff),                // 9: accept
@@ -343,12 +373,16 @@ mod tests {
 
     #[test]
     fn the_filter_jumps_stay_inside_the_program() {
-        let p = tcp_filter(5004, 0x04);
-        for (i, ins) in p.iter().enumerate() {
-            if ins.code & 0x07 == 0x05 {
-                assert!(i + 1 + (ins.jt as usize) < p.len());
-                assert!(i + 1 + (ins.jf as usize) < p.len());
-                assert_eq!(p[i + 1 + ins.jf as usize].k, 0, "false branches drop");
+        for p in [
+            tcp_filter(Port::Destination(5004), 0x04),
+            tcp_filter(Port::Source(5004), 0x04),
+        ] {
+            for (i, ins) in p.iter().enumerate() {
+                if ins.code & 0x07 == 0x05 {
+                    assert!(i + 1 + (ins.jt as usize) < p.len());
+                    assert!(i + 1 + (ins.jf as usize) < p.len());
+                    assert_eq!(p[i + 1 + ins.jf as usize].k, 0, "false branches drop");
+                }
             }
         }
     }

@@ -399,6 +399,18 @@ pub fn abort(stream: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Name the calling thread (its `comm`, at most 15 bytes), as a program
+/// names itself: what host mode reports as the process behind a socket.
+pub fn set_comm(name: &str) -> io::Result<()> {
+    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: PR_SET_NAME with a NUL-terminated string (the kernel keeps
+    // at most 15 bytes of it).
+    if unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -288,3 +288,43 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
     assert!(Path::new(&out_dir).join("results.json").exists());
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// `rstwall-bench host` runs every measurement with and without host mode
+/// and writes its report; host mode saw the runs' segments and, at this
+/// load, lost none of the transfer's records.
+#[test]
+fn host_cost_runs_with_and_without_host_mode_and_reports() {
+    require_root();
+    let _cpu = rstwall_tests::cpu_alone();
+    let md = std::env::temp_dir().join(format!("rstwall-bench-host-{}.md", std::process::id()));
+    let out = run(
+        &["host", "--run-secs", "0.3", "--rounds", "1", "--markdown"]
+            .iter()
+            .copied()
+            .chain([md.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = std::fs::read_to_string(&md).unwrap();
+    std::fs::remove_file(&md).ok();
+    for needle in [
+        "| transactions/s over lo |",
+        "| bulk Mbit/s over lo |",
+        "| transactions/s over veth |",
+        "| bulk Mbit/s over veth |",
+        "| 1 worker |",
+        "| 2 workers |",
+    ] {
+        assert!(report.contains(needle), "{needle}: {report}");
+    }
+    let progress = text(&out.stderr);
+    assert_eq!(
+        progress.matches("with host mode").count(),
+        2,
+        "one round per path: {progress}"
+    );
+    assert!(
+        !report.contains("saw 0 TCP segments"),
+        "host mode saw the runs: {report}"
+    );
+}

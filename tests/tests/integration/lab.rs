@@ -219,6 +219,50 @@ fn lab_mixed_counts_every_class_at_once_over_legitimate_traffic() {
     assert!(checks.contains("bulk download intact"), "{checks}");
 }
 
+/// Every class on a host: host mode on the lab's server while the mixed
+/// scenario runs (refused, abort, teardown, blind resets aimed at the
+/// server, backscatter, a SYN flood, over legitimate traffic). Every RST's
+/// class agrees with the server kernel's verdict, host mode sees what the
+/// parts caused class by class, and each socket a RST met names its
+/// process: the lab's own (the `rstwall` process running the scenario).
+#[test]
+fn lab_host_mode_on_the_server_agrees_for_every_class() {
+    let lab = TestLab::new("host");
+    let r = lab.scenario("mixed", 6, &["--host"]);
+    assert_eq!(r["mode"], "monitor");
+    for class in [
+        "refused",
+        "abort",
+        "teardown",
+        "in_window",
+        "out_of_window",
+        "no_flow",
+    ] {
+        counted(&r, class);
+    }
+    let checks: Vec<String> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for needle in [
+        "host mode: every RST the server received has the kernel's verdict, and it agrees",
+        "host mode: every RST the server sent has the kernel's send event",
+        "host mode saw, class by class, the RSTs the parts caused",
+        "host mode names the process of every socket a RST met",
+        "host mode lost nothing",
+    ] {
+        assert!(
+            checks.iter().any(|c| c.starts_with(needle)),
+            "{needle}: {checks:#?}"
+        );
+    }
+    let did = r["did"].to_string();
+    assert!(did.contains("by process: rstwall (pid"), "{did}");
+    assert!(did.contains("refused NO_SOCKET"), "{did}");
+}
+
 #[test]
 fn lab_up_twice_replaces_the_first_and_down_leaves_nothing() {
     let lab = TestLab::new("updown");
@@ -280,6 +324,10 @@ fn lab_bad_arguments_exit_2_with_one_line() {
         (&["lab", "run", "mixed", "--duration", "0"], "--duration"),
         (&["lab", "run", "mixed", "--duration", "x"], "--duration"),
         (&["lab", "run", "refused", "--mode", "drop"], "--mode"),
+        (
+            &["lab", "run", "refused", "--host", "--mode", "enforce"],
+            "--host",
+        ),
         (&["lab", "up", "--name", "Not_Valid"], "--name"),
         (&["lab", "up", "--dir", "relative/dir"], "--dir"),
     ] {

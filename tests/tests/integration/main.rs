@@ -8,5 +8,6 @@ mod cli;
 mod corpus;
 mod daemon;
 mod datapath;
+mod host;
 mod lab;
 mod linux_fixtures;

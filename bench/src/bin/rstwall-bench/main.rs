@@ -8,10 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use rstwall_bench::{engine, gen, suite, BadArg};
+use rstwall_bench::{engine, gen, host, suite, BadArg};
 
 use args::engine::EngineArgs;
 use args::gen::GenArgs;
+use args::host::HostArgs;
 use args::run::RunArgs;
 
 /// The daemon's allocator, so the tables sit in memory as they do there.
@@ -50,6 +51,12 @@ enum Command {
     /// markdown report, JSON and an SVG chart to --out. Needs root; builds
     /// and deletes its own namespaces; about 4 minutes with the defaults.
     Run(RunArgs),
+    /// What host mode (`rstwall host`, `rstwall run --host`) costs the host
+    /// it watches: request/response transactions and bulk throughput over
+    /// lo and a veth, without and with it (alternating rounds, medians),
+    /// and ring-buffer loss under a SYN flood with one and two workers.
+    /// Needs root; about a minute with the defaults.
+    Host(HostArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,15 +108,23 @@ fn run(command: Command) -> Result<()> {
         Command::Engine(args) => {
             let (options, markdown) = args.validate()?;
             let report = engine::run(options, |line| eprintln!("{line}"));
-            let text = report.markdown();
-            println!("{text}");
-            if let Some(path) = markdown {
-                std::fs::write(&path, &text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            print_report(&report.markdown(), markdown)
         }
         Command::Gen(args) => gen::run(&args.plan()?),
         Command::Run(args) => suite::run(&args.options()?),
+        Command::Host(args) => {
+            let (options, markdown) = args.validate()?;
+            let report = host::run(&options, |line| eprintln!("{line}"))?;
+            print_report(&report.markdown(), markdown)
+        }
     }
+}
+
+/// A markdown report on standard output, and in `markdown` if given.
+fn print_report(text: &str, markdown: Option<std::path::PathBuf>) -> Result<()> {
+    println!("{text}");
+    if let Some(path) = markdown {
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@
 //! AF_XDP's.
 
 pub mod afxdp;
+pub mod host;
 pub mod xdp;
 
 use rstwall_engine::policy::Mode;
@@ -57,6 +58,9 @@ pub struct Stats {
     pub totals: Totals,
     pub ports: Vec<Port>,
     pub workers: Vec<Worker>,
+    /// Host mode's kernel side and verdicts (`rstwall run --host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<host::HostKernel>,
 }
 
 impl Stats {
@@ -152,6 +156,9 @@ pub struct Port {
 pub struct SourceTotals {
     #[serde(flatten)]
     pub afxdp: Option<afxdp::XskTotals>,
+    /// Host mode's rings (`rstwall run --host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<host::HostTotals>,
 }
 
 /// What a frame source adds to [`Worker`], flattened into it.
@@ -159,4 +166,7 @@ pub struct SourceTotals {
 pub struct SourceWorker {
     #[serde(flatten)]
     pub afxdp: Option<afxdp::XskWorker>,
+    /// Host mode's ring (`rstwall run --host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<host::HostWorker>,
 }

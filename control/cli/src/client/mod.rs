@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rstwall_api::stats::afxdp::XskTotals;
+use rstwall_api::status::HostStatus;
 use rstwall_api::text::thousands;
 use rstwall_api::{BlockAdd, Client, FlowsQuery, PolicyChange, Stats};
 use rstwall_engine::flow::FlowState;
@@ -29,7 +30,7 @@ use crate::cli::{AlertsArgs, BlockCommand, FlowsArgs, PolicyCommand, StatsArgs, 
 use crate::Failure;
 
 pub use capture::capture;
-pub use top::{run_top, top, TopEnd};
+pub use top::{on_terminal, run_top, run_view, top, top_frame, Previous, TopEnd, TopFeed};
 
 /// A document as `--json` prints it: as the daemon wrote it.
 fn print_json(doc: &impl Serialize) -> Result<(), Failure> {
@@ -51,7 +52,7 @@ pub fn rate(x: f64) -> String {
     }
 }
 
-fn duration_text(secs: f64) -> String {
+pub fn duration_text(secs: f64) -> String {
     let s = secs as u64;
     let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if d > 0 {
@@ -61,7 +62,7 @@ fn duration_text(secs: f64) -> String {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -94,7 +95,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 }
 
 /// Catch SIGINT and SIGTERM: commands that write files end them cleanly.
-fn catch_interrupts() {
+pub fn catch_interrupts() {
     let handler: extern "C" fn(libc::c_int) = on_interrupt;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -103,7 +104,7 @@ fn catch_interrupts() {
     }
 }
 
-fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
@@ -122,6 +123,9 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         .map(|p| format!("{} (xdp {})", p.port, p.xdp_mode))
         .collect();
     let policy = &st.policy;
+    if let Some(host) = &st.host {
+        return print_host_status(&st, host);
+    }
     let text = format!(
         "rstwall {} (pid {}), up {}\n\
          mode:     {}\n\
@@ -142,6 +146,39 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         st.blocks,
         plural(st.blocks),
     );
+    io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(Failure::runtime)
+}
+
+/// `status` of a daemon in host mode: what it watches, and what it cannot
+/// see on this kernel.
+fn print_host_status(st: &rstwall_api::Status, host: &HostStatus) -> Result<(), Failure> {
+    let watched: Vec<String> = host.interfaces.iter().map(ToString::to_string).collect();
+    let policy = &st.policy;
+    let mut text = format!(
+        "rstwall {} (pid {}), up {}\n\
+         mode:     host mode: observes this host's own TCP, never touches a packet\n\
+         watching: {}\n\
+         workers:  {} ({} publishing)\n\
+         policy:   version {} (digest {}), {}; runs as {} in host mode\n",
+        st.version,
+        st.pid,
+        duration_text(st.uptime_s),
+        watched.join(", "),
+        st.queues,
+        st.workers_running,
+        policy.version,
+        policy.digest,
+        policy.mode,
+        host.policy_runs_as,
+    );
+    for u in &host.unavailable {
+        text.push_str(&format!(
+            "unavailable on this kernel: {} ({})\n",
+            u.what, u.why
+        ));
+    }
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(Failure::runtime)
@@ -233,18 +270,43 @@ fn stats_text(w: &Watched) -> String {
     line(row("created", |s| s.totals.flows.created));
     line(row("evicted", |s| s.totals.flows.evicted));
     line(row("table full", |s| s.totals.flows.table_full));
-    line("kernel (XDP)".into());
-    line(row("deny dropped", |s| s.kernel.deny_dropped));
-    line(row("block dropped", |s| s.kernel.block_dropped));
-    line(row("sources blocked", |s| s.kernel.sources_blocked));
-    line("AF_XDP".into());
-    line(row("rx frames", |s| xsk(s).rx_frames));
-    line(row("tx frames", |s| xsk(s).tx_frames));
-    line(row("rx ring full", |s| xsk(s).ring.rx_ring_full));
-    line(row("fill ring empty", |s| {
-        xsk(s).ring.rx_fill_ring_empty_descs
-    }));
-    line(row("rx dropped", |s| xsk(s).ring.rx_dropped));
+    if v.host.is_some() {
+        // Host mode: no XDP, no AF_XDP; its kernel side and verdicts.
+        fn host(s: &Stats) -> rstwall_api::stats::host::HostKernel {
+            s.host.clone().unwrap_or_default()
+        }
+        line("host mode (observes only)".into());
+        line(row("ring records", |s| host(s).records));
+        line(row("ring records lost", |s| host(s).records_lost));
+        line(row("kernel events", |s| host(s).kernel_events));
+        line(row("kernel events lost", |s| host(s).kernel_events_lost));
+        line(row("RSTs agreeing", |s| host(s).agreement.agrees));
+        line(row("RSTs disagreeing", |s| host(s).agreement.disagrees));
+        line(row("RSTs not comparable", |s| host(s).agreement.unjudged));
+        line(row("RSTs without verdict", |s| {
+            host(s).agreement.no_verdict
+        }));
+        for reason in host(v).resets_sent.keys() {
+            line(format!(
+                "  {:<24}{:>16}",
+                format!("sent {reason}"),
+                thousands(host(v).resets_sent[reason])
+            ));
+        }
+    } else {
+        line("kernel (XDP)".into());
+        line(row("deny dropped", |s| s.kernel.deny_dropped));
+        line(row("block dropped", |s| s.kernel.block_dropped));
+        line(row("sources blocked", |s| s.kernel.sources_blocked));
+        line("AF_XDP".into());
+        line(row("rx frames", |s| xsk(s).rx_frames));
+        line(row("tx frames", |s| xsk(s).tx_frames));
+        line(row("rx ring full", |s| xsk(s).ring.rx_ring_full));
+        line(row("fill ring empty", |s| {
+            xsk(s).ring.rx_fill_ring_empty_descs
+        }));
+        line(row("rx dropped", |s| xsk(s).ring.rx_dropped));
+    }
     let lat = &v.totals.batch_latency;
     line(format!(
         "batch time: {} batches, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs",

@@ -1,4 +1,6 @@
-//! `rstwall top`: the live view of a running daemon.
+//! `rstwall top`: the live view of a running daemon, and the view itself
+//! (one renderer and one terminal loop), which `rstwall host` feeds from
+//! host mode in-process.
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -7,52 +9,77 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use rstwall_api::text::thousands;
 use rstwall_api::{Client, Stats, Status, Topology};
-use rstwall_engine::telemetry::Snapshot;
+use rstwall_engine::telemetry::{Counters, Snapshot};
 use rstwall_engine::RstClass;
 
 use super::{catch_interrupts, duration_text, interrupted, rate};
 use crate::cli::TopArgs;
 use crate::Failure;
 
-/// One frame of `rstwall top`, `width` columns, at most `height` lines.
-fn top_frame(
-    status: &Status,
-    stats: &Stats,
-    prev: Option<&(Instant, Stats)>,
+/// What one frame of the live view shows, wherever it comes from.
+pub struct TopFeed<'a> {
+    /// The first line: what is watched, how, for how long.
+    pub title: String,
+    /// The counters now.
+    pub counters: &'a Counters,
+    pub active_flows: usize,
+    /// Top lists and alerts.
+    pub tele: &'a Snapshot,
+    /// Lines of the feed's own, after the top lists (host mode: the
+    /// processes).
+    pub extra: Vec<String>,
+}
+
+/// The counters of the previous frame, for rates.
+pub type Previous = (Instant, Counters);
+
+/// The title of `rstwall top` on a daemon.
+fn daemon_title(status: &Status, stats: &Stats) -> String {
+    let topo = match &status.topology {
+        Topology::Inline([a, b]) => format!("inline {a}<->{b}"),
+        Topology::Tap(p) => format!("tap {p}"),
+        Topology::Host(i) if i.is_empty() => "host (every interface)".into(),
+        Topology::Host(i) => format!("host {}", i.join(",")),
+    };
+    let frames = match &status.host {
+        Some(h) => format!("observes only, policy runs as {}", h.policy_runs_as),
+        None => format!("AF_XDP {}", status.xsk_mode),
+    };
+    format!(
+        "rstwall top - {topo} - {} - policy v{} - {frames} - up {}",
+        status.policy.mode,
+        status.policy.version,
+        duration_text(stats.uptime_s),
+    )
+}
+
+/// One frame of the live view, `width` columns, at most `height` lines.
+pub fn top_frame(
+    feed: &TopFeed,
+    prev: Option<&Previous>,
     now: Instant,
-    tele: &Snapshot,
     width: usize,
     height: usize,
 ) -> Vec<String> {
-    let per = |counter: &dyn Fn(&Stats) -> u64| -> f64 {
+    let per = |counter: &dyn Fn(&Counters) -> u64| -> f64 {
         match prev {
             Some((t, p)) => {
                 let secs = now.duration_since(*t).as_secs_f64().max(1e-3);
-                counter(stats).saturating_sub(counter(p)) as f64 / secs
+                counter(feed.counters).saturating_sub(counter(p)) as f64 / secs
             }
             None => 0.0,
         }
     };
-    let mut lines = Vec::new();
-    let topo = match &status.topology {
-        Topology::Inline([a, b]) => format!("inline {a}<->{b}"),
-        Topology::Tap(p) => format!("tap {p}"),
-    };
-    lines.push(format!(
-        "rstwall top - {topo} - {} - policy v{} - AF_XDP {} - up {}",
-        status.policy.mode,
-        status.policy.version,
-        status.xsk_mode,
-        duration_text(stats.uptime_s),
-    ));
+    let tele = feed.tele;
+    let mut lines = vec![feed.title.clone()];
     lines.push(format!(
         "pkts {}/s  syn {}/s  rst {}/s  failed conn {}/s  dropped {}/s  flows {}",
-        rate(per(&|s| s.totals.counters.frames)),
-        rate(per(&|s| s.totals.counters.syn)),
-        rate(per(&|s| s.totals.counters.rst)),
-        rate(per(&|s| s.totals.counters.failed_connects)),
-        rate(per(&|s| s.totals.counters.dropped)),
-        thousands(stats.totals.active_flows as u64),
+        rate(per(&|c| c.frames)),
+        rate(per(&|c| c.syn)),
+        rate(per(&|c| c.rst)),
+        rate(per(&|c| c.failed_connects)),
+        rate(per(&|c| c.dropped)),
+        thousands(feed.active_flows as u64),
     ));
     lines.push(String::new());
     lines.push(format!(
@@ -60,11 +87,11 @@ fn top_frame(
         "RST class", "per sec", "total", "dropped", "would drop"
     ));
     for class in RstClass::ALL {
-        let c = stats.rst(class);
+        let c = feed.counters.class(class);
         lines.push(format!(
             "{:<18}{:>9}{:>14}{:>14}{:>14}",
             class.as_str(),
-            rate(per(&|s| s.rst(class).total)),
+            rate(per(&|s| s.class(class).total)),
             thousands(c.total),
             thousands(c.dropped),
             thousands(c.would_drop),
@@ -93,7 +120,9 @@ fn top_frame(
         "{:<40}{}",
         "Top RST sources (since start)", "Top destination ports (RSTs)"
     ));
-    let rows = height.saturating_sub(lines.len() + 4).clamp(1, 10);
+    let rows = height
+        .saturating_sub(lines.len() + 4 + feed.extra.len())
+        .clamp(1, 10);
     for i in 0..rows {
         let l = senders.get(i).map(String::as_str).unwrap_or("");
         let r = ports.get(i).map(String::as_str).unwrap_or("");
@@ -104,6 +133,10 @@ fn top_frame(
             break;
         }
         lines.push(format!("{l:<40}{r}"));
+    }
+    if !feed.extra.is_empty() {
+        lines.push(String::new());
+        lines.extend(feed.extra.iter().cloned());
     }
     lines.push(String::new());
     let active: Vec<String> = tele
@@ -174,8 +207,7 @@ pub fn top(args: TopArgs) -> Result<(), Failure> {
         }
     }
     let client = Client::at(&args.socket.socket);
-    let tty = io::stdout().is_terminal() && io::stdin().is_terminal();
-    if !tty {
+    if !on_terminal() {
         catch_interrupts();
     }
     run_top(
@@ -198,9 +230,8 @@ pub enum TopEnd {
     Done,
 }
 
-/// The live view, until `q`, Ctrl-C, `duration`, or `stop()` returns true
-/// (checked ten times a second). Without a terminal it prints one frame
-/// per refresh, and signals are the caller's to handle.
+/// The live view of a daemon, until `q`, Ctrl-C, `duration`, or `stop()`
+/// returns true (see [`run_view`]).
 pub fn run_top(
     client: &Client,
     interval: f64,
@@ -209,31 +240,64 @@ pub fn run_top(
 ) -> Result<TopEnd, Failure> {
     // Reach the daemon before touching the terminal.
     let mut status = client.status()?;
-    let tty = io::stdout().is_terminal() && io::stdin().is_terminal();
+    let mut prev: Option<Previous> = None;
+    let mut frames = 0u64;
+    let every = Duration::from_secs_f64(interval);
+    run_view(every, duration, stop, |width, height| {
+        let stats = client.stats()?;
+        let tele = client.telemetry(10)?;
+        if frames.is_multiple_of(5) {
+            status = client.status()?;
+        }
+        frames += 1;
+        let now = Instant::now();
+        let feed = TopFeed {
+            title: daemon_title(&status, &stats),
+            counters: &stats.totals.counters,
+            active_flows: stats.totals.active_flows,
+            tele: &tele,
+            extra: Vec::new(),
+        };
+        let lines = top_frame(&feed, prev.as_ref(), now, width, height);
+        prev = Some((now, stats.totals.counters));
+        Ok(lines)
+    })
+}
+
+/// Whether the live view has a terminal to draw on.
+pub fn on_terminal() -> bool {
+    io::stdout().is_terminal() && io::stdin().is_terminal()
+}
+
+/// The live view's loop: a frame from `frame(width, height)` every
+/// `every`, until `q`, Ctrl-C, `duration`, or `stop()` returns true
+/// (checked ten times a second). Without a terminal it prints one frame
+/// per refresh, and signals are the caller's to handle.
+pub fn run_view(
+    every: Duration,
+    duration: Option<Duration>,
+    stop: &dyn Fn() -> bool,
+    mut frame: impl FnMut(usize, usize) -> Result<Vec<String>, Failure>,
+) -> Result<TopEnd, Failure> {
+    let tty = on_terminal();
     let _screen = if tty {
         Some(Screen::open().map_err(Failure::runtime)?)
     } else {
         None
     };
     let end = duration.map(|d| Instant::now() + d);
-    let every = Duration::from_secs_f64(interval);
-    let mut prev: Option<(Instant, Stats)> = None;
-    let mut frames = 0u64;
     loop {
-        let stats = client.stats()?;
-        let tele = client.telemetry(10)?;
-        if frames.is_multiple_of(5) {
-            status = client.status()?;
-        }
         let now = Instant::now();
         let (w, h) = if tty {
+            // A terminal that does not say its size (0x0) gets 80x24.
             crossterm::terminal::size()
-                .map(|(w, h)| (w as usize, h as usize))
-                .unwrap_or((80, 24))
+                .ok()
+                .filter(|&(w, h)| w > 0 && h > 0)
+                .map_or((80, 24), |(w, h)| (w as usize, h as usize))
         } else {
             (100, 24)
         };
-        let lines = top_frame(&status, &stats, prev.as_ref(), now, &tele, w, h);
+        let lines = frame(w, h)?;
         let mut out = io::stdout().lock();
         let text = if tty {
             // Raw mode: lines end in CR LF.
@@ -245,8 +309,6 @@ pub fn run_top(
             .and_then(|()| out.flush())
             .map_err(Failure::runtime)?;
         drop(out);
-        frames += 1;
-        prev = Some((now, stats));
         // Wait for the next refresh, watching the keyboard.
         let next = now + every;
         loop {
@@ -259,26 +321,35 @@ pub fn run_top(
             }
             let wait = (next - t).min(Duration::from_millis(100));
             if tty {
-                use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-                if event::poll(wait).map_err(Failure::runtime)? {
-                    if let Event::Key(k) = event::read().map_err(Failure::runtime)? {
-                        if k.kind == KeyEventKind::Press {
-                            if matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc) {
-                                return Ok(TopEnd::Quit);
-                            }
-                            if k.code == KeyCode::Char('c')
-                                && k.modifiers.contains(KeyModifiers::CONTROL)
-                            {
-                                return Ok(TopEnd::Interrupt);
-                            }
-                        }
-                    }
+                if let Some(key_end) = key(wait)? {
+                    return Ok(key_end);
                 }
             } else {
                 std::thread::sleep(wait);
             }
         }
     }
+}
+
+/// A key that ends the view, if one is pressed within `wait`.
+fn key(wait: Duration) -> Result<Option<TopEnd>, Failure> {
+    use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    if !event::poll(wait).map_err(Failure::runtime)? {
+        return Ok(None);
+    }
+    let Event::Key(k) = event::read().map_err(Failure::runtime)? else {
+        return Ok(None);
+    };
+    if k.kind != KeyEventKind::Press {
+        return Ok(None);
+    }
+    if matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc) {
+        return Ok(Some(TopEnd::Quit));
+    }
+    if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+        return Ok(Some(TopEnd::Interrupt));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -312,6 +383,7 @@ mod tests {
             },
             blocks: 0,
             state_dir: "/var/lib/rstwall".into(),
+            host: None,
         }
     }
 
@@ -344,6 +416,7 @@ mod tests {
             },
             ports: Vec::new(),
             workers: Vec::new(),
+            host: None,
         }
     }
 
@@ -380,12 +453,18 @@ mod tests {
             }],
         };
         let t0 = Instant::now();
+        let (status, now) = (status(), stats(1010));
+        let feed = TopFeed {
+            title: daemon_title(&status, &now),
+            counters: &now.totals.counters,
+            active_flows: now.totals.active_flows,
+            tele: &tele,
+            extra: Vec::new(),
+        };
         let lines = top_frame(
-            &status(),
-            &stats(1010),
-            Some(&(t0, stats(10))),
+            &feed,
+            Some(&(t0, stats(10).totals.counters)),
             t0 + Duration::from_secs(1),
-            &tele,
             80,
             24,
         );

@@ -51,19 +51,15 @@ use crate::settings::Settings;
 /// The ports, checked: they exist, and how many queues the workers get.
 /// Nothing is attached yet.
 pub struct Plan {
+    topology: Topology,
     ports: Vec<String>,
     ifindexes: Vec<u32>,
     queues: u32,
 }
 
 impl Plan {
-    pub fn check(settings: &Settings) -> Result<Plan, Failure> {
-        let ports: Vec<String> = settings
-            .topology
-            .ports()
-            .into_iter()
-            .map(String::from)
-            .collect();
+    pub fn check(settings: &Settings, topology: &Topology) -> Result<Plan, Failure> {
+        let ports: Vec<String> = topology.ports().into_iter().map(String::from).collect();
         let mut ifindexes = Vec::new();
         let mut queue_limit = u32::MAX;
         for port in &ports {
@@ -88,6 +84,7 @@ impl Plan {
             None => queue_limit,
         };
         Ok(Plan {
+            topology: topology.clone(),
             ports,
             ifindexes,
             queues,
@@ -102,7 +99,7 @@ impl Plan {
         // leaves the programs forwarding in the kernel (see `Attached`).
         let mut programs = Attached(Vec::new());
         for (i, port) in self.ports.iter().enumerate() {
-            let role = match settings.topology {
+            let role = match self.topology {
                 Topology::Inline { .. } => PortRole::Inline {
                     peer_ifindex: self.ifindexes[1 - i],
                 },
@@ -130,7 +127,7 @@ impl Plan {
 
         let mut engine = settings.engine.clone();
         engine.policy = policy.clone();
-        let mut cfg = DatapathConfig::new(settings.topology.clone(), self.queues, engine);
+        let mut cfg = DatapathConfig::new(self.topology.clone(), self.queues, engine);
         cfg.bind = settings.bind;
         let guard = match (&settings.topology, settings.rst_guard) {
             (Topology::Inline { .. }, true) => {
@@ -163,7 +160,7 @@ impl Plan {
                 .map_err(|e| runtime(anyhow!(e)))?;
         }
         Ok(AfXdp {
-            topology: settings.topology.clone(),
+            topology: self.topology,
             queues: self.queues,
             datapath,
             programs,
@@ -288,6 +285,7 @@ impl Running for AfXdp {
                 })
                 .collect(),
             drops: self.kernel.stats(),
+            ..KernelView::default()
         }
     }
 
@@ -448,12 +446,14 @@ impl SourceView for XskStats {
     fn document(&self) -> SourceWorker {
         SourceWorker {
             afxdp: Some(self.0.clone()),
+            host: None,
         }
     }
 
     fn totals_document(t: &XskTotals) -> SourceTotals {
         SourceTotals {
             afxdp: Some(t.clone()),
+            host: None,
         }
     }
 

@@ -9,10 +9,15 @@
 //! statistics document, the metrics, the control API — is the same for
 //! every source.
 //!
+//! * [`host`] — `rstwall run --host`: host mode (rstwall-host), which
+//!   observes this host's own interfaces and never touches a packet.
 //! * [`afxdp`] — `rstwall run --inline/--tap`: AF_XDP workers behind
-//!   rstwall's XDP program.
+//!   rstwall's XDP program; [`tap_guard`] keeps tap mode off this host's
+//!   own interfaces.
 
 pub mod afxdp;
+pub mod host;
+pub mod tap_guard;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -80,6 +85,21 @@ pub trait Running {
     /// The kernel side as of now.
     fn kernel(&self) -> KernelView;
 
+    /// The policy the workers run when `policy` is the daemon's (host
+    /// mode: always in monitor mode).
+    fn workers_policy(&self, policy: &PolicyConfig) -> PolicyConfig {
+        policy.clone()
+    }
+
+    /// Called every turn of the main loop, for what the source does on the
+    /// control side (host mode: reading its RST events).
+    fn tick(&mut self) {}
+
+    /// Host mode's part of the status document.
+    fn host_status(&self) -> Option<status::HostStatus> {
+        None
+    }
+
     /// Stop the workers; their final statistics. The kernel side stays
     /// (it forwards without them) until [`Running::release`].
     fn stop_workers(&mut self) -> Result<Vec<WorkerStats<StatsOf<Self>>>, WorkerError>;
@@ -94,6 +114,10 @@ pub struct KernelView {
     pub ports: Vec<PortView>,
     /// What the kernel drops on the policy's behalf, as the daemon keeps it.
     pub drops: KernelDropStats,
+    /// Host mode's kernel side and verdicts.
+    pub host: Option<rstwall_api::stats::host::HostKernel>,
+    /// The kernel side's own metric families (host mode's).
+    pub families: Vec<MetricFamily>,
 }
 
 /// One port and its program.

@@ -64,9 +64,7 @@ impl HostRun {
 
 /// Name the calling thread (its `comm`), as a program names itself.
 pub fn set_comm(name: &str) {
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    rstwall_netlab::sock::set_comm(name).expect("PR_SET_NAME");
 }
 
 /// A connected pair on `addr`'s address: (client, accepted server side).

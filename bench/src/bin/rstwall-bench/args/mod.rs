@@ -4,5 +4,6 @@
 
 pub mod engine;
 pub mod gen;
+pub mod host;
 pub mod run;
 mod values;

@@ -1,0 +1,374 @@
+//! `rstwall run --host [IFACE,...]`: host mode ([`rstwall_host`]) as a
+//! service, behind the same seam as AF_XDP.
+//!
+//! Host mode watches this host's own interfaces (every one when none is
+//! named, `lo` included, and interfaces that appear later) through tc
+//! programs that pass every packet as it is, and judges copies of the TCP
+//! headers. It observes: the workers' policy runs in monitor mode whatever
+//! the daemon's policy says ([`Running::workers_policy`]), which the log
+//! and the status document (`host.policy_runs_as`) say; there is no kernel
+//! side that drops, so nothing is blocked either.
+//!
+//! Each turn of the main loop reads the RST events: every disagreement
+//! between rstwall's class and the kernel's verdict is logged with its
+//! packet. The statistics document gets each worker's ring (`host` in
+//! `workers` and `totals`) and the kernel side's counters (`host`: records
+//! lost, agreement, resets sent by reason); the metrics the same, as
+//! `rstwall_host_*` families.
+//!
+//! Stopping (cleanly or not) drops the source, which detaches every
+//! program: nothing is left that could alter traffic, and a SIGKILL leaves
+//! only tc programs that pass everything until their links close with the
+//! process.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use rstwall_api::host::{AgreementCounts, HostInterface, Unavailable};
+use rstwall_api::stats::host::{HostKernel, HostTotals};
+use rstwall_api::stats::{SourceTotals, SourceWorker};
+use rstwall_api::{status, Failure};
+use rstwall_engine::policy::{Mode, PolicyConfig};
+use rstwall_host::{Agreement, HostConfig, HostSource, HostWorkerStats, IfaceSelection, RstEvent};
+use rstwall_source::{Source, WorkerError, WorkerStats};
+
+use super::{KernelView, Running, SourceView};
+use crate::metrics::family::{l1, Kind, MetricFamily};
+use crate::settings::Settings;
+
+/// Events read per turn of the main loop (twenty turns a second): the
+/// channel bounds the rest.
+const EVENTS_PER_TURN: usize = 4096;
+
+/// Host mode, running.
+pub struct HostMode {
+    source: HostSource,
+    /// The interfaces asked for (empty: all).
+    wanted: Vec<String>,
+    /// Events read, and disagreements logged.
+    events: u64,
+    disagreements: u64,
+}
+
+/// Start host mode on `ifaces` (empty: every interface) with the engine
+/// settings and `policy` (run in monitor mode).
+pub fn start(
+    settings: &Settings,
+    ifaces: &[String],
+    policy: &PolicyConfig,
+) -> Result<HostMode, Failure> {
+    let mut engine = settings.engine.clone();
+    engine.policy = monitor_only(policy);
+    let cfg = HostConfig {
+        ifaces: if ifaces.is_empty() {
+            IfaceSelection::All
+        } else {
+            IfaceSelection::Named(ifaces.to_vec())
+        },
+        engine,
+        ..HostConfig::default()
+    };
+    let source =
+        HostSource::start(&cfg).map_err(|e| Failure::runtime(anyhow!(e).context("host mode")))?;
+    if policy.mode() == Mode::Enforce {
+        tracing::warn!(
+            "host mode observes: the policy runs in monitor mode (what enforce would drop is \
+             counted as would drop)"
+        );
+    }
+    for (what, why) in source.capabilities().unavailable() {
+        tracing::warn!("host mode: {what} unavailable on this kernel: {why}");
+    }
+    for i in source.interfaces() {
+        if let Some(e) = &i.error {
+            tracing::warn!("host mode: {} not observed: {e}", i.name);
+        }
+    }
+    Ok(HostMode {
+        source,
+        wanted: ifaces.to_vec(),
+        events: 0,
+        disagreements: 0,
+    })
+}
+
+/// `policy` in monitor mode.
+fn monitor_only(policy: &PolicyConfig) -> PolicyConfig {
+    let mut p = policy.clone();
+    p.set_mode(Mode::Monitor);
+    p
+}
+
+impl HostMode {
+    fn log_disagreement(&mut self, e: &RstEvent) {
+        self.disagreements += 1;
+        tracing::warn!(
+            "host mode: class {} disagrees with the kernel's verdict {} on {} {}:{} -> {}:{} \
+             (process {}); packet {}",
+            e.class,
+            serde_json::to_string(&e.kernel).unwrap_or_default(),
+            e.iface,
+            e.src,
+            e.sport,
+            e.dst,
+            e.dport,
+            e.process
+                .as_ref()
+                .map_or("unknown".to_string(), |p| format!(
+                    "{} pid {}",
+                    p.comm, p.pid
+                )),
+            e.packet.as_deref().unwrap_or("-"),
+        );
+    }
+}
+
+impl Running for HostMode {
+    type Source = HostSource;
+
+    fn source(&self) -> &HostSource {
+        &self.source
+    }
+
+    fn source_mut(&mut self) -> &mut HostSource {
+        &mut self.source
+    }
+
+    fn describe(&self) -> String {
+        let watched: Vec<String> = self
+            .source
+            .interfaces()
+            .into_iter()
+            .filter(|i| i.error.is_none())
+            .map(|i| i.name)
+            .collect();
+        format!(
+            "host mode on {} ({}), observing only: {} ring{}",
+            if self.wanted.is_empty() {
+                format!("every interface, now {}", watched.join(", "))
+            } else {
+                watched.join(", ")
+            },
+            match &self.source.capabilities().packets {
+                rstwall_host::Capability::Available { via } => via.clone(),
+                rstwall_host::Capability::Unavailable { why } => why.clone(),
+            },
+            self.source.endpoints().len(),
+            if self.source.endpoints().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+        )
+    }
+
+    fn sockets(&self) -> Vec<status::Socket> {
+        Vec::new()
+    }
+
+    /// No kernel side drops for host mode: the workers' policy is all.
+    fn apply_policy(&mut self, policy: &PolicyConfig) {
+        if policy.mode() == Mode::Enforce {
+            tracing::warn!("host mode observes: the new policy runs in monitor mode");
+        }
+    }
+
+    /// Never asked: the workers run in monitor mode, which only counts
+    /// what it would block.
+    fn block(&mut self, _src: IpAddr, _now: Instant) {}
+
+    fn expire(&mut self, _now: Instant) {}
+
+    fn kernel(&self) -> KernelView {
+        let c = self.source.correlation();
+        let packets = self.source.kernel_counters().ok();
+        let trace = self.source.trace_counters();
+        let agreement = AgreementCounts {
+            agrees: c.count(Agreement::Agrees),
+            disagrees: c.count(Agreement::Disagrees),
+            unjudged: c.count(Agreement::Unjudged),
+            no_verdict: c.count(Agreement::NoVerdict),
+        };
+        let host = HostKernel {
+            records: packets.as_ref().map_or(0, |p| p.records),
+            records_lost: packets.as_ref().map_or(0, |p| p.records_lost),
+            kernel_events: c.kernel_events,
+            kernel_events_lost: trace.as_ref().map_or(0, |t| t.events_lost),
+            rsts: c.rsts,
+            agreement,
+            resets_sent: c.sent_by_reason.clone(),
+            events_dropped: c.events_dropped,
+        };
+        KernelView {
+            families: host_families(&host),
+            host: Some(host),
+            ..KernelView::default()
+        }
+    }
+
+    fn workers_policy(&self, policy: &PolicyConfig) -> PolicyConfig {
+        monitor_only(policy)
+    }
+
+    fn tick(&mut self) {
+        let events = self.source.events().clone();
+        for e in events.try_iter().take(EVENTS_PER_TURN) {
+            self.events += 1;
+            if e.agreement == Agreement::Disagrees {
+                self.log_disagreement(&e);
+            }
+        }
+    }
+
+    fn host_status(&self) -> Option<status::HostStatus> {
+        Some(status::HostStatus {
+            policy_runs_as: Mode::Monitor,
+            interfaces: self
+                .source
+                .interfaces()
+                .into_iter()
+                .map(|i| HostInterface {
+                    name: i.name,
+                    error: i.error,
+                })
+                .collect(),
+            unavailable: self
+                .source
+                .capabilities()
+                .unavailable()
+                .into_iter()
+                .map(|(what, why)| Unavailable {
+                    what: what.into(),
+                    why,
+                })
+                .collect(),
+        })
+    }
+
+    fn stop_workers(&mut self) -> Result<Vec<WorkerStats<HostWorkerStats>>, WorkerError> {
+        self.source.stop()
+    }
+
+    /// Dropping the source detaches every program, clean stop or not:
+    /// host mode has no wire to keep up.
+    fn release(mut self, _clean: bool) -> anyhow::Result<()> {
+        self.tick();
+        tracing::info!(
+            "host mode: {} RST events, {} disagreements with the kernel",
+            self.events,
+            self.disagreements
+        );
+        drop(self.source);
+        Ok(())
+    }
+}
+
+/// The kernel side's metric families.
+fn host_families(h: &HostKernel) -> Vec<MetricFamily> {
+    use Kind::Counter as C;
+    let a = &h.agreement;
+    let mut agreement = MetricFamily::new(
+        C,
+        "host_rst_agreement",
+        "RSTs by whether rstwall's class agrees with the receiving kernel's verdict: agrees, \
+         disagrees (each logged with its packet), unjudged (the receiver is another host), \
+         no_verdict",
+    );
+    for (name, n) in [
+        (Agreement::Agrees, a.agrees),
+        (Agreement::Disagrees, a.disagrees),
+        (Agreement::Unjudged, a.unjudged),
+        (Agreement::NoVerdict, a.no_verdict),
+    ] {
+        agreement.add(l1("agreement", name), n);
+    }
+    let mut sent = MetricFamily::new(
+        C,
+        "host_resets_sent",
+        "RSTs this host's kernel sent, by its reason (NO_SOCKET, TCP_ABORT_ON_CLOSE...)",
+    );
+    for (reason, n) in &h.resets_sent {
+        sent.add(l1("reason", reason), *n);
+    }
+    vec![
+        MetricFamily::new(
+            C,
+            "host_ring_records",
+            "TCP header records the tc programs handed to the ring buffers",
+        )
+        .with(vec![], h.records),
+        MetricFamily::new(
+            C,
+            "host_ring_records_lost",
+            "Header records lost to a full ring buffer (their segments are still counted)",
+        )
+        .with(vec![], h.records_lost),
+        MetricFamily::new(
+            C,
+            "host_kernel_events_lost",
+            "Kernel verdict and owner events lost to a full ring buffer",
+        )
+        .with(vec![], h.kernel_events_lost),
+        agreement,
+        sent,
+    ]
+}
+
+impl SourceView for HostWorkerStats {
+    fn worker_label(&self) -> (&'static str, String) {
+        ("ring", self.0.ring.to_string())
+    }
+
+    fn mode(_totals: &HostTotals) -> String {
+        "host".into()
+    }
+
+    fn line(t: &HostTotals) -> String {
+        format!(
+            "ring records {} ({} bad), rsts not correlated {}",
+            t.records, t.bad_records, t.rsts_dropped
+        )
+    }
+
+    fn families(workers: &[WorkerStats<HostWorkerStats>]) -> Vec<MetricFamily> {
+        use Kind::Counter as C;
+        let mut records = MetricFamily::new(
+            C,
+            "host_worker_records",
+            "Header records a host-mode worker read from its ring buffer",
+        );
+        let mut bad = MetricFamily::new(
+            C,
+            "host_worker_bad_records",
+            "Records shorter than they announce (a kernel/userspace mismatch)",
+        );
+        let mut dropped = MetricFamily::new(
+            C,
+            "host_worker_rsts_uncorrelated",
+            "Judged RSTs the correlator had no room for",
+        );
+        for w in workers {
+            let s = &w.source.0;
+            let ring = l1("ring", s.ring);
+            records.add(ring.clone(), s.records);
+            bad.add(ring.clone(), s.bad_records);
+            dropped.add(ring, s.rsts_dropped);
+        }
+        vec![records, bad, dropped]
+    }
+
+    fn document(&self) -> SourceWorker {
+        SourceWorker {
+            afxdp: None,
+            host: Some(self.0.clone()),
+        }
+    }
+
+    fn totals_document(t: &HostTotals) -> SourceTotals {
+        SourceTotals {
+            afxdp: None,
+            host: Some(t.clone()),
+        }
+    }
+}
