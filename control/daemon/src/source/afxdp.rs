@@ -129,7 +129,7 @@ impl Plan {
         engine.policy = policy.clone();
         let mut cfg = DatapathConfig::new(self.topology.clone(), self.queues, engine);
         cfg.bind = settings.bind;
-        let guard = match (&settings.topology, settings.rst_guard) {
+        let guard = match (&self.topology, settings.rst_guard) {
             (Topology::Inline { .. }, true) => {
                 let g = RstGuard {
                     margin: margin_for(cfg.ring_size, cfg.frame_size),
