@@ -194,6 +194,13 @@ impl Settings {
             .validate()
             .map_err(|e| anyhow!("{e}"))
             .context("engine settings")?;
+        let rst_guard = args.rst_guard || f.rst_guard.unwrap_or(false);
+        if rst_guard && matches!(frames, Frames::Host(_)) {
+            return Err(anyhow!(
+                "rst_guard: host mode never drops a packet; the RST guard is for inline ports \
+                 (--inline PORT_A,PORT_B)"
+            ));
+        }
         Ok(Settings {
             frames,
             xdp_mode,
@@ -203,7 +210,7 @@ impl Settings {
             stats_interval,
             stats_json: args.stats_json.clone().or_else(|| f.stats_json.clone()),
             replace_foreign: args.replace_foreign_xdp || f.replace_foreign_xdp.unwrap_or(false),
-            rst_guard: args.rst_guard || f.rst_guard.unwrap_or(false),
+            rst_guard,
             tap_host_interface: args.tap_host_interface || f.tap_host_interface.unwrap_or(false),
             metrics_listen,
             control_socket,

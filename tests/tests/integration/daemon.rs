@@ -257,6 +257,9 @@ fn bad_config_or_policy_files_exit_2_naming_key_and_line() {
         ],
     );
     assert_refused(&out, &["--metrics-listen", "not an address"]);
+    // Settings that contradict each other: host mode drops nothing.
+    let out = run_to_exit(&lab, &["--host", "lo", "--rst-guard"]);
+    assert_refused(&out, &["rst_guard", "host mode never drops a packet"]);
     // Nothing was attached or persisted by any of them.
     assert!(lab.xdp_progs("pa").is_empty() && lab.xdp_progs("pb").is_empty());
     assert!(!lab.state_dir().join("policy.toml").exists());
