@@ -68,7 +68,7 @@ pub use socket::{BindMode, RingStats, UnknownBindMode, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
 
 use rstwall_engine::engine::EngineConfig;
-use rstwall_source::{Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
+use rstwall_source::{RstSink, Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
 use socket::{open_umem, FrameDesc, Umem, UmemShape, Xsk, XskConfig};
 use worker::{PortRings, Worker};
 
@@ -123,6 +123,9 @@ pub struct DatapathConfig {
     /// Empty: the CPUs the process may use.
     pub cpus: Vec<usize>,
     pub publish_every: Duration,
+    /// Where the workers hand every RST they judge (the fleet exporter);
+    /// `None`: nowhere.
+    pub rsts: Option<RstSink>,
 }
 
 impl DatapathConfig {
@@ -138,6 +141,7 @@ impl DatapathConfig {
             bind: BindMode::Auto,
             cpus: Vec::new(),
             publish_every: Duration::from_millis(100),
+            rsts: None,
         }
     }
 
@@ -243,6 +247,9 @@ impl Datapath {
             cpus: cfg.cpus.clone(),
             publish_every: cfg.publish_every,
         });
+        if let Some(sink) = &cfg.rsts {
+            spawner.send_rsts_to(sink.clone());
+        }
         for (queue, umem, rings) in prepared {
             let worker = Worker {
                 queue,
