@@ -3,6 +3,7 @@
 pub mod fixtures;
 pub mod lab;
 pub mod linux;
+pub mod nats;
 
 use std::path::PathBuf;
 

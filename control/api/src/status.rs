@@ -36,6 +36,9 @@ pub struct Status {
     /// Operator blocks in force.
     pub blocks: usize,
     pub state_dir: PathBuf,
+    /// The fleet exporter (`[export.nats]`); absent when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::fleet::ExportStatus>,
 }
 
 /// The ports rstwall serves: `{"inline": [A, B]}` or `{"tap": P}`.

@@ -8,5 +8,6 @@ mod cli;
 mod corpus;
 mod daemon;
 mod datapath;
+mod fleet;
 mod lab;
 mod linux_fixtures;

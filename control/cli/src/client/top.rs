@@ -312,6 +312,7 @@ mod tests {
             },
             blocks: 0,
             state_dir: "/var/lib/rstwall".into(),
+            export: None,
         }
     }
 

@@ -1,0 +1,192 @@
+//! The fleet: rstwall's events in a real NATS JetStream cluster.
+//!
+//! Every test starts its own `nats-server`s on loopback (unique ports, its
+//! own directory) and stops them, even when it fails.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rstwall_api::fleet::ExportStatus;
+use rstwall_engine::class::RstClass;
+use rstwall_engine::engine::PacketInfo;
+use rstwall_engine::flow::RstJudgment;
+use rstwall_engine::policy::{Decision, Reason, Verdict};
+use rstwall_engine::wire::TcpFlags;
+use rstwall_export::{Exporter, Inputs, NatsConfig};
+use rstwall_source::{rst_channel, RstRecord};
+use rstwall_tests::nats::{read_stream, Cluster, Stored};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rstwall-fleet-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// The `i`th RST of a test: its sequence number says which it is.
+fn record(i: u32) -> RstRecord {
+    RstRecord {
+        ts_ns: 1_700_000_000_000_000_000 + u64::from(i),
+        worker: 0,
+        packet: PacketInfo {
+            src: "198.18.0.2".parse().unwrap(),
+            dst: "198.18.0.1".parse().unwrap(),
+            src_port: 7211,
+            dst_port: 40000 + (i % 1000) as u16,
+            seq: i,
+            ack: 1,
+            flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
+            payload_len: 0,
+        },
+        rst: RstJudgment {
+            class: RstClass::Refused,
+            with_data: false,
+            service_port: 7211,
+        },
+        decision: Decision {
+            verdict: Verdict::Pass,
+            reason: Reason::ClassPass,
+        },
+    }
+}
+
+/// Wait until `done(status)`, or fail with the last status.
+#[track_caller]
+fn wait_for(
+    exporter: &Exporter,
+    cluster: &Cluster,
+    what: &str,
+    secs: u64,
+    done: impl Fn(&ExportStatus) -> bool,
+) -> ExportStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = exporter.status();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not after {secs} s: {s:#?}\n{}",
+            cluster.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The node's events in stream order: no message twice, every `n` of
+/// the node's run increasing.
+fn events_of(stored: &[Stored], node: &str) -> Vec<u32> {
+    let mine: Vec<&Stored> = stored.iter().filter(|m| m.json["node"] == node).collect();
+    let mut ids = BTreeMap::new();
+    for m in &mine {
+        let id = (
+            m.json["run"].as_u64().unwrap(),
+            m.json["n"].as_u64().unwrap(),
+        );
+        if let Some(seq) = ids.insert(id, m.sequence) {
+            panic!(
+                "message {id:?} stored twice (stream sequences {seq} and {})",
+                m.sequence
+            );
+        }
+    }
+    let ns: Vec<(u64, u64)> = mine
+        .iter()
+        .map(|m| {
+            (
+                m.json["run"].as_u64().unwrap(),
+                m.json["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    if let Some(w) = ns.windows(2).find(|w| w[0] >= w[1]) {
+        panic!("out of order in the stream: {:?} before {:?}", w[0], w[1]);
+    }
+    mine.iter()
+        .filter(|m| m.subject.ends_with(".events"))
+        .map(|m| m.json["seq"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails() {
+    const TOTAL: u32 = 9000;
+    let dir = temp_dir("cluster");
+    let mut cluster = Cluster::start(&dir.join("nats"), 3, None);
+    let node = format!("t{}", std::process::id());
+    let mut cfg = NatsConfig::new(cluster.urls(), node.clone(), dir.join("spool"));
+    cfg.stream = format!("FLEET{}", std::process::id());
+    cfg.subject_prefix = format!("rstwall-{}", std::process::id());
+    cfg.create_stream = Some(3);
+    // Small, so that an outage fills memory and goes on to the spool.
+    cfg.queue = 500;
+    let (sink, rx) = rst_channel(1 << 16);
+    let exporter = Exporter::start(
+        cfg.clone(),
+        Inputs {
+            rsts: Some((sink.clone(), rx)),
+            mode: "inline".into(),
+        },
+    )
+    .expect("exporter");
+
+    // 3000 events a second, in three parts: the cluster up, all three
+    // servers killed then restarted, one server of three down.
+    let feed = |from: u32, to: u32| {
+        for i in from..to {
+            sink.offer(record(i));
+            if i % 30 == 0 {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    feed(0, TOTAL / 3);
+    wait_for(&exporter, &cluster, "first acks", 30, |s| s.acked > 0);
+    for i in 0..3 {
+        cluster.kill_one(i);
+    }
+    feed(TOTAL / 3, 2 * TOTAL / 3);
+    let out = wait_for(&exporter, &cluster, "spooling while down", 10, |s| {
+        s.state == "unreachable" && s.spool_messages > 0
+    });
+    assert_eq!(out.dropped, 0, "{out:#?}");
+    for i in 0..3 {
+        cluster.start_one(i);
+    }
+    let back = wait_for(&exporter, &cluster, "acks after the restart", 60, |s| {
+        s.acked > out.acked
+    });
+    cluster.kill_one(0);
+    feed(2 * TOTAL / 3, TOTAL);
+    let end = wait_for(&exporter, &cluster, "everything acknowledged", 90, |s| {
+        s.queued == 0 && s.spool_messages == 0 && s.acked >= u64::from(TOTAL)
+    });
+    assert!(
+        end.acked > back.acked,
+        "delivery went on with one server down"
+    );
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    assert_eq!(sink.dropped(), 0);
+
+    let stored = read_stream(
+        &cluster.urls()[1..],
+        &cfg.stream_name(),
+        Duration::from_secs(30),
+    );
+    let seqs = events_of(&stored, &node);
+    let want: Vec<u32> = (0..TOTAL).collect();
+    if seqs != want {
+        let missing = want.iter().filter(|i| !seqs.contains(i)).count();
+        panic!(
+            "{} events stored, {missing} missing; first differences: {:?}",
+            seqs.len(),
+            seqs.iter().zip(&want).find(|(a, b)| a != b)
+        );
+    }
+    exporter.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
