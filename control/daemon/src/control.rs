@@ -388,7 +388,7 @@ impl ControlState {
             },
             blocks: self.blocks.len(),
             state_dir: self.state.path().to_path_buf(),
-            export: None,
+            export: m.export().cloned(),
         }
     }
 }

@@ -28,6 +28,7 @@ use rstwall_source::Source;
 use crate::blocks::Blocks;
 use crate::config::{LogLevel, MetricsListen};
 use crate::control::{ControlState, Ctx};
+use crate::export::{self, Export};
 use crate::flags::Flags;
 use crate::metrics::{self, Metrics};
 use crate::monitor::Monitor;
@@ -62,7 +63,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
             "rstwall run must run as root (it attaches XDP programs and opens AF_XDP sockets)"
         )));
     }
-    let plan = afxdp::Plan::check(&settings)?;
+    let mut plan = afxdp::Plan::check(&settings)?;
 
     // Checked before anything is written or attached.
     let control_group = settings
@@ -117,6 +118,35 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         }
     );
 
+    // The fleet exporter, before the workers: they hand it every RST.
+    // Its spool is in the state directory, locked above.
+    let export = match &settings.export {
+        None => None,
+        Some(cfg) => {
+            let (sink, rx) = rstwall_source::rst_channel(cfg.queue);
+            plan.rsts = Some(sink.clone());
+            let mode = match settings.topology {
+                rstwall_afxdp::Topology::Inline { .. } => "inline",
+                rstwall_afxdp::Topology::Tap { .. } => "tap",
+            };
+            let exporter = rstwall_export::Exporter::start(
+                cfg.clone(),
+                rstwall_export::Inputs {
+                    rsts: Some((sink, rx)),
+                    mode: mode.into(),
+                },
+            )
+            .map_err(Failure::runtime)?;
+            tracing::info!(
+                "exporting to NATS JetStream at {}: subjects {}, stream {}",
+                cfg.servers.join(", "),
+                cfg.subject("*"),
+                cfg.stream_name()
+            );
+            Some(Export::new(exporter))
+        }
+    };
+
     let now_unix = sys::now_ns() / 1_000_000_000;
     let blocks = Blocks::load(state.path(), now_unix).map_err(Failure::usage)?;
     if !blocks.is_empty() {
@@ -162,7 +192,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         live.version,
     );
     let control_state = ControlState::new(args, settings, live, blocks, state);
-    serve(running, control_state, control, signals, &metrics)
+    serve(running, control_state, control, signals, &metrics, export)
 }
 
 /// Run `running` until a signal stops it or a worker fails; then stop it.
@@ -172,6 +202,7 @@ fn serve<R: Running>(
     control: Option<api::Bound>,
     mut signals: Signals,
     metrics: &Metrics,
+    mut export: Option<Export>,
 ) -> Result<(), Failure> {
     let (calls_tx, calls) = crossbeam::channel::bounded::<Call>(64);
     let _api = match control {
@@ -207,8 +238,12 @@ fn serve<R: Running>(
         for s in stats.try_iter() {
             monitor.update(s);
         }
-        monitor.judge_alerts();
+        let alert_changes = monitor.judge_alerts();
         let now = Instant::now();
+        if let Some(x) = &mut export {
+            monitor.set_export(x.exporter().status());
+            x.turn(&alert_changes, now, |e| export::summary(&monitor, e));
+        }
         {
             let mut ctx = Ctx {
                 running: &mut running,
@@ -249,6 +284,14 @@ fn serve<R: Running>(
     }
     if let Err(e) = monitor.tick(|| running.kernel(), true) {
         teardown_error.get_or_insert(e);
+    }
+    // The workers are stopped: every RST is handed over. The last summary,
+    // then a moment to deliver; what is left waits in the spool.
+    if let Some(mut x) = export {
+        x.turn(&[], Instant::now() + Duration::from_secs(3600), |e| {
+            export::summary(&monitor, e)
+        });
+        x.stop();
     }
     // Only a clean stop removes the kernel side: when the source failed,
     // it stays and keeps the wire up.

@@ -16,6 +16,7 @@ use rstwall_engine::policy::{Decision, Reason, Verdict};
 use rstwall_engine::wire::TcpFlags;
 use rstwall_export::{Exporter, Inputs, NatsConfig};
 use rstwall_source::{rst_channel, RstRecord};
+use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, Lab};
 use rstwall_tests::nats::{read_stream, Cluster, Stored};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -189,4 +190,121 @@ fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails()
     exporter.stop();
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rstwall run` with `[export.nats]`, in the lab's appliance namespace,
+/// streams to a three-server cluster on that namespace's loopback: every
+/// RST the daemon counts is one event in the node's stream, by class,
+/// also across a restart of the whole cluster mid-stream; `status` and the
+/// summaries report the exporter.
+#[test]
+fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
+    let _cpu = rstwall_tests::cpu_share();
+    let mut lab = Lab::new("fleet");
+    let appliance = rstwall_netlab::Netns::open(&lab.appliance).expect("the appliance namespace");
+    let mut cluster = Cluster::start(&lab.dir.join("nats"), 3, Some(&appliance));
+    let config = lab.dir.join("rstwall.toml");
+    let servers: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[export.nats]\nservers = [{}]\nnode = \"lab\"\nstream = \"LAB\"\nreplicas = 3\nqueue = 256\n",
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    lab.start_rstwall(&["--inline", "pa,pb", "--config", config.to_str().unwrap()]);
+    let status = |lab: &Lab| {
+        lab.client()
+            .status()
+            .expect("status")
+            .export
+            .expect("export")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&lab).state != "connected" {
+        assert!(
+            Instant::now() < deadline,
+            "{:#?}\n{}",
+            status(&lab),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // Refused connections (the server has no listener on 7) and RSTs for
+    // no flow; the cluster killed between two rounds, restarted in a third.
+    let refuse = |n: usize| {
+        for _ in 0..n {
+            let e = connect(&lab, 7).expect_err("nothing listens on port 7");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+    };
+    refuse(100);
+    send_no_flow_rsts(&lab, 150, 20000);
+    for i in 0..3 {
+        cluster.kill_one(i);
+    }
+    refuse(100);
+    send_no_flow_rsts(&lab, 150, 21000);
+    lab.wait_stats("the RSTs while the cluster is down", |s| {
+        s.totals.counters.rst + s.totals.counters.rstack >= 500
+    });
+    let export = status(&lab);
+    assert_ne!(export.state, "connected", "{export:#?}");
+    for i in 0..3 {
+        cluster.start_one(i);
+    }
+    refuse(50);
+
+    // Everything the daemon counted is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (stats, export) = loop {
+        let s = lab.client().stats().expect("stats");
+        let e = status(&lab);
+        let counted: u64 = s.totals.counters.rst_classes.iter().flatten().sum();
+        if e.queued == 0 && e.spool_messages == 0 && e.state == "connected" && counted >= 550 {
+            break (s, e);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {e:#?}\n{}\n{}",
+            cluster.logs(),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(export.dropped, 0, "{export:#?}");
+
+    let urls = cluster.urls();
+    let stored = in_ns(&lab.appliance, || {
+        read_stream(&urls, "LAB_lab", Duration::from_secs(30))
+    });
+    events_of(&stored, "lab");
+    let events: Vec<&Stored> = stored
+        .iter()
+        .filter(|m| m.subject == "rstwall.lab.events")
+        .collect();
+    let c = &stats.totals.counters;
+    for class in RstClass::ALL {
+        let streamed = events
+            .iter()
+            .filter(|m| m.json["class"] == class.as_str())
+            .count() as u64;
+        assert_eq!(
+            streamed,
+            c.rst_total(class),
+            "{class:?}: the stream against the daemon"
+        );
+    }
+    assert_eq!(c.rst_total(RstClass::Refused), 250, "{c:#?}");
+    assert_eq!(c.rst_total(RstClass::NoFlow), 300, "{c:#?}");
+    let first = events[0].json.clone();
+    assert_eq!(first["schema"], 1);
+    assert_eq!(first["mode"], "inline");
+    assert!(
+        stored.iter().any(|m| m.subject == "rstwall.lab.summary"),
+        "no summary in the stream"
+    );
+    lab.stop_rstwall(libc::SIGTERM);
 }

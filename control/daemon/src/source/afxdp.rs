@@ -46,6 +46,8 @@ pub struct Plan {
     ports: Vec<String>,
     ifindexes: Vec<u32>,
     queues: u32,
+    /// Where the workers hand every RST (the fleet exporter), if anywhere.
+    pub rsts: Option<rstwall_source::RstSink>,
 }
 
 impl Plan {
@@ -83,6 +85,7 @@ impl Plan {
             ports,
             ifindexes,
             queues,
+            rsts: None,
         })
     }
 
@@ -116,6 +119,7 @@ impl Plan {
         engine.policy = policy.clone();
         let mut cfg = DatapathConfig::new(settings.topology.clone(), self.queues, engine);
         cfg.bind = settings.bind;
+        cfg.rsts = self.rsts.clone();
         let datapath = Datapath::start(&cfg).map_err(|e| runtime(anyhow!(e)))?;
         for s in datapath.sockets() {
             let i = self
