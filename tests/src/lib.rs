@@ -4,6 +4,7 @@ pub mod fixtures;
 pub mod lab;
 pub mod linux;
 pub mod nats;
+pub mod prom;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! One integration-test binary; each module is one area.
 
+mod alerting;
 mod api;
 mod bench;
 mod bpf;

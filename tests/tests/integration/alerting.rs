@@ -1,0 +1,227 @@
+//! dist/prometheus: rstwall's alert rules, tested by `promtool test rules`,
+//! and end to end — a real Prometheus scraping the lab's rstwall during
+//! its `refused` scenario sends the failed-connections alert to a real
+//! Alertmanager, which posts it to this test's webhook.
+//!
+//! Prometheus, Alertmanager and the webhook run in the lab's appliance
+//! namespace, on its loopback, beside rstwall's metrics endpoint.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rstwall_tests::lab::require_root;
+use rstwall_tests::prom::{free_port, query, start_in_ns, which, Webhook};
+use rstwall_tests::{repo_root, rstwall_bin};
+use serde_json::Value;
+
+fn rules_dir() -> PathBuf {
+    repo_root().join("dist/prometheus")
+}
+
+#[test]
+fn promtool_checks_and_tests_the_alert_rules() {
+    let promtool = which("promtool");
+    for args in [
+        &["check", "rules", "rstwall-rules.yml"][..],
+        &["test", "rules", "rstwall-rules.test.yml"][..],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(rules_dir())
+            .output()
+            .expect("promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {}: {text}", args.join(" "));
+        assert!(
+            text.contains("SUCCESS"),
+            "promtool {}: {text}",
+            args.join(" ")
+        );
+    }
+}
+
+/// A `rstwall lab` of this test, taken down when dropped.
+struct LabUp {
+    name: String,
+    dir: PathBuf,
+}
+
+impl LabUp {
+    fn up(tag: &str) -> LabUp {
+        require_root();
+        let pid = std::process::id();
+        let lab = LabUp {
+            name: format!("t{pid}-{tag}"),
+            dir: std::env::temp_dir().join(format!("rstwall-alerting-{tag}-{pid}")),
+        };
+        let out = lab.rstwall(&["lab", "up"]);
+        assert!(
+            out.status.success(),
+            "lab up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn rstwall(&self, args: &[&str]) -> Output {
+        Command::new(rstwall_bin())
+            .args(args)
+            .args(["--name", &self.name, "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rstwall")
+    }
+
+    fn appliance(&self) -> String {
+        format!("rwlab-{}-appliance", self.name)
+    }
+}
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        let _ = self.rstwall(&["lab", "down"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The rules as shipped, with every `for:` at 0s: the alert's expression,
+/// labels and routing are what this test checks, in seconds rather than
+/// the minute the rule waits (`promtool test rules` checks the waits).
+fn rules_without_waits() -> String {
+    let text = std::fs::read_to_string(rules_dir().join("rstwall-rules.yml")).unwrap();
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect();
+    assert!(text.contains("for: 1m"), "the rules wait somewhere");
+    out.join("\n")
+}
+
+#[test]
+fn alertmanager_gets_the_failed_connections_alert_during_the_labs_refused_scenario() {
+    let prometheus = which("prometheus");
+    let alertmanager = which("prometheus-alertmanager");
+    let _cpu = rstwall_tests::cpu_share();
+    let lab = LabUp::up("alert");
+    let ns = lab.appliance();
+    let dir = lab.dir.join("alerting");
+    std::fs::create_dir_all(dir.join("am")).unwrap();
+    std::fs::create_dir_all(dir.join("prom")).unwrap();
+
+    let hook = Webhook::start(&ns);
+    let (am_port, prom_port) = (free_port(&ns), free_port(&ns));
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: test\n  group_by: [alertname, instance]\n  group_wait: 1s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    \
+             webhook_configs:\n      - url: http://{}/alert\n",
+            hook.addr
+        ),
+    )
+    .unwrap();
+    let am = start_in_ns(
+        &ns,
+        &alertmanager,
+        &[
+            format!("--config.file={}", dir.join("alertmanager.yml").display()),
+            format!("--storage.path={}", dir.join("am").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        dir.join("alertmanager.log"),
+    );
+    std::fs::write(dir.join("rules.yml"), rules_without_waits()).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             rule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: rstwall\n    scrape_timeout: 1s\n    \
+             static_configs:\n      - targets: ['127.0.0.1:9717']\n"
+        ),
+    )
+    .unwrap();
+    let prom = start_in_ns(
+        &ns,
+        &prometheus,
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        dir.join("prometheus.log"),
+    );
+    let web = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(&ns, web, "up{job=\"rstwall\"} == 1").is_none_or(|r| r.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "rstwall never scraped:\n{}",
+            prom.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Before the scenario: no failed connections, nothing fires.
+    assert!(hook.bodies.try_recv().is_err());
+
+    let scenario = {
+        let (name, dir) = (lab.name.clone(), lab.dir.clone());
+        std::thread::spawn(move || {
+            Command::new(rstwall_bin())
+                .args(["lab", "run", "refused", "--duration", "15", "--json"])
+                .args(["--name", &name, "--dir"])
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("lab run")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let alert = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let body = hook.bodies.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "no alert at the webhook\n--- prometheus:\n{}\n--- alertmanager:\n{}",
+                prom.log(),
+                am.log()
+            )
+        });
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let failed = v["alerts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|a| a["labels"]["alertname"] == "RstwallFailedConnections")
+                .cloned()
+        });
+        if let Some(a) = failed {
+            break a;
+        }
+    };
+    assert_eq!(alert["status"], "firing", "{alert:#}");
+    assert_eq!(alert["labels"]["severity"], "warning", "{alert:#}");
+    assert_eq!(alert["labels"]["instance"], "127.0.0.1:9717", "{alert:#}");
+    let summary = alert["annotations"]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("failed connections/s"), "{alert:#}");
+
+    let out = scenario.join().expect("the scenario thread");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["passed"], true, "{report:#}");
+    let failed = report["counted"]["failed_connects"].as_u64().unwrap_or(0);
+    assert!(
+        failed >= 15 * 10,
+        "the scenario refused too few: {report:#}"
+    );
+    drop(prom);
+    drop(am);
+}
