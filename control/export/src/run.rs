@@ -295,8 +295,11 @@ impl Runner {
         self.intake();
         self.spill();
         self.publish_status("stopped");
-        if let Err(e) = client.flush().await {
-            tracing::debug!("export: flush at stop: {e}");
+        // Bounded: with the servers gone, a flush waits for them forever.
+        match tokio::time::timeout(Duration::from_secs(1), client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("export: flush at stop: {e}"),
+            Err(_) => tracing::debug!("export: flush at stop: no server"),
         }
     }
 
@@ -305,17 +308,21 @@ impl Runner {
         let Some(replicas) = self.cfg.create_stream else {
             return Ok(());
         };
-        js.get_or_create_stream(stream::Config {
+        let create = js.get_or_create_stream(stream::Config {
             name: self.cfg.stream_name(),
             subjects: vec![self.cfg.subject(">")],
             num_replicas: replicas,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("stream {}: {e}", self.cfg.stream_name()))
+        });
+        // Bounded like every wait of this loop: a stalled connection must
+        // not stop the intake (the workers' hand-off would fill).
+        match tokio::time::timeout(self.cfg.ack_timeout, create).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("stream {}: {e}", self.cfg.stream_name())),
+            Err(_) => Err(format!("stream {}: no answer", self.cfg.stream_name())),
+        }
     }
 
     /// Take in what the workers and the daemon handed over.

@@ -5,13 +5,18 @@
 //!
 //! Prometheus, Alertmanager and the webhook run in the lab's appliance
 //! namespace, on its loopback, beside rstwall's metrics endpoint.
+//!
+//! dist/grafana: every query of the dashboard returns data from a real
+//! Prometheus scraping an rstwall that exports to NATS (so that the
+//! exporter's panels have their series too).
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rstwall_tests::lab::require_root;
-use rstwall_tests::prom::{free_port, query, start_in_ns, which, Webhook};
+use rstwall_tests::lab::{connect, require_root, send_no_flow_rsts, Lab};
+use rstwall_tests::nats::Cluster;
+use rstwall_tests::prom::{free_port, query, start_in_ns, which, Service, Webhook};
 use rstwall_tests::{repo_root, rstwall_bin};
 use serde_json::Value;
 
@@ -224,4 +229,153 @@ fn alertmanager_gets_the_failed_connections_alert_during_the_labs_refused_scenar
     );
     drop(prom);
     drop(am);
+}
+
+/// Wait until the Prometheus at `web` has scraped rstwall.
+fn wait_scraped(ns: &str, web: std::net::SocketAddr, prom: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(ns, web, "up{job=\"rstwall\"} == 1").is_none_or(|r| r.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "rstwall never scraped:\n{}",
+            prom.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every PromQL query of the dashboard, with Grafana's variables as a
+/// dashboard showing every node over the last minutes would fill them:
+/// (panel title, query).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let path = repo_root().join("dist/grafana/rstwall-fleet.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fill = |q: &str| q.replace("$__rate_interval", "1m").replace("$node", ".*");
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for t in panel["targets"].as_array().expect("targets") {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{title}: no expr"));
+            out.push((title.to_string(), fill(expr)));
+        }
+    }
+    // The node variable: label_values(SELECTOR, LABEL).
+    for v in dash["templating"]["list"].as_array().expect("templating") {
+        if let Some(def) = v["definition"].as_str() {
+            let inner = def
+                .strip_prefix("label_values(")
+                .and_then(|d| d.strip_suffix(')'))
+                .and_then(|d| d.rsplit_once(','))
+                .unwrap_or_else(|| panic!("variable {}: {def}", v["name"]));
+            out.push((format!("variable {}", v["name"]), fill(inner.0.trim())));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_grafana_dashboard_query_returns_data_from_a_prometheus_scraping_rstwall() {
+    let prometheus = which("prometheus");
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 15, "{queries:?}");
+    let _cpu = rstwall_tests::cpu_share();
+    let mut lab = Lab::new("grafana");
+    let ns = lab.appliance.clone();
+    let appliance = rstwall_netlab::Netns::open(&ns).expect("the appliance namespace");
+    let cluster = Cluster::start(&lab.dir.join("nats"), 1, Some(&appliance));
+    let config = lab.dir.join("rstwall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics_listen = \"127.0.0.1:9717\"\n[export.nats]\nservers = [{:?}]\nnode = \"lab\"\n",
+            cluster.urls()[0]
+        ),
+    )
+    .unwrap();
+    lab.start_rstwall(&["--inline", "pa,pb", "--config", config.to_str().unwrap()]);
+
+    let dir = lab.dir.join("prometheus");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: rstwall\n    scrape_timeout: 1s\n    \
+         static_configs:\n      - targets: ['127.0.0.1:9717']\n",
+    )
+    .unwrap();
+    let port = free_port(&ns);
+    let prom = start_in_ns(
+        &ns,
+        &prometheus,
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        dir.join("prometheus.log"),
+    );
+    let web = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_scraped(&ns, web, &prom);
+
+    // Traffic for the panels: refused connections and RSTs for no flow,
+    // spread over a few scrapes.
+    for round in 0..4u16 {
+        for _ in 0..10 {
+            connect(&lab, 7).expect_err("nothing listens on port 7");
+        }
+        send_no_flow_rsts(&lab, 10, 20000 + round * 100);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // Every query answers with at least one series.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut empty: Vec<&(String, String)> = queries.iter().collect();
+    while !empty.is_empty() {
+        empty.retain(|(_, q)| query(&ns, web, q).is_none_or(|r| r.is_empty()));
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dashboard queries without data: {empty:#?}\n{}",
+            prom.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // And the numbers are rstwall's: every refused connection counted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let failed = query(
+            &ns,
+            web,
+            "sum(rstwall_failed_connection_attempts_total{job=\"rstwall\"})",
+        )
+        .unwrap_or_default();
+        let value = failed
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok());
+        if value == Some(40.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{failed:?}\n{}", lab.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(prom);
+    // The servers gone, rstwall still stops at once, and keeps what it
+    // could not send (its last summary at least) in the spool.
+    drop(cluster);
+    let st = lab.stop_rstwall(libc::SIGTERM);
+    assert!(st.success(), "{}", lab.log());
+    let spool = lab.state_dir().join("export-spool");
+    let segments = std::fs::read_dir(&spool)
+        .unwrap_or_else(|e| panic!("{}: {e}", spool.display()))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+        })
+        .count();
+    assert!(segments > 0, "nothing spooled at stop:\n{}", lab.log());
 }
