@@ -196,7 +196,8 @@ fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails()
 /// streams to a three-server cluster on that namespace's loopback: every
 /// RST the daemon counts is one event in the node's stream, by class,
 /// also across a restart of the whole cluster mid-stream; `status` and the
-/// summaries report the exporter.
+/// summaries report the exporter. Then dist/clickhouse's schema and
+/// queries, on real ClickHouse (chDB), answer with the scenario's numbers.
 #[test]
 fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
     let _cpu = rstwall_tests::cpu_share();
@@ -306,5 +307,65 @@ fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
         stored.iter().any(|m| m.subject == "rstwall.lab.summary"),
         "no summary in the stream"
     );
+
+    // ClickHouse (dist/clickhouse) over these events answers with the
+    // scenario's numbers.
+    let answers = clickhouse_answers(&lab.dir, &events);
+    let by_class = |key: &str| -> Vec<(String, u64)> {
+        answers[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {answers:#}"))
+            .iter()
+            .map(|r| (r["class"].as_str().unwrap().to_string(), as_u64(&r["n"])))
+            .collect()
+    };
+    let want = vec![("no_flow".to_string(), 300), ("refused".to_string(), 250)];
+    assert_eq!(by_class("events"), want, "{answers:#}");
+    assert_eq!(by_class("per_minute"), want, "{answers:#}");
+    let refused = &answers["refused"][0];
+    assert_eq!(refused["service_port"], 7, "{answers:#}");
+    assert_eq!(as_u64(&refused["refused"]), 250, "{answers:#}");
+    assert_eq!(refused["nodes"], serde_json::json!(["lab"]), "{answers:#}");
+    assert_eq!(answers["in_window"], serde_json::json!([]), "{answers:#}");
+    let no_flow = answers["no_flow"].as_array().expect("no_flow rows");
+    assert_eq!(no_flow.len(), 1, "{answers:#}");
+    assert_eq!(
+        no_flow[0]["destination"], "::ffff:198.18.0.2",
+        "{answers:#}"
+    );
+    assert_eq!(no_flow[0]["service_port"], 5999, "{answers:#}");
+    assert_eq!(as_u64(&no_flow[0]["rsts"]), 300, "{answers:#}");
+    assert_eq!(as_u64(&no_flow[0]["sources"]), 1, "{answers:#}");
     lab.stop_rstwall(libc::SIGTERM);
+}
+
+/// ClickHouse's JSON writes 64-bit integers as strings.
+fn as_u64(v: &serde_json::Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// tests/clickhouse/check.py over `events` (the stream's event messages):
+/// dist/clickhouse's schema and queries on real ClickHouse (chDB).
+fn clickhouse_answers(dir: &std::path::Path, events: &[&Stored]) -> serde_json::Value {
+    let file = dir.join("events.jsonl");
+    let lines: Vec<String> = events.iter().map(|m| m.json.to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let root = rstwall_tests::repo_root();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tests/clickhouse/check.py"))
+        .arg(root.join("dist/clickhouse"))
+        .arg(&file)
+        .output()
+        .expect("python3 (scripts/setup installs it with chdb)");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "tests/clickhouse/check.py (needs chDB: scripts/setup installs it): {stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
 }
