@@ -369,3 +369,34 @@ fn clickhouse_answers(dir: &std::path::Path, events: &[&Stored]) -> serde_json::
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
 }
+
+/// The README's ClickHouse queries are the ones the ClickHouse test runs
+/// (dist/clickhouse/queries.sql), whitespace aside.
+#[test]
+fn the_readme_shows_the_checked_clickhouse_queries() {
+    let root = rstwall_tests::repo_root();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let checked: Vec<String> = std::fs::read_to_string(root.join("dist/clickhouse/queries.sql"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split_inclusive(';')
+        .map(words)
+        .filter(|q| !q.is_empty())
+        .collect();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let shown: Vec<String> = readme
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| words(block.split("```").next().unwrap()))
+        .collect();
+    assert!(shown.len() >= 2, "the README shows {} queries", shown.len());
+    for q in &shown {
+        assert!(
+            checked.contains(q),
+            "not in dist/clickhouse/queries.sql: {q}"
+        );
+    }
+}
