@@ -276,6 +276,11 @@ fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
         thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(export.dropped, 0, "{export:#?}");
+    let text = lab.cli_ok(&["status"]);
+    assert!(
+        text.contains("export:   connected to nats://127.0.0.1:"),
+        "{text}"
+    );
 
     let urls = cluster.urls();
     let stored = in_ns(&lab.appliance, || {
