@@ -208,38 +208,31 @@ pub fn read_stream(urls: &[String], stream: &str, patience: Duration) -> Vec<Sto
             .await
             .expect("connect to the cluster");
         let js = async_nats::jetstream::new(client);
-        let mut st = loop {
-            match js.get_stream(stream).await {
-                Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("stream {stream}: {e}"),
-            }
-        };
-        let (first, last) = loop {
-            match st.info().await {
-                Ok(i) => break (i.state.first_sequence, i.state.last_sequence),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("stream {stream} info: {e}"),
-            }
-        };
-        let mut out = Vec::new();
-        for seq in first.max(1)..=last {
-            let m = loop {
-                match st.get_raw_message(seq).await {
-                    Ok(m) => break m,
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Leader elections and recoveries answer with errors for a while.
+        macro_rules! patiently {
+            ($what:expr, $op:expr) => {
+                loop {
+                    match $op {
+                        Ok(v) => break v,
+                        Err(e) if Instant::now() < deadline => {
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("stream {stream}: {}: {e}", $what),
                     }
-                    Err(e) => panic!("stream {stream} message {seq}: {e}"),
                 }
             };
+        }
+        let mut st = patiently!("get", js.get_stream(stream).await);
+        let (first, last) = patiently!(
+            "info",
+            st.info()
+                .await
+                .map(|i| (i.state.first_sequence, i.state.last_sequence))
+        );
+        let mut out = Vec::new();
+        for seq in first.max(1)..=last {
+            let m = patiently!(seq, st.get_raw_message(seq).await);
             let json = serde_json::from_slice(&m.payload)
                 .unwrap_or_else(|e| panic!("message {seq} is not JSON: {e}"));
             out.push(Stored {

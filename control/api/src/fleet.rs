@@ -230,36 +230,10 @@ fn rfc3339_ns(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstwall_engine::engine::PacketInfo;
-    use rstwall_engine::flow::RstJudgment;
-    use rstwall_engine::policy::Decision;
-    use rstwall_engine::wire::TcpFlags;
 
     #[test]
     fn an_event_reads_back_as_written_with_its_origin_beside_it() {
-        let record = RstRecord {
-            ts_ns: 1_700_000_000_123_456_789,
-            worker: 1,
-            packet: PacketInfo {
-                src: "198.18.0.2".parse().unwrap(),
-                dst: "198.18.0.1".parse().unwrap(),
-                src_port: 7211,
-                dst_port: 40000,
-                seq: 0,
-                ack: 99,
-                flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
-                payload_len: 0,
-            },
-            rst: RstJudgment {
-                class: RstClass::Refused,
-                with_data: false,
-                service_port: 7211,
-            },
-            decision: Decision {
-                verdict: Verdict::Pass,
-                reason: Reason::ClassPass,
-            },
-        };
+        let record = RstRecord::example(0);
         let msg = Stamped {
             origin: Origin {
                 schema: SCHEMA,

@@ -124,11 +124,13 @@ impl Exporter {
         let runner = run::Runner::new(
             cfg,
             inputs,
-            rx,
-            outbox.lost.clone(),
             spool,
-            status.clone(),
-            stop.clone(),
+            run::Shared {
+                outbox: rx,
+                outbox_lost: outbox.lost.clone(),
+                status: status.clone(),
+                stop: stop.clone(),
+            },
         );
         let thread = std::thread::Builder::new()
             .name("rstwall-export".into())

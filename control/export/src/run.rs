@@ -43,6 +43,15 @@ struct Pending {
     from_spool: bool,
 }
 
+/// What the exporter shares with its [`crate::Exporter`] handle.
+pub(crate) struct Shared {
+    pub(crate) outbox: Receiver<Outgoing>,
+    /// Messages the outbox had no room for.
+    pub(crate) outbox_lost: Arc<AtomicU64>,
+    pub(crate) status: Arc<Mutex<ExportStatus>>,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
 pub(crate) struct Runner {
     cfg: NatsConfig,
     inputs: Inputs,
@@ -67,15 +76,13 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn new(
-        cfg: NatsConfig,
-        inputs: Inputs,
-        outbox: Receiver<Outgoing>,
-        outbox_lost: Arc<AtomicU64>,
-        spool: Spool,
-        status: Arc<Mutex<ExportStatus>>,
-        stop: Arc<AtomicBool>,
-    ) -> Runner {
+    pub(crate) fn new(cfg: NatsConfig, inputs: Inputs, spool: Spool, shared: Shared) -> Runner {
+        let Shared {
+            outbox,
+            outbox_lost,
+            status,
+            stop,
+        } = shared;
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);

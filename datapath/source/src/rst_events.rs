@@ -30,6 +30,39 @@ pub struct RstRecord {
     pub decision: Decision,
 }
 
+impl RstRecord {
+    /// A refused RST (198.18.0.2:7211 answering a SYN from
+    /// 198.18.0.1:`40000 + seq % 1000`, passed), its sequence number
+    /// `seq`: for examples, tests and benchmarks of what reads records.
+    pub fn example(seq: u32) -> RstRecord {
+        RstRecord {
+            ts_ns: 1_700_000_000_123_456_789 + u64::from(seq),
+            worker: 1,
+            packet: PacketInfo {
+                src: std::net::Ipv4Addr::new(198, 18, 0, 2).into(),
+                dst: std::net::Ipv4Addr::new(198, 18, 0, 1).into(),
+                src_port: 7211,
+                dst_port: 40000 + (seq % 1000) as u16,
+                seq,
+                ack: 99,
+                flags: rstwall_engine::wire::TcpFlags(
+                    rstwall_engine::wire::TcpFlags::RST | rstwall_engine::wire::TcpFlags::ACK,
+                ),
+                payload_len: 0,
+            },
+            rst: RstJudgment {
+                class: rstwall_engine::class::RstClass::Refused,
+                with_data: false,
+                service_port: 7211,
+            },
+            decision: Decision {
+                verdict: rstwall_engine::policy::Verdict::Pass,
+                reason: rstwall_engine::policy::Reason::ClassPass,
+            },
+        }
+    }
+}
+
 /// The workers' end of the hand-off: clone one per worker.
 #[derive(Clone, Debug)]
 pub struct RstSink {
@@ -81,34 +114,9 @@ impl RstSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstwall_engine::class::RstClass;
-    use rstwall_engine::policy::{Reason, Verdict};
-    use rstwall_engine::wire::TcpFlags;
 
     fn record(n: u32) -> RstRecord {
-        RstRecord {
-            ts_ns: u64::from(n),
-            worker: 0,
-            packet: PacketInfo {
-                src: "198.18.0.1".parse().unwrap(),
-                dst: "198.18.0.2".parse().unwrap(),
-                src_port: 1000,
-                dst_port: 80,
-                seq: n,
-                ack: 0,
-                flags: TcpFlags(TcpFlags::RST),
-                payload_len: 0,
-            },
-            rst: RstJudgment {
-                class: RstClass::NoFlow,
-                with_data: false,
-                service_port: 80,
-            },
-            decision: Decision {
-                verdict: Verdict::Pass,
-                reason: Reason::ClassPass,
-            },
-        }
+        RstRecord::example(n)
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Prometheus scraping an rstwall that exports to NATS (so that the
 //! exporter's panels have their series too).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -113,17 +114,16 @@ fn rules_without_waits() -> String {
 
 #[test]
 fn alertmanager_gets_the_failed_connections_alert_during_the_labs_refused_scenario() {
-    let prometheus = which("prometheus");
+    which("prometheus"); // before the lab: fail at once without it
     let alertmanager = which("prometheus-alertmanager");
     let _cpu = rstwall_tests::cpu_share();
     let lab = LabUp::up("alert");
     let ns = lab.appliance();
     let dir = lab.dir.join("alerting");
     std::fs::create_dir_all(dir.join("am")).unwrap();
-    std::fs::create_dir_all(dir.join("prom")).unwrap();
 
     let hook = Webhook::start(&ns);
-    let (am_port, prom_port) = (free_port(&ns), free_port(&ns));
+    let am_port = free_port(&ns);
     std::fs::write(
         dir.join("alertmanager.yml"),
         format!(
@@ -146,37 +146,15 @@ fn alertmanager_gets_the_failed_connections_alert_during_the_labs_refused_scenar
         dir.join("alertmanager.log"),
     );
     std::fs::write(dir.join("rules.yml"), rules_without_waits()).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files: [rules.yml]\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: rstwall\n    scrape_timeout: 1s\n    \
-             static_configs:\n      - targets: ['127.0.0.1:9717']\n"
-        ),
-    )
-    .unwrap();
-    let prom = start_in_ns(
+    let (prom, _) = start_prometheus(
         &ns,
-        &prometheus,
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        dir.join("prometheus.log"),
+        &dir.join("prom"),
+        &format!(
+            "rule_files: [{:?}]\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n",
+            dir.join("rules.yml")
+        ),
     );
-    let web = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while query(&ns, web, "up{job=\"rstwall\"} == 1").is_none_or(|r| r.is_empty()) {
-        assert!(
-            Instant::now() < deadline,
-            "rstwall never scraped:\n{}",
-            prom.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
     // Before the scenario: no failed connections, nothing fires.
     assert!(hook.bodies.try_recv().is_err());
 
@@ -231,8 +209,33 @@ fn alertmanager_gets_the_failed_connections_alert_during_the_labs_refused_scenar
     drop(am);
 }
 
-/// Wait until the Prometheus at `web` has scraped rstwall.
-fn wait_scraped(ns: &str, web: std::net::SocketAddr, prom: &Service) {
+/// A Prometheus in namespace `ns` (its files in `dir`) scraping rstwall's
+/// metrics endpoint there every second, `extra` added to its config;
+/// returned once it has scraped rstwall, with its address.
+fn start_prometheus(ns: &str, dir: &std::path::Path, extra: &str) -> (Service, SocketAddr) {
+    let prometheus = which("prometheus");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{extra}\
+             scrape_configs:\n  - job_name: rstwall\n    scrape_timeout: 1s\n    \
+             static_configs:\n      - targets: ['127.0.0.1:9717']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port(ns);
+    let prom = start_in_ns(
+        ns,
+        &prometheus,
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        dir.join("prometheus.log"),
+    );
+    let web = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(30);
     while query(ns, web, "up{job=\"rstwall\"} == 1").is_none_or(|r| r.is_empty()) {
         assert!(
@@ -242,6 +245,7 @@ fn wait_scraped(ns: &str, web: std::net::SocketAddr, prom: &Service) {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    (prom, web)
 }
 
 /// Every PromQL query of the dashboard, with Grafana's variables as a
@@ -278,7 +282,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[test]
 fn every_grafana_dashboard_query_returns_data_from_a_prometheus_scraping_rstwall() {
-    let prometheus = which("prometheus");
+    which("prometheus"); // before the lab: fail at once without it
     let queries = dashboard_queries();
     assert!(queries.len() >= 15, "{queries:?}");
     let _cpu = rstwall_tests::cpu_share();
@@ -297,28 +301,7 @@ fn every_grafana_dashboard_query_returns_data_from_a_prometheus_scraping_rstwall
     .unwrap();
     lab.start_rstwall(&["--inline", "pa,pb", "--config", config.to_str().unwrap()]);
 
-    let dir = lab.dir.join("prometheus");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-         scrape_configs:\n  - job_name: rstwall\n    scrape_timeout: 1s\n    \
-         static_configs:\n      - targets: ['127.0.0.1:9717']\n",
-    )
-    .unwrap();
-    let port = free_port(&ns);
-    let prom = start_in_ns(
-        &ns,
-        &prometheus,
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        dir.join("prometheus.log"),
-    );
-    let web = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_scraped(&ns, web, &prom);
+    let (prom, web) = start_prometheus(&ns, &lab.dir.join("prometheus"), "");
 
     // Traffic for the panels: refused connections and RSTs for no flow,
     // spread over a few scrapes.

@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use rstwall_api::fleet::ExportStatus;
 use rstwall_engine::class::RstClass;
-use rstwall_engine::engine::PacketInfo;
-use rstwall_engine::flow::RstJudgment;
-use rstwall_engine::policy::{Decision, Reason, Verdict};
-use rstwall_engine::wire::TcpFlags;
 use rstwall_export::{Exporter, Inputs, NatsConfig};
 use rstwall_source::{rst_channel, RstRecord};
 use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, Lab};
@@ -24,33 +20,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-/// The `i`th RST of a test: its sequence number says which it is.
-fn record(i: u32) -> RstRecord {
-    RstRecord {
-        ts_ns: 1_700_000_000_000_000_000 + u64::from(i),
-        worker: 0,
-        packet: PacketInfo {
-            src: "198.18.0.2".parse().unwrap(),
-            dst: "198.18.0.1".parse().unwrap(),
-            src_port: 7211,
-            dst_port: 40000 + (i % 1000) as u16,
-            seq: i,
-            ack: 1,
-            flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
-            payload_len: 0,
-        },
-        rst: RstJudgment {
-            class: RstClass::Refused,
-            with_data: false,
-            service_port: 7211,
-        },
-        decision: Decision {
-            verdict: Verdict::Pass,
-            reason: Reason::ClassPass,
-        },
-    }
 }
 
 /// Wait until `done(status)`, or fail with the last status.
@@ -138,7 +107,7 @@ fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails()
     // servers killed then restarted, one server of three down.
     let feed = |from: u32, to: u32| {
         for i in from..to {
-            sink.offer(record(i));
+            sink.offer(RstRecord::example(i));
             if i % 30 == 0 {
                 thread::sleep(Duration::from_millis(10));
             }
