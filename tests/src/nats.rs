@@ -69,15 +69,21 @@ impl<'a> Cluster<'a> {
                 let name = format!("n{}", i + 1);
                 let store = dir.join(&name);
                 let config = dir.join(format!("{name}.conf"));
-                let text = format!(
+                let mut text = format!(
                     "server_name: {name}\nlisten: 127.0.0.1:{port}\n\
-                     jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n\
-                     cluster {{\n  name: rstwall-test\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+                     jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n",
                     port = clients[i],
                     store = store.display().to_string(),
-                    route = routes[i],
-                    routes = route_list.join(", "),
                 );
+                // One server is a standalone JetStream: a cluster of one
+                // never has its meta group, and refuses streams.
+                if n > 1 {
+                    text += &format!(
+                        "cluster {{\n  name: rstwall-test\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+                        route = routes[i],
+                        routes = route_list.join(", "),
+                    );
+                }
                 std::fs::write(&config, text).expect("server config");
                 Server {
                     log: dir.join(format!("{name}.log")),

@@ -312,6 +312,22 @@ fn every_grafana_dashboard_query_returns_data_from_a_prometheus_scraping_rstwall
         send_no_flow_rsts(&lab, 10, 20000 + round * 100);
         std::thread::sleep(Duration::from_millis(700));
     }
+    // The exporter's panels have live numbers: it reached the server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab
+        .client()
+        .status()
+        .ok()
+        .and_then(|s| s.export)
+        .is_none_or(|e| e.state != "connected" || e.acked == 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "export never connected:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Every query answers with at least one series.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut empty: Vec<&(String, String)> = queries.iter().collect();

@@ -161,6 +161,69 @@ fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Events taken while no server was ever reachable wait in the spool
+/// across a stop, and the next run sends them first, in order, once.
+#[test]
+fn fleet_exporter_replays_its_spool_at_the_next_start() {
+    let dir = temp_dir("replay");
+    let mut cluster = Cluster::start(&dir.join("nats"), 1, None);
+    cluster.kill_one(0);
+    let mut cfg = NatsConfig::new(
+        cluster.urls(),
+        format!("r{}", std::process::id()),
+        dir.join("spool"),
+    );
+    cfg.create_stream = Some(1);
+    cfg.queue = 100;
+    let run = |cfg: &NatsConfig, from: u32, to: u32| {
+        let (sink, rx) = rst_channel(1 << 12);
+        let exporter = Exporter::start(
+            cfg.clone(),
+            Inputs {
+                rsts: Some((sink.clone(), rx)),
+                mode: "tap".into(),
+            },
+        )
+        .expect("exporter");
+        for i in from..to {
+            sink.offer(RstRecord::example(i));
+        }
+        exporter
+    };
+    // No server: 300 events, 200 of them past the memory queue, all on
+    // disk after the stop.
+    let first = run(&cfg, 0, 300);
+    wait_for(&first, &cluster, "spooling", 10, |s| {
+        s.spool_messages > 0 && s.queued <= 100
+    });
+    first.stop();
+    // The server back, a new run: the old events first, then the new.
+    cluster.start_one(0);
+    let second = run(&cfg, 300, 350);
+    let end = wait_for(&second, &cluster, "the replay", 60, |s| {
+        s.acked >= 350 && s.spool_messages == 0 && s.queued == 0
+    });
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    let stored = read_stream(&cluster.urls(), &cfg.stream_name(), Duration::from_secs(30));
+    let runs: Vec<u64> = stored
+        .iter()
+        .map(|m| m.json["run"].as_u64().unwrap())
+        .collect();
+    assert!(
+        runs.windows(2).all(|w| w[0] <= w[1]),
+        "the old run first: {runs:?}"
+    );
+    let seqs: Vec<u32> = stored
+        .iter()
+        .filter(|m| m.subject.ends_with(".events"))
+        .map(|m| m.json["seq"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(seqs, (0..350).collect::<Vec<_>>());
+    second.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `rstwall run` with `[export.nats]`, in the lab's appliance namespace,
 /// streams to a three-server cluster on that namespace's loopback: every
 /// RST the daemon counts is one event in the node's stream, by class,
