@@ -3,6 +3,8 @@
 pub mod fixtures;
 pub mod lab;
 pub mod linux;
+pub mod nats;
+pub mod prom;
 
 use std::path::PathBuf;
 

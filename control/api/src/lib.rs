@@ -14,6 +14,8 @@
 //!   --stats-json`), the telemetry ([`Snapshot`], from the engine),
 //!   [`flows`], [`alerts`], [`policy`], [`blocks`], and every refusal,
 //!   [`ErrorDoc`]; host mode's report, [`host`] (`rstwall host --json`).
+//! * [`fleet`] — what the fleet exporter streams to NATS JetStream, and
+//!   its part of the status document.
 //! * [`client`] — the typed client on the daemon's Unix socket.
 //! * [`http`] — the small HTTP/1.1 both the control API and the metrics
 //!   endpoint speak, server and client side.
@@ -29,6 +31,7 @@ pub mod blocks;
 mod by_name;
 pub mod client;
 mod error;
+pub mod fleet;
 pub mod flows;
 pub mod host;
 pub mod http;

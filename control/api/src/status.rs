@@ -40,6 +40,9 @@ pub struct Status {
     /// kernel keeps from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostStatus>,
+    /// The fleet exporter (`[export.nats]`); absent when it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::fleet::ExportStatus>,
 }
 
 /// Host mode in the status document.

@@ -266,6 +266,8 @@ pub struct ConfigFile {
     /// Tap mode on an interface with this host's addresses (a mirror
     /// port that also has one).
     pub tap_host_interface: Option<bool>,
+    /// `[export.nats]`: the fleet exporter (see [`crate::export`]).
+    pub export_nats: Option<crate::export::NatsFile>,
 }
 
 /// A settings file that cannot be used: which file, where, and what is
@@ -340,14 +342,15 @@ struct RawConfig {
     replace_foreign_xdp: Option<Spanned<Value>>,
     rst_guard: Option<Spanned<Value>>,
     tap_host_interface: Option<Spanned<Value>>,
+    export: Option<crate::export::RawExport>,
 }
 
 /// An error at a byte range of the file, its message starting with the key.
-type Located = (Range<usize>, String);
+pub(crate) type Located = (Range<usize>, String);
 
 /// One key's value, typed by `typed` and checked by `check`; errors are
 /// prefixed with the key and located at the value.
-fn field<T, U>(
+pub(crate) fn field<T, U>(
     key: &str,
     v: Option<Spanned<Value>>,
     expected: &str,
@@ -370,7 +373,7 @@ fn field<T, U>(
         .map_err(|message| (span, format!("{key}: {message}")))
 }
 
-fn string(v: &Value) -> Option<String> {
+pub(crate) fn string(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
@@ -496,6 +499,10 @@ impl RawConfig {
                 Value::as_bool,
                 Ok,
             )?,
+            export_nats: match self.export {
+                Some(e) => e.validate(base)?,
+                None => None,
+            },
         })
     }
 }
@@ -697,11 +704,22 @@ rst_guard = true
         );
         // Every key of the raw struct appears in the sample, commented.
         let text = std::fs::read_to_string(&path).unwrap();
-        for key in KEYS {
+        let shows = |key: &str| {
+            text.lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} =")))
+        };
+        for key in KEYS.iter().filter(|k| **k != "export") {
+            assert!(shows(key), "dist/rstwall.toml does not show `{key}`");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start_matches("# ") == "[export.nats]"),
+            "dist/rstwall.toml does not show [export.nats]"
+        );
+        for key in crate::export::NATS_KEYS {
             assert!(
-                text.lines()
-                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
-                "dist/rstwall.toml does not show `{key}`"
+                shows(key),
+                "dist/rstwall.toml does not show export.nats.{key}"
             );
         }
     }
@@ -717,7 +735,7 @@ rst_guard = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 18] = [
+    const KEYS: [&str; 19] = [
         "inline",
         "tap",
         "host",
@@ -736,6 +754,7 @@ rst_guard = true
         "replace_foreign_xdp",
         "rst_guard",
         "tap_host_interface",
+        "export",
     ];
 
     #[test]

@@ -389,6 +389,7 @@ impl ControlState {
             blocks: self.blocks.len(),
             state_dir: self.state.path().to_path_buf(),
             host: ctx.running.host_status(),
+            export: m.export().cloned(),
         }
     }
 }

@@ -13,11 +13,13 @@
 //!   statistics document, the metrics' snapshot;
 //! * [`server`] — the control API on its Unix socket;
 //! * [`metrics`] — the Prometheus endpoint;
+//! * [`export`] — the fleet exporter (`[export.nats]`, `rstwall-export`);
 //! * [`persist`] and [`blocks`] — what survives a restart.
 
 pub mod blocks;
 pub mod config;
 pub mod control;
+pub mod export;
 pub mod flags;
 pub mod metrics;
 pub mod monitor;

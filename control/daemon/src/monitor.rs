@@ -38,6 +38,8 @@ pub struct Monitor<S: SourceView> {
     block_seconds: u64,
     /// The alert rules judged on the sum of every worker's seconds.
     alerts: MergedAlerts,
+    /// The fleet exporter's latest state (`None`: export is off).
+    export: Option<rstwall_api::fleet::ExportStatus>,
 }
 
 impl<S: SourceView> Monitor<S> {
@@ -58,7 +60,17 @@ impl<S: SourceView> Monitor<S> {
             next: now + s.stats_interval.unwrap_or(Duration::from_secs(1)),
             block_seconds: live.policy.ratelimit().block_seconds,
             alerts: MergedAlerts::new(s.engine.alerts.clone()),
+            export: None,
         }
+    }
+
+    /// The fleet exporter's state, for `status` and the metrics.
+    pub fn set_export(&mut self, export: rstwall_api::fleet::ExportStatus) {
+        self.export = Some(export);
+    }
+
+    pub fn export(&self) -> Option<&rstwall_api::fleet::ExportStatus> {
+        self.export.as_ref()
     }
 
     pub fn set_policy(&mut self, live: &PolicyState) {
@@ -92,6 +104,7 @@ impl<S: SourceView> Monitor<S> {
             },
             policy_version: self.policy_version,
             enforcing: self.mode == Mode::Enforce,
+            export: self.export.clone(),
             alerts: {
                 let a = self.alerts.alerts();
                 let active = a.active();
@@ -120,10 +133,10 @@ impl<S: SourceView> Monitor<S> {
     }
 
     /// Judge the alert rules on the seconds every worker has completed
-    /// (once all have published), and log each level change.
-    pub fn judge_alerts(&mut self) {
+    /// (once all have published), and log each level change; the changes.
+    pub fn judge_alerts(&mut self) -> Vec<rstwall_engine::telemetry::AlertEvent> {
         if self.workers.iter().any(Option::is_none) {
-            return;
+            return Vec::new();
         }
         let before = self.alerts.alerts().changes();
         self.alerts.update(
@@ -134,10 +147,11 @@ impl<S: SourceView> Monitor<S> {
         );
         let new = (self.alerts.alerts().changes() - before) as usize;
         if new == 0 {
-            return;
+            return Vec::new();
         }
         let events = self.alerts.alerts().events();
-        for e in &events[events.len().saturating_sub(new)..] {
+        let changes = &events[events.len().saturating_sub(new)..];
+        for e in changes {
             let msg = format!(
                 "alert {}: {} ({} = {:.1}, threshold {})",
                 e.rule,
@@ -155,6 +169,7 @@ impl<S: SourceView> Monitor<S> {
                 _ => tracing::warn!("{msg}"),
             }
         }
+        changes.to_vec()
     }
 
     /// `GET /v1/alerts`.

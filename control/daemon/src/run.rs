@@ -28,6 +28,7 @@ use rstwall_source::Source;
 use crate::blocks::Blocks;
 use crate::config::{LogLevel, MetricsListen};
 use crate::control::{ControlState, Ctx};
+use crate::export::{self, Export};
 use crate::flags::Flags;
 use crate::metrics::{self, Metrics};
 use crate::monitor::Monitor;
@@ -63,7 +64,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
              on ports, tc and tracing programs in host mode)"
         )));
     }
-    let start = match &settings.frames {
+    let mut start = match &settings.frames {
         Frames::Ports(topology) => Start::Ports(afxdp::Plan::check(&settings, topology)?),
         Frames::Host(ifaces) => Start::Host(ifaces.clone()),
     };
@@ -125,6 +126,43 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         }
     );
 
+    // The fleet exporter, before the workers: they hand it every RST.
+    // Its spool is in the state directory, locked above.
+    let export = match &settings.export {
+        None => None,
+        Some(cfg) => {
+            let (mode, rsts) = match &mut start {
+                Start::Ports(plan) => {
+                    let (sink, rx) = rstwall_source::rst_channel(cfg.queue);
+                    plan.rsts = Some(sink.clone());
+                    let mode = match &settings.frames {
+                        Frames::Ports(Topology::Tap { .. }) => "tap",
+                        _ => "inline",
+                    };
+                    (mode, Some((sink, rx)))
+                }
+                // Host mode's RST events are not handed to the exporter
+                // yet: it streams host mode's alert changes and summaries.
+                Start::Host(_) => ("host", None),
+            };
+            let exporter = rstwall_export::Exporter::start(
+                cfg.clone(),
+                rstwall_export::Inputs {
+                    rsts,
+                    mode: mode.into(),
+                },
+            )
+            .map_err(Failure::runtime)?;
+            tracing::info!(
+                "exporting to NATS JetStream at {}: subjects {}, stream {}",
+                cfg.servers.join(", "),
+                cfg.subject("*"),
+                cfg.stream_name()
+            );
+            Some(Export::new(exporter))
+        }
+    };
+
     let now_unix = sys::now_ns() / 1_000_000_000;
     let blocks = Blocks::load(state.path(), now_unix).map_err(Failure::usage)?;
     if !blocks.is_empty() {
@@ -170,6 +208,7 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         state,
         control,
         signals,
+        export,
     };
     match start {
         Start::Ports(plan) => {
@@ -199,6 +238,7 @@ struct Ready {
     state: StateDir,
     control: Option<api::Bound>,
     signals: Signals,
+    export: Option<Export>,
 }
 
 fn launch<R: Running>(running: R, r: Ready, metrics: &Metrics) -> Result<(), Failure> {
@@ -209,7 +249,14 @@ fn launch<R: Running>(running: R, r: Ready, metrics: &Metrics) -> Result<(), Fai
         r.live.version,
     );
     let control_state = ControlState::new(r.args, r.settings, r.live, r.blocks, r.state);
-    serve(running, control_state, r.control, r.signals, metrics)
+    serve(
+        running,
+        control_state,
+        r.control,
+        r.signals,
+        metrics,
+        r.export,
+    )
 }
 
 /// Run `running` until a signal stops it or a worker fails; then stop it.
@@ -219,6 +266,7 @@ fn serve<R: Running>(
     control: Option<api::Bound>,
     mut signals: Signals,
     metrics: &Metrics,
+    mut export: Option<Export>,
 ) -> Result<(), Failure> {
     let (calls_tx, calls) = crossbeam::channel::bounded::<Call>(64);
     let _api = match control {
@@ -254,8 +302,12 @@ fn serve<R: Running>(
         for s in stats.try_iter() {
             monitor.update(s);
         }
-        monitor.judge_alerts();
+        let alert_changes = monitor.judge_alerts();
         let now = Instant::now();
+        if let Some(x) = &mut export {
+            monitor.set_export(x.exporter().status());
+            x.turn(&alert_changes, now, |e| export::summary(&monitor, e));
+        }
         {
             let mut ctx = Ctx {
                 running: &mut running,
@@ -297,6 +349,14 @@ fn serve<R: Running>(
     }
     if let Err(e) = monitor.tick(|| running.kernel(), true) {
         teardown_error.get_or_insert(e);
+    }
+    // The workers are stopped: every RST is handed over. The last summary,
+    // then a moment to deliver; what is left waits in the spool.
+    if let Some(mut x) = export {
+        x.turn(&[], Instant::now() + Duration::from_secs(3600), |e| {
+            export::summary(&monitor, e)
+        });
+        x.stop();
     }
     // Only a clean stop removes the kernel side: when the source failed,
     // it stays and keeps the wire up.

@@ -63,6 +63,8 @@ pub struct Settings {
     /// persisted one.
     pub policy_from_flags: bool,
     pub config_file: Option<PathBuf>,
+    /// `[export.nats]`: the fleet exporter; `None`: off.
+    pub export: Option<rstwall_export::NatsConfig>,
 }
 
 impl Settings {
@@ -201,6 +203,7 @@ impl Settings {
                  (--inline PORT_A,PORT_B)"
             ));
         }
+        let export = f.export_nats.as_ref().map(|n| n.config(&state_dir));
         Ok(Settings {
             frames,
             xdp_mode,
@@ -220,6 +223,7 @@ impl Settings {
             policy_file,
             policy_from_flags: args.policy.is_some() || args.mode.is_some(),
             config_file: args.config.clone(),
+            export,
         })
     }
 
@@ -257,6 +261,7 @@ impl Settings {
         check("control_group", self.control_group != new.control_group);
         check("state_dir", self.state_dir != new.state_dir);
         check("log_level", self.log_level != new.log_level);
+        check("export.nats", self.export != new.export);
         check(
             "replace_foreign_xdp",
             self.replace_foreign != new.replace_foreign,

@@ -71,7 +71,7 @@ pub use stats::{SocketStats, XskStats, XskTotals};
 
 use guard::GuardKeeper;
 use rstwall_engine::engine::EngineConfig;
-use rstwall_source::{Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
+use rstwall_source::{RstSink, Source, Spawner, WorkerError, WorkerStats, Workers, WorkersConfig};
 use socket::{open_umem, FrameDesc, Umem, UmemShape, Xsk, XskConfig};
 use worker::{PortRings, Worker};
 
@@ -126,6 +126,9 @@ pub struct DatapathConfig {
     /// Empty: the CPUs the process may use.
     pub cpus: Vec<usize>,
     pub publish_every: Duration,
+    /// Where the workers hand every RST they judge (the fleet exporter);
+    /// `None`: nowhere.
+    pub rsts: Option<RstSink>,
 }
 
 impl DatapathConfig {
@@ -141,6 +144,7 @@ impl DatapathConfig {
             bind: BindMode::Auto,
             cpus: Vec::new(),
             publish_every: Duration::from_millis(100),
+            rsts: None,
         }
     }
 
@@ -269,6 +273,9 @@ impl Datapath {
                         .map_err(|e| AfXdpError::Config(format!("RST guard: {e}")))?,
                 )),
             });
+        }
+        if let Some(sink) = &cfg.rsts {
+            spawner.send_rsts_to(sink.clone());
         }
         for ((queue, umem, rings), keeper) in prepared.into_iter().zip(keepers) {
             let worker = Worker {

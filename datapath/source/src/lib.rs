@@ -9,8 +9,9 @@
 //! * [`WorkerCore`] — the engine over each batch, the policy switch between
 //!   batches ([`PolicySlot`]: latest wins, so every packet is judged by one
 //!   whole policy), the live [`CaptureTap`], the sources the policy asks to
-//!   block, the control side's [`Query`]s and the published
-//!   [`WorkerStats`];
+//!   block, the control side's [`Query`]s, the published
+//!   [`WorkerStats`] and, when asked for, every RST handed off the packet
+//!   path ([`RstSink`], for the fleet exporter);
 //! * [`Spawner`] and [`Workers`] — the workers' threads (pinned, one each),
 //!   their channels to the control side, stop, and a worker that failed;
 //! * [`SourceHandle`] — the clonable handle the control API's threads ask
@@ -40,6 +41,7 @@ mod capture;
 mod latency;
 mod policy_slot;
 mod query;
+mod rst_events;
 mod stats;
 pub mod sys;
 mod worker;
@@ -53,6 +55,7 @@ pub use capture::{
 pub use latency::{BatchLatency, LatencySummary};
 pub use policy_slot::PolicySlot;
 pub use query::{FlowFilter, FlowRow, Query, QueryError, SourceHandle};
+pub use rst_events::{rst_channel, RstRecord, RstSink};
 pub use stats::{SourceStats, Totals, WorkerStats};
 pub use worker::WorkerCore;
 pub use workers::{Spawner, WorkerError, Workers, WorkersConfig};

@@ -26,6 +26,7 @@ use crate::capture::CaptureTap;
 use crate::latency::BatchLatency;
 use crate::policy_slot::PolicySlot;
 use crate::query::{FlowRow, Query};
+use crate::rst_events::{RstRecord, RstSink};
 use crate::stats::{SourceStats, WorkerStats};
 use crate::sys;
 
@@ -62,6 +63,8 @@ pub struct WorkerCore<S> {
     pub(crate) sleeps: u64,
     /// Block requests the control side had no room for.
     pub(crate) block_requests_dropped: u64,
+    /// Where every judged RST goes, when something streams them.
+    pub(crate) rsts: Option<RstSink>,
 }
 
 impl<S: SourceStats> WorkerCore<S> {
@@ -141,11 +144,23 @@ impl<S: SourceStats> WorkerCore<S> {
         let started = sys::now_ns();
         self.engine.advance(started);
         let (capture, armed, id) = (&self.capture, self.capture.armed(), self.id);
+        let rsts = self.rsts.as_ref();
         self.engine
             .process_batch_with(link, frames.iter().map(&bytes), |i, judged| {
                 let frame = &frames[i];
                 if armed != 0 {
                     capture.consider(armed, id, started, &judged, || bytes(frame));
+                }
+                if let (Some(sink), Some(rst)) = (rsts, judged.rst()) {
+                    if let Some(packet) = judged.outcome().packet {
+                        sink.offer(RstRecord {
+                            ts_ns: started,
+                            worker: id as u32,
+                            packet,
+                            rst,
+                            decision: judged.decision(),
+                        });
+                    }
                 }
                 each(frame, &judged);
             });

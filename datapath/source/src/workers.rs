@@ -17,6 +17,7 @@ use crate::capture::CaptureTap;
 use crate::latency::BatchLatency;
 use crate::policy_slot::PolicySlot;
 use crate::query::{SourceHandle, QUERIES_QUEUED};
+use crate::rst_events::RstSink;
 use crate::stats::{SourceStats, WorkerStats};
 use crate::sys;
 use crate::worker::WorkerCore;
@@ -167,6 +168,7 @@ pub struct Spawner<S> {
     cpus: Vec<usize>,
     stats: Sender<WorkerStats<S>>,
     blocks: Sender<IpAddr>,
+    rsts: Option<RstSink>,
 }
 
 impl<S: SourceStats> Spawner<S> {
@@ -195,7 +197,14 @@ impl<S: SourceStats> Spawner<S> {
             cpus,
             stats: stats_tx,
             blocks: blocks_tx,
+            rsts: None,
         }
+    }
+
+    /// Hand every RST the workers spawned from now on judge to `sink`
+    /// (see [`RstSink`]: never waiting, losses counted).
+    pub fn send_rsts_to(&mut self, sink: RstSink) {
+        self.rsts = Some(sink);
     }
 
     /// Start the next worker on a thread named `name`. Its engine is
@@ -235,6 +244,7 @@ impl<S: SourceStats> Spawner<S> {
             batches: 0,
             sleeps: 0,
             block_requests_dropped: 0,
+            rsts: self.rsts.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(name)

@@ -7,10 +7,10 @@
 //! Everything listens on loopback inside the lab's appliance namespace, and
 //! the traffic stays in 198.18.0.0/15.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use rstwall_api::{Stats, Topology};
 use rstwall_engine::policy::Mode;
 use rstwall_engine::RstClass::{NoFlow, Refused};
 use rstwall_tests::lab::*;
+use rstwall_tests::prom::{http_get, try_http_get, url_encode, which, Service};
 use rstwall_tests::{repo_root, rstwall_bin};
 use serde_json::Value;
 
@@ -473,103 +474,6 @@ fn sighup_reloads_a_changed_policy_and_keeps_the_running_one_on_errors() {
 // (d) the metrics endpoint, promtool and a real Prometheus
 // ---------------------------------------------------------------------------
 
-/// One HTTP/1.1 GET from inside namespace `ns`: (status, headers, body).
-fn http_get(ns: &str, addr: SocketAddr, target: &str, accept: &str) -> (u16, String, String) {
-    try_http_get(ns, addr, target, accept)
-        .unwrap_or_else(|e| panic!("GET http://{addr}{target}: {e}"))
-}
-
-fn try_http_get(
-    ns: &str,
-    addr: SocketAddr,
-    target: &str,
-    accept: &str,
-) -> std::io::Result<(u16, String, String)> {
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    );
-    let raw = in_ns(ns, move || -> std::io::Result<Vec<u8>> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(request.as_bytes())?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        Ok(out)
-    })?;
-    let bad = |what: &str| std::io::Error::other(format!("bad response: {what}"));
-    let text = String::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no head"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, head.to_string(), body))
-}
-
-/// A chunked body, joined.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
-}
-
-/// `[0-9A-Za-z]` and a few safe marks as they are, everything else %XX.
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A Prometheus server, killed on drop.
-struct Prometheus {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(program: &str) -> PathBuf {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} not found: install Debian's `prometheus` package (scripts/setup does)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 const METRICS: &str = "127.0.0.1:9717";
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
 
@@ -684,7 +588,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         .stderr(log_file)
         .spawn()
         .expect("prometheus");
-    let prom = Prometheus { child, log };
+    let prom = Service { child, log };
 
     // Ask its API until the counters appear with the values rstwall has.
     let query = |q: &str| -> Option<Vec<Value>> {

@@ -1,5 +1,6 @@
 //! One integration-test binary; each module is one area.
 
+mod alerting;
 mod api;
 mod bench;
 mod bpf;
@@ -8,6 +9,7 @@ mod cli;
 mod corpus;
 mod daemon;
 mod datapath;
+mod fleet;
 mod host;
 mod lab;
 mod linux_fixtures;

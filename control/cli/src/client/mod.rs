@@ -146,6 +146,26 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         st.blocks,
         plural(st.blocks),
     );
+    let text = match &st.export {
+        None => text,
+        Some(e) => format!(
+            "{text}export:   {} to {} (stream {}, node {}): {} acked, {} queued, \
+             {} spooled ({} bytes), lag {} ms, {} dropped{}\n",
+            e.state,
+            e.servers.join(", "),
+            e.stream,
+            e.node,
+            e.acked,
+            e.queued,
+            e.spool_messages,
+            e.spool_bytes,
+            e.lag_ms,
+            e.dropped,
+            e.last_error
+                .as_deref()
+                .map_or(String::new(), |err| format!("; last error: {err}")),
+        ),
+    };
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(Failure::runtime)

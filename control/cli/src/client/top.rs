@@ -384,6 +384,7 @@ mod tests {
             blocks: 0,
             state_dir: "/var/lib/rstwall".into(),
             host: None,
+            export: None,
         }
     }
 

@@ -335,6 +335,23 @@ mod tests {
             policy_version: 3,
             enforcing: true,
             alerts: vec![("rst_flood".into(), 2), ("syn_flood".into(), 0)],
+            export: Some(rstwall_api::fleet::ExportStatus {
+                state: "connected".into(),
+                servers: vec!["nats://127.0.0.1:4222".into()],
+                stream: "RSTWALL_gw".into(),
+                subject_prefix: "rstwall".into(),
+                node: "gw".into(),
+                acked: 41,
+                duplicates: 2,
+                queued: 5,
+                queue_capacity: 100,
+                spool_messages: 7,
+                spool_bytes: 4096,
+                spool_capacity_bytes: 1 << 20,
+                dropped: 3,
+                lag_ms: 12,
+                last_error: None,
+            }),
         }
     }
 
@@ -401,6 +418,14 @@ mod tests {
             ("rstwall_alert_level{rule=\"syn_flood\"}", "0"),
             ("rstwall_policy_enforcing", "1"),
             ("rstwall_start_time_seconds", "1700000000"),
+            ("rstwall_export_connected", "1"),
+            ("rstwall_export_messages_acked_total", "41"),
+            ("rstwall_export_messages_duplicate_total", "2"),
+            ("rstwall_export_events_dropped_total", "3"),
+            ("rstwall_export_queued_messages", "5"),
+            ("rstwall_export_spool_messages", "7"),
+            ("rstwall_export_spool_bytes", "4096"),
+            ("rstwall_export_lag_milliseconds", "12"),
             (r#"rstwall_policy_reloads_total{result="rejected"}"#, "0"),
             (
                 r#"rstwall_metrics_scrapes_total{format="openmetrics"}"#,

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub enforcing: bool,
     /// Each alert rule and its level: 0 ok, 1 warning, 2 critical.
     pub alerts: Vec<(String, u64)>,
+    /// The fleet exporter (`None`: off, and no `rstwall_export_*` families).
+    pub export: Option<rstwall_api::fleet::ExportStatus>,
 }
 
 /// One worker's statistics, and the label that names it in the
@@ -328,5 +330,52 @@ pub fn families(s: &Snapshot, started_unix: u64) -> Vec<MetricFamily> {
     }
     out.extend([frames, bytes, batches, sleeps]);
     out.extend(s.source.iter().cloned());
+    if let Some(e) = &s.export {
+        out.extend(export_families(e));
+    }
     out
+}
+
+/// The fleet exporter's families (`[export.nats]`).
+fn export_families(e: &rstwall_api::fleet::ExportStatus) -> Vec<MetricFamily> {
+    use Kind::{Counter as C, Gauge as G};
+    vec![
+        MetricFamily::new(
+            G,
+            "export_connected",
+            "1 while the fleet exporter's stream acknowledges, 0 otherwise.",
+        )
+        .with(vec![], u64::from(e.state == "connected")),
+        MetricFamily::new(
+            C,
+            "export_messages_acked",
+            "Messages the JetStream stream acknowledged (events, alerts, summaries).",
+        )
+        .with(vec![], e.acked),
+        MetricFamily::new(
+            C,
+            "export_messages_duplicate",
+            "Acknowledged messages the stream already had: replays it de-duplicated.",
+        )
+        .with(vec![], e.duplicates),
+        MetricFamily::new(
+            C,
+            "export_events_dropped",
+            "Events the exporter lost: its queue and its spool were full (or the workers' hand-off).",
+        )
+        .with(vec![], e.dropped),
+        MetricFamily::new(G, "export_queued_messages", "Messages waiting in memory.")
+            .with(vec![], e.queued),
+        MetricFamily::new(G, "export_spool_messages", "Messages waiting in the on-disk spool.")
+            .with(vec![], e.spool_messages),
+        MetricFamily::new(G, "export_spool", "Bytes of the on-disk spool in use.")
+            .unit(Unit::Bytes)
+            .with(vec![], e.spool_bytes),
+        MetricFamily::new(
+            G,
+            "export_lag_milliseconds",
+            "Age of the oldest message not yet acknowledged by the stream.",
+        )
+        .with(vec![], e.lag_ms),
+    ]
 }

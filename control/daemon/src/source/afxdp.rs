@@ -55,6 +55,8 @@ pub struct Plan {
     ports: Vec<String>,
     ifindexes: Vec<u32>,
     queues: u32,
+    /// Where the workers hand every RST (the fleet exporter), if anywhere.
+    pub rsts: Option<rstwall_source::RstSink>,
 }
 
 impl Plan {
@@ -88,6 +90,7 @@ impl Plan {
             ports,
             ifindexes,
             queues,
+            rsts: None,
         })
     }
 
@@ -148,6 +151,7 @@ impl Plan {
             Some(_) => programs.first().map(|p| p.guard()).into_iter().collect(),
             None => Vec::new(),
         };
+        cfg.rsts = self.rsts.clone();
         let datapath = Datapath::start_with_guard(&cfg, &maps).map_err(|e| runtime(anyhow!(e)))?;
         for s in datapath.sockets() {
             let i = self

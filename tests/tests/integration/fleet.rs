@@ -1,0 +1,439 @@
+//! The fleet: rstwall's events in a real NATS JetStream cluster.
+//!
+//! Every test starts its own `nats-server`s on loopback (unique ports, its
+//! own directory) and stops them, even when it fails.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rstwall_api::fleet::ExportStatus;
+use rstwall_engine::class::RstClass;
+use rstwall_export::{Exporter, Inputs, NatsConfig};
+use rstwall_source::{rst_channel, RstRecord};
+use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, Lab};
+use rstwall_tests::nats::{read_stream, Cluster, Stored};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rstwall-fleet-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Wait until `done(status)`, or fail with the last status.
+#[track_caller]
+fn wait_for(
+    exporter: &Exporter,
+    cluster: &Cluster,
+    what: &str,
+    secs: u64,
+    done: impl Fn(&ExportStatus) -> bool,
+) -> ExportStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = exporter.status();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not after {secs} s: {s:#?}\n{}",
+            cluster.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The node's events in stream order: no message twice, every `n` of
+/// the node's run increasing.
+fn events_of(stored: &[Stored], node: &str) -> Vec<u32> {
+    let mine: Vec<&Stored> = stored.iter().filter(|m| m.json["node"] == node).collect();
+    let mut ids = BTreeMap::new();
+    for m in &mine {
+        let id = (
+            m.json["run"].as_u64().unwrap(),
+            m.json["n"].as_u64().unwrap(),
+        );
+        if let Some(seq) = ids.insert(id, m.sequence) {
+            panic!(
+                "message {id:?} stored twice (stream sequences {seq} and {})",
+                m.sequence
+            );
+        }
+    }
+    let ns: Vec<(u64, u64)> = mine
+        .iter()
+        .map(|m| {
+            (
+                m.json["run"].as_u64().unwrap(),
+                m.json["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    if let Some(w) = ns.windows(2).find(|w| w[0] >= w[1]) {
+        panic!("out of order in the stream: {:?} before {:?}", w[0], w[1]);
+    }
+    mine.iter()
+        .filter(|m| m.subject.ends_with(".events"))
+        .map(|m| m.json["seq"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails() {
+    const TOTAL: u32 = 9000;
+    let dir = temp_dir("cluster");
+    let mut cluster = Cluster::start(&dir.join("nats"), 3, None);
+    let node = format!("t{}", std::process::id());
+    let mut cfg = NatsConfig::new(cluster.urls(), node.clone(), dir.join("spool"));
+    cfg.stream = format!("FLEET{}", std::process::id());
+    cfg.subject_prefix = format!("rstwall-{}", std::process::id());
+    cfg.create_stream = Some(3);
+    // Small, so that an outage fills memory and goes on to the spool.
+    cfg.queue = 500;
+    let (sink, rx) = rst_channel(1 << 16);
+    let exporter = Exporter::start(
+        cfg.clone(),
+        Inputs {
+            rsts: Some((sink.clone(), rx)),
+            mode: "inline".into(),
+        },
+    )
+    .expect("exporter");
+
+    // 3000 events a second, in three parts: the cluster up, all three
+    // servers killed then restarted, one server of three down.
+    let feed = |from: u32, to: u32| {
+        for i in from..to {
+            sink.offer(RstRecord::example(i));
+            if i % 30 == 0 {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    feed(0, TOTAL / 3);
+    wait_for(&exporter, &cluster, "first acks", 30, |s| s.acked > 0);
+    for i in 0..3 {
+        cluster.kill_one(i);
+    }
+    feed(TOTAL / 3, 2 * TOTAL / 3);
+    let out = wait_for(&exporter, &cluster, "spooling while down", 10, |s| {
+        s.state == "unreachable" && s.spool_messages > 0
+    });
+    assert_eq!(out.dropped, 0, "{out:#?}");
+    for i in 0..3 {
+        cluster.start_one(i);
+    }
+    let back = wait_for(&exporter, &cluster, "acks after the restart", 60, |s| {
+        s.acked > out.acked
+    });
+    cluster.kill_one(0);
+    feed(2 * TOTAL / 3, TOTAL);
+    let end = wait_for(&exporter, &cluster, "everything acknowledged", 90, |s| {
+        s.queued == 0 && s.spool_messages == 0 && s.acked >= u64::from(TOTAL)
+    });
+    assert!(
+        end.acked > back.acked,
+        "delivery went on with one server down"
+    );
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    assert_eq!(sink.dropped(), 0);
+
+    let stored = read_stream(
+        &cluster.urls()[1..],
+        &cfg.stream_name(),
+        Duration::from_secs(30),
+    );
+    let seqs = events_of(&stored, &node);
+    let want: Vec<u32> = (0..TOTAL).collect();
+    if seqs != want {
+        let missing = want.iter().filter(|i| !seqs.contains(i)).count();
+        panic!(
+            "{} events stored, {missing} missing; first differences: {:?}",
+            seqs.len(),
+            seqs.iter().zip(&want).find(|(a, b)| a != b)
+        );
+    }
+    exporter.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Events taken while no server was ever reachable wait in the spool
+/// across a stop, and the next run sends them first, in order, once.
+#[test]
+fn fleet_exporter_replays_its_spool_at_the_next_start() {
+    let dir = temp_dir("replay");
+    let mut cluster = Cluster::start(&dir.join("nats"), 1, None);
+    cluster.kill_one(0);
+    let mut cfg = NatsConfig::new(
+        cluster.urls(),
+        format!("r{}", std::process::id()),
+        dir.join("spool"),
+    );
+    cfg.create_stream = Some(1);
+    cfg.queue = 100;
+    let run = |cfg: &NatsConfig, from: u32, to: u32| {
+        let (sink, rx) = rst_channel(1 << 12);
+        let exporter = Exporter::start(
+            cfg.clone(),
+            Inputs {
+                rsts: Some((sink.clone(), rx)),
+                mode: "tap".into(),
+            },
+        )
+        .expect("exporter");
+        for i in from..to {
+            sink.offer(RstRecord::example(i));
+        }
+        exporter
+    };
+    // No server: 300 events, 200 of them past the memory queue, all on
+    // disk after the stop.
+    let first = run(&cfg, 0, 300);
+    wait_for(&first, &cluster, "spooling", 10, |s| {
+        s.spool_messages > 0 && s.queued <= 100
+    });
+    first.stop();
+    // The server back, a new run: the old events first, then the new.
+    cluster.start_one(0);
+    let second = run(&cfg, 300, 350);
+    let end = wait_for(&second, &cluster, "the replay", 60, |s| {
+        s.acked >= 350 && s.spool_messages == 0 && s.queued == 0
+    });
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    let stored = read_stream(&cluster.urls(), &cfg.stream_name(), Duration::from_secs(30));
+    let runs: Vec<u64> = stored
+        .iter()
+        .map(|m| m.json["run"].as_u64().unwrap())
+        .collect();
+    assert!(
+        runs.windows(2).all(|w| w[0] <= w[1]),
+        "the old run first: {runs:?}"
+    );
+    let seqs: Vec<u32> = stored
+        .iter()
+        .filter(|m| m.subject.ends_with(".events"))
+        .map(|m| m.json["seq"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(seqs, (0..350).collect::<Vec<_>>());
+    second.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rstwall run` with `[export.nats]`, in the lab's appliance namespace,
+/// streams to a three-server cluster on that namespace's loopback: every
+/// RST the daemon counts is one event in the node's stream, by class,
+/// also across a restart of the whole cluster mid-stream; `status` and the
+/// summaries report the exporter. Then dist/clickhouse's schema and
+/// queries, on real ClickHouse (chDB), answer with the scenario's numbers.
+#[test]
+fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
+    let _cpu = rstwall_tests::cpu_share();
+    let mut lab = Lab::new("fleet");
+    let appliance = rstwall_netlab::Netns::open(&lab.appliance).expect("the appliance namespace");
+    let mut cluster = Cluster::start(&lab.dir.join("nats"), 3, Some(&appliance));
+    let config = lab.dir.join("rstwall.toml");
+    let servers: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[export.nats]\nservers = [{}]\nnode = \"lab\"\nstream = \"LAB\"\nreplicas = 3\nqueue = 256\n",
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    lab.start_rstwall(&["--inline", "pa,pb", "--config", config.to_str().unwrap()]);
+    let status = |lab: &Lab| {
+        lab.client()
+            .status()
+            .expect("status")
+            .export
+            .expect("export")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&lab).state != "connected" {
+        assert!(
+            Instant::now() < deadline,
+            "{:#?}\n{}",
+            status(&lab),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // Refused connections (the server has no listener on 7) and RSTs for
+    // no flow; the cluster killed between two rounds, restarted in a third.
+    let refuse = |n: usize| {
+        for _ in 0..n {
+            let e = connect(&lab, 7).expect_err("nothing listens on port 7");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+    };
+    refuse(100);
+    send_no_flow_rsts(&lab, 150, 20000);
+    for i in 0..3 {
+        cluster.kill_one(i);
+    }
+    refuse(100);
+    send_no_flow_rsts(&lab, 150, 21000);
+    lab.wait_stats("the RSTs while the cluster is down", |s| {
+        s.totals.counters.rst + s.totals.counters.rstack >= 500
+    });
+    let export = status(&lab);
+    assert_ne!(export.state, "connected", "{export:#?}");
+    for i in 0..3 {
+        cluster.start_one(i);
+    }
+    refuse(50);
+
+    // Everything the daemon counted is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (stats, export) = loop {
+        let s = lab.client().stats().expect("stats");
+        let e = status(&lab);
+        let counted: u64 = s.totals.counters.rst_classes.iter().flatten().sum();
+        if e.queued == 0 && e.spool_messages == 0 && e.state == "connected" && counted >= 550 {
+            break (s, e);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {e:#?}\n{}\n{}",
+            cluster.logs(),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(export.dropped, 0, "{export:#?}");
+    let text = lab.cli_ok(&["status"]);
+    assert!(
+        text.contains("export:   connected to nats://127.0.0.1:"),
+        "{text}"
+    );
+
+    let urls = cluster.urls();
+    let stored = in_ns(&lab.appliance, || {
+        read_stream(&urls, "LAB_lab", Duration::from_secs(30))
+    });
+    events_of(&stored, "lab");
+    let events: Vec<&Stored> = stored
+        .iter()
+        .filter(|m| m.subject == "rstwall.lab.events")
+        .collect();
+    let c = &stats.totals.counters;
+    for class in RstClass::ALL {
+        let streamed = events
+            .iter()
+            .filter(|m| m.json["class"] == class.as_str())
+            .count() as u64;
+        assert_eq!(
+            streamed,
+            c.rst_total(class),
+            "{class:?}: the stream against the daemon"
+        );
+    }
+    assert_eq!(c.rst_total(RstClass::Refused), 250, "{c:#?}");
+    assert_eq!(c.rst_total(RstClass::NoFlow), 300, "{c:#?}");
+    let first = events[0].json.clone();
+    assert_eq!(first["schema"], 1);
+    assert_eq!(first["mode"], "inline");
+    assert!(
+        stored.iter().any(|m| m.subject == "rstwall.lab.summary"),
+        "no summary in the stream"
+    );
+
+    // ClickHouse (dist/clickhouse) over these events answers with the
+    // scenario's numbers.
+    let answers = clickhouse_answers(&lab.dir, &events);
+    let by_class = |key: &str| -> Vec<(String, u64)> {
+        answers[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {answers:#}"))
+            .iter()
+            .map(|r| (r["class"].as_str().unwrap().to_string(), as_u64(&r["n"])))
+            .collect()
+    };
+    let want = vec![("no_flow".to_string(), 300), ("refused".to_string(), 250)];
+    assert_eq!(by_class("events"), want, "{answers:#}");
+    assert_eq!(by_class("per_minute"), want, "{answers:#}");
+    let refused = &answers["refused"][0];
+    assert_eq!(refused["service_port"], 7, "{answers:#}");
+    assert_eq!(as_u64(&refused["refused"]), 250, "{answers:#}");
+    assert_eq!(refused["nodes"], serde_json::json!(["lab"]), "{answers:#}");
+    assert_eq!(answers["in_window"], serde_json::json!([]), "{answers:#}");
+    let no_flow = answers["no_flow"].as_array().expect("no_flow rows");
+    assert_eq!(no_flow.len(), 1, "{answers:#}");
+    assert_eq!(
+        no_flow[0]["destination"], "::ffff:198.18.0.2",
+        "{answers:#}"
+    );
+    assert_eq!(no_flow[0]["service_port"], 5999, "{answers:#}");
+    assert_eq!(as_u64(&no_flow[0]["rsts"]), 300, "{answers:#}");
+    assert_eq!(as_u64(&no_flow[0]["sources"]), 1, "{answers:#}");
+    lab.stop_rstwall(libc::SIGTERM);
+}
+
+/// ClickHouse's JSON writes 64-bit integers as strings.
+fn as_u64(v: &serde_json::Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// tests/clickhouse/check.py over `events` (the stream's event messages):
+/// dist/clickhouse's schema and queries on real ClickHouse (chDB).
+fn clickhouse_answers(dir: &std::path::Path, events: &[&Stored]) -> serde_json::Value {
+    let file = dir.join("events.jsonl");
+    let lines: Vec<String> = events.iter().map(|m| m.json.to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let root = rstwall_tests::repo_root();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tests/clickhouse/check.py"))
+        .arg(root.join("dist/clickhouse"))
+        .arg(&file)
+        .output()
+        .expect("python3 (scripts/setup installs it with chdb)");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "tests/clickhouse/check.py (needs chDB: scripts/setup installs it): {stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+/// The README's ClickHouse queries are the ones the ClickHouse test runs
+/// (dist/clickhouse/queries.sql), whitespace aside.
+#[test]
+fn the_readme_shows_the_checked_clickhouse_queries() {
+    let root = rstwall_tests::repo_root();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let checked: Vec<String> = std::fs::read_to_string(root.join("dist/clickhouse/queries.sql"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split_inclusive(';')
+        .map(words)
+        .filter(|q| !q.is_empty())
+        .collect();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let shown: Vec<String> = readme
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| words(block.split("```").next().unwrap()))
+        .collect();
+    assert!(shown.len() >= 2, "the README shows {} queries", shown.len());
+    for q in &shown {
+        assert!(
+            checked.contains(q),
+            "not in dist/clickhouse/queries.sql: {q}"
+        );
+    }
+}
