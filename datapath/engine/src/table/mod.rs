@@ -26,10 +26,12 @@
 //!   (read at most once per entry and second: a bitmap says which entries
 //!   were already used this second). The `*_hashed` calls and the
 //!   prefetches let a caller hash a batch of keys first and fetch their
-//!   memory ahead of use.
+//!   memory ahead of use. The big arrays ask for transparent huge pages
+//!   (see [`memory`]).
 
 mod index;
 mod lru;
+mod memory;
 mod seed;
 #[cfg(test)]
 mod tests;
@@ -126,12 +128,20 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A, C: Default> BoundedTable<K, V, L
         assert!(L > 0 && L < FREE as usize, "list count out of range");
         let capacity = capacity.clamp(1, MAX_CAPACITY);
         let slots = (capacity + capacity / 4 + 1).next_power_of_two();
+        let index = vec![Slot::EMPTY; slots].into_boxed_slice();
+        let entries = Vec::with_capacity(capacity);
+        let cold = Vec::with_capacity(capacity);
+        let links = Vec::with_capacity(capacity);
+        memory::advise_huge_pages(index.as_ptr(), std::mem::size_of_val(&*index));
+        memory::advise_huge_pages(entries.as_ptr(), capacity * Self::entry_size());
+        memory::advise_huge_pages(cold.as_ptr(), capacity * std::mem::size_of::<C>());
+        memory::advise_huge_pages(links.as_ptr(), capacity * std::mem::size_of::<Links>());
         BoundedTable {
-            slots: vec![Slot::EMPTY; slots].into_boxed_slice(),
+            slots: index,
             mask: slots - 1,
-            entries: Vec::with_capacity(capacity),
-            cold: Vec::with_capacity(capacity),
-            links: Vec::with_capacity(capacity),
+            entries,
+            cold,
+            links,
             used: vec![0; capacity.div_ceil(64)].into_boxed_slice(),
             used_second: 0,
             free_head: NIL,
