@@ -288,3 +288,77 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
     assert!(Path::new(&out_dir).join("results.json").exists());
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// The soak, for a few seconds: what it asserts does not depend on the
+/// machine's speed — every UMEM frame accounted for in every sample and
+/// none leaked, no legitimate frame lost, no spoofed RST passed (its exit
+/// status says so; the report shows the counts).
+#[test]
+fn the_soak_keeps_its_invariants_and_writes_report_and_chart() {
+    require_root();
+    let _cpu = rstwall_tests::cpu_alone();
+    let out_dir = std::env::temp_dir().join(format!("rstwall-bench-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = run(&[
+        "soak",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+        "--flows",
+        "1000",
+        "--legit-pps",
+        "5000",
+        "--flood-pps",
+        "20000",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let read = |name: &str| {
+        std::fs::read_to_string(out_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}"))
+    };
+    let report = read("report.md");
+    let row = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name}")))
+            .unwrap_or_else(|| panic!("no row {name}:\n{report}"))
+            .to_string()
+    };
+    let frames = row("UMEM frames conserved");
+    assert!(
+        frames.contains("| ok (") && frames.contains(" frames, 0 leaked, 0 ledger errors"),
+        "{report}"
+    );
+    assert!(
+        row("legitimate frames lost after warm-up").contains("| ok (0 of "),
+        "{report}"
+    );
+    assert!(
+        row("spoofed RSTs passed after warm-up").contains("| ok (0 of "),
+        "{report}"
+    );
+    // Something was sent of both kinds: "0 of 0" would prove nothing.
+    for name in [
+        "legitimate frames lost after warm-up",
+        "spoofed RSTs passed after warm-up",
+    ] {
+        let r = row(name);
+        let sent: u64 = r
+            .split(" of ")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(sent > 1000, "{r}");
+    }
+    let chart = read("chart.txt");
+    assert!(
+        chart.contains("RSS (KiB)") && chart.contains("flows tracked"),
+        "{chart}"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -5,4 +5,5 @@
 pub mod engine;
 pub mod gen;
 pub mod run;
+pub mod soak;
 mod values;
