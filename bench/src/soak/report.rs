@@ -113,11 +113,12 @@ impl Report {
         if bad > 0 {
             v.push(format!("{bad} samples with frames not conserved"));
         }
+        let warm = self.warm();
         if self.legit_lost() > 0 {
             v.push(format!(
                 "{} of {} legitimate frames lost after warm-up",
                 self.legit_lost(),
-                last.legit_sent
+                last.legit_sent - warm.legit_sent
             ));
         }
         if last.engine_dropped_other > 0 {
@@ -130,7 +131,7 @@ impl Report {
             v.push(format!(
                 "{} of {} spoofed RSTs passed after warm-up",
                 self.spoofed_passed(),
-                last.flood_sent
+                last.flood_sent - warm.flood_sent
             ));
         }
         if last.flood_sent == 0 || last.legit_sent == 0 {
@@ -275,21 +276,24 @@ impl Report {
     pub fn chart(&self) -> String {
         let samples = &self.outcome.samples;
         let mut s = String::new();
-        let series: [(&str, Box<dyn Fn(&Sample) -> f64>); 4] = [
-            ("RSS (KiB)", Box::new(|x: &Sample| x.rss_kib as f64)),
-            ("flows tracked", Box::new(|x: &Sample| x.flows as f64)),
-            ("frames free", Box::new(|x: &Sample| x.frames.free as f64)),
+        let series: [(&str, Series); 4] = [
+            ("RSS (KiB)", |x| x.rss_kib as f64),
+            ("flows tracked", |x| x.flows as f64),
+            ("frames free", |x| x.frames.free as f64),
             (
-                "legitimate frames in flight (sent - at sink)",
-                Box::new(|x: &Sample| x.legit_missing() as f64),
+                "legitimate frames in flight or lost (sent - at sink)",
+                |x| x.legit_missing() as f64,
             ),
         ];
         for (name, f) in series {
-            let _ = writeln!(s, "{}", text_chart(name, samples, &*f));
+            let _ = writeln!(s, "{}", text_chart(name, samples, f));
         }
         s
     }
 }
+
+/// One charted quantity of a sample.
+type Series = fn(&Sample) -> f64;
 
 fn ok(b: bool) -> &'static str {
     if b {
@@ -301,7 +305,7 @@ fn ok(b: bool) -> &'static str {
 
 /// Sparkline-style rows: one column per group of samples (at most 100),
 /// eight levels between the series' minimum and maximum.
-fn text_chart(name: &str, samples: &[Sample], f: &dyn Fn(&Sample) -> f64) -> String {
+fn text_chart(name: &str, samples: &[Sample], f: Series) -> String {
     const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let values: Vec<f64> = samples.iter().map(f).collect();
     let (lo, hi) = values
