@@ -210,6 +210,16 @@ impl<'a> FlowMut<'a> {
         &self.cold.halves[s as usize]
     }
 
+    /// [`Self::cold`] for [`Self::update_other`]: a call, so that the
+    /// compiler never hoists the load onto the path of a plain ACK (a
+    /// reference is known dereferenceable, and a load through it may be
+    /// speculated above the branch that guards it: one more cache miss
+    /// per segment, on a line the lookup never fetched).
+    #[inline(never)]
+    fn cold_half(&self, s: Side) -> ColdHalf {
+        self.cold.halves[s as usize]
+    }
+
     /// Next sequence number the side `s` expects to receive (its RCV.NXT).
     fn rcv_nxt(&self, receiver: Side) -> Option<u32> {
         let r = self.hot(receiver);
@@ -333,7 +343,7 @@ impl<'a> FlowMut<'a> {
         // FIN is rarely pending.)
         if self.hot(to).flags & (FIN_SENT | FIN_ACKED) == FIN_SENT {
             let s = self.hot(from);
-            if s.has(ACK_KNOWN) && seq::after(s.ack, self.cold(to).fin_seq) {
+            if s.has(ACK_KNOWN) && seq::after(s.ack, self.cold_half(to).fin_seq) {
                 self.hot.halves[to as usize].flags |= FIN_ACKED;
             }
         }
@@ -346,7 +356,7 @@ impl<'a> FlowMut<'a> {
             && flags.ack()
         {
             let responder = self.hot(to);
-            if !responder.has(SYN_SEEN) || seq::after(seg.ack, self.cold(to).isn) {
+            if !responder.has(SYN_SEEN) || seq::after(seg.ack, self.cold_half(to).isn) {
                 self.hot.state = FlowState::Established;
             }
         }
