@@ -4,6 +4,14 @@
 use super::*;
 use std::collections::HashMap;
 
+/// The next state of a xorshift64 generator: the tests' reproducible keys
+/// and operations.
+fn xorshift(x: &mut u64) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+}
+
 #[test]
 fn evicts_oldest_first() {
     let mut t: BoundedTable<u32, u32, 2> = BoundedTable::with_capacity(3);
@@ -46,9 +54,7 @@ fn matches_hashmap_under_churn() {
     let mut m: HashMap<u64, u64> = HashMap::new();
     let mut x: u64 = 0x9e3779b97f4a7c15;
     for step in 0..200_000u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let k = x % 150;
         if x & 0x300 == 0 {
             assert_eq!(t.remove(&k), m.remove(&k).is_some());
@@ -81,9 +87,7 @@ fn used_bitmap_changes_nothing() {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut now: u32 = 1000;
     for step in 0..100_000u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         now = match x % 97 {
             0 => now.wrapping_sub(3),
             1..=20 => now.wrapping_add(1),
@@ -158,9 +162,7 @@ fn cold_parts_follow_their_keys() {
     let mut m: HashMap<u64, (u64, [u64; 3])> = HashMap::new();
     let mut x: u64 = 0x1234_5678_9abc_def1;
     for step in 0..100_000u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let k = x % 60;
         let h = t.hash_of(&k);
         match (x >> 8) % 8 {
