@@ -27,6 +27,8 @@
 //! * [`kernel`] — the kernel contender, a Linux bridge with nftables;
 //! * [`suite`] — `rstwall-bench run`: every contender, every measurement,
 //!   rounds, and the report, JSON and chart;
+//! * [`soak`] — `rstwall-bench soak`: enforce under legitimate traffic and
+//!   a blind-reset flood for minutes, sampled every second, invariants;
 //! * [`cpu`] — CPU accounting, the clock, the machine's description.
 //! * [`host`] — `rstwall-bench host`: host mode's cost on kernel TCP over
 //!   lo and a veth, without and with it, and its ring loss under a SYN
@@ -36,7 +38,8 @@
 //!   `rstwall_afxdp::socket`;
 //! * [`stats`] — medians, ranges, shares.
 //!
-//! Dependencies point one way: `suite` uses the others; `sink` uses
+//! Dependencies point one way: `suite` uses the others; `soak` uses
+//! `suite`'s rig; `sink` uses
 //! `gen`'s latency stamps; `gen`, `sink`, `bare` and `kernel` use `lab`,
 //! `cpu` and `xsk`; `gen` and `engine` use `traffic`, which uses `frame`.
 //! No module imports its parent.
@@ -51,6 +54,7 @@ pub mod host;
 pub mod kernel;
 pub mod lab;
 pub mod sink;
+pub mod soak;
 pub mod stats;
 pub mod suite;
 pub mod traffic;

@@ -136,3 +136,33 @@ impl Report {
         s
     }
 }
+
+/// The sweep's table: the engine's rate at each flow count beside the
+/// first count's, from one run whose rounds were interleaved.
+pub fn sweep_markdown(reports: &[Report]) -> String {
+    let mut s = String::new();
+    let base = reports.first().and_then(Report::engine_summary);
+    let _ = writeln!(
+        s,
+        "| flows | engine Mpps (median) | ns/frame min–max | ÷ first | bytes per flow | evicted |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for r in reports {
+        let Some(e) = r.engine_summary() else {
+            continue;
+        };
+        let ratio = base.map_or(f64::NAN, |b| e.mpps() / b.mpps());
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {} | {} |",
+            r.options.traffic.flows,
+            e.mpps(),
+            e.min_ns,
+            e.max_ns,
+            ratio,
+            r.bytes_per_flow,
+            r.evicted
+        );
+    }
+    s
+}

@@ -115,7 +115,7 @@ impl GuardKeeper {
                 self.stats.full += 1;
                 continue;
             }
-            let Some(export) = engine.flows().get(&key).and_then(|f| f.rst_guard()) else {
+            let Some(export) = engine.flows().rst_guard(&key) else {
                 continue;
             };
             let mut inserted = false;
@@ -140,7 +140,7 @@ impl GuardKeeper {
         let maps = &self.maps;
         let stats = &mut self.stats;
         self.guarded.retain(|key, g| {
-            let export = engine.flows().get(key).and_then(|f| f.rst_guard());
+            let export = engine.flows().rst_guard(key);
             let Some(export) = export else {
                 for m in maps {
                     if m.remove(key).is_err() {

@@ -8,8 +8,9 @@
 crate::closed_enum! {
     /// How the receiving Linux kernel would judge a segment carrying RST.
     ///
-    /// The decision itself lives in [`crate::flow`] (`Flow::judge_rst`), written
-    /// against Linux's `tcp_validate_incoming()`, `tcp_rcv_synsent_state_process()`,
+    /// The decision itself lives in [`crate::flow`] (`judge.rs`, through
+    /// `FlowTable::observe`), written against Linux's
+    /// `tcp_validate_incoming()`, `tcp_rcv_synsent_state_process()`,
     /// `tcp_check_req()` and `tcp_timewait_state_process()`.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[repr(u8)]

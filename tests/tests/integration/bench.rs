@@ -5,7 +5,7 @@
 //! themselves are not checked (tests assert behaviour, not speed); what
 //! enforce mode drops is.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -24,6 +24,25 @@ fn run(args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run `rstwall-bench <args> --out DIR` (DIR made fresh, named after
+/// `tag`) and check that it succeeded; DIR and its stderr.
+fn run_with_out(tag: &str, args: &[&str]) -> (PathBuf, String) {
+    let out_dir = std::env::temp_dir().join(format!("rstwall-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let dir = out_dir.to_str().unwrap().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--out", dir.as_str()]);
+    let out = run(&all);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (out_dir, stderr)
+}
+
+/// A file a run wrote (its stderr in the message if it is missing).
+fn read_out(dir: &Path, name: &str, stderr: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}"))
 }
 
 /// Two namespaces joined by a veth pair (`g0` sends, `s0` receives), both
@@ -209,33 +228,27 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
     require_root();
     // Both CPUs flat out for half a minute: not while tests time real TCP.
     let _cpu = rstwall_tests::cpu_alone();
-    let out_dir = std::env::temp_dir().join(format!("rstwall-bench-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let out = run(&[
+    let (out_dir, stderr) = run_with_out(
         "run",
-        "--rounds",
-        "1",
-        "--round-secs",
-        "0.5",
-        "--warmup-secs",
-        "0.2",
-        "--latency-secs",
-        "0.5",
-        "--goodput-secs",
-        "1",
-        "--flows",
-        "1000",
-        "--max-other",
-        "100",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let read = |name: &str| {
-        std::fs::read_to_string(out_dir.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{stderr}"))
-    };
+        &[
+            "run",
+            "--rounds",
+            "1",
+            "--round-secs",
+            "0.5",
+            "--warmup-secs",
+            "0.2",
+            "--latency-secs",
+            "0.5",
+            "--goodput-secs",
+            "1",
+            "--flows",
+            "1000",
+            "--max-other",
+            "100",
+        ],
+    );
+    let read = |name: &str| read_out(&out_dir, name, &stderr);
     let report = read("report.md");
     for name in [
         "bare AF_XDP loop",
@@ -327,4 +340,73 @@ fn host_cost_runs_with_and_without_host_mode_and_reports() {
         !report.contains("saw 0 TCP segments"),
         "host mode saw the runs: {report}"
     );
+}
+
+/// The soak, for a few seconds: what it asserts does not depend on the
+/// machine's speed — every UMEM frame accounted for in every sample and
+/// none leaked, no legitimate frame lost, no spoofed RST passed (its exit
+/// status says so; the report shows the counts).
+#[test]
+fn the_soak_keeps_its_invariants_and_writes_report_and_chart() {
+    require_root();
+    let _cpu = rstwall_tests::cpu_alone();
+    let (out_dir, stderr) = run_with_out(
+        "soak",
+        &[
+            "soak",
+            "--duration",
+            "4s",
+            "--warmup",
+            "1s",
+            "--flows",
+            "1000",
+            // Well inside what a debug build's worker judges.
+            "--legit-pps",
+            "1000",
+            "--flood-pps",
+            "4000",
+        ],
+    );
+    let read = |name: &str| read_out(&out_dir, name, &stderr);
+    let report = read("report.md");
+    let row = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name}")))
+            .unwrap_or_else(|| panic!("no row {name}:\n{report}"))
+            .to_string()
+    };
+    let frames = row("UMEM frames conserved");
+    assert!(
+        frames.contains("| ok (") && frames.contains(" frames, 0 leaked, 0 ledger errors"),
+        "{report}"
+    );
+    assert!(
+        row("legitimate frames lost after warm-up").contains("| ok (0 of "),
+        "{report}"
+    );
+    assert!(
+        row("spoofed RSTs passed after warm-up").contains("| ok (0 of "),
+        "{report}"
+    );
+    // Something was sent of both kinds: "0 of 0" would prove nothing.
+    for name in [
+        "legitimate frames lost after warm-up",
+        "spoofed RSTs passed after warm-up",
+    ] {
+        let r = row(name);
+        let sent: u64 = r
+            .split(" of ")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(sent > 1000, "{r}");
+    }
+    let chart = read("chart.txt");
+    assert!(
+        chart.contains("RSS (KiB)") && chart.contains("flows tracked"),
+        "{chart}"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
 }

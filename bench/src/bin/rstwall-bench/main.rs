@@ -8,12 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use rstwall_bench::{engine, gen, host, suite, BadArg};
+use rstwall_bench::{engine, gen, host, soak, suite, BadArg};
 
 use args::engine::EngineArgs;
 use args::gen::GenArgs;
 use args::host::HostArgs;
 use args::run::RunArgs;
+use args::soak::SoakArgs;
 
 /// The daemon's allocator, so the tables sit in memory as they do there.
 #[global_allocator]
@@ -57,6 +58,13 @@ enum Command {
     /// and ring-buffer loss under a SYN flood with one and two workers.
     /// Needs root; about a minute with the defaults.
     Host(HostArgs),
+    /// rstwall enforce on the lab for a long time (default 10 minutes):
+    /// legitimate ACKs and a blind-reset flood at the same flows, sampled
+    /// every second — RSS, the worker's UMEM frames (none leaked), flows,
+    /// legitimate frames lost and spoofed RSTs passed (both must be 0).
+    /// Writes report.md and chart.txt to --out; exits with status 1 when
+    /// an invariant broke. Needs root.
+    Soak(SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,8 +115,18 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Engine(args) => {
             let (options, markdown) = args.validate()?;
-            let report = engine::run(options, |line| eprintln!("{line}"));
-            print_report(&report.markdown(), markdown)
+            let reports = engine::sweep(options, |line| eprintln!("{line}"));
+            let mut text: String = reports.iter().map(engine::Report::markdown).collect();
+            if reports.len() > 1 {
+                text.push_str("\nFlows sweep (rounds interleaved, one run):\n\n");
+                text.push_str(&engine::sweep_markdown(&reports));
+            }
+            println!("{text}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
         }
         Command::Gen(args) => gen::run(&args.plan()?),
         Command::Run(args) => suite::run(&args.options()?),
@@ -116,6 +134,23 @@ fn run(command: Command) -> Result<()> {
             let (options, markdown) = args.validate()?;
             let report = host::run(&options, |line| eprintln!("{line}"))?;
             print_report(&report.markdown(), markdown)
+        }
+        Command::Soak(args) => {
+            let o = args.options()?;
+            let report = soak::run(&o, |line| eprintln!("{line}"))?;
+            let md = report.markdown();
+            let chart = report.chart();
+            for (name, text) in [("report.md", &md), ("chart.txt", &chart)] {
+                let path = o.out.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("{md}\n{chart}");
+            let broken = report.broken();
+            if !broken.is_empty() {
+                anyhow::bail!("soak: {}", broken.join("; "));
+            }
+            Ok(())
         }
     }
 }

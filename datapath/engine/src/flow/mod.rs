@@ -10,7 +10,8 @@
 //!
 //! # How a RST is judged (and where we differ from Linux)
 //!
-//! [`Flow::judge_rst`] follows Linux (net/ipv4/tcp_input.c, tcp_minisocks.c):
+//! The judgment (`judge.rs`, reached through [`FlowTable::observe`]) follows
+//! Linux (net/ipv4/tcp_input.c, tcp_minisocks.c):
 //!
 //! * **SYN-SENT receiver** (`tcp_rcv_synsent_state_process`): a RST is acted
 //!   on only with ACK set and `SND.UNA < ack <= SND.NXT` — for a SYN that is
@@ -114,7 +115,11 @@
 //!   sees it (`key`);
 //! * [`FlowState`], [`TimeoutClass`] — connection states (`state`);
 //! * [`Flow`], [`RstJudgment`] — what is kept per flow and the judgment
-//!   above (`judge`); [`RstGuard`] — its export to the in-kernel RST guard
+//!   above (`judge`). A flow is kept in two parts: [`Flow`], what a plain
+//!   ACK or data segment reads and writes, sits beside the key in one
+//!   64-byte cache line of the table; the rest (ISNs, SACK edges, FIN
+//!   sequence numbers: handshakes, SACKs, FINs and RSTs only) beside the
+//!   entries; [`RstGuard`] — its export to the in-kernel RST guard
 //!   (`judge::guard`);
 //! * [`FlowTable`], [`Timeouts`], [`FlowStats`], [`Observation`] — the
 //!   bounded table (`table`).

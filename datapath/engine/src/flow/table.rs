@@ -4,11 +4,12 @@
 use serde::Serialize;
 
 use crate::class::RstClass;
-use crate::table::{Align32, BoundedTable, Insert};
+use crate::table::{Align64, BoundedTable, Insert};
 use crate::wire::{Segment, TcpFlags};
 
-use super::judge::{Flow, RstJudgment};
-use super::key::{FlowKey, Header, Packet};
+use super::judge::guard::RstGuard;
+use super::judge::{Flow, FlowCold, FlowMut, RstJudgment};
+use super::key::{FlowKey, Header, Packet, Side};
 use super::state::{FlowState, TimeoutClass, LISTS};
 
 /// Idle timeouts per state class, in seconds.
@@ -72,9 +73,13 @@ pub struct Observation {
     pub state: Option<FlowState>,
 }
 
+/// The table's entries: key and [`Flow`] in one 64-byte cache line, the
+/// [`FlowCold`] part beside them.
+type Entries = BoundedTable<FlowKey, Flow, LISTS, Align64, FlowCold>;
+
 /// The bounded flow table.
 pub struct FlowTable {
-    table: BoundedTable<FlowKey, Flow, LISTS, Align32>,
+    table: Entries,
     timeouts: Timeouts,
     stats: FlowStats,
     /// Last second an expiry sweep ran.
@@ -187,12 +192,13 @@ impl FlowTable {
         if p.hdr.flags.0 & (TcpFlags::SYN | TcpFlags::RST) == 0 {
             // Most segments: neither SYN nor RST, on a flow we track. What
             // the general path below does for them, without its branches.
-            if let Some(flow) = self.table.get_mut_hashed(p.hash, &p.key, now) {
-                let before = flow.state;
+            if let Some((hot, cold)) = self.table.get_mut_cold_hashed(p.hash, &p.key, now) {
+                let before = hot.state;
                 // A flow a reset closed takes the general path.
                 if before != FlowState::Closed {
+                    let mut flow = FlowMut::new(hot, cold);
                     flow.update_other(p.from, &p.hdr);
-                    let state = flow.state;
+                    let state = flow.hot.state;
                     if state != before {
                         self.relist(p.hash, &p.key, before.timeout_class(), state);
                     }
@@ -227,44 +233,48 @@ impl FlowTable {
             self.stats.table_full += 1;
             self.expire_all(now);
         }
-        let (flow, before) = match self.table.get_or_insert_hashed(
+        let (mut flow, before) = match self.table.get_or_insert_cold_hashed(
             hash,
             key,
             now,
             new_state.timeout_class() as usize,
             || Flow::new(new_state),
         ) {
-            Insert::Found(flow) => {
-                let before = flow.state.timeout_class();
+            Insert::Found((hot, cold)) => {
+                let mut flow = FlowMut::new(hot, cold);
+                let before = flow.hot.state.timeout_class();
                 // A fresh SYN on a finished connection is a new connection
                 // reusing the 4-tuple.
                 if seg.flags.syn()
                     && !seg.flags.ack()
-                    && matches!(flow.state, FlowState::TimeWait | FlowState::Closed)
+                    && matches!(flow.hot.state, FlowState::TimeWait | FlowState::Closed)
                 {
-                    *flow = Flow::new(FlowState::SynSent);
-                    flow.origin = Some(from);
+                    flow.reset_to(FlowState::SynSent);
+                    flow.hot.origin = Some(from);
                 }
                 (flow, before)
             }
-            Insert::Inserted { value, evicted } => {
+            Insert::Inserted {
+                value: (hot, cold),
+                evicted,
+            } => {
                 self.stats.created += 1;
                 self.stats.evicted += evicted as u64;
                 if seg.flags.syn() {
-                    value.origin = Some(if seg.flags.ack() { from.peer() } else { from });
+                    hot.origin = Some(if seg.flags.ack() { from.peer() } else { from });
                 }
-                (value, new_state.timeout_class())
+                (FlowMut::new(hot, cold), new_state.timeout_class())
             }
         };
         // A flow a reset closed (on one side or both): see
         // `Flow::update_after_reset`. A new SYN, handled above, starts the
         // 4-tuple again.
-        if flow.state == FlowState::Closed {
+        if flow.hot.state == FlowState::Closed {
             flow.update_after_reset(from, seg);
         } else {
             flow.update(from, seg);
         }
-        let state = flow.state;
+        let state = flow.hot.state;
         self.relist(hash, &key, before, state);
         Observation {
             rst: None,
@@ -275,7 +285,7 @@ impl FlowTable {
     fn observe_rst(&mut self, p: &Packet, now: u32) -> Observation {
         let (key, from, seg) = (&p.key, p.from, &p.hdr);
         let with_data = seg.payload_len > 0;
-        let Some(flow) = self.table.get_mut_hashed(p.hash, key, now) else {
+        let Some((hot, cold)) = self.table.get_mut_cold_hashed(p.hash, key, now) else {
             let class = if seg.flags.syn() || seg.flags.fin() {
                 RstClass::InvalidFlags
             } else {
@@ -290,11 +300,12 @@ impl FlowTable {
                 state: None,
             };
         };
+        let mut flow = FlowMut::new(hot, cold);
         let class = flow.judge(from, seg);
-        let service_port = flow.service_port(key).unwrap_or_else(|| p.dst_port());
-        let before = flow.state.timeout_class();
+        let service_port = flow.hot.service_port(key).unwrap_or_else(|| p.dst_port());
+        let before = flow.hot.state.timeout_class();
         flow.after_reset(from, class);
-        let state = flow.state;
+        let state = flow.hot.state;
         self.relist(p.hash, key, before, state);
         Observation {
             rst: Some(RstJudgment {
@@ -317,6 +328,28 @@ impl FlowTable {
     /// Look a flow up by one of its packets' addresses.
     pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
         self.table.get(key)
+    }
+
+    /// Judge a RST sent by `from` on the flow of `key` as the receiving
+    /// kernel would, without changing the flow (`no_flow` when it is not
+    /// tracked): for tests and tools that compare a judgment made elsewhere.
+    pub fn judge_rst(&self, key: &FlowKey, from: Side, seg: &Segment<'_>) -> RstClass {
+        match self.table.get_cold(key) {
+            Some((flow, cold)) => {
+                let (mut flow, mut cold) = (*flow, *cold);
+                FlowMut::new(&mut flow, &mut cold).judge(from, &Header::of(seg))
+            }
+            None => RstClass::NoFlow,
+        }
+    }
+
+    /// The state the in-kernel RST guard may judge the flow of `key` by
+    /// (see [`RstGuard`]), or `None`: not tracked, or its RSTs must all
+    /// reach the engine.
+    pub fn rst_guard(&self, key: &FlowKey) -> Option<RstGuard> {
+        self.table
+            .get_cold(key)
+            .and_then(|(flow, cold)| flow.rst_guard(cold))
     }
 }
 
@@ -376,26 +409,24 @@ mod tests {
         assert_eq!(t.len(), 4);
     }
 
-    /// A flow-table entry (key and flow) is 96 bytes at a 32-byte
-    /// alignment: every lookup touches exactly two cache lines.
+    /// A flow-table entry (key and the flow's hot part) is 64 bytes at a
+    /// 64-byte alignment: every lookup touches exactly one cache line.
     #[test]
-    fn entries_span_two_cache_lines() {
-        type Table = BoundedTable<FlowKey, Flow, LISTS, Align32>;
-        assert_eq!(Table::entry_size(), 96);
-        assert_eq!(Table::entry_align(), 32);
-        for i in 0..6 {
-            let (start, end) = (i * 96, i * 96 + 95);
-            assert_eq!(end / 64 - start / 64, 1, "entry {i}");
-        }
+    fn entries_are_one_cache_line() {
+        assert_eq!(std::mem::size_of::<FlowKey>(), 37);
+        assert_eq!(std::mem::size_of::<Flow>(), 27);
+        assert_eq!(Entries::entry_size(), 64);
+        assert_eq!(Entries::entry_align(), 64);
     }
 
     #[test]
     fn flow_fits_the_memory_budget() {
         let t = FlowTable::new(100_000, Timeouts::default());
         eprintln!(
-            "key {} B, flow {} B, {} B per flow at 100k",
+            "key {} B, flow {} + {} B, {} B per flow at 100k",
             std::mem::size_of::<FlowKey>(),
             std::mem::size_of::<Flow>(),
+            std::mem::size_of::<FlowCold>(),
             t.bytes_per_flow()
         );
         assert!(

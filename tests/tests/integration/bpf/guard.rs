@@ -241,17 +241,14 @@ impl Rig {
             panic!("not TCP");
         };
         let (key, from) = FlowKey::of(&seg);
-        match self.engine.flows().get(&key) {
-            Some(flow) => flow.judge_rst(from, &seg),
-            None => RstClass::NoFlow,
-        }
+        self.engine.flows().judge_rst(&key, from, &seg)
     }
 
     /// Install the engine's export, as a worker does: `true` when the flow
     /// had one.
     fn install(&self) -> bool {
         let key = self.flow_key();
-        let Some(guard) = self.engine.flows().get(&key).and_then(|f| f.rst_guard()) else {
+        let Some(guard) = self.engine.flows().rst_guard(&key) else {
             return false;
         };
         assert!(self.prog.guard().insert(&key, &guard).unwrap());
@@ -639,10 +636,7 @@ fn without_an_entry_or_switched_off_nothing_is_dropped() {
 
 impl Rig {
     fn flow_guard(&self) -> Option<rstwall_engine::flow::RstGuard> {
-        self.engine
-            .flows()
-            .get(&self.flow_key())
-            .and_then(|f| f.rst_guard())
+        self.engine.flows().rst_guard(&self.flow_key())
     }
 }
 

@@ -18,9 +18,10 @@ pub enum Only {
 
 #[derive(clap::Args)]
 pub struct EngineArgs {
-    /// Concurrent flows.
-    #[arg(long, default_value_t = 100_000)]
-    flows: usize,
+    /// Concurrent flows; several, comma-separated, sweep them in one run
+    /// with their rounds interleaved (e.g. 100000,1000000).
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    flows: Vec<usize>,
     /// Frames in one steady-state pass [default: 10 per flow].
     #[arg(long)]
     packets: Option<usize>,
@@ -42,18 +43,14 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The run's options, and where to write the report too.
-    pub fn validate(self) -> Result<(Options, Option<PathBuf>)> {
-        let mut traffic = TrafficConfig {
-            flows: self.flows,
-            packets: self.packets.unwrap_or(self.flows.saturating_mul(10)),
-            ..TrafficConfig::default()
-        };
-        if let Some(seed) = self.seed {
-            traffic.seed = seed;
+    /// The run's options (one per flow count), and where to write the
+    /// report too.
+    pub fn validate(self) -> Result<(Vec<Options>, Option<PathBuf>)> {
+        if self.flows.is_empty() {
+            return Err(BadArg("--flows: give at least one count".into()).into());
         }
-        if let Err(e) = traffic.validate() {
-            return Err(BadArg(format!("--{e}")).into());
+        if self.packets.is_some() && self.flows.len() > 1 {
+            return Err(BadArg("--packets: only with one --flows count".into()).into());
         }
         if self.rounds == 0 {
             return Err(BadArg("--rounds: must be at least 1".into()).into());
@@ -63,12 +60,27 @@ impl EngineArgs {
             Some(Only::Parse) => Loops::ParseOnly,
             Some(Only::Engine) => Loops::EngineOnly,
         };
-        let options = Options {
-            traffic,
-            rounds: self.rounds,
-            round: secs("round-secs", self.round_secs)?,
-            loops,
-        };
-        Ok((options, self.markdown))
+        let round = secs("round-secs", self.round_secs)?;
+        let mut all = Vec::new();
+        for &flows in &self.flows {
+            let mut traffic = TrafficConfig {
+                flows,
+                packets: self.packets.unwrap_or(flows.saturating_mul(10)),
+                ..TrafficConfig::default()
+            };
+            if let Some(seed) = self.seed {
+                traffic.seed = seed;
+            }
+            if let Err(e) = traffic.validate() {
+                return Err(BadArg(format!("--{e}")).into());
+            }
+            all.push(Options {
+                traffic,
+                rounds: self.rounds,
+                round,
+                loops,
+            });
+        }
+        Ok((all, self.markdown))
     }
 }

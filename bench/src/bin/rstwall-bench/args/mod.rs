@@ -6,4 +6,5 @@ pub mod engine;
 pub mod gen;
 pub mod host;
 pub mod run;
+pub mod soak;
 mod values;

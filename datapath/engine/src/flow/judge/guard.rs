@@ -22,7 +22,9 @@ use crate::seq;
 
 use super::super::key::Side;
 use super::super::state::FlowState;
-use super::{Flow, ACK_KNOWN, MIDSTREAM_WSCALE, SACK_VALID, SEQ_KNOWN, SYN_SEEN};
+use super::{
+    Flow, FlowCold, ACK_KNOWN, MIDSTREAM_WSCALE, SACK_VALID, SEQ_KNOWN, SYN_SEEN, WSCALE_KNOWN,
+};
 
 /// RSTs to one endpoint of a synchronized flow: what the engine judges them
 /// against.
@@ -54,46 +56,50 @@ pub enum RstGuard {
 
 impl Flow {
     /// The state the RST guard may judge this flow's RSTs by, or `None`
-    /// when its RSTs must all reach the engine (see the module docs).
-    pub fn rst_guard(&self) -> Option<RstGuard> {
+    /// when its RSTs must all reach the engine (see the module docs). It
+    /// reads both parts of the flow (`cold`: the ISN of a SYN-SENT side,
+    /// the SACK edges); [`crate::flow::FlowTable::rst_guard`] looks them up.
+    pub(in crate::flow) fn rst_guard(&self, cold: &FlowCold) -> Option<RstGuard> {
         if self.flags & (super::reset_bit(Side::Lo) | super::reset_bit(Side::Hi)) != 0 {
             return None;
         }
         match self.state {
             FlowState::SynSent => {
                 let receiver = self.origin?;
-                let c = self.half(receiver);
+                let c = &self.halves[receiver as usize];
                 c.has(SYN_SEEN).then_some(RstGuard::SynSent {
                     receiver,
-                    isn: c.isn,
+                    isn: cold.halves[receiver as usize].isn,
                     isn_end: c.next_seq,
                 })
             }
             FlowState::Established | FlowState::Midstream => {
-                let half = |r: Side| self.guard_half(r);
+                let half = |r: Side| self.guard_half(cold, r);
                 Some(RstGuard::Synced([half(Side::Lo)?, half(Side::Hi)?]))
             }
             _ => None,
         }
     }
 
-    fn guard_half(&self, receiver: Side) -> Option<GuardHalf> {
-        let r = self.half(receiver);
-        let s = self.half(receiver.peer());
+    fn guard_half(&self, cold: &FlowCold, receiver: Side) -> Option<GuardHalf> {
+        let r = self.halves[receiver as usize];
+        let s = self.halves[receiver.peer() as usize];
         if !(r.has(ACK_KNOWN) && s.has(SEQ_KNOWN)) || (r.flags | s.flags) & super::FIN_SENT != 0 {
             return None;
         }
         // A SACK edge beyond anything the peer sent is one the guard's
         // window of acceptable sequences would not cover.
-        if r.has(SACK_VALID) && seq::after(r.sack_edge, seq::max(s.next_seq, r.ack)) {
+        let sack_edge = cold.halves[receiver as usize].sack_edge;
+        let (peer_end, ack) = (s.next_seq, r.ack);
+        if r.has(SACK_VALID) && seq::after(sack_edge, seq::max(peer_end, ack)) {
             return None;
         }
         Some(GuardHalf {
-            peer_end: s.next_seq,
-            ack: r.ack,
-            win_edge: r.win_edge,
-            wscale: if self.wscale_known() {
-                r.wscale
+            peer_end,
+            ack,
+            win_edge: r.win_edge(),
+            wscale: if self.flags & WSCALE_KNOWN != 0 {
+                r.wscale()
             } else {
                 MIDSTREAM_WSCALE
             },
@@ -120,13 +126,32 @@ mod tests {
         }
     }
 
+    /// Both parts of a flow, as the table keeps them.
+    #[derive(Clone, Copy)]
+    struct Tracked(Flow, FlowCold);
+
+    impl Tracked {
+        fn update(&mut self, from: Side, seg: &Header) {
+            super::super::FlowMut::new(&mut self.0, &mut self.1).update(from, seg);
+        }
+
+        fn after_reset(&mut self, from: Side, class: crate::class::RstClass) {
+            super::super::FlowMut::new(&mut self.0, &mut self.1).after_reset(from, class);
+        }
+
+        fn rst_guard(&self) -> Option<RstGuard> {
+            self.0.rst_guard(&self.1)
+        }
+    }
+
     /// A handshake from lo (the client) and data each way: the export
     /// follows each step, and a FIN or a reset ends it.
     #[test]
     fn exported_while_the_guard_can_judge_and_not_after() {
         let (c, s) = (Side::Lo, Side::Hi);
-        let mut f = Flow::new(FlowState::SynSent);
-        f.origin = Some(c);
+        let (hot, cold) = Flow::new(FlowState::SynSent);
+        let mut f = Tracked(hot, cold);
+        f.0.origin = Some(c);
         f.update(c, &hdr(TcpFlags::SYN, 100, 0, 0, Some(7)));
         assert_eq!(
             f.rst_guard(),
