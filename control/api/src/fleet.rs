@@ -99,7 +99,9 @@ pub struct FleetEvent {
     /// Host mode: `in`, `out` or `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<String>,
-    /// Host mode: what this host's kernel did with it.
+    /// Host mode: what this host's kernel did with it, the JSON object
+    /// host mode's `--events` writes (`sent`, `received`,
+    /// `challenge_ack`), as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
     /// Host mode: whether the kernel agreed with rstwall's class.

@@ -126,8 +126,9 @@ pub fn run(args: Flags) -> Result<(), Failure> {
         }
     );
 
-    // The fleet exporter, before the workers: they hand it every RST.
-    // Its spool is in the state directory, locked above.
+    // The fleet exporter, before the workers: they (or host mode's
+    // adapter, through the outbox) hand it every RST. Its spool is in the
+    // state directory, locked above.
     let export = match &settings.export {
         None => None,
         Some(cfg) => {
@@ -141,8 +142,8 @@ pub fn run(args: Flags) -> Result<(), Failure> {
                     };
                     (mode, Some((sink, rx)))
                 }
-                // Host mode's RST events are not handed to the exporter
-                // yet: it streams host mode's alert changes and summaries.
+                // Host mode's events carry their own fields: its adapter
+                // sends them through the outbox.
                 Start::Host(_) => ("host", None),
             };
             let exporter = rstwall_export::Exporter::start(
@@ -216,7 +217,8 @@ pub fn run(args: Flags) -> Result<(), Failure> {
             launch(running, ready, &metrics)
         }
         Start::Host(ifaces) => {
-            let running = host::start(&ready.settings, &ifaces, &effective)?;
+            let outbox = ready.export.as_ref().map(|x| x.exporter().outbox());
+            let running = host::start(&ready.settings, &ifaces, &effective, outbox)?;
             launch(running, ready, &metrics)
         }
     }

@@ -73,6 +73,16 @@ impl Outbox {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Count `n` events lost before they reached the outbox: a source
+    /// whose own bounded hand-off was full (host mode's correlator) says
+    /// so here, so the exporter's `dropped` covers every event the stream
+    /// will never see.
+    pub fn count_lost(&self, n: u64) {
+        if n > 0 {
+            self.lost.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What the exporter reads.
@@ -172,5 +182,45 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Events a source lost before its outbox count as the exporter's
+    /// losses, in `status` and in its loss alert, with no server reachable.
+    #[test]
+    fn events_lost_before_the_outbox_count_as_dropped() {
+        let dir = std::env::temp_dir().join(format!("rstwall-export-lost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Port 1 on loopback: nothing answers there.
+        let cfg = NatsConfig::new(vec!["nats://127.0.0.1:1".into()], "t".into(), dir.clone());
+        let exporter = Exporter::start(
+            cfg,
+            Inputs {
+                rsts: None,
+                mode: "host".into(),
+            },
+        )
+        .unwrap();
+        let outbox = exporter.outbox();
+        outbox.count_lost(0);
+        outbox.count_lost(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let s = exporter.status();
+            // The loss alert waits in memory beside nothing else.
+            if s.dropped == 3 && s.queued == 1 {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{s:#?}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.acked, 0, "{status:#?}");
+        exporter.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

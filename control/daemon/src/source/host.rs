@@ -11,7 +11,10 @@
 //!
 //! Each turn of the main loop reads the RST events: every disagreement
 //! between rstwall's class and the kernel's verdict is logged with its
-//! packet. The statistics document gets each worker's ring (`host` in
+//! packet, and with `[export.nats]` every event goes to the fleet exporter
+//! ([`fleet_event`]) through its outbox, which never waits: a full outbox
+//! loses the event and counts it, as do events the correlator had no room
+//! for, so the exporter's `dropped` covers every event the stream misses. The statistics document gets each worker's ring (`host` in
 //! `workers` and `totals`) and the kernel side's counters (`host`: records
 //! lost, agreement, resets sent by reason); the metrics the same, as
 //! `rstwall_host_*` families.
@@ -25,11 +28,13 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use anyhow::anyhow;
+use rstwall_api::fleet::FleetEvent;
 use rstwall_api::host::{AgreementCounts, HostInterface, Unavailable};
 use rstwall_api::stats::host::{HostKernel, HostTotals};
 use rstwall_api::stats::{SourceTotals, SourceWorker};
 use rstwall_api::{status, Failure};
 use rstwall_engine::policy::{Mode, PolicyConfig};
+use rstwall_export::{Outbox, Outgoing};
 use rstwall_host::{Agreement, HostConfig, HostSource, HostWorkerStats, IfaceSelection, RstEvent};
 use rstwall_source::{Source, WorkerError, WorkerStats};
 
@@ -49,14 +54,21 @@ pub struct HostMode {
     /// Events read, and disagreements logged.
     events: u64,
     disagreements: u64,
+    /// The fleet exporter's outbox, with `[export.nats]`.
+    export: Option<Outbox>,
+    /// The correlator's `events_dropped` already counted as the
+    /// exporter's losses.
+    export_lost_counted: u64,
 }
 
 /// Start host mode on `ifaces` (empty: every interface) with the engine
-/// settings and `policy` (run in monitor mode).
+/// settings and `policy` (run in monitor mode); its RST events go to
+/// `export` too, when given.
 pub fn start(
     settings: &Settings,
     ifaces: &[String],
     policy: &PolicyConfig,
+    export: Option<Outbox>,
 ) -> Result<HostMode, Failure> {
     let mut engine = settings.engine.clone();
     engine.policy = monitor_only(policy);
@@ -90,7 +102,37 @@ pub fn start(
         wanted: ifaces.to_vec(),
         events: 0,
         disagreements: 0,
+        export,
+        export_lost_counted: 0,
     })
+}
+
+/// A host-mode event as the fleet streams it: the `--events` fields, the
+/// kernel's verdict as the JSON object `--events` writes (as text), and
+/// the process behind the local socket.
+pub fn fleet_event(e: &RstEvent) -> FleetEvent {
+    FleetEvent {
+        ts: e.ts.clone(),
+        src: e.src,
+        dst: e.dst,
+        sport: e.sport,
+        dport: e.dport,
+        seq: e.seq,
+        ack: e.ack,
+        flags: e.flags.to_string(),
+        class: e.class,
+        with_data: e.with_data,
+        verdict: e.verdict,
+        reason: e.reason,
+        service_port: e.service_port,
+        worker: None,
+        iface: Some(e.iface.clone()),
+        direction: Some(e.direction.as_str().to_string()),
+        kernel: serde_json::to_string(&e.kernel).ok(),
+        agreement: Some(e.agreement.as_str().to_string()),
+        pid: e.pid(),
+        comm: e.comm().map(str::to_string),
+    }
 }
 
 /// `policy` in monitor mode.
@@ -101,6 +143,26 @@ fn monitor_only(policy: &PolicyConfig) -> PolicyConfig {
 }
 
 impl HostMode {
+    /// Read up to `most` events: log disagreements, hand each to the
+    /// exporter.
+    fn read_events(&mut self, most: usize) {
+        let events = self.source.events().clone();
+        for e in events.try_iter().take(most) {
+            self.events += 1;
+            if e.agreement == Agreement::Disagrees {
+                self.log_disagreement(&e);
+            }
+            if let Some(outbox) = &self.export {
+                outbox.send(Outgoing::Event(Box::new(fleet_event(&e))));
+            }
+        }
+        if let Some(outbox) = &self.export {
+            let dropped = self.source.correlation().events_dropped;
+            outbox.count_lost(dropped.saturating_sub(self.export_lost_counted));
+            self.export_lost_counted = dropped.max(self.export_lost_counted);
+        }
+    }
+
     fn log_disagreement(&mut self, e: &RstEvent) {
         self.disagreements += 1;
         tracing::warn!(
@@ -212,13 +274,7 @@ impl Running for HostMode {
     }
 
     fn tick(&mut self) {
-        let events = self.source.events().clone();
-        for e in events.try_iter().take(EVENTS_PER_TURN) {
-            self.events += 1;
-            if e.agreement == Agreement::Disagrees {
-                self.log_disagreement(&e);
-            }
-        }
+        self.read_events(EVENTS_PER_TURN);
     }
 
     fn host_status(&self) -> Option<status::HostStatus> {
@@ -246,13 +302,19 @@ impl Running for HostMode {
         })
     }
 
+    /// The workers stopped, every event they made is in the channel: all
+    /// of it goes to the exporter before the main loop stops that.
     fn stop_workers(&mut self) -> Result<Vec<WorkerStats<HostWorkerStats>>, WorkerError> {
-        self.source.stop()
+        let stopped = self.source.stop();
+        self.read_events(usize::MAX);
+        stopped
     }
 
     /// Dropping the source detaches every program, clean stop or not:
     /// host mode has no wire to keep up.
     fn release(mut self, _clean: bool) -> anyhow::Result<()> {
+        // Only the log still reads these: the exporter has stopped.
+        self.export = None;
         self.tick();
         tracing::info!(
             "host mode: {} RST events, {} disagreements with the kernel",
@@ -370,5 +432,79 @@ impl SourceView for HostWorkerStats {
             afxdp: None,
             host: Some(t.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstwall_engine::class::RstClass;
+    use rstwall_engine::policy::{Reason, Verdict};
+    use rstwall_engine::wire::TcpFlags;
+    use rstwall_host::{Direction, KernelVerdict, OwnerSource, Process, Received, Sent};
+
+    /// A refused connect on lo: sent for NO_SOCKET, reset in SYN-SENT.
+    fn refused_on_lo() -> RstEvent {
+        let mut kernel = KernelVerdict::default();
+        kernel.sent = Some(Sent {
+            reason: Some("NO_SOCKET".into()),
+            state: None,
+        });
+        kernel.received = Some(Received::Reset { state: "SYN-SENT" });
+        RstEvent {
+            ts: "2026-12-03T15:00:00.000000001Z".into(),
+            iface: "lo".into(),
+            direction: Direction::Local,
+            src: "127.0.0.1".parse().unwrap(),
+            dst: "127.0.0.1".parse().unwrap(),
+            sport: 7211,
+            dport: 40000,
+            seq: 0,
+            ack: 12345,
+            flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
+            class: RstClass::Refused,
+            with_data: false,
+            verdict: Verdict::Pass,
+            reason: Reason::ClassPass,
+            service_port: 7211,
+            kernel,
+            agreement: Agreement::Agrees,
+            process: Some(Process {
+                pid: 42,
+                comm: "collector".into(),
+                cgroup: "/system.slice/collector.service".into(),
+                unit: Some("collector.service".into()),
+                container: None,
+                source: OwnerSource::Connect,
+            }),
+            packet: None,
+        }
+    }
+
+    #[test]
+    fn a_host_event_reaches_the_fleet_with_its_host_fields() {
+        let e = refused_on_lo();
+        let f = fleet_event(&e);
+        assert_eq!(f.iface.as_deref(), Some("lo"));
+        assert_eq!(f.direction.as_deref(), Some("local"));
+        assert_eq!(f.agreement.as_deref(), Some("agrees"));
+        assert_eq!((f.pid, f.comm.as_deref()), (Some(42), Some("collector")));
+        assert_eq!(f.worker, None);
+        assert_eq!((f.class, f.service_port), (RstClass::Refused, 7211));
+        assert_eq!(f.flags, "R.");
+        assert_eq!(f.ts, e.ts);
+        let kernel: serde_json::Value =
+            serde_json::from_str(f.kernel.as_deref().expect("a verdict")).unwrap();
+        assert_eq!(kernel["sent"]["reason"], "NO_SOCKET", "{kernel}");
+        assert_eq!(kernel["received"]["outcome"], "reset", "{kernel}");
+        assert_eq!(kernel["received"]["state"], "SYN-SENT", "{kernel}");
+        assert_eq!(kernel, serde_json::to_value(&e.kernel).unwrap());
+
+        // No process known: no pid or comm, the rest as before.
+        let mut orphan = e;
+        orphan.process = None;
+        let f = fleet_event(&orphan);
+        assert_eq!((f.pid, f.comm), (None, None));
+        assert_eq!(f.iface.as_deref(), Some("lo"));
     }
 }
