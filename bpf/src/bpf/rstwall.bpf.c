@@ -3,7 +3,7 @@
  * rstwall's per-port XDP program.
  *
  * One instance per port. For every frame it
- *   1. classifies it exactly as the userspace parser (rstwall_datapath::wire)
+ *   1. classifies it exactly as the userspace parser (rstwall_engine::wire)
  *      does: a TCP flag class, non-TCP, or malformed, and counts that;
  *   2. drops malformed frames, and IP packets from a denied or blocked source;
  *   3. steers TCP to the AF_XDP socket of the frame's RX queue, or, when no

@@ -104,7 +104,7 @@ struct rstwall_lpm_key {
  *
  * Class. A TCP segment (a frame the userspace parser, wire::parse, reads down
  * to the TCP flags byte) is counted by its flags in the exclusive classes of
- * rstwall_datapath::class::FlagClass, same indices: RST wins over
+ * rstwall_engine::class::FlagClass, same indices: RST wins over
  * everything, then SYN (with or without ACK), then FIN, else other. A frame
  * that parses cleanly but carries no TCP (non-IP, other transports, IP
  * fragments after the first) is non_tcp. A frame the parser rejects
@@ -257,7 +257,7 @@ struct rstwall_guard_cfg {
 #define RSTWALL_GUARD_CFG_SIZE 8
 
 /*
- * Parser limits: the same as the userspace parser's (rstwall_datapath::wire),
+ * Parser limits: the same as the userspace parser's (rstwall_engine::wire),
  * which the differential test against the pcap corpus holds both sides to.
  */
 #define RSTWALL_MAX_VLAN_TAGS 2
