@@ -25,7 +25,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rstwall_netlab::ethtool::{self, Offload};
 pub use rstwall_netlab::{on_stop_signal, Netns};
 use rstwall_netlab::{Mac, Namespaces, Veth};
@@ -154,25 +154,4 @@ impl<T> Drop for InNs<T> {
         // a detach that misses than a leak.
         let _ = self.ns.run(move || drop(inner));
     }
-}
-
-/// Packets counted by a device of the calling thread's namespace: received,
-/// transmitted, dropped on transmit (`/proc/net/dev`).
-pub fn dev_packets(dev: &str) -> Result<(u64, u64, u64)> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
-    for line in text.lines() {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim() == dev {
-            let f: Vec<u64> = rest
-                .split_whitespace()
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
-            if f.len() >= 12 {
-                return Ok((f[1], f[9], f[11]));
-            }
-        }
-    }
-    bail!("{dev} not in /proc/net/dev")
 }

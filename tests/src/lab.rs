@@ -44,7 +44,8 @@ use rstwall_engine::wire::TcpFlags;
 use rstwall_netlab::ethtool::{self, Offload};
 use rstwall_netlab::packet::Segment;
 use rstwall_netlab::{
-    rng, signal_process, sock, FrameSender, Namespaces, Netns, RawSender, Recorder, Veth,
+    rng, signal_process, sock, FrameSender, LinkCounters, Namespaces, Netns, RawSender, Recorder,
+    Veth,
 };
 use serde::de::DeserializeOwned;
 
@@ -145,6 +146,20 @@ impl Lab {
             .iter()
             .find(|ns| ns.name() == name)
             .unwrap_or_else(|| panic!("{name} is not a namespace of this lab"))
+    }
+
+    /// Frames the hosts' veths (c0, s0) dropped on their way to the
+    /// appliance so far: their peer's queue was full (a burst, a busy
+    /// machine), so rstwall never saw them.
+    pub fn link_drops(&self) -> u64 {
+        [(&self.client, "c0"), (&self.server, "s0")]
+            .into_iter()
+            .map(|(ns, dev)| {
+                in_ns(ns, || LinkCounters::of(dev))
+                    .unwrap_or_else(|e| panic!("{dev}'s counters: {e}"))
+                    .tx_dropped
+            })
+            .sum()
     }
 
     pub fn refs(&self) -> LabRef {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rstwall_afxdp::sys;
-use rstwall_netlab::Netns;
+use rstwall_netlab::{LinkCounters, Netns};
 
 use super::generator::{generator, GenConfig, Rate};
 use super::live;
@@ -24,7 +24,7 @@ use super::shared::GenShared;
 use super::spec::Family;
 use crate::cpu::mono_ns;
 use crate::error::BadArg;
-use crate::lab::{dev_packets, on_stop_signal};
+use crate::lab::on_stop_signal;
 use crate::traffic::{Frames, Traffic};
 
 /// Handshakes of the mix profiles, before the steady traffic, unless
@@ -238,9 +238,9 @@ fn in_ns<T>(ns: &Option<Arc<Netns>>, f: impl FnOnce() -> Result<T>) -> Result<T>
 
 /// Transmitted and dropped-on-transmit frames of `dev`.
 fn dev_tx(ns: &Option<Arc<Netns>>, dev: &str) -> Option<(u64, u64)> {
-    in_ns(ns, || dev_packets(dev))
+    in_ns(ns, || Ok(LinkCounters::of(dev)?))
         .ok()
-        .map(|(_, tx, tx_dropped)| (tx, tx_dropped))
+        .map(|l| (l.tx_packets, l.tx_dropped))
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop the generator.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rstwall_afxdp::socket::ring_stats;
 use rstwall_bpf::XdpCounters;
+use rstwall_netlab::LinkCounters;
 use rstwall_source::Source;
 
 use super::forwarder::{Forwarder, StopReport};
@@ -18,7 +19,6 @@ use super::options::Contender;
 use super::rig::Rig;
 use crate::cpu::{self, CpuShare, CpuTimes};
 use crate::gen::{GenShared, Rate};
-use crate::lab::dev_packets;
 use crate::sink::CODES;
 
 /// Counters at one instant of a throughput measurement.
@@ -214,17 +214,20 @@ impl Rig<'_> {
             _ => None,
         };
         let lab = self.lab;
-        let ((a_rx, _, _), (_, b_tx, b_tx_dropped)) = lab.app.run(|| -> Result<_> {
-            Ok((dev_packets(&lab.port_a)?, dev_packets(&lab.port_b)?))
+        let (port_a, port_b) = lab.app.run(|| -> Result<_> {
+            Ok((
+                LinkCounters::of(&lab.port_a)?,
+                LinkCounters::of(&lab.port_b)?,
+            ))
         })??;
         Ok(Snap {
             at: Instant::now(),
             gen_sent: gen.sent.load(Ordering::Relaxed),
             policy,
             a,
-            a_rx,
-            b_tx,
-            b_tx_dropped,
+            a_rx: port_a.rx_packets,
+            b_tx: port_b.tx_packets,
+            b_tx_dropped: port_b.tx_dropped,
             sink: self.counter.counts()?,
             xsk_drops_a: fd_a
                 .and_then(|fd| ring_stats(fd).ok())

@@ -51,6 +51,8 @@ pub const ATTACKER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const CLIENT_IF: &str = "c0";
 pub const SERVER_IF: &str = "s0";
 pub const ATTACKER_IF: &str = "x0";
+/// The lan's port towards the appliance's `pa`.
+pub const LAN_TO_APPLIANCE: &str = "la";
 
 /// Where lab directories go unless `--dir` says otherwise.
 pub const DEFAULT_BASE: &str = "/run/rstwall-lab";
@@ -349,7 +351,7 @@ fn build_network(cfg: &LabConfig) -> anyhow::Result<Namespaces> {
     };
     client.add_veth(CLIENT_IF, &lan, "lc", &host(MAC_CLIENT))?;
     attacker.add_veth(ATTACKER_IF, &lan, "lx", &host(MAC_ATTACKER))?;
-    appliance.add_veth("pa", &lan, "la", &Veth::default())?;
+    appliance.add_veth("pa", &lan, LAN_TO_APPLIANCE, &Veth::default())?;
     appliance.add_veth(
         "pb",
         &server,

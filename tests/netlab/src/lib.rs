@@ -5,7 +5,8 @@
 //!   panic and — with [`remove_on_signal`] — on SIGINT, SIGTERM and SIGHUP;
 //!   [`Netns`] runs code, threads and commands inside one and builds its
 //!   network (veths, bridges, addresses, routes, neighbours, sysctls);
-//! * [`ethtool`] turns veth offloads on and off;
+//! * [`ethtool`] turns veth offloads on and off; [`LinkCounters`] reads a
+//!   device's packet and drop counters;
 //! * [`RawSender`] and [`FrameSender`] send hand-built packets
 //!   ([`packet::Segment`]) and frames; [`Sniffer`] and [`Recorder`]
 //!   receive frames and hand out the engine's own parsed
@@ -22,6 +23,7 @@
 //! [`require_root`] makes a test fail, not skip, without it.
 
 pub mod ethtool;
+pub mod link;
 pub mod net;
 pub mod netns;
 pub mod packet;
@@ -31,6 +33,7 @@ pub mod signals;
 pub mod sniff;
 pub mod sock;
 
+pub use link::LinkCounters;
 pub use net::{is_lab_addr, Mac};
 pub use netns::{Namespaces, Netns, Veth};
 pub use raw::{FrameSender, RawSender};
