@@ -12,7 +12,7 @@ use rstwall_api::fleet::ExportStatus;
 use rstwall_engine::class::RstClass;
 use rstwall_export::{Exporter, Inputs, NatsConfig};
 use rstwall_source::{rst_channel, RstRecord};
-use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, Lab};
+use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, spawn_in_ns, Lab};
 use rstwall_tests::nats::{read_stream, Cluster, Stored};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -374,6 +374,136 @@ fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
     assert_eq!(as_u64(&no_flow[0]["rsts"]), 300, "{answers:#}");
     assert_eq!(as_u64(&no_flow[0]["sources"]), 1, "{answers:#}");
     lab.stop_rstwall(libc::SIGTERM);
+}
+
+/// `run --host lo` with `[export.nats]`: every RST host mode reports is one
+/// event in a single JetStream server's stream, with host mode's fields.
+#[test]
+fn fleet_run_host_streams_every_rst_with_its_host_fields() {
+    const CONNECTS: u64 = 20;
+    let _cpu = rstwall_tests::cpu_share();
+    let mut lab = Lab::new("fleet-host");
+    let appliance = rstwall_netlab::Netns::open(&lab.appliance).expect("the appliance namespace");
+    let cluster = Cluster::start(&lab.dir.join("nats"), 1, Some(&appliance));
+    let config = lab.dir.join("rstwall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[export.nats]\nservers = [{:?}]\nnode = \"host-1\"\nstream = \"HOST\"\nreplicas = 1\n",
+            cluster.urls()[0]
+        ),
+    )
+    .unwrap();
+    lab.start_rstwall(&["--host", "lo", "--config", config.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = lab.client().status().expect("status");
+        let export = st.export.expect("export in the status");
+        if export.state == "connected" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{export:#?}\n{}\n{}",
+            cluster.logs(),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // Refused connects on lo, from a thread named like a service.
+    spawn_in_ns(&lab.appliance, || {
+        rstwall_netlab::sock::set_comm("collector").expect("PR_SET_NAME");
+        let to: std::net::SocketAddr = "127.0.0.1:7211".parse().unwrap();
+        for _ in 0..CONNECTS {
+            let e = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1))
+                .expect_err("nothing listens on 7211");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+    })
+    .join()
+    .unwrap();
+
+    // The stream holds one event per RST host mode counted. (The daemon's
+    // and this test's own NATS connections are on lo too: whatever RSTs
+    // they make are counted and streamed like the others.)
+    let urls = cluster.urls();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (stats, stored) = loop {
+        let stats = lab.client().stats().expect("stats");
+        let stored = in_ns(&lab.appliance, || {
+            read_stream(&urls, "HOST_host-1", Duration::from_secs(30))
+        });
+        let counted = stats.host.as_ref().map_or(0, |h| h.rsts);
+        let streamed = stored
+            .iter()
+            .filter(|m| m.subject == "rstwall.host-1.events")
+            .count() as u64;
+        if counted >= CONNECTS && streamed == counted {
+            break (stats, stored);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{streamed} events streamed, {counted} RSTs counted: {:#?}\n{:#?}\n{}",
+            stats.host,
+            lab.client().status().map(|s| s.export),
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    events_of(&stored, "host-1");
+    let events: Vec<&Stored> = stored
+        .iter()
+        .filter(|m| m.subject == "rstwall.host-1.events")
+        .collect();
+    let c = &stats.totals.counters;
+    for class in RstClass::ALL {
+        let streamed = events
+            .iter()
+            .filter(|m| m.json["class"] == class.as_str())
+            .count() as u64;
+        assert_eq!(
+            streamed,
+            c.rst_total(class),
+            "{class:?}: the stream against the daemon"
+        );
+    }
+    let host = stats.host.as_ref().expect("host mode's counters");
+    assert_eq!(host.events_dropped, 0, "{host:#?}");
+    let refused: Vec<&serde_json::Value> = events
+        .iter()
+        .map(|m| &m.json)
+        .filter(|e| e["service_port"] == 7211)
+        .collect();
+    assert_eq!(refused.len() as u64, CONNECTS, "{refused:#?}");
+    for e in &refused {
+        assert_eq!(e["mode"], "host", "{e:#}");
+        assert_eq!(e["class"], "refused", "{e:#}");
+        assert_eq!(e["iface"], "lo", "{e:#}");
+        assert_eq!(e["direction"], "local", "{e:#}");
+        assert_eq!(e["agreement"], "agrees", "{e:#}");
+        assert_eq!(e["comm"], "collector", "{e:#}");
+        assert!(e["pid"].as_u64().is_some_and(|p| p > 0), "{e:#}");
+        assert!(e.get("worker").is_none(), "{e:#}");
+        let kernel: serde_json::Value =
+            serde_json::from_str(e["kernel"].as_str().expect("the kernel's verdict"))
+                .unwrap_or_else(|err| panic!("{err}: {e:#}"));
+        assert_eq!(kernel["received"]["outcome"], "reset", "{e:#}");
+        assert_eq!(kernel["received"]["state"], "SYN-SENT", "{e:#}");
+        assert_eq!(kernel["sent"]["reason"], "NO_SOCKET", "{e:#}");
+    }
+    let export = lab
+        .client()
+        .status()
+        .expect("status")
+        .export
+        .expect("export");
+    assert_eq!(export.dropped, 0, "{export:#?}");
+    assert!(
+        stored.iter().any(|m| m.subject == "rstwall.host-1.summary"),
+        "no summary in the stream"
+    );
+    assert!(lab.stop_rstwall(libc::SIGTERM).success(), "{}", lab.log());
 }
 
 /// ClickHouse's JSON writes 64-bit integers as strings.
