@@ -49,6 +49,12 @@ fn free_ports(n: usize, netns: Option<&Netns>) -> Vec<u16> {
 impl<'a> Cluster<'a> {
     /// `n` servers under `dir` (one store each), all started and ready.
     pub fn start(dir: &Path, n: usize, netns: Option<&'a Netns>) -> Cluster<'a> {
+        Cluster::start_with(dir, n, netns, "")
+    }
+
+    /// The same, with `extra` (server configuration: `tls {...}`,
+    /// `authorization {...}`) in every server's file.
+    pub fn start_with(dir: &Path, n: usize, netns: Option<&'a Netns>, extra: &str) -> Cluster<'a> {
         assert!(
             Path::new("/usr/sbin/nats-server").is_file()
                 || Command::new("nats-server")
@@ -84,6 +90,7 @@ impl<'a> Cluster<'a> {
                         routes = route_list.join(", "),
                     );
                 }
+                text += extra;
                 std::fs::write(&config, text).expect("server config");
                 Server {
                     log: dir.join(format!("{name}.log")),
@@ -204,13 +211,24 @@ pub struct Stored {
 /// `urls` (from this thread's namespace). Retries for up to `patience`
 /// while the cluster elects a leader or a message is not yet there.
 pub fn read_stream(urls: &[String], stream: &str, patience: Duration) -> Vec<Stored> {
+    read_stream_as(urls, async_nats::ConnectOptions::new(), stream, patience)
+}
+
+/// [`read_stream`], connecting with `opts` (TLS, a user).
+pub fn read_stream_as(
+    urls: &[String],
+    opts: async_nats::ConnectOptions,
+    stream: &str,
+    patience: Duration,
+) -> Vec<Stored> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     rt.block_on(async {
         let deadline = Instant::now() + patience;
-        let client = async_nats::connect(urls.to_vec())
+        let client = opts
+            .connect(urls.to_vec())
             .await
             .expect("connect to the cluster");
         let js = async_nats::jetstream::new(client);
@@ -249,4 +267,99 @@ pub fn read_stream(urls: &[String], stream: &str, patience: Duration) -> Vec<Sto
         }
         out
     })
+}
+
+/// A test PKI made with `openssl` (scripts/setup installs it): a CA, a
+/// server certificate for 127.0.0.1 and a client certificate, all signed
+/// by the CA, valid for a day, PEM files in one directory.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    pub fn make(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).expect("pki dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| panic!("openssl (scripts/setup installs it): {e}"));
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &key[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=rstwall test CA",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+        for (who, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=rstwall-node")] {
+            let (k, csr, pem, ext) = (
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.pem"),
+                format!("{who}.ext"),
+            );
+            openssl(
+                &[
+                    &["req"],
+                    &key[..],
+                    &["-keyout", &k, "-out", &csr, "-subj", subject],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
 }

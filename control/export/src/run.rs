@@ -73,6 +73,9 @@ pub(crate) struct Runner {
     /// expects it. `None` at start (whatever the stream holds comes first).
     last_acked: Option<String>,
     last_error: Option<String>,
+    /// What the client last said of its connection (a refused password, a
+    /// certificate not trusted, a disconnect); `None` once connected.
+    link_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Runner {
@@ -114,6 +117,7 @@ impl Runner {
             duplicates: 0,
             last_acked: None,
             last_error: None,
+            link_error: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -133,8 +137,28 @@ impl Runner {
     }
 
     async fn connect(&self) -> Result<async_nats::Client, String> {
+        let link_error = self.link_error.clone();
         let mut opts = async_nats::ConnectOptions::new()
             .name(format!("rstwall-{}", self.cfg.node))
+            .event_callback(move |event| {
+                let link_error = link_error.clone();
+                async move {
+                    use async_nats::Event;
+                    let said = match event {
+                        Event::Connected => None,
+                        Event::Disconnected => Some("disconnected".to_string()),
+                        Event::ServerError(e) => Some(format!("server: {e}")),
+                        Event::ClientError(e) => Some(e.to_string()),
+                        _ => return,
+                    };
+                    if let Some(e) = &said {
+                        tracing::warn!("export: connection: {e}");
+                    }
+                    if let Ok(mut slot) = link_error.lock() {
+                        *slot = said;
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
@@ -208,6 +232,12 @@ impl Runner {
                 self.last_error = Some(format!("spool: {e}"));
             }
             let connected = client.connection_state() == State::Connected;
+            if !connected {
+                let said = self.link_error.lock().ok().and_then(|e| e.clone());
+                if let Some(e) = said {
+                    self.last_error = Some(format!("connection: {e}"));
+                }
+            }
             if !stream_ready && connected && Instant::now() >= retry_at {
                 match self.ensure_stream(&js).await {
                     Ok(()) => stream_ready = true,
