@@ -26,7 +26,7 @@ use rstwall_source::{rst_channel, RstSink};
 
 use super::options::Contender;
 use super::report::{opt, Ratio, Report};
-use super::throughput::ExportRates;
+use super::throughput::{ExportRates, Tput};
 use crate::stats::{median, min_max};
 
 /// The broker's program, looked up on `PATH`.
@@ -220,6 +220,25 @@ impl Report<'_> {
         let med = |f: fn(&ExportRates) -> f64| opt(median(rates.iter().map(f).collect()), 0);
         let ends: Vec<ExportTally> = runs.iter().filter_map(|t| t.stop.export).collect();
         let total = |f: fn(&ExportTally) -> u64| ends.iter().map(f).sum::<u64>();
+        let monitor = self.tput_of(Contender::Monitor);
+        let cpu = |ts: &[&Tput], f: fn(&Tput) -> Option<f64>| {
+            median(ts.iter().filter_map(|t| f(t)).collect())
+        };
+        let (rest_on, rest_off) = (cpu(&runs, Tput::rest_cpu), cpu(&monitor, Tput::rest_cpu));
+        let (fwd_on, fwd_off) = (cpu(&runs, |t| t.fwd_util), cpu(&monitor, |t| t.fwd_util));
+        let per_event = match (
+            rest_on,
+            rest_off,
+            median(rates.iter().map(|x| x.handed).collect()),
+        ) {
+            (Some(on), Some(off), Some(n)) if n > 0.0 => {
+                format!(
+                    ", about {:.1} µs of CPU per RST handed off",
+                    (on - off).max(0.0) * 1e4 / n
+                )
+            }
+            _ => String::new(),
+        };
         let vs = self.export_vs_monitor().map_or(
             "— (the run has no monitor contender to compare with)".into(),
             |r| format!("**{:.3}** ({:.3}–{:.3})", r.median, r.lo, r.hi),
@@ -233,7 +252,12 @@ impl Report<'_> {
              bench's. In the measured windows (medians): {} RSTs/s handed off, {}/s \
              acknowledged by the stream, {}/s lost (hand-off full, or queue and spool full). \
              When each run's worker stopped: {} acknowledged, {} in memory, {} on the spool, \
-             {} lost, over all rounds.",
+             {} lost, over all rounds. CPU besides the forwarder thread, the generator and \
+             other processes (the exporter, its broker, the bench's other threads and kernel \
+             threads), medians in per cent of one CPU: {}% with export, {}% without{per_event}; \
+             the forwarder thread's own CPU: {}% with export, {}% without (the exporter and the \
+             broker are not pinned: where no CPU is idle they take their time from the \
+             forwarder's and the generator's).",
             Contender::Export.name(),
             Contender::Monitor.name(),
             runs.len(),
@@ -244,6 +268,10 @@ impl Report<'_> {
             total(|x| x.queued),
             total(|x| x.spooled),
             total(|x| x.dropped),
+            opt(rest_on, 0),
+            opt(rest_off, 0),
+            opt(fwd_on, 0),
+            opt(fwd_off, 0),
         );
     }
 }

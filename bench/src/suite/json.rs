@@ -62,6 +62,7 @@ impl Report<'_> {
                     "cpu_busy_pct": t.cpus.iter().map(|c| c.busy()).collect::<Vec<_>>(),
                     "cpu_steal_pct": t.cpus.iter().map(|c| c.steal).sum::<f64>(),
                     "other_processes_pct": t.outside,
+                    "rest_cpu_pct": t.rest_cpu(),
                     "export_events_per_s": t.export.map(|x| json!({
                         "handed": x.handed, "acked": x.acked, "dropped": x.dropped,
                     })),

@@ -115,6 +115,15 @@ impl ExportRates {
 }
 
 impl Tput {
+    /// CPU busy in the window besides the forwarder thread, the generator
+    /// and other processes (per cent of one CPU): the bench's other threads
+    /// and kernel threads, and the export contender's broker — with export
+    /// on, mostly the exporter and the broker.
+    pub fn rest_cpu(&self) -> Option<f64> {
+        let busy: f64 = self.cpus.iter().map(|c| c.busy()).sum();
+        Some((busy - self.fwd_util? - self.gen_util? - self.outside).max(0.0))
+    }
+
     fn new(c: Contender, round: usize, s0: &Snap, s1: &Snap, stop: &StopReport) -> Tput {
         let window = s1.at.duration_since(s0.at);
         let secs = window.as_secs_f64();
