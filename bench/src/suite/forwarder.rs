@@ -17,6 +17,9 @@
 //!   entries in both programs' guard maps for attacked flows, and the
 //!   programs drop those flows' spoofed RSTs (the guard is switched off
 //!   again when it stops).
+//! * `export` — `monitor` handing every RST to a real fleet exporter
+//!   that streams them to a local JetStream ([`super::export`]): the
+//!   packet path's rate with export on, beside `monitor`'s with it off.
 //! * `kernel` — no socket: the program's fail-open path forwards TCP to
 //!   the peer port in the kernel (XDP_REDIRECT through its DEVMAP). A
 //!   latency reference, not a contender: measured in the latency phase
@@ -37,8 +40,10 @@ use rstwall_afxdp::{BindMode, Datapath, DatapathConfig, Topology};
 use rstwall_bpf::shared::guard::{margin_for, GuardCfg};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::Mode;
+use rstwall_export::Exporter;
 use rstwall_source::Source;
 
+use super::export::ExportTally;
 use super::options::Contender;
 use super::rig::{wait_for, Programs, Rig};
 use crate::bare::{self, BareShape, BareSockets};
@@ -61,6 +66,8 @@ pub enum Forwarder {
         dp: Datapath,
         tid: i32,
         fd_a: RawFd,
+        /// The fleet exporter its worker hands RSTs to (`export`).
+        exporter: Option<Exporter>,
     },
     Nftables(KernelBridge),
 }
@@ -72,6 +79,16 @@ impl Forwarder {
             Forwarder::Kernel(p) | Forwarder::Bare { progs: p, .. } => Some(p),
             Forwarder::Rstwall { progs, .. } => Some(progs),
             Forwarder::Nftables(_) => None,
+        }
+    }
+
+    /// The exporter's counts now, for the export contender.
+    pub fn export_tally(&self) -> Option<ExportTally> {
+        match self {
+            Forwarder::Rstwall {
+                exporter: Some(x), ..
+            } => Some(ExportTally::of(x)),
+            _ => None,
         }
     }
 
@@ -95,6 +112,8 @@ pub struct StopReport {
     pub active_flows: usize,
     /// What the nftables rules dropped.
     pub nft: Option<NftCounters>,
+    /// The exporter's counts once the worker stopped, before it stopped.
+    pub export: Option<ExportTally>,
 }
 
 impl Rig<'_> {
@@ -176,13 +195,23 @@ impl Rig<'_> {
                     fd_a,
                 })
             }
-            Contender::Monitor | Contender::Enforce | Contender::Guard => {
-                let mode = if c == Contender::Monitor {
+            Contender::Monitor | Contender::Enforce | Contender::Guard | Contender::Export => {
+                let mode = if matches!(c, Contender::Monitor | Contender::Export) {
                     Mode::Monitor
                 } else {
                     Mode::Enforce
                 };
-                let cfg = self.datapath_config(mode);
+                let mut cfg = self.datapath_config(mode);
+                // The exporter first, as the daemon starts it: the worker
+                // hands it every RST from its first batch.
+                let exporter = if c == Contender::Export {
+                    let broker = self.broker.as_ref().context("no broker for export")?;
+                    let (exporter, sink) = broker.exporter()?;
+                    cfg.rsts = Some(sink);
+                    Some(exporter)
+                } else {
+                    None
+                };
                 let dp = if c == Contender::Guard {
                     let guard = GuardCfg::for_policy(
                         &cfg.engine.policy,
@@ -212,6 +241,7 @@ impl Rig<'_> {
                     dp,
                     tid,
                     fd_a,
+                    exporter,
                 })
             }
             Contender::Nftables => unreachable!("started above"),
@@ -236,8 +266,15 @@ impl Rig<'_> {
                     .context("bare loop")?;
                 Ok(StopReport::default())
             }
-            Forwarder::Rstwall { mut dp, .. } => {
+            Forwarder::Rstwall {
+                mut dp, exporter, ..
+            } => {
                 let stats = dp.stop()?;
+                let export = exporter.map(|x| {
+                    let tally = ExportTally::of(&x);
+                    x.stop();
+                    tally
+                });
                 let w = stats.first().context("no worker stats")?;
                 if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {
                     bail!(
@@ -251,6 +288,7 @@ impl Rig<'_> {
                     dropped: w.counters.dropped,
                     active_flows: w.active_flows,
                     nft: None,
+                    export,
                 })
             }
             Forwarder::Nftables(k) => {

@@ -62,6 +62,14 @@ impl Report<'_> {
                     "cpu_busy_pct": t.cpus.iter().map(|c| c.busy()).collect::<Vec<_>>(),
                     "cpu_steal_pct": t.cpus.iter().map(|c| c.steal).sum::<f64>(),
                     "other_processes_pct": t.outside,
+                    "rest_cpu_pct": t.rest_cpu(),
+                    "export_events_per_s": t.export.map(|x| json!({
+                        "handed": x.handed, "acked": x.acked, "dropped": x.dropped,
+                    })),
+                    "export_at_stop": t.stop.export.map(|x| json!({
+                        "handed": x.handed(), "acked": x.acked, "queued": x.queued,
+                        "spooled": x.spooled, "dropped": x.dropped,
+                    })),
                 })
             })
             .collect();
@@ -151,6 +159,9 @@ impl Report<'_> {
             },
             "remeasured": self.r.repeats,
             "summary": summary,
+            "export_vs_monitor": self.export_vs_monitor().map(|r| json!({
+                "median": r.median, "min": r.lo, "max": r.hi,
+            })),
             "throughput": tput,
             "accuracy": acc,
             "latency": lat,

@@ -21,7 +21,8 @@
 //! * [`options`] — the contenders, the phases, the checked options;
 //! * [`rig`] — the lab with its instruments: rstwall's programs, the
 //!   sink's counter, the generator; quiet waits and re-measurements;
-//! * [`forwarder`] — starting and stopping each contender;
+//! * [`forwarder`] — starting and stopping each contender, with
+//!   [`export`], the export contender's broker;
 //! * [`throughput`], [`accuracy`], [`latency`], [`goodput`] — one
 //!   measurement each;
 //! * [`report`] (markdown, with [`tables`]), [`json`], [`chart`] — the
@@ -33,6 +34,7 @@
 
 pub mod accuracy;
 pub mod chart;
+pub mod export;
 pub mod forwarder;
 pub mod goodput;
 pub mod json;
@@ -80,9 +82,7 @@ pub fn run(o: &Options) -> Result<()> {
     if o.gen_cpu == o.fwd_cpu {
         eprintln!("warning: generator and forwarder share CPU {}", o.gen_cpu);
     }
-    if o.contenders.contains(&Contender::Nftables) {
-        which_nft()?;
-    }
+    check_programs(o)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
 
     let machine = Machine::describe();
@@ -178,14 +178,23 @@ fn measure(rig: &Rig, o: &Options) -> Result<Results> {
     Ok(r)
 }
 
-fn which_nft() -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()));
-    if !found {
+/// Whether `program` is a file in a directory of `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// The programs the contenders start, before anything is built: a missing
+/// one is named with its package.
+fn check_programs(o: &Options) -> Result<()> {
+    if o.contenders.contains(&Contender::Nftables) && !on_path("nft") {
         bail!(
             "the nftables contender needs nft (Debian package nftables: scripts/setup \
              installs it), or leave it out with --contenders"
         );
+    }
+    if o.contenders.contains(&Contender::Export) && !on_path(export::NATS_SERVER) {
+        bail!(export::MISSING);
     }
     Ok(())
 }

@@ -16,12 +16,14 @@ rstwall_engine::closed_enum! {
     /// `nftables`, Linux bridging with conntrack and nftables (invalid
     /// drop, RST limit); `monitor` and `enforce`, rstwall's datapath with
     /// its policy in that mode; `guard`, enforce with the in-kernel RST
-    /// guard (spoofed RSTs of attacked flows dropped in XDP).
+    /// guard (spoofed RSTs of attacked flows dropped in XDP); `export`,
+    /// monitor with every RST handed to the fleet exporter, which streams
+    /// them to a local JetStream.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Contender: "contender" {
         Kernel = "kernel", Bare = "bare", Touch = "touch",
         Nftables = "nftables", Monitor = "monitor", Enforce = "enforce",
-        Guard = "guard",
+        Guard = "guard", Export = "export",
     }
 }
 
@@ -36,6 +38,7 @@ impl Contender {
             Contender::Monitor => "rstwall monitor",
             Contender::Enforce => "rstwall enforce",
             Contender::Guard => "rstwall enforce + RST guard",
+            Contender::Export => "rstwall monitor + export",
         }
     }
 
@@ -47,7 +50,7 @@ impl Contender {
     pub fn is_rstwall(self) -> bool {
         matches!(
             self,
-            Contender::Monitor | Contender::Enforce | Contender::Guard
+            Contender::Monitor | Contender::Enforce | Contender::Guard | Contender::Export
         )
     }
 
@@ -60,6 +63,7 @@ impl Contender {
                 | Contender::Monitor
                 | Contender::Enforce
                 | Contender::Guard
+                | Contender::Export
         )
     }
 

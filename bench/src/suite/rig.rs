@@ -17,7 +17,8 @@ use rstwall_bpf::bench::LiveFrames;
 use rstwall_bpf::{PortProgram, PortRole, XdpMode};
 use rstwall_netlab::Netns;
 
-use super::options::Options;
+use super::export::Broker;
+use super::options::{Contender, Options};
 use crate::cpu;
 use crate::gen::{generator, live, GenConfig, GenShared, Rate};
 use crate::lab::{InNs, Lab};
@@ -78,11 +79,18 @@ pub struct Rig<'a> {
     pub counter: SinkCounter,
     /// The XDP mode rstwall's programs were attached in.
     xdp_mode: RefCell<String>,
+    /// The export contender's JetStream, when the run has it.
+    pub broker: Option<Broker>,
 }
 
 impl<'a> Rig<'a> {
     pub fn new(lab: &'a Lab, traffic: Arc<Traffic>, o: &'a Options) -> Result<Rig<'a>> {
         let counter = SinkCounter::attach(&lab.sink, &lab.sink_if)?;
+        let broker = if o.contenders.contains(&Contender::Export) {
+            Some(Broker::start()?)
+        } else {
+            None
+        };
         let rig = Rig {
             lab,
             programs: RefCell::new(None),
@@ -91,6 +99,7 @@ impl<'a> Rig<'a> {
             live: OnceLock::new(),
             counter,
             xdp_mode: RefCell::new(String::new()),
+            broker,
         };
         rig.programs().context("attaching rstwall's XDP programs")?;
         Ok(rig)

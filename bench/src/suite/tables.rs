@@ -66,6 +66,7 @@ impl Report<'_> {
                 pct(dropped, judged),
             );
         }
+        self.export_paragraph(o);
         let (g, f) = (self.o.gen_cpu, self.o.fwd_cpu);
         let _ = writeln!(
             o,

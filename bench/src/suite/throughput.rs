@@ -2,7 +2,9 @@
 //! generator, 64-byte frames; forwarded = what the sink's counter saw,
 //! offered = what the generator sent, arrived = what A's program saw, lost
 //! = A's socket's drops (RX ring full); the forwarder's CPU time is its
-//! thread's CPU clock, split into user and system time by its ticks.
+//! thread's CPU clock, split into user and system time by its ticks. For
+//! the export contender, also the RSTs its worker handed to the exporter,
+//! those the stream acknowledged and those lost, per second of the window.
 
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -14,6 +16,7 @@ use rstwall_bpf::XdpCounters;
 use rstwall_netlab::LinkCounters;
 use rstwall_source::Source;
 
+use super::export::ExportTally;
 use super::forwarder::{Forwarder, StopReport};
 use super::options::Contender;
 use super::rig::Rig;
@@ -45,8 +48,10 @@ struct Snap {
     cpus: Vec<CpuTimes>,
     proc_cpu_ns: u64,
     /// Ticks of the bench's kernel threads (ksoftirqd, where softirq work
-    /// is deferred, and the cpumap threads): outside this process.
+    /// is deferred, and the cpumap threads) and of the export contender's
+    /// broker: outside this process.
     softirqd_ticks: u64,
+    export: Option<ExportTally>,
 }
 
 /// One throughput measurement.
@@ -80,12 +85,45 @@ pub struct Tput {
     pub outside: f64,
     /// Frames B's veth dropped on transmit.
     pub b_dropped: u64,
+    /// The export contender's exporter in the window, events per second.
+    pub export: Option<ExportRates>,
     /// The forwarder's final word: frames received over its whole run and
     /// the share of what it judged that its policy dropped.
     pub stop: StopReport,
 }
 
+/// What the exporter did in a throughput window, events per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExportRates {
+    /// RSTs the worker handed off (acknowledged, waiting or lost).
+    pub handed: f64,
+    /// Acknowledged by the stream.
+    pub acked: f64,
+    /// Lost: the hand-off was full, or the queue and the spool were.
+    pub dropped: f64,
+}
+
+impl ExportRates {
+    fn between(t0: &ExportTally, t1: &ExportTally, secs: f64) -> ExportRates {
+        let rate = |x0: u64, x1: u64| x1.saturating_sub(x0) as f64 / secs;
+        ExportRates {
+            handed: rate(t0.handed(), t1.handed()),
+            acked: rate(t0.acked, t1.acked),
+            dropped: rate(t0.dropped, t1.dropped),
+        }
+    }
+}
+
 impl Tput {
+    /// CPU busy in the window besides the forwarder thread, the generator
+    /// and other processes (per cent of one CPU): the bench's other threads
+    /// and kernel threads, and the export contender's broker — with export
+    /// on, mostly the exporter and the broker.
+    pub fn rest_cpu(&self) -> Option<f64> {
+        let busy: f64 = self.cpus.iter().map(|c| c.busy()).sum();
+        Some((busy - self.fwd_util? - self.gen_util? - self.outside).max(0.0))
+    }
+
     fn new(c: Contender, round: usize, s0: &Snap, s1: &Snap, stop: &StopReport) -> Tput {
         let window = s1.at.duration_since(s0.at);
         let secs = window.as_secs_f64();
@@ -145,6 +183,10 @@ impl Tput {
             cpus,
             outside: (busy - ours).max(0.0),
             b_dropped: s1.b_tx_dropped - s0.b_tx_dropped,
+            export: match (&s0.export, &s1.export) {
+                (Some(t0), Some(t1)) => Some(ExportRates::between(t0, t1, secs)),
+                _ => None,
+            },
             stop: *stop,
         }
     }
@@ -155,7 +197,7 @@ impl Tput {
             "round {} {:<23} offered {:.3} arrived {:.3} handled {:.3} forwarded {:.3} Mpps{}, \
              lost before the forwarder {:.2}%, forwarder {} ns/frame at {}% CPU ({}% sys), \
              generator {}% CPU, dropped by B {}, CPUs busy {}, steal {:.1}%, other processes \
-             {:.0}%{}",
+             {:.0}%{}{}",
             self.round + 1,
             self.contender.name(),
             self.offered,
@@ -180,6 +222,10 @@ impl Tput {
             self.stop.nft.map_or(String::new(), |n| format!(
                 "; over the whole run nftables dropped {} invalid, {} over the RST limit",
                 n.invalid, n.rst_limited
+            )),
+            self.export.map_or(String::new(), |x| format!(
+                "; export: {:.0} RSTs/s handed off, {:.0}/s acknowledged, {:.0}/s lost",
+                x.handed, x.acked, x.dropped
             )),
         )
     }
@@ -245,8 +291,10 @@ impl Rig<'_> {
             softirqd_ticks: self
                 .kthreads()
                 .iter()
+                .chain(self.broker.as_ref().map(|b| b.pid()).as_ref())
                 .filter_map(|&p| cpu::pid_ticks(p))
                 .sum(),
+            export: f.export_tally(),
         })
     }
 

@@ -302,6 +302,100 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
+/// The `export` contender (rstwall monitor handing every RST to the fleet
+/// exporter, streaming to a local `nats-server -js`): without nats-server
+/// on PATH the run stops before building anything and says what is
+/// missing; with it, a short throughput run beside `monitor` reports the
+/// ratio and the exporter's counts, and the exporter was handed RSTs and
+/// accounted for every one (acknowledged, waiting or lost).
+#[test]
+fn the_export_contender_needs_nats_server_and_reports_the_exporter() {
+    require_root();
+    let _cpu = rstwall_tests::cpu_alone();
+    // No nats-server: a clear error, before any namespace or broker.
+    let empty = std::env::temp_dir().join(format!("rstwall-bench-nopath-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(bench_bin())
+        .args([
+            "run",
+            "--contenders",
+            "monitor,export",
+            "--phases",
+            "throughput",
+        ])
+        .args(["--out", empty.join("out").to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .expect("run rstwall-bench");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the export contender needs nats-server") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!empty.join("out").exists(), "nothing written: {err}");
+    std::fs::remove_dir_all(&empty).ok();
+
+    let (out_dir, stderr) = run_with_out(
+        "export",
+        &[
+            "run",
+            "--contenders",
+            "monitor,export",
+            "--phases",
+            "throughput",
+            "--rounds",
+            "1",
+            "--round-secs",
+            "0.5",
+            "--warmup-secs",
+            "0.2",
+            "--flows",
+            "1000",
+            "--max-other",
+            "100",
+        ],
+    );
+    let report = read_out(&out_dir, "report.md", &stderr);
+    assert!(report.contains("rstwall monitor + export"), "{report}");
+    assert!(report.contains("Export on against off"), "{report}");
+    let json: Value =
+        serde_json::from_str(&read_out(&out_dir, "results.json", &stderr)).expect("results.json");
+    assert!(
+        json["export_vs_monitor"]["median"].as_f64().unwrap() > 0.0,
+        "{:#}",
+        json["export_vs_monitor"]
+    );
+    let tput = json["throughput"].as_array().expect("throughput");
+    let monitor = tput.iter().find(|t| t["contender"] == "monitor").unwrap();
+    assert!(monitor["export_at_stop"].is_null(), "{monitor:#}");
+    let export = tput.iter().find(|t| t["contender"] == "export").unwrap();
+    let stop = &export["export_at_stop"];
+    let n = |k: &str| {
+        stop[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {export:#}"))
+    };
+    // The traffic mixes RSTs: the worker handed the exporter some, and
+    // the stream acknowledged some (the broker was reached, the stream
+    // made).
+    assert!(n("handed") > 0, "{export:#}");
+    assert!(n("acked") > 0, "{export:#}");
+    assert!(
+        export["export_events_per_s"]["handed"].as_f64().unwrap() > 0.0,
+        "{export:#}"
+    );
+    // The broker went with the run: its port is closed, its store removed.
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("export: nats-server -js on "))
+        .unwrap_or_else(|| panic!("no broker line: {stderr}"));
+    let (addr, store) = line.split_once(", store ").expect(line);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "{line}");
+    assert!(!Path::new(store).exists(), "{line}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
 /// `rstwall-bench host` runs every measurement with and without host mode
 /// and writes its report; host mode saw the runs' segments and, at this
 /// load, lost none of the transfer's records.

@@ -44,7 +44,8 @@ enum Command {
     Gen(GenArgs),
     /// The benchmark suite on a namespace lab: a bare AF_XDP loop (the
     /// ceiling), Linux bridging with conntrack and nftables, rstwall in
-    /// monitor and in enforce mode (and, on request, the kernel's own XDP
+    /// monitor and in enforce mode (and, on request, enforce with the RST
+    /// guard, monitor with the fleet exporter, the kernel's own XDP
     /// redirect as a latency reference and the bare loop reading every
     /// frame); for each, Mpps at 64 bytes and the CPU per frame, drop
     /// accuracy counted at the sink, latency percentiles, and a kernel TCP

@@ -19,7 +19,9 @@ use super::values::secs;
     frame, against what was sent; latency is one-way, generator to sink; goodput is a real \
     kernel TCP transfer through the appliance, alone and during the flood.\n\n\
     Contenders: bare, nftables, monitor, enforce, guard (enforce with the in-kernel RST \
-    guard); and two diagnostics: kernel (rstwall's \
+    guard), export (monitor with every RST handed to the fleet exporter, which streams them \
+    to a local nats-server -js started for the run; the report gives its rate over \
+    monitor's); and two diagnostics: kernel (rstwall's \
     program redirecting in the kernel, no AF_XDP: a latency reference, measured in the \
     latency phase only) and touch (the bare loop reading each frame's first cache line).\n\n\
     Forwarding alone, as the former `forward` command measured it (throughput with the \
@@ -312,6 +314,22 @@ mod tests {
                 Err(e) => e.to_string(),
             };
             assert!(e.contains(option), "{line}: {e}");
+        }
+    }
+
+    /// `export` is a contender of every phase, asked for by name, never by
+    /// default (it needs nats-server).
+    #[test]
+    fn export_is_asked_for_and_measured_beside_monitor() {
+        assert!(!check("").unwrap().contenders.contains(&Contender::Export));
+        let s = check("--contenders monitor,export --phases throughput --rounds 5").unwrap();
+        assert_eq!(
+            s.contenders_in(Phase::Throughput),
+            [Contender::Monitor, Contender::Export]
+        );
+        assert!(Contender::Export.is_rstwall() && Contender::Export.is_afxdp());
+        for p in Phase::ALL {
+            assert!(Contender::Export.measures(p), "{p}");
         }
     }
 }
