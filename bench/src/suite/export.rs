@@ -21,7 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rstwall_export::{Exporter, Inputs, NatsConfig};
+
+use rstwall_export::{ExportStatus, Exporter, Inputs, NatsConfig};
 use rstwall_source::{rst_channel, RstSink};
 
 use super::options::Contender;
@@ -148,6 +149,24 @@ impl Broker {
                 mode: "inline".into(),
             },
         )?;
+        // Measured from a connected exporter (its stream made, its window
+        // open), as a daemon's is after its first second: not its start.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = exporter.status();
+            if s.state == "connected" {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the exporter is not connected to 127.0.0.1:{} after 30 s: {} ({})",
+                    self.port,
+                    s.state,
+                    s.last_error.unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
         Ok((exporter, sink))
     }
 }
@@ -174,7 +193,10 @@ pub struct ExportTally {
 
 impl ExportTally {
     pub fn of(exporter: &Exporter) -> ExportTally {
-        let s = exporter.status();
+        ExportTally::from_status(&exporter.status())
+    }
+
+    pub fn from_status(s: &ExportStatus) -> ExportTally {
         ExportTally {
             acked: s.acked,
             queued: s.queued,

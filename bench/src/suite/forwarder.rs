@@ -112,7 +112,8 @@ pub struct StopReport {
     pub active_flows: usize,
     /// What the nftables rules dropped.
     pub nft: Option<NftCounters>,
-    /// The exporter's counts once the worker stopped, before it stopped.
+    /// The exporter's counts once the worker stopped and the exporter
+    /// flushed what it held (or spooled it) and stopped.
     pub export: Option<ExportTally>,
 }
 
@@ -270,11 +271,7 @@ impl Rig<'_> {
                 mut dp, exporter, ..
             } => {
                 let stats = dp.stop()?;
-                let export = exporter.map(|x| {
-                    let tally = ExportTally::of(&x);
-                    x.stop();
-                    tally
-                });
+                let export = exporter.map(|x| ExportTally::from_status(&x.stop()));
                 let w = stats.first().context("no worker stats")?;
                 if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {
                     bail!(

@@ -36,11 +36,11 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use crossbeam::channel::{Receiver, Sender, TrySendError};
-use rstwall_api::fleet::{ExportStatus, FleetAlert, FleetEvent, FleetSummary};
+use rstwall_api::fleet::{FleetAlert, FleetEvent, FleetSummary};
 use rstwall_source::{RstRecord, RstSink};
 
 pub use config::{Credentials, NatsConfig, Tls};
-pub use rstwall_api::fleet::{Origin, EXPORT_LOSS_RULE, SCHEMA};
+pub use rstwall_api::fleet::{ExportStatus, Origin, EXPORT_LOSS_RULE, SCHEMA};
 
 /// One message as it is published and spooled.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,9 +166,11 @@ impl Exporter {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Stop: flush for a moment, spool what is left, join the thread.
-    pub fn stop(mut self) {
+    /// Stop: flush for a moment, spool what is left, join the thread; the
+    /// final status.
+    pub fn stop(mut self) -> ExportStatus {
         self.stop_and_join();
+        self.status()
     }
 
     fn stop_and_join(&mut self) {

@@ -283,9 +283,12 @@ impl Runner {
                     Err(_) => break,
                 }
             }
+            // Connected: the stream acknowledges (a full window), or it is
+            // ready and nothing waits to be sent (an idle node is not
+            // "connecting" until its first event).
             let state = if !connected {
                 "unreachable"
-            } else if stream_ready && window == WINDOW {
+            } else if stream_ready && (window == WINDOW || self.memory.is_empty()) {
                 "connected"
             } else {
                 "connecting"
