@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rstwall_afxdp::Poll;
+use rstwall_engine::policy::Mode;
+
 use crate::kernel::RstLimit;
 use crate::traffic::TrafficConfig;
 
@@ -16,12 +19,17 @@ rstwall_engine::closed_enum! {
     /// `nftables`, Linux bridging with conntrack and nftables (invalid
     /// drop, RST limit); `monitor` and `enforce`, rstwall's datapath with
     /// its policy in that mode; `guard`, enforce with the in-kernel RST
-    /// guard (spoofed RSTs of attacked flows dropped in XDP).
+    /// guard (spoofed RSTs of attacked flows dropped in XDP);
+    /// `monitor-spin`, `enforce-spin`, `monitor-busy`, `enforce-busy`:
+    /// monitor and enforce with the workers' poll mode `spin` or `busy`
+    /// (the others run `wakeup`, the default).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Contender: "contender" {
         Kernel = "kernel", Bare = "bare", Touch = "touch",
         Nftables = "nftables", Monitor = "monitor", Enforce = "enforce",
         Guard = "guard",
+        MonitorSpin = "monitor-spin", EnforceSpin = "enforce-spin",
+        MonitorBusy = "monitor-busy", EnforceBusy = "enforce-busy",
     }
 }
 
@@ -36,6 +44,36 @@ impl Contender {
             Contender::Monitor => "rstwall monitor",
             Contender::Enforce => "rstwall enforce",
             Contender::Guard => "rstwall enforce + RST guard",
+            Contender::MonitorSpin => "rstwall monitor + spin",
+            Contender::EnforceSpin => "rstwall enforce + spin",
+            Contender::MonitorBusy => "rstwall monitor + busy poll",
+            Contender::EnforceBusy => "rstwall enforce + busy poll",
+        }
+    }
+
+    /// The policy's mode of an rstwall contender.
+    pub fn policy_mode(self) -> Option<Mode> {
+        match self {
+            Contender::Monitor | Contender::MonitorSpin | Contender::MonitorBusy => {
+                Some(Mode::Monitor)
+            }
+            Contender::Enforce
+            | Contender::Guard
+            | Contender::EnforceSpin
+            | Contender::EnforceBusy => Some(Mode::Enforce),
+            _ => None,
+        }
+    }
+
+    /// The workers' poll mode of an rstwall contender.
+    pub fn poll(self) -> Poll {
+        match self {
+            Contender::MonitorSpin | Contender::EnforceSpin => Poll::Spin,
+            Contender::MonitorBusy | Contender::EnforceBusy => Poll::Busy {
+                usecs: Poll::BUSY_USECS,
+                budget: Poll::BUSY_BUDGET,
+            },
+            _ => Poll::Wakeup,
         }
     }
 
@@ -45,22 +83,12 @@ impl Contender {
     }
 
     pub fn is_rstwall(self) -> bool {
-        matches!(
-            self,
-            Contender::Monitor | Contender::Enforce | Contender::Guard
-        )
+        self.policy_mode().is_some()
     }
 
     /// Whether it forwards from AF_XDP sockets.
     pub fn is_afxdp(self) -> bool {
-        matches!(
-            self,
-            Contender::Bare
-                | Contender::Touch
-                | Contender::Monitor
-                | Contender::Enforce
-                | Contender::Guard
-        )
+        matches!(self, Contender::Bare | Contender::Touch) || self.is_rstwall()
     }
 
     /// Whether it takes part in `phase` (the kernel redirect is a latency
@@ -154,5 +182,10 @@ mod tests {
         }
         assert!(!Contender::Kernel.measures(Phase::Throughput));
         assert!(Contender::Touch.measures(Phase::Accuracy));
+        assert_eq!(Contender::EnforceBusy.policy_mode(), Some(Mode::Enforce));
+        assert_eq!(Contender::MonitorSpin.poll(), Poll::Spin);
+        assert!(matches!(Contender::MonitorBusy.poll(), Poll::Busy { .. }));
+        assert_eq!(Contender::Guard.poll(), Poll::Wakeup);
+        assert!(Contender::EnforceSpin.is_afxdp() && !Contender::Kernel.is_rstwall());
     }
 }

@@ -145,7 +145,7 @@ impl Tput {
             cpus,
             outside: (busy - ours).max(0.0),
             b_dropped: s1.b_tx_dropped - s0.b_tx_dropped,
-            stop: *stop,
+            stop: stop.clone(),
         }
     }
 

@@ -327,7 +327,7 @@ impl Datapath {
                 r.set_poll(cfg.poll);
                 if let Some(why) = r.poll_fallback() {
                     tracing::warn!(
-                        "{}/{queue}: busy polling refused, spinning instead: {why}",
+                        "{}/{queue}: spinning instead of busy polling: {why}",
                         r.name()
                     );
                 }

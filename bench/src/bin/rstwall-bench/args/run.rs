@@ -19,13 +19,18 @@ use super::values::secs;
     frame, against what was sent; latency is one-way, generator to sink; goodput is a real \
     kernel TCP transfer through the appliance, alone and during the flood.\n\n\
     Contenders: bare, nftables, monitor, enforce, guard (enforce with the in-kernel RST \
-    guard); and two diagnostics: kernel (rstwall's \
+    guard), monitor-spin, enforce-spin, monitor-busy, enforce-busy (monitor and enforce with \
+    the workers' poll mode spin or busy; busy sets the lab ports' napi_defer_hard_irqs 2 and \
+    gro_flush_timeout 200000 while it runs); and two diagnostics: kernel (rstwall's \
     program redirecting in the kernel, no AF_XDP: a latency reference, measured in the \
     latency phase only) and touch (the bare loop reading each frame's first cache line).\n\n\
     Forwarding alone, as the former `forward` command measured it (throughput with the \
     forwarder's CPU per frame, latency beside the kernel's redirect, five rounds):\n  \
     rstwall-bench run --contenders kernel,bare,monitor,enforce --phases throughput,latency \
-    --rounds 5"
+    --rounds 5\n\n\
+    Latency by poll mode, beside the kernel's redirect:\n  \
+    rstwall-bench run --contenders kernel,monitor,enforce,monitor-busy,enforce-busy \
+    --phases latency --rounds 5"
 )]
 pub struct RunArgs {
     /// Directory for report.md, results.json and chart.svg (created; the
