@@ -243,6 +243,7 @@ fn rig_options(o: &Options, traffic: TrafficConfig) -> suite::Options {
         max_other: 100.0,
         max_repeats: 0,
         quiet_secs: 0,
+        busy_defer: (0, 0),
     }
 }
 

@@ -201,8 +201,9 @@ impl Rig<'_> {
                 // kernel's af_xdp.rst); the lab's ports are ours to set,
                 // and set back when the contender stops.
                 if matches!(cfg.poll, Poll::Busy { .. }) {
+                    let (irqs, ns) = self.o.busy_defer;
                     for port in [&lab.port_a, &lab.port_b] {
-                        lab.app.set_napi_defer(port, 2, 200_000)?;
+                        lab.app.set_napi_defer(port, irqs, ns)?;
                     }
                 }
                 let dp = if c == Contender::Guard {

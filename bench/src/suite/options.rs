@@ -151,6 +151,9 @@ pub struct Options {
     pub max_repeats: usize,
     /// ... after this many quiet seconds.
     pub quiet_secs: u32,
+    /// The busy contenders: the ports' napi_defer_hard_irqs and
+    /// gro_flush_timeout (ns) while they run.
+    pub busy_defer: (u32, u64),
 }
 
 impl Options {

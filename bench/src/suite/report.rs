@@ -364,6 +364,19 @@ impl Report<'_> {
              CPU was taken again after a quiet wait (that happened {} times).",
             s.rounds, s.max_other, self.r.repeats,
         );
+        if s.contenders
+            .iter()
+            .any(|c| matches!(c.poll(), rstwall_afxdp::Poll::Busy { .. }))
+        {
+            let _ = writeln!(
+                o,
+                "- Busy contenders: busy polling {}; the ports' napi_defer_hard_irqs {} and \
+                 gro_flush_timeout {} ns while they run.",
+                Contender::MonitorBusy.poll(),
+                s.busy_defer.0,
+                s.busy_defer.1
+            );
+        }
         let diagnostics: Vec<String> = [
             (
                 Contender::Kernel,

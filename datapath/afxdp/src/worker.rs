@@ -82,11 +82,26 @@ impl PortRings {
         if self.poll == PollMode::Busy && self.rx_frames > 0 && self.napi_id == 0 {
             self.xsk.stop_busy_poll();
             self.poll = PollMode::Spin;
-            let why = format!(
+            let mut why = format!(
                 "no NAPI behind the socket (SO_INCOMING_NAPI_ID 0 after {} frames): \
                  nothing to busy-poll",
                 self.rx_frames
             );
+            // Interrupt deferral set for busy polling now only delays
+            // frames (until gro_flush_timeout's timer): say so.
+            let sysfs = |key: &str| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/{key}", self.name))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let (irqs, timeout) = (sysfs("napi_defer_hard_irqs"), sysfs("gro_flush_timeout"));
+            if irqs > 0 && timeout > 0 {
+                why += &format!(
+                    "; its napi_defer_hard_irqs {irqs} and gro_flush_timeout {timeout} ns now \
+                     delay frames: set them back to 0"
+                );
+            }
             tracing::warn!(
                 "{}/{queue}: spinning instead of busy polling: {why}",
                 self.name

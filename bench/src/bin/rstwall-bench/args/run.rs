@@ -118,6 +118,12 @@ pub struct RunArgs {
     /// Before taking a measurement again, wait for this many quiet seconds.
     #[arg(long, default_value_t = 10)]
     quiet_secs: u32,
+    /// The busy contenders (monitor-busy, enforce-busy): the lab ports'
+    /// napi_defer_hard_irqs and gro_flush_timeout (ns) while they run, as
+    /// IRQS,NS (the kernel's af_xdp.rst suggests 2,200000; 0,0 leaves the
+    /// kernel's defaults).
+    #[arg(long, value_name = "IRQS,NS", default_value = "2,200000")]
+    busy_defer: String,
 }
 
 /// `v` in order, each once.
@@ -210,6 +216,16 @@ impl RunArgs {
             max_other: self.max_other,
             max_repeats: self.max_repeats,
             quiet_secs: self.quiet_secs,
+            busy_defer: self
+                .busy_defer
+                .split_once(',')
+                .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)))
+                .ok_or_else(|| {
+                    BadArg(format!(
+                        "--busy-defer: expected IRQS,NS (e.g. 2,200000), got {:?}",
+                        self.busy_defer
+                    ))
+                })?,
         })
     }
 }
