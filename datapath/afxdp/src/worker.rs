@@ -252,7 +252,7 @@ impl Worker {
             if work == 0 {
                 idle += 1;
                 if self.poll != PollMode::Wakeup {
-                    std::hint::spin_loop();
+                    spin(&mut idle);
                 } else if idle >= SPINS_BEFORE_SLEEP && !a.xsk.tx_pending() && !b.xsk.tx_pending() {
                     idle = 0;
                     slept = true;
@@ -313,7 +313,7 @@ impl Worker {
                 port.xsk.kick_fill()?;
                 idle += 1;
                 if self.poll != PollMode::Wakeup {
-                    std::hint::spin_loop();
+                    spin(&mut idle);
                 } else if idle >= SPINS_BEFORE_SLEEP {
                     idle = 0;
                     slept = true;
@@ -418,6 +418,22 @@ impl Worker {
             sockets: ports.map(|p| p.stats(self.queue)).collect(),
             frames: ledger.stats(),
         })
+    }
+}
+
+/// An empty iteration of a worker that never sleeps (`spin`, `busy`):
+/// every [`SPINS_BEFORE_SLEEP`] of them in a row, yield the CPU to any
+/// other runnable thread on it. The kernel's own work for this CPU — the
+/// softirqs that `sendto()` raised for the peer's veth, when they are
+/// deferred to ksoftirqd — would otherwise wait for the scheduler to
+/// preempt a thread that never blocks.
+#[inline]
+fn spin(idle: &mut u32) {
+    if *idle >= SPINS_BEFORE_SLEEP {
+        *idle = 0;
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
     }
 }
 
