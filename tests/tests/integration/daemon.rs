@@ -320,6 +320,10 @@ fn poll_modes_spin_and_busy_pass_traffic_and_report_the_mode_in_effect() {
                 other => panic!("{extra}: {other:?} in {status:#?}"),
             }
         }
+        // `rstwall status` says it too (both sockets start alike here).
+        let text = lab.cli_ok(&["status"]);
+        let line = format!("poll {}\n", status.sockets[0].poll.as_str());
+        assert!(text.contains(&line), "{line:?} missing in:\n{text}");
         for port in 7001..7004 {
             echo_once(&lab, port).expect("traffic through the appliance");
         }
