@@ -123,7 +123,7 @@ impl Rig<'_> {
             let (ns, ifname, cpu, shared, stamps) = (
                 self.lab.sink.clone(),
                 self.lab.sink_if.clone(),
-                self.o.gen_cpu,
+                self.o.sink_cpu,
                 shared.clone(),
                 stamps.clone(),
             );

@@ -143,6 +143,8 @@ pub struct Options {
     /// Rate of the handshakes before the traffic.
     pub handshake_pps: u64,
     pub gen_cpu: usize,
+    /// The latency sink's CPU (the generator's unless told).
+    pub sink_cpu: usize,
     pub fwd_cpu: usize,
     /// Take a measurement again when other processes used more than this
     /// much CPU during it (per cent of one CPU) ...

@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// CPU of the generator (and of the latency sink).
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
+    /// CPU of the latency sink [default: the generator's]. Beside the
+    /// generator, the sink is woken on the CPU that delivers the kernel
+    /// redirect's frames, and from the other CPU for AF_XDP forwarders.
+    #[arg(long)]
+    sink_cpu: Option<usize>,
     /// CPU of the forwarder (the bare loop, rstwall's worker, the kernel's
     /// steered receive).
     #[arg(long, default_value_t = 1)]
@@ -212,6 +217,7 @@ impl RunArgs {
             rst_limit,
             handshake_pps: self.handshake_pps,
             gen_cpu: self.gen_cpu,
+            sink_cpu: self.sink_cpu.unwrap_or(self.gen_cpu),
             fwd_cpu: self.fwd_cpu,
             max_other: self.max_other,
             max_repeats: self.max_repeats,
