@@ -239,10 +239,12 @@ fn rig_options(o: &Options, traffic: TrafficConfig) -> suite::Options {
         rst_limit: RstLimit { rate: 1, burst: 1 },
         handshake_pps: 1,
         gen_cpu: o.gen_cpu,
+        sink_cpu: o.gen_cpu,
         fwd_cpu: o.fwd_cpu,
         max_other: 100.0,
         max_repeats: 0,
         quiet_secs: 0,
+        busy_defer: (0, 0),
     }
 }
 

@@ -36,7 +36,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rstwall_afxdp::{BindMode, Datapath, DatapathConfig, Topology};
+use rstwall_afxdp::{BindMode, Datapath, DatapathConfig, Poll, PollMode, Topology};
 use rstwall_bpf::shared::guard::{margin_for, GuardCfg};
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::Mode;
@@ -104,7 +104,7 @@ impl Forwarder {
 }
 
 /// What a forwarder says when it stops.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StopReport {
     /// Frames the engine judged, passed and dropped.
     pub judged: u64,
@@ -115,10 +115,21 @@ pub struct StopReport {
     /// The exporter's counts once the worker stopped and the exporter
     /// flushed what it held (or spooled it) and stopped.
     pub export: Option<ExportTally>,
+    /// rstwall: the worker's sleeps in poll(), and over its sockets the
+    /// TX kicks (sendto), fill kicks and busy polls (recvfrom).
+    pub sleeps: u64,
+    pub tx_kicks: u64,
+    pub fill_kicks: u64,
+    pub busy_polls: u64,
+    /// rstwall: the poll mode in effect on A's socket at the end, its NAPI
+    /// id, and why it is not the configured one.
+    pub poll: Option<PollMode>,
+    pub napi_id: u32,
+    pub poll_fallback: Option<String>,
 }
 
 impl Rig<'_> {
-    fn datapath_config(&self, mode: Mode) -> DatapathConfig {
+    fn datapath_config(&self, mode: Mode, poll: Poll) -> DatapathConfig {
         let mut engine = EngineConfig::default();
         engine.flow_capacity = engine
             .flow_capacity
@@ -133,6 +144,7 @@ impl Rig<'_> {
             engine,
         );
         cfg.bind = BindMode::Copy;
+        cfg.poll = poll;
         cfg.cpus = vec![self.o.fwd_cpu];
         cfg
     }
@@ -160,7 +172,7 @@ impl Rig<'_> {
             Contender::Bare | Contender::Touch => {
                 // The datapath's own shape, so the only difference is the
                 // engine (and its bookkeeping).
-                let d = self.datapath_config(Mode::Monitor);
+                let d = self.datapath_config(Mode::Monitor, Poll::Wakeup);
                 let shape = BareShape {
                     ring: d.ring_size,
                     frames_per_port: d.frames_per_port,
@@ -196,13 +208,25 @@ impl Rig<'_> {
                     fd_a,
                 })
             }
-            Contender::Monitor | Contender::Enforce | Contender::Guard | Contender::Export => {
-                let mode = if matches!(c, Contender::Monitor | Contender::Export) {
-                    Mode::Monitor
-                } else {
-                    Mode::Enforce
-                };
-                let mut cfg = self.datapath_config(mode);
+            Contender::Monitor
+            | Contender::Enforce
+            | Contender::Guard
+            | Contender::Export
+            | Contender::MonitorSpin
+            | Contender::EnforceSpin
+            | Contender::MonitorBusy
+            | Contender::EnforceBusy => {
+                let mode = c.policy_mode().expect("an rstwall contender");
+                let mut cfg = self.datapath_config(mode, c.poll());
+                // Busy polling wants the ports' interrupts deferred (the
+                // kernel's af_xdp.rst); the lab's ports are ours to set,
+                // and set back when the contender stops.
+                if matches!(cfg.poll, Poll::Busy { .. }) {
+                    let (irqs, ns) = self.o.busy_defer;
+                    for port in [&lab.port_a, &lab.port_b] {
+                        lab.app.set_napi_defer(port, irqs, ns)?;
+                    }
+                }
                 // The exporter first, as the daemon starts it: the worker
                 // hands it every RST from its first batch.
                 let exporter = if c == Contender::Export {
@@ -272,6 +296,9 @@ impl Rig<'_> {
             } => {
                 let stats = dp.stop()?;
                 let export = exporter.map(|x| ExportTally::from_status(&x.stop()));
+                for port in [&self.lab.port_a, &self.lab.port_b] {
+                    self.lab.app.set_napi_defer(port, 0, 0)?;
+                }
                 let w = stats.first().context("no worker stats")?;
                 if w.source.frames.ledger_errors != 0 || w.source.frames.leaked != 0 {
                     bail!(
@@ -280,12 +307,21 @@ impl Rig<'_> {
                         w.source.frames.leaked
                     );
                 }
+                let socks = &w.source.sockets;
+                let a = socks.first();
                 Ok(StopReport {
                     judged: w.counters.frames,
                     dropped: w.counters.dropped,
                     active_flows: w.active_flows,
                     nft: None,
                     export,
+                    sleeps: w.sleeps,
+                    tx_kicks: socks.iter().map(|s| s.tx_wakeups).sum(),
+                    fill_kicks: socks.iter().map(|s| s.fill_wakeups).sum(),
+                    busy_polls: socks.iter().map(|s| s.busy_polls).sum(),
+                    poll: a.map(|s| s.poll),
+                    napi_id: a.map_or(0, |s| s.napi_id),
+                    poll_fallback: socks.iter().find_map(|s| s.poll_fallback.clone()),
                 })
             }
             Forwarder::Nftables(k) => {

@@ -154,7 +154,7 @@ impl Report<'_> {
                 "accuracy_pps": s.accuracy_pps, "goodput_secs": s.goodput.as_secs_f64(),
                 "flood_pps": s.flood_pps, "flood_high_pps": s.flood_high_pps,
                 "nft_rst_rate": s.rst_limit.rate, "nft_rst_burst": s.rst_limit.burst,
-                "gen_cpu": s.gen_cpu, "fwd_cpu": s.fwd_cpu, "max_other_pct": s.max_other,
+                "gen_cpu": s.gen_cpu, "sink_cpu": s.sink_cpu, "fwd_cpu": s.fwd_cpu, "max_other_pct": s.max_other,
                 "xdp_mode": self.xdp_mode,
             },
             "remeasured": self.r.repeats,

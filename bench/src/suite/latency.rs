@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
 use rstwall_bpf::{PortProgram, PortRole};
 
+use super::forwarder::StopReport;
 use super::options::Contender;
 use super::rig::port_program;
 use super::rig::Rig;
@@ -28,6 +29,9 @@ pub struct Lat {
     pub sent: u64,
     pub received: u64,
     pub hist: Histogram<u64>,
+    /// What the forwarder said when it stopped (rstwall: its sleeps,
+    /// kicks, drops and poll mode, for reading the tail).
+    pub stop: StopReport,
 }
 
 /// Percentile `q` of `h` (ns) in µs.
@@ -36,10 +40,41 @@ pub fn us(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 impl Lat {
+    /// An rstwall contender's worker during the window and its warm-up:
+    /// "judged 80000, dropped 4000, sleeps 1234, kicks tx 567 fill 0,
+    /// busy polls 0, poll busy, NAPI 8195"; empty for the others.
+    pub fn worker(&self) -> String {
+        if !self.contender.is_rstwall() {
+            return String::new();
+        }
+        let s = &self.stop;
+        let mut w = format!(
+            "judged {}, dropped {}, sleeps {}, kicks tx {} fill {}, busy polls {}, poll {}, NAPI {}",
+            s.judged,
+            s.dropped,
+            s.sleeps,
+            s.tx_kicks,
+            s.fill_kicks,
+            s.busy_polls,
+            s.poll.map_or("?", |p| p.as_str()),
+            s.napi_id
+        );
+        if let Some(why) = &s.poll_fallback {
+            w += &format!(" ({why})");
+        }
+        w
+    }
+
     pub fn line(&self) -> String {
+        let worker = self.worker();
+        let worker = if worker.is_empty() {
+            worker
+        } else {
+            format!("; {worker}")
+        };
         format!(
             "round {} {:<23} {:.1} kpps sent, {} samples ({} received): p50 {:.1} µs, \
-             p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs, other processes {:.0}%",
+             p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs, other processes {:.0}%{worker}",
             self.round + 1,
             self.contender.name(),
             self.sent as f64 / self.secs / 1e3,
@@ -61,7 +96,7 @@ impl Rig<'_> {
         // the kernel contender's redirect needs).
         let lab = self.lab;
         let prog = port_program(&lab.sink, &lab.sink_if, PortRole::Tap)?;
-        let ((secs, sent, received, other, hist), _) =
+        let ((secs, sent, received, other, hist), stop) =
             self.with(c, |_| self.latency_with_sink(&prog))?;
         Ok(Lat {
             contender: c,
@@ -71,6 +106,7 @@ impl Rig<'_> {
             sent,
             received,
             hist,
+            stop,
         })
     }
 
@@ -87,7 +123,7 @@ impl Rig<'_> {
             let (ns, ifname, cpu, shared, stamps) = (
                 self.lab.sink.clone(),
                 self.lab.sink_if.clone(),
-                self.o.gen_cpu,
+                self.o.sink_cpu,
                 shared.clone(),
                 stamps.clone(),
             );

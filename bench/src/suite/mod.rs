@@ -71,7 +71,11 @@ pub fn run(o: &Options) -> Result<()> {
         bail!("run needs root (network namespaces, XDP, AF_XDP, nftables)");
     }
     let allowed = sys::allowed_cpus().context("allowed CPUs")?;
-    for (name, cpu) in [("gen-cpu", o.gen_cpu), ("fwd-cpu", o.fwd_cpu)] {
+    for (name, cpu) in [
+        ("gen-cpu", o.gen_cpu),
+        ("fwd-cpu", o.fwd_cpu),
+        ("sink-cpu", o.sink_cpu),
+    ] {
         if !allowed.contains(&cpu) {
             return Err(BadArg(format!(
                 "--{name} {cpu}: not one of this process's CPUs {allowed:?}"

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rstwall_afxdp::Poll;
+use rstwall_engine::policy::Mode;
+
 use crate::kernel::RstLimit;
 use crate::traffic::TrafficConfig;
 
@@ -18,12 +21,17 @@ rstwall_engine::closed_enum! {
     /// its policy in that mode; `guard`, enforce with the in-kernel RST
     /// guard (spoofed RSTs of attacked flows dropped in XDP); `export`,
     /// monitor with every RST handed to the fleet exporter, which streams
-    /// them to a local JetStream.
+    /// them to a local JetStream; `monitor-spin`, `enforce-spin`,
+    /// `monitor-busy`, `enforce-busy`: monitor and enforce with the
+    /// workers' poll mode `spin` or `busy` (the others run `wakeup`, the
+    /// default).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Contender: "contender" {
         Kernel = "kernel", Bare = "bare", Touch = "touch",
         Nftables = "nftables", Monitor = "monitor", Enforce = "enforce",
         Guard = "guard", Export = "export",
+        MonitorSpin = "monitor-spin", EnforceSpin = "enforce-spin",
+        MonitorBusy = "monitor-busy", EnforceBusy = "enforce-busy",
     }
 }
 
@@ -39,6 +47,37 @@ impl Contender {
             Contender::Enforce => "rstwall enforce",
             Contender::Guard => "rstwall enforce + RST guard",
             Contender::Export => "rstwall monitor + export",
+            Contender::MonitorSpin => "rstwall monitor + spin",
+            Contender::EnforceSpin => "rstwall enforce + spin",
+            Contender::MonitorBusy => "rstwall monitor + busy poll",
+            Contender::EnforceBusy => "rstwall enforce + busy poll",
+        }
+    }
+
+    /// The policy's mode of an rstwall contender.
+    pub fn policy_mode(self) -> Option<Mode> {
+        match self {
+            Contender::Monitor
+            | Contender::Export
+            | Contender::MonitorSpin
+            | Contender::MonitorBusy => Some(Mode::Monitor),
+            Contender::Enforce
+            | Contender::Guard
+            | Contender::EnforceSpin
+            | Contender::EnforceBusy => Some(Mode::Enforce),
+            _ => None,
+        }
+    }
+
+    /// The workers' poll mode of an rstwall contender.
+    pub fn poll(self) -> Poll {
+        match self {
+            Contender::MonitorSpin | Contender::EnforceSpin => Poll::Spin,
+            Contender::MonitorBusy | Contender::EnforceBusy => Poll::Busy {
+                usecs: Poll::BUSY_USECS,
+                budget: Poll::BUSY_BUDGET,
+            },
+            _ => Poll::Wakeup,
         }
     }
 
@@ -48,23 +87,12 @@ impl Contender {
     }
 
     pub fn is_rstwall(self) -> bool {
-        matches!(
-            self,
-            Contender::Monitor | Contender::Enforce | Contender::Guard | Contender::Export
-        )
+        self.policy_mode().is_some()
     }
 
     /// Whether it forwards from AF_XDP sockets.
     pub fn is_afxdp(self) -> bool {
-        matches!(
-            self,
-            Contender::Bare
-                | Contender::Touch
-                | Contender::Monitor
-                | Contender::Enforce
-                | Contender::Guard
-                | Contender::Export
-        )
+        matches!(self, Contender::Bare | Contender::Touch) || self.is_rstwall()
     }
 
     /// Whether it takes part in `phase` (the kernel redirect is a latency
@@ -119,6 +147,8 @@ pub struct Options {
     /// Rate of the handshakes before the traffic.
     pub handshake_pps: u64,
     pub gen_cpu: usize,
+    /// The latency sink's CPU (the generator's unless told).
+    pub sink_cpu: usize,
     pub fwd_cpu: usize,
     /// Take a measurement again when other processes used more than this
     /// much CPU during it (per cent of one CPU) ...
@@ -127,6 +157,9 @@ pub struct Options {
     pub max_repeats: usize,
     /// ... after this many quiet seconds.
     pub quiet_secs: u32,
+    /// The busy contenders: the ports' napi_defer_hard_irqs and
+    /// gro_flush_timeout (ns) while they run.
+    pub busy_defer: (u32, u64),
 }
 
 impl Options {
@@ -158,5 +191,10 @@ mod tests {
         }
         assert!(!Contender::Kernel.measures(Phase::Throughput));
         assert!(Contender::Touch.measures(Phase::Accuracy));
+        assert_eq!(Contender::EnforceBusy.policy_mode(), Some(Mode::Enforce));
+        assert_eq!(Contender::MonitorSpin.poll(), Poll::Spin);
+        assert!(matches!(Contender::MonitorBusy.poll(), Poll::Busy { .. }));
+        assert_eq!(Contender::Guard.poll(), Poll::Wakeup);
+        assert!(Contender::EnforceSpin.is_afxdp() && !Contender::Kernel.is_rstwall());
     }
 }

@@ -281,9 +281,9 @@ impl Report<'_> {
             "- Wire: three network namespaces, veth pairs; the appliance namespace in the \
              middle has the two ports, A (towards the generator) and B (towards the sink). \
              AF_XDP contenders sit behind rstwall's XDP program (attached {}), copy mode, one \
-             queue, one forwarder thread pinned to CPU {}{bridge}. The generator and the \
-             latency sink run on CPU {}; what A receives is taken in (the XDP program) on the \
-             generator's CPU, everything after it on the forwarder's.\n\
+             queue, one forwarder thread pinned to CPU {}{bridge}. The generator runs on CPU \
+             {}, the latency sink on CPU {}; what A receives is taken in (the XDP program) on \
+             the generator's CPU, everything after it on the forwarder's.\n\
              - Traffic: {} flows over IPv4 (`rstwall_bench::traffic`), every handshake first \
              (at {} kpps), then a {}-frame pass: data {:.1}%, ACK {:.1}%, SYN and SYN-ACK \
              {:.1}%, FIN {:.1}%, RST {:.1}% ({} of them spoofed: in and out of window, RST \
@@ -291,6 +291,7 @@ impl Report<'_> {
             self.xdp_mode,
             s.fwd_cpu,
             s.gen_cpu,
+            s.sink_cpu,
             t.flows,
             s.handshake_pps / 1000,
             t.steady.len(),
@@ -364,6 +365,19 @@ impl Report<'_> {
              CPU was taken again after a quiet wait (that happened {} times).",
             s.rounds, s.max_other, self.r.repeats,
         );
+        if s.contenders
+            .iter()
+            .any(|c| matches!(c.poll(), rstwall_afxdp::Poll::Busy { .. }))
+        {
+            let _ = writeln!(
+                o,
+                "- Busy contenders: busy polling {}; the ports' napi_defer_hard_irqs {} and \
+                 gro_flush_timeout {} ns while they run.",
+                Contender::MonitorBusy.poll(),
+                s.busy_defer.0,
+                s.busy_defer.1
+            );
+        }
         let diagnostics: Vec<String> = [
             (
                 Contender::Kernel,

@@ -232,6 +232,30 @@ impl Report<'_> {
             }
             let _ = writeln!(o, "{row}");
         }
+        // Each round against the same round's kernel redirect, p99 over
+        // p99: the median of the rounds' ratios.
+        if !self.lat_of(Contender::Kernel).is_empty() {
+            let mut row = "| p99 ÷ kernel's (median of rounds) |".to_string();
+            for x in &with {
+                let ratios: Vec<f64> = self
+                    .lat_of(x.c)
+                    .iter()
+                    .filter_map(|l| {
+                        let k = self
+                            .lat_of(Contender::Kernel)
+                            .into_iter()
+                            .find(|k| k.round == l.round)?;
+                        Some(us(&l.hist, 0.99) / us(&k.hist, 0.99))
+                    })
+                    .collect();
+                row += &match crate::stats::median(ratios) {
+                    Some(r) => format!(" {r:.2}× |"),
+                    None => " |".into(),
+                };
+            }
+            row += &" |".repeat(added.len());
+            let _ = writeln!(o, "{row}");
+        }
         let mut row = "| samples (not received) |".to_string();
         for x in &with {
             let lost: u64 = self
@@ -252,12 +276,14 @@ impl Report<'_> {
                 .lat_of(x.c)
                 .iter()
                 .map(|l| {
+                    let worker = l.worker();
                     format!(
-                        "{:.1} / {:.1} / {:.1} ({:.0}%)",
+                        "{:.1} / {:.1} / {:.1} ({:.0}%{}{worker})",
                         us(&l.hist, 0.5),
                         us(&l.hist, 0.99),
                         us(&l.hist, 0.999),
-                        l.other
+                        l.other,
+                        if worker.is_empty() { "" } else { "; " }
                     )
                 })
                 .collect();

@@ -187,7 +187,7 @@ impl Tput {
                 (Some(t0), Some(t1)) => Some(ExportRates::between(t0, t1, secs)),
                 _ => None,
             },
-            stop: *stop,
+            stop: stop.clone(),
         }
     }
 

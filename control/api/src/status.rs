@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rstwall_engine::policy::Mode;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::afxdp::XskMode;
+use crate::stats::afxdp::{PollMode, XskMode};
 
 /// The status document.
 ///
@@ -96,6 +96,14 @@ pub struct Socket {
     pub port: String,
     pub queue: u32,
     pub xsk_mode: XskMode,
+    /// How its worker waits for frames, as started: the configured poll
+    /// mode, or the one it fell back to (`poll_fallback` says why). A
+    /// fallback found later (no NAPI behind the socket) is in the
+    /// statistics' sockets.
+    #[serde(default)]
+    pub poll: PollMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_fallback: Option<String>,
 }
 
 /// The running policy and how far the workers have taken it.

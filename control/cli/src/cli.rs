@@ -477,6 +477,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE")]
     pub xsk_mode: Option<String>,
 
+    /// How the AF_XDP workers wait for frames: wakeup (spin briefly, then
+    /// sleep until frames arrive), spin (never sleep: one CPU per worker
+    /// at 100%), or busy (spin and busy-poll the driver's NAPI:
+    /// SO_PREFER_BUSY_POLL; set the ports' napi_defer_hard_irqs and
+    /// gro_flush_timeout for it) [default: wakeup].
+    #[arg(long, value_name = "MODE")]
+    pub poll: Option<String>,
+
+    /// Busy polling: SO_BUSY_POLL, microseconds [default: 20].
+    #[arg(long, value_name = "USECS")]
+    pub busy_poll_usecs: Option<u32>,
+
+    /// Busy polling: SO_BUSY_POLL_BUDGET, frames per NAPI poll
+    /// [default: 64].
+    #[arg(long, value_name = "N")]
+    pub busy_poll_budget: Option<u32>,
+
     /// RX queues to serve, 0..N (default: all of the port's RX queues).
     /// Queues beyond N are forwarded (inline) or ignored (tap) by the kernel.
     #[arg(long, value_name = "N")]

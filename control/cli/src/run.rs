@@ -19,6 +19,9 @@ fn flags(a: RunArgs) -> Flags {
         host: a.host,
         xdp_mode: a.xdp_mode,
         xsk_mode: a.xsk_mode,
+        poll: a.poll,
+        busy_poll_usecs: a.busy_poll_usecs,
+        busy_poll_budget: a.busy_poll_budget,
         queues: a.queues,
         policy: a.policy,
         mode: a.mode,
@@ -43,7 +46,7 @@ mod tests {
 
     use anyhow::anyhow;
     use clap::Parser;
-    use rstwall_afxdp::{BindMode, Topology};
+    use rstwall_afxdp::{BindMode, Poll, Topology};
     use rstwall_bpf::XdpMode;
     use rstwall_daemon::config::{LogLevel, MetricsListen};
     use rstwall_daemon::settings::Frames;
@@ -103,6 +106,52 @@ mod tests {
         );
         assert!(err(&["--host", "lo,,eth0"]).contains("--host"));
         assert!(err(&["--host", "lo", "--tap", "eth1"]).contains("cannot be used with"));
+    }
+
+    #[test]
+    fn the_poll_mode_and_busy_polling_parameters() {
+        assert_eq!(settings(&["--tap", "a"]).unwrap().poll, Poll::Wakeup);
+        assert_eq!(
+            settings(&["--tap", "a", "--poll", "spin"]).unwrap().poll,
+            Poll::Spin
+        );
+        assert_eq!(
+            settings(&["--tap", "a", "--poll", "busy"]).unwrap().poll,
+            Poll::Busy {
+                usecs: Poll::BUSY_USECS,
+                budget: Poll::BUSY_BUDGET
+            }
+        );
+        assert_eq!(
+            settings(&[
+                "--tap",
+                "a",
+                "--poll",
+                "busy",
+                "--busy-poll-usecs",
+                "50",
+                "--busy-poll-budget",
+                "16"
+            ])
+            .unwrap()
+            .poll,
+            Poll::Busy {
+                usecs: 50,
+                budget: 16
+            }
+        );
+        assert!(err(&["--tap", "a", "--poll", "fast"])
+            .contains("--poll: unknown poll mode `fast` (expected wakeup, spin or busy)"));
+        assert!(
+            err(&["--tap", "a", "--poll", "busy", "--busy-poll-budget", "0"])
+                .contains("--busy-poll-budget: 1..=1024")
+        );
+        assert!(err(&["--tap", "a", "--busy-poll-usecs", "50"]).contains("need poll = \"busy\""));
+        // Host mode has no AF_XDP sockets, like it has no RST guard.
+        assert!(
+            err(&["--host", "--poll", "busy"]).contains("poll: host mode has no AF_XDP sockets")
+        );
+        assert!(err(&["--host", "lo", "--poll", "wakeup"]).contains("host mode"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rstwall_afxdp::{BindMode, Topology};
+use rstwall_afxdp::{BindMode, Poll, PollMode, Topology};
 use rstwall_bpf::XdpMode;
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::{describe, Location};
@@ -148,6 +148,51 @@ pub mod value {
             .map_err(|e: rstwall_afxdp::UnknownBindMode| e.to_string())
     }
 
+    pub fn poll(s: &str) -> Result<PollMode, String> {
+        s.parse().map_err(|e: rstwall_engine::names::UnknownName| {
+            format!(
+                "unknown poll mode `{}` (expected {})",
+                e.name,
+                rstwall_engine::names::alternatives(&PollMode::NAMES)
+            )
+        })
+    }
+
+    pub fn busy_poll_usecs(n: i128) -> Result<u32, String> {
+        match u32::try_from(n) {
+            Ok(u) if (1..=1_000_000).contains(&u) => Ok(u),
+            _ => Err(format!("1..=1000000 microseconds (got {n})")),
+        }
+    }
+
+    pub fn busy_poll_budget(n: i128) -> Result<u16, String> {
+        match u16::try_from(n) {
+            Ok(b) if (1..=1024).contains(&b) => Ok(b),
+            _ => Err(format!("1..=1024 frames (got {n})")),
+        }
+    }
+
+    /// The poll mode with busy polling's parameters; they are refused
+    /// beside a mode other than busy, where they would do nothing.
+    pub fn poll_with(
+        mode: PollMode,
+        usecs: Option<u32>,
+        budget: Option<u16>,
+    ) -> Result<Poll, String> {
+        match mode {
+            PollMode::Busy => Ok(Poll::Busy {
+                usecs: usecs.unwrap_or(Poll::BUSY_USECS),
+                budget: budget.unwrap_or(Poll::BUSY_BUDGET),
+            }),
+            _ if usecs.is_some() || budget.is_some() => Err(format!(
+                "busy_poll_usecs and busy_poll_budget need poll = \"busy\" (poll is {:?})",
+                mode.as_str()
+            )),
+            PollMode::Wakeup => Ok(Poll::Wakeup),
+            PollMode::Spin => Ok(Poll::Spin),
+        }
+    }
+
     pub fn queues(n: i128) -> Result<u32, String> {
         match u32::try_from(n) {
             Ok(q) if q >= 1 => Ok(q),
@@ -248,6 +293,9 @@ pub struct ConfigFile {
     pub host: Option<Vec<String>>,
     pub xdp_mode: Option<XdpMode>,
     pub xsk_mode: Option<BindMode>,
+    pub poll: Option<PollMode>,
+    pub busy_poll_usecs: Option<u32>,
+    pub busy_poll_budget: Option<u16>,
     pub queues: Option<u32>,
     pub flow_capacity: Option<usize>,
     /// `Some(None)`: set to 0, no statistics lines.
@@ -329,6 +377,9 @@ struct RawConfig {
     host: Option<Spanned<Value>>,
     xdp_mode: Option<Spanned<Value>>,
     xsk_mode: Option<Spanned<Value>>,
+    poll: Option<Spanned<Value>>,
+    busy_poll_usecs: Option<Spanned<Value>>,
+    busy_poll_budget: Option<Spanned<Value>>,
     queues: Option<Spanned<Value>>,
     flow_capacity: Option<Spanned<Value>>,
     stats_interval: Option<Spanned<Value>>,
@@ -423,6 +474,32 @@ impl RawConfig {
                 "host: give one of inline, tap and host".into(),
             ));
         }
+        let poll = field("poll", self.poll, "a string", string, |s| value::poll(&s))?;
+        let usecs_span = self.busy_poll_usecs.as_ref().map(Spanned::span);
+        let budget_span = self.busy_poll_budget.as_ref().map(Spanned::span);
+        let busy_poll_usecs = field(
+            "busy_poll_usecs",
+            self.busy_poll_usecs,
+            "an integer",
+            Value::as_integer,
+            |n| value::busy_poll_usecs(n.into()),
+        )?;
+        let busy_poll_budget = field(
+            "busy_poll_budget",
+            self.busy_poll_budget,
+            "an integer",
+            Value::as_integer,
+            |n| value::busy_poll_budget(n.into()),
+        )?;
+        if let Err(m) =
+            value::poll_with(poll.unwrap_or_default(), busy_poll_usecs, busy_poll_budget)
+        {
+            let (key, span) = match usecs_span {
+                Some(s) => ("busy_poll_usecs", s),
+                None => ("busy_poll_budget", budget_span.expect("one was given")),
+            };
+            return Err((span, format!("{key}: {m}")));
+        }
         Ok(ConfigFile {
             path: path.to_path_buf(),
             topology,
@@ -433,6 +510,9 @@ impl RawConfig {
             xsk_mode: field("xsk_mode", self.xsk_mode, "a string", string, |s| {
                 value::xsk_mode(&s)
             })?,
+            poll,
+            busy_poll_usecs,
+            busy_poll_budget,
             queues: field(
                 "queues",
                 self.queues,
@@ -527,6 +607,9 @@ mod tests {
 inline = ["eth1", "eth2"]
 xdp_mode = "generic"
 xsk_mode = "copy"
+poll = "busy"
+busy_poll_usecs = 50
+busy_poll_budget = 16
 queues = 2
 flow_capacity = 1000
 stats_interval = 0.5
@@ -549,6 +632,9 @@ rst_guard = true
         );
         assert_eq!(c.xdp_mode, Some(XdpMode::Generic));
         assert_eq!(c.xsk_mode, Some(BindMode::Copy));
+        assert_eq!(c.poll, Some(PollMode::Busy));
+        assert_eq!(c.busy_poll_usecs, Some(50));
+        assert_eq!(c.busy_poll_budget, Some(16));
         assert_eq!(c.queues, Some(2));
         assert_eq!(c.flow_capacity, Some(1000));
         assert_eq!(c.stats_interval, Some(Some(Duration::from_millis(500))));
@@ -615,6 +701,37 @@ rst_guard = true
                 1,
             ),
             ("\n\nqueues = 0", "queues: at least 1 (got 0)", 3),
+            (
+                "\npoll = \"fast\"",
+                "poll: unknown poll mode `fast` (expected wakeup, spin or busy)",
+                2,
+            ),
+            ("poll = true", "poll: expected a string, found boolean", 1),
+            (
+                "poll = \"busy\"\nbusy_poll_usecs = 0",
+                "busy_poll_usecs: 1..=1000000 microseconds (got 0)",
+                2,
+            ),
+            (
+                "poll = \"busy\"\nbusy_poll_budget = 70000",
+                "busy_poll_budget: 1..=1024 frames (got 70000)",
+                2,
+            ),
+            (
+                "busy_poll_budget = \"64\"",
+                "busy_poll_budget: expected an integer",
+                1,
+            ),
+            (
+                "poll = \"spin\"\n\nbusy_poll_usecs = 20",
+                "busy_poll_usecs: busy_poll_usecs and busy_poll_budget need poll = \"busy\" (poll is \"spin\")",
+                3,
+            ),
+            (
+                "busy_poll_budget = 8",
+                "busy_poll_budget: busy_poll_usecs and busy_poll_budget need poll = \"busy\" (poll is \"wakeup\")",
+                1,
+            ),
             (
                 "queues = \"2\"",
                 "queues: expected an integer, found string \"2\"",
@@ -735,12 +852,15 @@ rst_guard = true
 
     /// Every key, for the sample test (kept in step with `RawConfig`: a key
     /// missing here is missing from the `unknown field` message test below).
-    const KEYS: [&str; 19] = [
+    const KEYS: [&str; 22] = [
         "inline",
         "tap",
         "host",
         "xdp_mode",
         "xsk_mode",
+        "poll",
+        "busy_poll_usecs",
+        "busy_poll_budget",
         "queues",
         "flow_capacity",
         "stats_interval",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rstwall_afxdp::{BindMode, Topology};
+use rstwall_afxdp::{BindMode, Poll, Topology};
 use rstwall_bpf::XdpMode;
 use rstwall_engine::engine::EngineConfig;
 use rstwall_engine::policy::PolicyConfig;
@@ -40,6 +40,8 @@ pub struct Settings {
     pub frames: Frames,
     pub xdp_mode: XdpMode,
     pub bind: BindMode,
+    /// How the AF_XDP workers wait for frames.
+    pub poll: Poll,
     pub queues: Option<u32>,
     /// The engine, with the *configured* policy (see [`crate::persist`] for
     /// the policy that actually runs).
@@ -126,6 +128,27 @@ impl Settings {
             Some(m) => value::xsk_mode(m).map_err(flag("--xsk-mode"))?,
             None => f.xsk_mode.unwrap_or_default(),
         };
+        // Each of the three from the flag, else the file; checked together.
+        let poll_mode = match &args.poll {
+            Some(m) => Some(value::poll(m).map_err(flag("--poll"))?),
+            None => f.poll,
+        };
+        let usecs = match args.busy_poll_usecs {
+            Some(n) => Some(value::busy_poll_usecs(n.into()).map_err(flag("--busy-poll-usecs"))?),
+            None => f.busy_poll_usecs,
+        };
+        let budget = match args.busy_poll_budget {
+            Some(n) => Some(value::busy_poll_budget(n.into()).map_err(flag("--busy-poll-budget"))?),
+            None => f.busy_poll_budget,
+        };
+        let poll = value::poll_with(poll_mode.unwrap_or_default(), usecs, budget)
+            .map_err(flag("--busy-poll-usecs/--busy-poll-budget"))?;
+        if poll_mode.is_some() && matches!(frames, Frames::Host(_)) {
+            return Err(anyhow!(
+                "poll: host mode has no AF_XDP sockets to poll; the poll mode is for --inline \
+                 and --tap"
+            ));
+        }
         let queues = match args.queues {
             Some(q) => Some(value::queues(q.into()).map_err(flag("--queues"))?),
             None => f.queues,
@@ -208,6 +231,7 @@ impl Settings {
             frames,
             xdp_mode,
             bind,
+            poll,
             queues,
             engine,
             stats_interval,
@@ -249,6 +273,7 @@ impl Settings {
         check("host", host(&self.frames) != host(&new.frames));
         check("xdp_mode", self.xdp_mode != new.xdp_mode);
         check("xsk_mode", self.bind != new.bind);
+        check("poll", self.poll != new.poll);
         check("queues", self.queues != new.queues);
         check(
             "flow_capacity",

@@ -66,7 +66,7 @@ use std::time::Duration;
 pub use error::AfXdpError;
 pub use guard::{GuardStats, MAX_GUARDED};
 pub use ledger::{FrameStats, Ledger, Place};
-pub use socket::{BindMode, RingStats, UnknownBindMode, XskMode};
+pub use socket::{BindMode, PollMode, RingStats, UnknownBindMode, XskMode};
 pub use stats::{SocketStats, XskStats, XskTotals};
 
 use guard::GuardKeeper;
@@ -103,6 +103,52 @@ impl fmt::Display for Topology {
     }
 }
 
+/// How the workers wait for frames ([`PollMode`] with busy polling's
+/// parameters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Poll {
+    /// Spin [`socket::SPINS_BEFORE_SLEEP`] empty iterations, then sleep in
+    /// poll() until frames arrive (or the next publish).
+    #[default]
+    Wakeup,
+    /// Never sleep: a worker keeps its CPU at 100%.
+    Spin,
+    /// Never sleep, and run the driver's NAPI from the worker: every
+    /// socket gets SO_PREFER_BUSY_POLL, SO_BUSY_POLL `usecs` and
+    /// SO_BUSY_POLL_BUDGET `budget`, and the worker calls recvfrom() when
+    /// its RX ring is empty and sendto() while TX is pending, every
+    /// iteration. Where the kernel refuses the options, or no NAPI stands
+    /// behind a socket, the worker spins instead and says why
+    /// ([`SocketInfo::poll_fallback`], the statistics' `poll_fallback`).
+    Busy { usecs: u32, budget: u16 },
+}
+
+impl Poll {
+    /// Busy polling's defaults: the kernel's sample (xdpsock -B) and
+    /// DPDK's AF_XDP driver use a budget of 64; 20 µs is the kernel's
+    /// suggested busy_read.
+    pub const BUSY_USECS: u32 = 20;
+    pub const BUSY_BUDGET: u16 = 64;
+
+    pub fn mode(self) -> PollMode {
+        match self {
+            Poll::Wakeup => PollMode::Wakeup,
+            Poll::Spin => PollMode::Spin,
+            Poll::Busy { .. } => PollMode::Busy,
+        }
+    }
+}
+
+/// "wakeup", "spin", "busy (20 µs, budget 64)", as the log says it.
+impl fmt::Display for Poll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Poll::Busy { usecs, budget } => write!(f, "busy ({usecs} µs, budget {budget})"),
+            p => f.write_str(p.mode().as_str()),
+        }
+    }
+}
+
 /// How the datapath is built.
 #[derive(Clone, Debug)]
 pub struct DatapathConfig {
@@ -122,6 +168,8 @@ pub struct DatapathConfig {
     /// Frames per RX burst.
     pub batch: usize,
     pub bind: BindMode,
+    /// How the workers wait for frames.
+    pub poll: Poll,
     /// CPUs to pin workers to, in order (worker `i` gets `cpus[i % len]`).
     /// Empty: the CPUs the process may use.
     pub cpus: Vec<usize>,
@@ -142,6 +190,7 @@ impl DatapathConfig {
             frame_size: 4096,
             batch: 64,
             bind: BindMode::Auto,
+            poll: Poll::Wakeup,
             cpus: Vec::new(),
             publish_every: Duration::from_millis(100),
             rsts: None,
@@ -177,6 +226,19 @@ impl DatapathConfig {
                 "frames_per_port: at least ring_size + batch".into(),
             ));
         }
+        if let Poll::Busy { usecs, budget } = self.poll {
+            if usecs == 0 || usecs > i32::MAX as u32 {
+                return Err(AfXdpError::Config(format!(
+                    "busy_poll_usecs: 1..={} (got {usecs})",
+                    i32::MAX
+                )));
+            }
+            if budget == 0 {
+                return Err(AfXdpError::Config(
+                    "busy_poll_budget: at least 1 (got 0)".into(),
+                ));
+            }
+        }
         if let Topology::Inline { a, b } = &self.topology {
             if a == b {
                 return Err(AfXdpError::Config(format!(
@@ -195,12 +257,29 @@ pub struct SocketInfo {
     pub queue: u32,
     pub fd: RawFd,
     pub mode: XskMode,
+    /// The poll mode its worker starts in: the configured one, or
+    /// [`PollMode::Spin`] when the kernel refused busy polling's options
+    /// (`poll_fallback` says which and why).
+    pub poll: PollMode,
+    pub poll_fallback: Option<String>,
 }
 
-/// "PORT/QUEUE MODE", as the start-up log lists the sockets.
+/// "PORT/QUEUE MODE POLL", as the start-up log lists the sockets, with
+/// a fallback's reason.
 impl fmt::Display for SocketInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} {}", self.port, self.queue, self.mode.as_str())
+        write!(
+            f,
+            "{}/{} {} poll {}",
+            self.port,
+            self.queue,
+            self.mode.as_str(),
+            self.poll.as_str()
+        )?;
+        if let Some(why) = &self.poll_fallback {
+            write!(f, " ({why})")?;
+        }
+        Ok(())
     }
 }
 
@@ -231,7 +310,7 @@ impl Datapath {
         let mut prepared = Vec::with_capacity(cfg.queues as usize);
         let mut sockets = Vec::new();
         for queue in 0..cfg.queues {
-            let (umem, rings) = match open_queue(cfg, queue, cfg.bind) {
+            let (umem, mut rings) = match open_queue(cfg, queue, cfg.bind) {
                 // The second socket of a shared UMEM inherits the first
                 // one's bind mode: when only the first port can do
                 // zero-copy, the pair has to be opened again in copy mode.
@@ -244,12 +323,21 @@ impl Datapath {
                 }
                 other => other?,
             };
-            for r in &rings {
+            for r in &mut rings {
+                r.set_poll(cfg.poll);
+                if let Some(why) = r.poll_fallback() {
+                    tracing::warn!(
+                        "{}/{queue}: spinning instead of busy polling: {why}",
+                        r.name()
+                    );
+                }
                 sockets.push(SocketInfo {
                     port: r.name().to_string(),
                     queue,
                     fd: r.xsk().fd(),
                     mode: r.xsk().mode(),
+                    poll: r.poll(),
+                    poll_fallback: r.poll_fallback().map(str::to_string),
                 });
             }
             prepared.push((queue, umem, rings));
@@ -285,6 +373,7 @@ impl Datapath {
                 batch: cfg.batch,
                 tx_ring_full_drops: 0,
                 tx_since_audit: 0,
+                poll: cfg.poll.mode(),
                 guard: keeper,
             };
             spawner.spawn(format!("rstwall-q{queue}"), move |core| {
@@ -376,7 +465,59 @@ mod tests {
             queue: 1,
             fd: 7,
             mode: XskMode::ZeroCopy,
+            poll: PollMode::Wakeup,
+            poll_fallback: None,
         };
-        assert_eq!(s.to_string(), "pa/1 zerocopy");
+        assert_eq!(s.to_string(), "pa/1 zerocopy poll wakeup");
+        let s = SocketInfo {
+            poll: PollMode::Spin,
+            poll_fallback: Some("SO_PREFER_BUSY_POLL: Operation not permitted".into()),
+            ..s
+        };
+        assert_eq!(
+            s.to_string(),
+            "pa/1 zerocopy poll spin (SO_PREFER_BUSY_POLL: Operation not permitted)"
+        );
+        assert_eq!(
+            Poll::Busy {
+                usecs: 20,
+                budget: 64
+            }
+            .to_string(),
+            "busy (20 µs, budget 64)"
+        );
+        assert_eq!(Poll::Spin.to_string(), "spin");
+    }
+
+    #[test]
+    fn busy_poll_parameters_are_checked() {
+        let mut cfg = DatapathConfig::new(
+            Topology::Tap { port: "t0".into() },
+            1,
+            EngineConfig::default(),
+        );
+        cfg.poll = Poll::Busy {
+            usecs: 0,
+            budget: 64,
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("busy_poll_usecs"));
+        cfg.poll = Poll::Busy {
+            usecs: 20,
+            budget: 0,
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("busy_poll_budget"));
+        cfg.poll = Poll::Busy {
+            usecs: 20,
+            budget: 64,
+        };
+        assert!(cfg.validate().is_ok());
     }
 }

@@ -40,7 +40,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-pub use rstwall_api::stats::afxdp::{RingStats, XskMode};
+pub use rstwall_api::stats::afxdp::{PollMode, RingStats, XskMode};
 use rstwall_engine::names::{alternatives, UnknownName};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -152,8 +152,12 @@ pub struct Xsk {
     ring_size: u32,
     /// The TX ring may still hold descriptors the kernel has not taken.
     tx_pending: bool,
+    /// Busy polling is on: every kick is made whether the kernel asks or
+    /// not, for the busy-poll loop it runs ([`Xsk::set_busy_poll`]).
+    busy: bool,
     tx_wakeups: u64,
     fill_wakeups: u64,
+    busy_polls: u64,
 }
 
 impl Xsk {
@@ -207,8 +211,10 @@ impl Xsk {
                         mode,
                         ring_size,
                         tx_pending: false,
+                        busy: false,
                         tx_wakeups: 0,
                         fill_wakeups: 0,
+                        busy_polls: 0,
                     });
                 }
                 Ok((_, _, None)) => {
@@ -291,12 +297,92 @@ impl Xsk {
         done
     }
 
+    /// Turn on preferred busy polling (the kernel's
+    /// Documentation/networking/af_xdp.rst, "Busy-Polling"):
+    /// SO_PREFER_BUSY_POLL, SO_BUSY_POLL `usecs` and SO_BUSY_POLL_BUDGET
+    /// `budget` on the socket. From then on every [`Xsk::kick_fill`] and
+    /// [`Xsk::kick_tx`] makes its syscall, asked or not: each recvfrom() or
+    /// sendto() runs the driver's NAPI for up to `budget` frames in this
+    /// thread, so the loop must call them often (it never sleeps). The
+    /// interface's `napi_defer_hard_irqs` and `gro_flush_timeout` (sysfs)
+    /// keep the interrupts off while it does; they are the host's to set.
+    /// An error names the option the kernel refused; the socket is left
+    /// as it was then (the caller falls back to spinning).
+    pub fn set_busy_poll(&mut self, usecs: u32, budget: u16) -> io::Result<()> {
+        let fd = self.fd();
+        for (name, opt, value) in [
+            ("SO_PREFER_BUSY_POLL", libc::SO_PREFER_BUSY_POLL, 1),
+            ("SO_BUSY_POLL", libc::SO_BUSY_POLL, usecs as libc::c_int),
+            (
+                "SO_BUSY_POLL_BUDGET",
+                libc::SO_BUSY_POLL_BUDGET,
+                libc::c_int::from(budget),
+            ),
+        ] {
+            // SAFETY: `value` is a valid c_int for the length given.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&value as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("{name}: {e}")));
+            }
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Stop making the busy-poll kicks (the socket options stay; nothing
+    /// calls into the kernel for them any more but need_wakeup's kicks).
+    pub fn stop_busy_poll(&mut self) {
+        self.busy = false;
+    }
+
+    /// Whether busy polling is on ([`Xsk::set_busy_poll`]).
+    pub fn busy_poll(&self) -> bool {
+        self.busy
+    }
+
+    /// The NAPI instance the kernel marked the socket with when frames
+    /// arrived (SO_INCOMING_NAPI_ID); 0: none (nothing received yet, or
+    /// a receive path without NAPI, where busy polling has nothing to run).
+    pub fn napi_id(&self) -> io::Result<u32> {
+        let mut id: libc::c_uint = 0;
+        let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+        // SAFETY: `id` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_INCOMING_NAPI_ID,
+                (&mut id as *mut libc::c_uint).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(id)
+    }
+
     /// Zero-copy drivers may ask to be kicked to pick up fill entries: a
-    /// zero-length, non-blocking recvfrom when the fill ring says so.
+    /// zero-length, non-blocking recvfrom when the fill ring says so, or
+    /// always when busy polling (where the recvfrom runs the driver).
     #[inline]
     pub fn kick_fill(&mut self) -> io::Result<()> {
-        if self.fill.needs_wakeup() {
-            self.fill_wakeups += 1;
+        let asked = self.fill.needs_wakeup();
+        if asked || self.busy {
+            if asked {
+                self.fill_wakeups += 1;
+            } else {
+                self.busy_polls += 1;
+            }
             // SAFETY: a zero-length, non-blocking recvfrom on our socket.
             let rc = unsafe {
                 libc::recvfrom(
@@ -334,7 +420,7 @@ impl Xsk {
         let sent = unsafe { self.tx.produce(frames) };
         if sent > 0 {
             self.tx_pending = true;
-            if self.tx.needs_wakeup() {
+            if self.busy || self.tx.needs_wakeup() {
                 self.tx_wakeups += 1;
                 self.tx.wakeup()?;
             }
@@ -367,7 +453,7 @@ impl Xsk {
             self.tx_pending = false;
             return Ok(());
         }
-        if self.tx.needs_wakeup() {
+        if self.busy || self.tx.needs_wakeup() {
             self.tx_wakeups += 1;
             self.tx.wakeup()?;
         }
@@ -394,6 +480,11 @@ impl Xsk {
     /// Kicks made so far: TX (sendto), fill (recvfrom).
     pub fn wakeups(&self) -> (u64, u64) {
         (self.tx_wakeups, self.fill_wakeups)
+    }
+
+    /// recvfrom() calls made only to busy-poll (the kernel had not asked).
+    pub fn busy_polls(&self) -> u64 {
+        self.busy_polls
     }
 
     /// XDP_STATISTICS, read with one getsockopt.

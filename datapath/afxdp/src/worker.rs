@@ -14,8 +14,9 @@ use xsk_rs::{FrameDesc, Umem};
 
 use super::guard::GuardKeeper;
 use super::ledger::Ledger;
-use super::socket::{self, RingStats, Xsk, MAX_SLEEP, SPINS_BEFORE_SLEEP};
+use super::socket::{self, PollMode, RingStats, Xsk, MAX_SLEEP, SPINS_BEFORE_SLEEP};
 use super::stats::{SocketStats, XskStats};
+use super::Poll;
 
 /// One port's socket on this worker's queue, and the free list of the
 /// frames this port receives into (its UMEM partition).
@@ -26,6 +27,12 @@ pub(super) struct PortRings {
     rx_frames: u64,
     tx_frames: u64,
     ring: RingStats,
+    /// The poll mode in effect on this socket, and why it is not the
+    /// configured one.
+    poll: PollMode,
+    poll_fallback: Option<String>,
+    /// SO_INCOMING_NAPI_ID as of the last publish.
+    napi_id: u32,
 }
 
 impl PortRings {
@@ -37,6 +44,69 @@ impl PortRings {
             rx_frames: 0,
             tx_frames: 0,
             ring: RingStats::default(),
+            poll: PollMode::Wakeup,
+            poll_fallback: None,
+            napi_id: 0,
+        }
+    }
+
+    /// Apply the configured poll mode: busy polling's socket options, or
+    /// spinning when the kernel refuses them ([`PortRings::poll_fallback`]).
+    pub(super) fn set_poll(&mut self, poll: Poll) {
+        self.poll = poll.mode();
+        if let Poll::Busy { usecs, budget } = poll {
+            if let Err(e) = self.xsk.set_busy_poll(usecs, budget) {
+                self.poll = PollMode::Spin;
+                self.poll_fallback = Some(format!("busy polling refused: {e}"));
+            }
+        }
+    }
+
+    pub(super) fn poll(&self) -> PollMode {
+        self.poll
+    }
+
+    pub(super) fn poll_fallback(&self) -> Option<&str> {
+        self.poll_fallback.as_deref()
+    }
+
+    /// Busy polling runs the NAPI instance the kernel marked the socket
+    /// with when frames arrived. Once frames have come with no such mark,
+    /// there is nothing to poll (a receive path without NAPI): the
+    /// busy-poll syscalls would only cost, so the socket goes back to
+    /// spinning, and says so.
+    fn check_napi(&mut self, queue: u32) {
+        if let Ok(id) = self.xsk.napi_id() {
+            self.napi_id = id;
+        }
+        if self.poll == PollMode::Busy && self.rx_frames > 0 && self.napi_id == 0 {
+            self.xsk.stop_busy_poll();
+            self.poll = PollMode::Spin;
+            let mut why = format!(
+                "no NAPI behind the socket (SO_INCOMING_NAPI_ID 0 after {} frames): \
+                 nothing to busy-poll",
+                self.rx_frames
+            );
+            // Interrupt deferral set for busy polling now only delays
+            // frames (until gro_flush_timeout's timer): say so.
+            let sysfs = |key: &str| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/{key}", self.name))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let (irqs, timeout) = (sysfs("napi_defer_hard_irqs"), sysfs("gro_flush_timeout"));
+            if irqs > 0 && timeout > 0 {
+                why += &format!(
+                    "; its napi_defer_hard_irqs {irqs} and gro_flush_timeout {timeout} ns now \
+                     delay frames: set them back to 0"
+                );
+            }
+            tracing::warn!(
+                "{}/{queue}: spinning instead of busy polling: {why}",
+                self.name
+            );
+            self.poll_fallback = Some(why);
         }
     }
 
@@ -59,11 +129,12 @@ impl PortRings {
     }
 
     /// Read the kernel's ring statistics (kept from the last read if this
-    /// one fails).
-    fn read_ring_stats(&mut self) {
+    /// one fails) and the socket's NAPI id.
+    fn read_ring_stats(&mut self, queue: u32) {
         if let Ok(r) = self.xsk.ring_stats() {
             self.ring = r;
         }
+        self.check_napi(queue);
     }
 
     fn stats(&self, queue: u32) -> SocketStats {
@@ -72,6 +143,10 @@ impl PortRings {
             port: self.name.clone(),
             queue,
             mode: self.xsk.mode(),
+            poll: self.poll,
+            poll_fallback: self.poll_fallback.clone(),
+            napi_id: self.napi_id,
+            busy_polls: self.xsk.busy_polls(),
             rx_frames: self.rx_frames,
             tx_frames: self.tx_frames,
             tx_wakeups,
@@ -109,6 +184,8 @@ pub(super) struct Worker {
     pub tx_ring_full_drops: u64,
     /// Frames submitted for TX since the last audit.
     pub tx_since_audit: u64,
+    /// The configured poll mode: only `wakeup` ever sleeps.
+    pub poll: PollMode,
     /// The RST guard's entries this worker keeps (inline only).
     pub guard: Option<GuardKeeper>,
 }
@@ -135,7 +212,7 @@ impl Worker {
             other => unreachable!("{} ports per worker", other.len()),
         }
         for p in &mut ports {
-            p.read_ring_stats();
+            p.read_ring_stats(self.queue);
         }
         Ok(self.stats(ports.iter(), &ledger))
     }
@@ -174,7 +251,9 @@ impl Worker {
             let mut slept = false;
             if work == 0 {
                 idle += 1;
-                if idle >= SPINS_BEFORE_SLEEP && !a.xsk.tx_pending() && !b.xsk.tx_pending() {
+                if self.poll != PollMode::Wakeup {
+                    spin(&mut idle);
+                } else if idle >= SPINS_BEFORE_SLEEP && !a.xsk.tx_pending() && !b.xsk.tx_pending() {
                     idle = 0;
                     slept = true;
                     core.record_sleep();
@@ -233,7 +312,9 @@ impl Worker {
                 port.refill(ledger);
                 port.xsk.kick_fill()?;
                 idle += 1;
-                if idle >= SPINS_BEFORE_SLEEP {
+                if self.poll != PollMode::Wakeup {
+                    spin(&mut idle);
+                } else if idle >= SPINS_BEFORE_SLEEP {
                     idle = 0;
                     slept = true;
                     core.record_sleep();
@@ -319,7 +400,7 @@ impl Worker {
     /// checked thoroughly (debug builds).
     fn publishing(&self, worker: usize, ports: &mut [&mut PortRings], ledger: &Ledger) -> XskStats {
         for p in ports.iter_mut() {
-            p.read_ring_stats();
+            p.read_ring_stats(self.queue);
         }
         if cfg!(debug_assertions) {
             let free: usize = ports.iter().map(|p| p.free.len()).sum();
@@ -337,6 +418,22 @@ impl Worker {
             sockets: ports.map(|p| p.stats(self.queue)).collect(),
             frames: ledger.stats(),
         })
+    }
+}
+
+/// An empty iteration of a worker that never sleeps (`spin`, `busy`):
+/// every [`SPINS_BEFORE_SLEEP`] of them in a row, yield the CPU to any
+/// other runnable thread on it. The kernel's own work for this CPU — the
+/// softirqs that `sendto()` raised for the peer's veth, when they are
+/// deferred to ksoftirqd — would otherwise wait for the scheduler to
+/// preempt a thread that never blocks.
+#[inline]
+fn spin(idle: &mut u32) {
+    if *idle >= SPINS_BEFORE_SLEEP {
+        *idle = 0;
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
     }
 }
 

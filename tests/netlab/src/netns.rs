@@ -153,6 +153,32 @@ impl Netns {
             .map_err(|e| io::Error::new(e.kind(), format!("{path} in {}: {e}", self.name)))
     }
 
+    /// Write the device `dev`'s `napi_defer_hard_irqs` and
+    /// `gro_flush_timeout` (ns) inside this namespace (through `ip netns
+    /// exec`, whose /sys is the namespace's): the interrupt deferral that
+    /// preferred busy polling works with. 0 and 0 are the kernel's
+    /// defaults.
+    pub fn set_napi_defer(
+        &self,
+        dev: &str,
+        defer_hard_irqs: u32,
+        gro_flush_timeout_ns: u64,
+    ) -> io::Result<()> {
+        let script = format!(
+            "echo {defer_hard_irqs} > /sys/class/net/{dev}/napi_defer_hard_irqs && \
+             echo {gro_flush_timeout_ns} > /sys/class/net/{dev}/gro_flush_timeout"
+        );
+        let out = self.command("sh").args(["-c", &script]).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{dev} in {}: napi_defer_hard_irqs/gro_flush_timeout: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
     /// IPv6 off on the namespace's devices `devs` (`all`, `default` and
     /// names): no link-local addresses, router solicitations or MLD on the
     /// wire. A kernel without IPv6 has nothing to turn off.

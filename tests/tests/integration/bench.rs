@@ -396,6 +396,68 @@ fn the_export_contender_needs_nats_server_and_reports_the_exporter() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
+/// The poll-mode contenders in the latency phase, beside the kernel's
+/// redirect: each is measured, the report has the p99 ÷ kernel's row, and
+/// each round's worker line says the poll mode in effect — busy polling
+/// with a NAPI to poll, or spinning and why not.
+#[test]
+fn the_latency_phase_runs_the_poll_mode_contenders_beside_the_kernel() {
+    require_root();
+    let _cpu = rstwall_tests::cpu_alone();
+    let (out_dir, stderr) = run_with_out(
+        "poll",
+        &[
+            "run",
+            "--contenders",
+            "kernel,monitor-spin,enforce-busy",
+            "--phases",
+            "latency",
+            "--rounds",
+            "1",
+            "--warmup-secs",
+            "0.2",
+            "--latency-secs",
+            "0.5",
+            "--flows",
+            "1000",
+            "--max-other",
+            "100",
+            "--busy-defer",
+            "0,0",
+        ],
+    );
+    let report = read_out(&out_dir, "report.md", &stderr);
+    for needle in [
+        "kernel XDP redirect",
+        "rstwall monitor + spin",
+        "rstwall enforce + busy poll",
+        "| p99 ÷ kernel's (median of rounds) | 1.00× |",
+        "napi_defer_hard_irqs 0 and gro_flush_timeout 0 ns",
+    ] {
+        assert!(report.contains(needle), "{needle:?} missing:\n{report}");
+    }
+    let line = |name: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("- {name}: ")))
+            .unwrap_or_else(|| panic!("no round line for {name}:\n{report}"))
+            .to_string()
+    };
+    let spin = line("rstwall monitor + spin");
+    assert!(
+        spin.contains("sleeps 0,") && spin.contains("poll spin"),
+        "{spin}"
+    );
+    let busy = line("rstwall enforce + busy poll");
+    assert!(busy.contains("sleeps 0,"), "{busy}");
+    assert!(
+        (busy.contains("poll busy") && !busy.contains("NAPI 0"))
+            || (busy.contains("poll spin, NAPI 0 (no NAPI behind the socket")),
+        "{busy}"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
 /// `rstwall-bench host` runs every measurement with and without host mode
 /// and writes its report; host mode saw the runs' segments and, at this
 /// load, lost none of the transfer's records.

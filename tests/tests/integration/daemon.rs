@@ -258,12 +258,104 @@ fn bad_config_or_policy_files_exit_2_naming_key_and_line() {
         ],
     );
     assert_refused(&out, &["--metrics-listen", "not an address"]);
-    // Settings that contradict each other: host mode drops nothing.
+    // The poll mode: a bad name, and busy polling's parameters without it.
+    let c = config("poll = \"fast\"\n");
+    let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        &[
+            "line 8",
+            "poll: unknown poll mode `fast` (expected wakeup, spin or busy)",
+        ],
+    );
+    let c = config("poll = \"spin\"\nbusy_poll_budget = 16\n");
+    let out = run_to_exit(&lab, &["--config", c.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        &[
+            "line 9",
+            "busy_poll_budget: busy_poll_usecs and busy_poll_budget need poll = \"busy\"",
+        ],
+    );
+    // Settings that contradict each other: host mode drops nothing, and
+    // has no AF_XDP socket to poll.
     let out = run_to_exit(&lab, &["--host", "lo", "--rst-guard"]);
     assert_refused(&out, &["rst_guard", "host mode never drops a packet"]);
+    let out = run_to_exit(&lab, &["--host", "lo", "--poll", "busy"]);
+    assert_refused(&out, &["poll: host mode has no AF_XDP sockets"]);
     // Nothing was attached or persisted by any of them.
     assert!(lab.xdp_progs("pa").is_empty() && lab.xdp_progs("pb").is_empty());
     assert!(!lab.state_dir().join("policy.toml").exists());
+}
+
+/// `poll = "spin"` and `poll = "busy"`: traffic passes, the worker never
+/// sleeps, and the status and statistics show the poll mode in effect on
+/// every socket. Busy polling on the lab's veths either runs (the kernel
+/// took the options, and the sockets' frames came through a NAPI, whose id
+/// they show, with busy polls made) or fell back to spinning, saying why.
+#[test]
+fn poll_modes_spin_and_busy_pass_traffic_and_report_the_mode_in_effect() {
+    use rstwall_api::stats::afxdp::PollMode;
+    let mut lab = Lab::new("poll");
+    write_policy(&lab, "mode = \"monitor\"\n");
+    for (extra, want) in [
+        ("poll = \"spin\"\n", PollMode::Spin),
+        (
+            "poll = \"busy\"\nbusy_poll_usecs = 50\nbusy_poll_budget = 16\n",
+            PollMode::Busy,
+        ),
+    ] {
+        let config = write_config(&lab, extra);
+        start_with_config(&mut lab, &config, &[]);
+        let status = lab.client().status().expect("status");
+        assert_eq!(status.sockets.len(), 2, "{status:#?}");
+        for s in &status.sockets {
+            match (want, s.poll, &s.poll_fallback) {
+                (PollMode::Spin, PollMode::Spin, None) => {}
+                (PollMode::Busy, PollMode::Busy, None) => {}
+                (PollMode::Busy, PollMode::Spin, Some(why)) => {
+                    assert!(why.contains("busy polling refused"), "{why}");
+                    assert!(lab.log().contains(why.as_str()), "{}", lab.log());
+                }
+                other => panic!("{extra}: {other:?} in {status:#?}"),
+            }
+        }
+        // `rstwall status` says it too (both sockets start alike here).
+        let text = lab.cli_ok(&["status"]);
+        let line = format!("poll {}\n", status.sockets[0].poll.as_str());
+        assert!(text.contains(&line), "{line:?} missing in:\n{text}");
+        for port in 7001..7004 {
+            echo_once(&lab, port).expect("traffic through the appliance");
+        }
+        let stats = lab.wait_stats("both sockets' frames published", |s| {
+            s.workers.len() == 1
+                && xsk_worker(&s.workers[0])
+                    .sockets
+                    .iter()
+                    .all(|k| k.rx_frames > 0)
+        });
+        let w = &stats.workers[0];
+        assert_eq!(w.sleeps, 0, "{extra}: a spinning worker never sleeps");
+        for k in &xsk_worker(w).sockets {
+            match (want, k.poll, &k.poll_fallback) {
+                (PollMode::Spin, PollMode::Spin, None) => {}
+                (PollMode::Busy, PollMode::Busy, None) => {
+                    assert_ne!(k.napi_id, 0, "busy polling without a NAPI: {k:#?}");
+                    assert!(k.busy_polls > 0, "{k:#?}");
+                }
+                (PollMode::Busy, PollMode::Spin, Some(why)) => {
+                    assert!(
+                        why.contains("busy polling refused") || why.contains("no NAPI"),
+                        "{why}"
+                    );
+                    assert!(lab.log().contains(why.as_str()), "{}", lab.log());
+                }
+                other => panic!("{extra}: {other:?} in {k:#?}"),
+            }
+        }
+        let st = lab.stop_rstwall(libc::SIGTERM);
+        assert!(st.success(), "{}", lab.log());
+    }
 }
 
 // ---------------------------------------------------------------------------

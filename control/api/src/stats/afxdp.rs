@@ -20,6 +20,25 @@ rstwall_engine::closed_enum! {
     }
 }
 
+rstwall_engine::closed_enum! {
+    /// How a worker waits for frames (`poll` in the config, `--poll`): one
+    /// name for the option value, the documents (each socket's `poll`),
+    /// the log and the metrics.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum PollMode: "poll mode" {
+        /// Spin a little when idle, then sleep in poll() until frames
+        /// arrive (need_wakeup): no CPU when idle, a wake-up's latency.
+        #[default]
+        Wakeup = "wakeup",
+        /// Never sleep: one CPU per worker at 100%, always.
+        Spin = "spin",
+        /// Spin, and drive the driver's NAPI from the worker
+        /// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET; a
+        /// recvfrom()/sendto() each iteration).
+        Busy = "busy",
+    }
+}
+
 /// One AF_XDP worker's own statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XskWorker {
@@ -67,6 +86,23 @@ pub struct SocketStats {
     pub port: String,
     pub queue: u32,
     pub mode: XskMode,
+    /// How the worker waits for this socket's frames: the mode in effect,
+    /// which is not the configured one when `poll_fallback` says why.
+    #[serde(default)]
+    pub poll: PollMode,
+    /// Why the configured poll mode is not in effect (busy polling refused
+    /// by the kernel, or no NAPI behind the socket to poll); absent when it
+    /// is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_fallback: Option<String>,
+    /// The NAPI instance the kernel saw this socket's frames come from
+    /// (SO_INCOMING_NAPI_ID, as of the last publish); 0: none yet, or a
+    /// receive path without NAPI — busy polling has nothing to poll then.
+    #[serde(default)]
+    pub napi_id: u32,
+    /// recvfrom() calls made to busy-poll the driver (`busy` only).
+    #[serde(default)]
+    pub busy_polls: u64,
     /// Frames taken from this socket's RX ring.
     pub rx_frames: u64,
     /// Frames submitted on this socket's TX ring.

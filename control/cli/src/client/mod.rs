@@ -130,7 +130,8 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         "rstwall {} (pid {}), up {}\n\
          mode:     {}\n\
          ports:    {}\n\
-         queues:   {} ({} workers publishing), AF_XDP {}\n\
+         queues:   {} ({} workers publishing), AF_XDP {}, poll {}\n\
+         {}\
          policy:   version {} (digest {}), {}, {} operator block{}\n",
         st.version,
         st.pid,
@@ -140,6 +141,14 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         st.queues,
         st.workers_running,
         st.xsk_mode,
+        poll_summary(&st.sockets),
+        st.sockets
+            .iter()
+            .filter_map(|s| s
+                .poll_fallback
+                .as_ref()
+                .map(|why| format!("          {}/{}: {why}\n", s.port, s.queue)))
+            .collect::<String>(),
         policy.version,
         policy.digest,
         policy.mode,
@@ -169,6 +178,27 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
     io::stdout()
         .write_all(text.as_bytes())
         .map_err(Failure::runtime)
+}
+
+/// The sockets' poll modes in effect: one name when they agree, else
+/// each with its count ("spin 1, busy 1").
+fn poll_summary(sockets: &[rstwall_api::status::Socket]) -> String {
+    let mut modes: Vec<(&str, usize)> = Vec::new();
+    for s in sockets {
+        match modes.iter_mut().find(|(m, _)| *m == s.poll.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => modes.push((s.poll.as_str(), 1)),
+        }
+    }
+    match modes.as_slice() {
+        [] => "none".into(),
+        [(m, _)] => (*m).to_string(),
+        many => many
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// `status` of a daemon in host mode: what it watches, and what it cannot
@@ -661,6 +691,31 @@ fn json_number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_poll_modes_summed_up() {
+        use rstwall_api::stats::afxdp::{PollMode, XskMode};
+        let sock = |poll| rstwall_api::status::Socket {
+            port: "pa".into(),
+            queue: 0,
+            xsk_mode: XskMode::Copy,
+            poll,
+            poll_fallback: None,
+        };
+        assert_eq!(poll_summary(&[]), "none");
+        assert_eq!(
+            poll_summary(&[sock(PollMode::Busy), sock(PollMode::Busy)]),
+            "busy"
+        );
+        assert_eq!(
+            poll_summary(&[
+                sock(PollMode::Spin),
+                sock(PollMode::Busy),
+                sock(PollMode::Spin)
+            ]),
+            "spin 2, busy 1"
+        );
+    }
 
     #[test]
     fn numbers_and_durations() {

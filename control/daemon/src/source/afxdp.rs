@@ -132,6 +132,7 @@ impl Plan {
         engine.policy = policy.clone();
         let mut cfg = DatapathConfig::new(self.topology.clone(), self.queues, engine);
         cfg.bind = settings.bind;
+        cfg.poll = settings.poll;
         let guard = match (&self.topology, settings.rst_guard) {
             (Topology::Inline { .. }, true) => {
                 let g = RstGuard {
@@ -335,6 +336,8 @@ fn socket_status(s: &SocketInfo) -> status::Socket {
         port: s.port.clone(),
         queue: s.queue,
         xsk_mode: s.mode,
+        poll: s.poll,
+        poll_fallback: s.poll_fallback.clone(),
     }
 }
 
@@ -589,6 +592,7 @@ impl XskFamilies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstwall_afxdp::PollMode;
 
     #[test]
     fn topology_and_sockets_as_the_documents_show_them() {
@@ -610,10 +614,21 @@ mod tests {
             queue: 1,
             fd: 7,
             mode: XskMode::ZeroCopy,
+            poll: PollMode::Wakeup,
+            poll_fallback: None,
         };
         assert_eq!(
             json(&socket_status(&s)),
-            r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy"}"#
+            r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy","poll":"wakeup"}"#
+        );
+        let s = SocketInfo {
+            poll: PollMode::Spin,
+            poll_fallback: Some("busy polling refused: SO_BUSY_POLL: EPERM".into()),
+            ..s
+        };
+        assert_eq!(
+            json(&socket_status(&s)),
+            r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy","poll":"spin","poll_fallback":"busy polling refused: SO_BUSY_POLL: EPERM"}"#
         );
     }
 }

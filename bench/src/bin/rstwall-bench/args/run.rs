@@ -21,13 +21,18 @@ use super::values::secs;
     Contenders: bare, nftables, monitor, enforce, guard (enforce with the in-kernel RST \
     guard), export (monitor with every RST handed to the fleet exporter, which streams them \
     to a local nats-server -js started for the run; the report gives its rate over \
-    monitor's); and two diagnostics: kernel (rstwall's \
+    monitor's), monitor-spin, enforce-spin, monitor-busy, enforce-busy (monitor and enforce \
+    with the workers' poll mode spin or busy; busy sets the lab ports' napi_defer_hard_irqs 2 \
+    and gro_flush_timeout 200000 while it runs); and two diagnostics: kernel (rstwall's \
     program redirecting in the kernel, no AF_XDP: a latency reference, measured in the \
     latency phase only) and touch (the bare loop reading each frame's first cache line).\n\n\
     Forwarding alone, as the former `forward` command measured it (throughput with the \
     forwarder's CPU per frame, latency beside the kernel's redirect, five rounds):\n  \
     rstwall-bench run --contenders kernel,bare,monitor,enforce --phases throughput,latency \
-    --rounds 5"
+    --rounds 5\n\n\
+    Latency by poll mode, beside the kernel's redirect:\n  \
+    rstwall-bench run --contenders kernel,monitor,enforce,monitor-busy,enforce-busy \
+    --phases latency --rounds 5"
 )]
 pub struct RunArgs {
     /// Directory for report.md, results.json and chart.svg (created; the
@@ -101,6 +106,11 @@ pub struct RunArgs {
     /// CPU of the generator (and of the latency sink).
     #[arg(long, default_value_t = 0)]
     gen_cpu: usize,
+    /// CPU of the latency sink [default: the generator's]. Beside the
+    /// generator, the sink is woken on the CPU that delivers the kernel
+    /// redirect's frames, and from the other CPU for AF_XDP forwarders.
+    #[arg(long)]
+    sink_cpu: Option<usize>,
     /// CPU of the forwarder (the bare loop, rstwall's worker, the kernel's
     /// steered receive).
     #[arg(long, default_value_t = 1)]
@@ -115,6 +125,12 @@ pub struct RunArgs {
     /// Before taking a measurement again, wait for this many quiet seconds.
     #[arg(long, default_value_t = 10)]
     quiet_secs: u32,
+    /// The busy contenders (monitor-busy, enforce-busy): the lab ports'
+    /// napi_defer_hard_irqs and gro_flush_timeout (ns) while they run, as
+    /// IRQS,NS (the kernel's af_xdp.rst suggests 2,200000; 0,0 leaves the
+    /// kernel's defaults).
+    #[arg(long, value_name = "IRQS,NS", default_value = "2,200000")]
+    busy_defer: String,
 }
 
 /// `v` in order, each once.
@@ -203,10 +219,21 @@ impl RunArgs {
             rst_limit,
             handshake_pps: self.handshake_pps,
             gen_cpu: self.gen_cpu,
+            sink_cpu: self.sink_cpu.unwrap_or(self.gen_cpu),
             fwd_cpu: self.fwd_cpu,
             max_other: self.max_other,
             max_repeats: self.max_repeats,
             quiet_secs: self.quiet_secs,
+            busy_defer: self
+                .busy_defer
+                .split_once(',')
+                .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)))
+                .ok_or_else(|| {
+                    BadArg(format!(
+                        "--busy-defer: expected IRQS,NS (e.g. 2,200000), got {:?}",
+                        self.busy_defer
+                    ))
+                })?,
         })
     }
 }
