@@ -56,19 +56,9 @@ pub(crate) struct GuardKeeper {
     stats: GuardStats,
 }
 
-/// What the keeper did, for the worker's statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuardStats {
-    pub inserted: u64,
-    pub removed: u64,
-    pub replaced: u64,
-    /// Map operations that failed (the flow stays unguarded).
-    pub errors: u64,
-    /// Flows that found the keeper full.
-    pub full: u64,
-    /// Flows guarded now.
-    pub guarded: u64,
-}
+/// What the keeper did, for the worker's statistics: the API's type, so
+/// the statistics document shows it as counted.
+pub use rstwall_api::stats::afxdp::GuardStats;
 
 /// Whether the guard could have dropped this RST: the worker should make
 /// sure the next one of its flow dies in XDP.

@@ -38,5 +38,8 @@ impl SourceStats for XskStats {
             }
         }
         t.frames.merge(&self.frames);
+        if let Some(g) = &self.guard {
+            t.guard.get_or_insert_with(Default::default).merge(g);
+        }
     }
 }

@@ -417,6 +417,7 @@ impl Worker {
             tx_ring_full_drops: self.tx_ring_full_drops,
             sockets: ports.map(|p| p.stats(self.queue)).collect(),
             frames: ledger.stats(),
+            guard: self.guard.as_ref().map(|g| g.stats()),
         })
     }
 }

@@ -273,6 +273,12 @@ fn rst_guard_drops_a_flood_in_xdp_and_counts_it_exactly() {
         "the flood after the first RST dies in XDP: {s:#?}"
     );
     assert_eq!(s.xdp_sum(|x| x.guard_out_of_window), u64::from(FLOOD));
+    // The statistics say which flows are guarded and how entries came.
+    let g = xsk(&s).guard.expect("the guard's entries in the totals");
+    assert_eq!((g.guarded, g.inserted), (1, 1), "{g:?}");
+    assert_eq!((g.errors, g.full), (0, 0), "{g:?}");
+    let w = &s.workers[0];
+    assert_eq!(xsk_worker(w).guard.map(|g| g.guarded), Some(1), "{w:#?}");
 
     // The real abort passes the guarded flow's entry.
     alive_then_aborted(c, &server_sniff, 5013, server, || {});

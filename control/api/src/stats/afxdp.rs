@@ -48,6 +48,40 @@ pub struct XskWorker {
     pub tx_ring_full_drops: u64,
     pub sockets: Vec<SocketStats>,
     pub frames: FrameStats,
+    /// The in-kernel RST guard's entries this worker keeps (`--rst-guard`,
+    /// inline only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardStats>,
+}
+
+/// What a worker did to the RST guard's map: the flows it guards (their
+/// acceptance state in the map, so that their spoofed RSTs die in XDP)
+/// and how entries came and went. The drops themselves are the XDP
+/// counters' `guard_*`, merged into the RST classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStats {
+    /// Entries made, removed (flow closed or expired, or at stop) and
+    /// rewritten (the flow's state moved).
+    pub inserted: u64,
+    pub removed: u64,
+    pub replaced: u64,
+    /// Map operations that failed (the flow stays unguarded).
+    pub errors: u64,
+    /// Flows that found the worker's share of the map full (unguarded).
+    pub full: u64,
+    /// Flows guarded now.
+    pub guarded: u64,
+}
+
+impl GuardStats {
+    pub fn merge(&mut self, o: &GuardStats) {
+        self.inserted += o.inserted;
+        self.removed += o.removed;
+        self.replaced += o.replaced;
+        self.errors += o.errors;
+        self.full += o.full;
+        self.guarded += o.guarded;
+    }
 }
 
 /// [`XskWorker`] summed over workers.
@@ -61,6 +95,9 @@ pub struct XskTotals {
     /// Sockets per bind mode.
     pub zerocopy_sockets: usize,
     pub copy_sockets: usize,
+    /// The RST guard's entries, over the workers that keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardStats>,
 }
 
 impl XskTotals {

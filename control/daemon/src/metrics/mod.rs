@@ -317,6 +317,13 @@ mod tests {
                     receive: 4192,
                     ..FrameStats::default()
                 },
+                // Queue 1's worker keeps RST guard entries, queue 0's none.
+                guard: (queue == 1).then_some(rstwall_api::stats::afxdp::GuardStats {
+                    inserted: 5,
+                    removed: 2,
+                    guarded: 3,
+                    ..Default::default()
+                }),
             }),
         }
     }
@@ -416,6 +423,15 @@ mod tests {
                 "3",
             ),
             (r#"rstwall_xsk_zerocopy{port="pa",queue="0"}"#, "0"),
+            (r#"rstwall_guard_flows{queue="1"}"#, "3"),
+            (
+                r#"rstwall_guard_entries_total{queue="1",op="inserted"}"#,
+                "5",
+            ),
+            (
+                r#"rstwall_guard_entries_total{queue="1",op="removed"}"#,
+                "2",
+            ),
             ("rstwall_kernel_deny_entries", "1"),
             ("rstwall_policy_version", "3"),
             ("rstwall_alert_level{rule=\"rst_flood\"}", "2"),
@@ -447,6 +463,8 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(s.get(&version).map(String::as_str), Some("1"), "{om}");
+        // A worker without guard entries has no guard samples.
+        assert!(!om.contains(r#"rstwall_guard_flows{queue="0"}"#), "{om}");
         // A port whose counters could not be read is left out, not zeroed.
         assert!(!om.contains(r#"port="pb",class"#), "{om}");
         assert!(om.contains("# TYPE rstwall_xdp_tcp_packets counter\n"));

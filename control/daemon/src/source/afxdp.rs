@@ -487,6 +487,19 @@ impl SourceView for XskStats {
             "umem_ledger_errors",
             "Frame addresses handed back that were not where the ledger had them.",
         );
+        let mut guarded = MetricFamily::new(
+            G,
+            "guard_flows",
+            "Flows whose acceptance state is in the in-kernel RST guard's map (--rst-guard): \
+             their spoofed RSTs die in XDP.",
+        );
+        let mut guard_ops = MetricFamily::new(
+            C,
+            "guard_entries",
+            "The RST guard's map entries by what happened: inserted, removed, replaced (the \
+             flow's state moved), error (a map operation failed: the flow stays unguarded), \
+             full (no room: unguarded).",
+        );
         let mut xsk = XskFamilies::new();
         for w in workers {
             let s = &w.source;
@@ -503,8 +516,22 @@ impl SourceView for XskStats {
             for sock in &s.sockets {
                 xsk.add(sock);
             }
+            if let Some(g) = &s.guard {
+                guarded.add(q(), g.guarded);
+                for (op, n) in [
+                    ("inserted", g.inserted),
+                    ("removed", g.removed),
+                    ("replaced", g.replaced),
+                    ("error", g.errors),
+                    ("full", g.full),
+                ] {
+                    guard_ops.add(l2("queue", s.queue, "op", op), n);
+                }
+            }
         }
-        let mut out = vec![tx_full, umem, leaked, ledger];
+        // Without --rst-guard the two guard families have no samples and
+        // are left out.
+        let mut out = vec![tx_full, umem, leaked, ledger, guarded, guard_ops];
         out.extend(xsk.into_families());
         out
     }
