@@ -67,10 +67,12 @@ pub enum Listen<'a> {
         dport: u16,
         any_flags: u16,
     },
-    /// IPv4 TCP segments on one interface, in either direction, from
-    /// `sport` with at least one of the flag bits `any_flags` set: what a
-    /// host's kernel sends from one of its ports (its RSTs), filtered in
-    /// the kernel like [`Listen::TcpTo`].
+    /// Outgoing IPv4 TCP segments on one interface from `sport` with at
+    /// least one of the flag bits `any_flags` set: what this host's kernel
+    /// sends from one of its ports (its RSTs), filtered in the kernel like
+    /// [`Listen::TcpTo`]. Only frames the interface transmits: a frame
+    /// that arrives from `sport` (a spoofed one, a backscatter RST whose
+    /// random source port happens to be it) is not the host's.
     TcpFrom {
         ifname: &'a str,
         sport: u16,
@@ -270,11 +272,24 @@ fn tcp_filter(port: Port, any_flags: u8) -> Vec<libc::sock_filter> {
     const JSET_K: u16 = 0x45;
     const RET_K: u16 = 0x06;
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    const LD_W_ABS: u16 = 0x20;
+    // The ancillary load of the frame's packet type (SKF_AD_OFF +
+    // SKF_AD_PKTTYPE), and the type of a frame the host transmits.
+    const AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+    const PACKET_OUTGOING: u32 = 4;
     let (offset, port) = match port {
         Port::Source(p) => (0, p),
         Port::Destination(p) => (2, p),
     };
-    vec![
+    let mut prog = Vec::new();
+    if offset == 0 {
+        // Outgoing frames only; else to the final drop (2 + 10).
+        prog.extend([
+            op(LD_W_ABS, 0, 0, AD_PKTTYPE),
+            op(JEQ_K, 0, 10, PACKET_OUTGOING),
+        ]);
+    }
+    prog.extend([
         op(LD_H_ABS, 0, 0, 12),                 // 0: ethertype
         op(JEQ_K, 0, 8, 0x0800),                // 1: IPv4, else 10
         op(LD_B_ABS, 0, 0, 23),                 // 2: IP protocol
@@ -286,7 +301,8 @@ fn tcp_filter(port: Port, any_flags: u8) -> Vec<libc::sock_filter> {
         op(JSET_K, 0, 1, u32::from(any_flags)), // 8: else 10
         op(RET_K, 0, 0, 0xffff),                // 9: accept
         op(RET_K, 0, 0, 0),                     // 10: drop
-    ]
+    ]);
+    prog
 }
 
 /// Every frame seen on a namespace's interfaces while it runs, kept by a

@@ -47,12 +47,14 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     require_root("the netlab tests");
     let mut lab = Namespaces::unique("veth");
     let (a, b) = (lab.add("a").unwrap(), lab.add("b").unwrap());
+    let mac_a = Mac([0x02, 0x72, 0x77, 0x07, 0, 1]);
     let mac_b = Mac([0x02, 0x72, 0x77, 0x07, 0, 2]);
     a.add_veth(
         "va",
         &b,
         "vb",
         &Veth {
+            mac: Some(mac_a),
             peer_mac: Some(mac_b),
             ..Veth::default()
         },
@@ -61,6 +63,7 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     a.add_addr("va", &format!("{A}/24")).unwrap();
     b.add_addr("vb", &format!("{B}/24")).unwrap();
     a.add_neighbour("va", &B.to_string(), mac_b).unwrap();
+    b.add_neighbour("vb", &A.to_string(), mac_a).unwrap();
     assert!(
         a.add_addr("va", "10.1.2.3/8").is_err(),
         "only lab addresses"
@@ -119,5 +122,39 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     assert!(
         sniffer.next_segment().unwrap().is_none(),
         "nothing else passes the filter"
+    );
+
+    // What a's kernel sends from port 40000: its own RST out of va, not a
+    // RST that arrives from some other host's port 40000.
+    let sent_by_a = a
+        .run(|| {
+            Sniffer::open(Listen::TcpFrom {
+                ifname: "va",
+                sport: 40_000,
+                any_flags: TcpFlags::RST,
+            })
+        })
+        .unwrap()
+        .unwrap();
+    let from_b = b.run(RawSender::open).unwrap().unwrap();
+    let arriving = Segment {
+        src: SocketAddrV4::new(B, 40_000).into(),
+        dst: SocketAddrV4::new(A, 179).into(),
+        seq: 0x0bad_0bad,
+        ..rst
+    };
+    from_b.send_segment(&arriving, 4).unwrap();
+    sender.send_segment(&rst, 5).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let seg = loop {
+        if let Some(seg) = sent_by_a.next_segment().unwrap() {
+            break seg;
+        }
+        assert!(Instant::now() < deadline, "a's RST never seen leaving");
+    };
+    assert_eq!((seg.src_port, seg.seq), (40_000, 0x1234_5678), "{seg:?}");
+    assert!(
+        sent_by_a.next_segment().unwrap().is_none(),
+        "an arriving RST from port 40000 is not a's"
     );
 }
