@@ -90,9 +90,12 @@ impl Sniffer {
     /// 50 ms.
     pub fn open(what: Listen<'_>) -> io::Result<Sniffer> {
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
-        let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, proto)?;
+        // Protocol 0: the socket receives nothing until it is bound (a
+        // socket opened with ETH_P_ALL receives every frame at once). The
+        // filter first, then bind with ETH_P_ALL: no unfiltered frame gets
+        // queued.
+        let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
         let raw = fd.as_raw_fd();
-        // The filter first, then bind: no unfiltered frame gets queued.
         let filter = match what {
             Listen::TcpTo {
                 dport, any_flags, ..
@@ -120,29 +123,28 @@ impl Sniffer {
             tv_usec: 50_000,
         };
         setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
-        let ifname = match what {
-            Listen::All => None,
+        let ifindex = match what {
+            // Every interface of the namespace.
+            Listen::All => 0,
             Listen::Interface(name)
             | Listen::TcpTo { ifname: name, .. }
-            | Listen::TcpFrom { ifname: name, .. } => Some(name),
+            | Listen::TcpFrom { ifname: name, .. } => ifindex(name)? as i32,
         };
-        if let Some(name) = ifname {
-            // SAFETY: all-zero is a valid sockaddr_ll.
-            let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto as u16;
-            sll.sll_ifindex = ifindex(name)? as i32;
-            // SAFETY: a valid sockaddr_ll.
-            let rc = unsafe {
-                libc::bind(
-                    raw,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto as u16;
+        sll.sll_ifindex = ifindex;
+        // SAFETY: a valid sockaddr_ll.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(Sniffer { fd })
     }

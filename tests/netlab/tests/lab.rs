@@ -157,4 +157,35 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
         sent_by_a.next_segment().unwrap().is_none(),
         "an arriving RST from port 40000 is not a's"
     );
+
+    // A sniffer opened while other frames stream in holds none of them:
+    // nothing is queued before its filter is attached.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 10;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sender.send_segment(&other_port, n).unwrap();
+                n = n.wrapping_add(1);
+            }
+        });
+        for _ in 0..200 {
+            let s = b
+                .run(|| {
+                    Sniffer::open(Listen::TcpTo {
+                        ifname: "vb",
+                        dport: 179,
+                        any_flags: TcpFlags::RST,
+                    })
+                })
+                .unwrap()
+                .unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+            if let Some(f) = s.next_frame(false).unwrap() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("an unfiltered frame was queued: {f:?}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }
