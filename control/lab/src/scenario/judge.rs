@@ -33,7 +33,8 @@ impl Expect {
             let mut rst = p.rst;
             for r in &p.server_rsts {
                 let n = &mut rst[r.class().index()];
-                *n = (*n).max(r.count());
+                *n = (*n).max(r.first());
+                rst[RstClass::NoFlow.index()] += r.again();
             }
             for (a, b) in e.rst.iter_mut().zip(rst) {
                 *a += b;
@@ -206,18 +207,27 @@ mod tests {
     use super::super::kernel_resets::ServerRsts;
     use super::*;
 
-    fn part(teardown: u64, on_wire: u64) -> Part {
+    /// A teardown part that reset `teardown` connections, whose server
+    /// sent `first` RSTs to distinct connections and `again` more to
+    /// connections already reset.
+    fn part_sent(teardown: u64, first: u64, again: u64) -> Part {
         let mut p = Part::default();
         p.rst[RstClass::Teardown.index()] = teardown;
         p.rst[RstClass::Refused.index()] = 3;
         p.server_rsts
-            .push(ServerRsts::fixed(RstClass::Teardown, on_wire));
+            .push(ServerRsts::fixed(RstClass::Teardown, first, again));
         p
     }
 
-    /// A RST the server's kernel sent beyond one per connection is
-    /// expected too; a count on the wire that fell short (a sniffer that
-    /// missed one) never lowers what the part caused.
+    fn part(teardown: u64, on_wire: u64) -> Part {
+        part_sent(teardown, on_wire, 0)
+    }
+
+    /// A first RST to a connection the server's kernel sent beyond what
+    /// the part counted is expected too; a count on the wire that fell
+    /// short (a sniffer that missed one) never lowers what the part
+    /// caused; a RST to a connection already reset meets no socket there:
+    /// `no_flow`.
     #[test]
     fn expected_rsts_are_what_the_server_sent() {
         let e = Expect::of(&[part(40, 41)]);
@@ -226,6 +236,9 @@ mod tests {
         let e = Expect::of(&[part(40, 39), part(2, 2)]);
         assert_eq!(e.rst[RstClass::Teardown.index()], 42);
         assert_eq!(e.rst[RstClass::Refused.index()], 6);
+        let e = Expect::of(&[part_sent(40, 40, 2)]);
+        assert_eq!(e.rst[RstClass::Teardown.index()], 40);
+        assert_eq!(e.rst[RstClass::NoFlow.index()], 2);
     }
 
     fn teardown_check(counted: u64, caused: u64, link_lost: u64) -> Check {

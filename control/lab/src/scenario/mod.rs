@@ -27,7 +27,8 @@
 //! The checks then compare rstwall's counters (the difference over the
 //! run) with those numbers: per class exactly (for the parts whose RSTs the
 //! server's kernel sends, every one it sent, counted on the wire: it may
-//! answer a retransmitted segment a second time), the verdicts of the default
+//! answer a second segment of a connection it already reset, a RST that
+//! meets no socket at the client, `no_flow`), the verdicts of the default
 //! policy (enforce: dropped; monitor: `would drop`), the dropped total,
 //! failed connection attempts, SYN and SYN-ACK lower bounds, no fail-open
 //! bypass; and, from the sockets, that every connection that had to survive
@@ -227,10 +228,16 @@ pub fn run_scenario(
         did: parts
             .iter()
             .flat_map(|p| {
-                let on_wire = p.server_rsts.iter().map(|r| Did {
-                    part: r.class().to_string(),
-                    what: "RSTs the server's kernel sent (on the wire)".into(),
-                    value: r.count().to_string(),
+                let on_wire = p.server_rsts.iter().flat_map(|r| {
+                    let did = |what: &str, n: u64| Did {
+                        part: r.class().to_string(),
+                        what: what.into(),
+                        value: n.to_string(),
+                    };
+                    [
+                        did("RSTs the server's kernel sent (on the wire)", r.count()),
+                        did("of them to a connection already reset (no_flow)", r.again()),
+                    ]
                 });
                 p.did.iter().cloned().chain(on_wire)
             })
