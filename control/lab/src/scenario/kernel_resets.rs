@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{IpAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,13 +32,27 @@ use super::{connect, Ctx, Part, ABORT_PORT, CLOSED_PORT, TEARDOWN_PORT};
 /// identical RSTs to one client port). The first resets the client's
 /// socket; the next finds none there, so the client's kernel drops it as
 /// a RST for no socket: rstwall must count it `no_flow`. So the RSTs are
-/// told apart by the connection (client address and port) they go to:
-/// the first to each is the part's class, the others `no_flow`.
+/// told apart by the connection they go to ([`connection`]): the first to
+/// each is the part's class, the others `no_flow`.
 pub(super) struct ServerRsts {
     class: RstClass,
     counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The connection a RST of the server's goes to: the client's address and
+/// port, and what tells this connection from an earlier one on the same
+/// port (a refused client reuses its port at once: 68 times in 1,500
+/// connects). A RST the server sends from a connection's sequence space
+/// carries the server's SND.NXT as its sequence (the abort, a RST for no
+/// socket answering the client's next segment, the teardown's), the same
+/// for every RST of that connection and random across connections; a RST
+/// answering a SYN carries sequence 0 and the client's ISN + 1 as its
+/// acknowledgment, again one per connection.
+fn connection(seg: &rstwall_engine::wire::Segment<'_>) -> (IpAddr, u16, u32) {
+    let instance = if seg.seq != 0 { seg.seq } else { seg.ack };
+    (seg.dst, seg.dst_port, instance)
 }
 
 /// RSTs to a connection not seen before, and to one already reset.
@@ -66,7 +80,7 @@ impl ServerRsts {
             while !st.load(Ordering::Relaxed) {
                 match sniffer.next_segment() {
                     Ok(Some(seg)) if seg.flags.rst() => {
-                        let to = if reset.insert((seg.dst, seg.dst_port)) {
+                        let to = if reset.insert(connection(&seg)) {
                             &n.first
                         } else {
                             &n.again
