@@ -28,7 +28,7 @@ use rstwall_source::{rst_channel, RstSink};
 use super::options::Contender;
 use super::report::{opt, Ratio, Report};
 use super::throughput::{ExportRates, Tput};
-use crate::stats::{median, min_max};
+use crate::stats::median;
 
 /// The broker's program, looked up on `PATH`.
 pub const NATS_SERVER: &str = "nats-server";
@@ -215,21 +215,7 @@ impl Report<'_> {
     /// Each round's forwarded rate of `export` ÷ the same round's
     /// `monitor`: median and range, when the run has both.
     pub fn export_vs_monitor(&self) -> Option<Ratio> {
-        let monitor = self.tput_of(Contender::Monitor);
-        let ratios: Vec<f64> = self
-            .tput_of(Contender::Export)
-            .into_iter()
-            .filter_map(|t| {
-                let m = monitor.iter().find(|m| m.round == t.round)?;
-                (m.forwarded > 0.0).then(|| t.forwarded / m.forwarded)
-            })
-            .collect();
-        let (lo, hi) = min_max(&ratios);
-        Some(Ratio {
-            median: median(ratios)?,
-            lo,
-            hi,
-        })
+        self.vs(Contender::Export, Contender::Monitor, |t| Some(t.forwarded))
     }
 
     /// The throughput section's paragraph on export on against off.

@@ -117,13 +117,26 @@ impl Report<'_> {
         if c == Contender::Bare {
             return None;
         }
-        let bare = self.tput_of(Contender::Bare);
+        self.vs(c, Contender::Bare, f)
+    }
+
+    /// Median and range over rounds of `f(c) / f(base)`, each round against
+    /// the same round's `base`; rounds where `base` has no value or 0 are
+    /// left out.
+    pub(super) fn vs(
+        &self,
+        c: Contender,
+        base: Contender,
+        f: impl Fn(&Tput) -> Option<f64>,
+    ) -> Option<Ratio> {
+        let base = self.tput_of(base);
         let ratios: Vec<f64> = self
             .tput_of(c)
             .into_iter()
             .filter_map(|t| {
-                let b = bare.iter().find(|b| b.round == t.round)?;
-                Some(f(t)? / f(b)?)
+                let b = base.iter().find(|b| b.round == t.round)?;
+                let d = f(b)?;
+                (d > 0.0).then_some(f(t)? / d)
             })
             .collect();
         let (lo, hi) = min_max(&ratios);
