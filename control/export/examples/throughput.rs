@@ -56,10 +56,16 @@ fn main() -> anyhow::Result<()> {
                 mode: "inline".into(),
             },
         )?;
-        while exporter.status().state != "connected" {
-            // The first acknowledgement switches it to connected: one
-            // event to get there, not counted.
-            if exporter.status().acked == 0 && sink.queued() == 0 {
+        let warming = Instant::now();
+        while exporter.status().acked == 0 {
+            anyhow::ensure!(
+                warming.elapsed() < Duration::from_secs(30),
+                "no acknowledgement after 30 s: {:?}",
+                exporter.status()
+            );
+            // The first acknowledgement opens the full window of
+            // publishes in flight: one event to get there, not counted.
+            if sink.queued() == 0 {
                 sink.offer(RstRecord::example(u32::MAX));
             }
             std::thread::sleep(Duration::from_millis(10));
