@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use rstwall_engine::wire::TcpFlags;
 use rstwall_netlab::ethtool::{self, Offload};
 use rstwall_netlab::packet::Segment;
-use rstwall_netlab::{netns, require_root, Listen, Mac, Namespaces, RawSender, Sniffer, Veth};
+use rstwall_netlab::{
+    netns, require_root, Listen, Mac, Namespaces, Netns, RawSender, Sniffer, Veth,
+};
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 2);
@@ -40,6 +42,23 @@ fn namespaces_are_removed_on_drop_on_panic_and_kept_on_request() {
     assert!(netns::exists(&name), "kept");
     netns::delete(&name).expect("delete");
     assert!(!netns::exists(&name));
+}
+
+/// A sniffer opened in `ns`.
+fn open_sniffer(ns: &Netns, what: Listen<'_>) -> Sniffer {
+    ns.run(|| Sniffer::open(what)).unwrap().unwrap()
+}
+
+/// The sniffer's next segment, within 5 s.
+#[track_caller]
+fn next_within_5s(sniffer: &Sniffer, what: &str) -> rstwall_engine::wire::Segment<'static> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(seg) = sniffer.next_segment().unwrap() {
+            return seg;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+    }
 }
 
 #[test]
@@ -76,16 +95,12 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     })
     .unwrap();
 
-    let sniffer = b
-        .run(|| {
-            Sniffer::open(Listen::TcpTo {
-                ifname: "vb",
-                dport: 179,
-                any_flags: TcpFlags::RST,
-            })
-        })
-        .unwrap()
-        .unwrap();
+    let to_179 = || Listen::TcpTo {
+        ifname: "vb",
+        dport: 179,
+        any_flags: TcpFlags::RST,
+    };
+    let sniffer = open_sniffer(&b, to_179());
     let sender = a.run(RawSender::open).unwrap().unwrap();
     let rst = Segment {
         src: SocketAddrV4::new(A, 40_000).into(),
@@ -107,13 +122,7 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     };
     sender.send_segment(&syn, 2).unwrap();
     sender.send_segment(&rst, 3).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let seg = loop {
-        if let Some(seg) = sniffer.next_segment().unwrap() {
-            break seg;
-        }
-        assert!(Instant::now() < deadline, "the RST never arrived");
-    };
+    let seg = next_within_5s(&sniffer, "the RST never arrived");
     assert_eq!(
         (seg.src_port, seg.dst_port, seg.seq),
         (40_000, 179, 0x1234_5678)
@@ -126,16 +135,14 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
 
     // What a's kernel sends from port 40000: its own RST out of va, not a
     // RST that arrives from some other host's port 40000.
-    let sent_by_a = a
-        .run(|| {
-            Sniffer::open(Listen::TcpFrom {
-                ifname: "va",
-                sport: 40_000,
-                any_flags: TcpFlags::RST,
-            })
-        })
-        .unwrap()
-        .unwrap();
+    let sent_by_a = open_sniffer(
+        &a,
+        Listen::TcpFrom {
+            ifname: "va",
+            sport: 40_000,
+            any_flags: TcpFlags::RST,
+        },
+    );
     let from_b = b.run(RawSender::open).unwrap().unwrap();
     let arriving = Segment {
         src: SocketAddrV4::new(B, 40_000).into(),
@@ -145,13 +152,7 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
     };
     from_b.send_segment(&arriving, 4).unwrap();
     sender.send_segment(&rst, 5).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let seg = loop {
-        if let Some(seg) = sent_by_a.next_segment().unwrap() {
-            break seg;
-        }
-        assert!(Instant::now() < deadline, "a's RST never seen leaving");
-    };
+    let seg = next_within_5s(&sent_by_a, "a's RST never seen leaving");
     assert_eq!((seg.src_port, seg.seq), (40_000, 0x1234_5678), "{seg:?}");
     assert!(
         sent_by_a.next_segment().unwrap().is_none(),
@@ -170,16 +171,7 @@ fn a_spoofed_segment_crosses_a_veth_and_the_sniffer_parses_it() {
             }
         });
         for _ in 0..200 {
-            let s = b
-                .run(|| {
-                    Sniffer::open(Listen::TcpTo {
-                        ifname: "vb",
-                        dport: 179,
-                        any_flags: TcpFlags::RST,
-                    })
-                })
-                .unwrap()
-                .unwrap();
+            let s = open_sniffer(&b, to_179());
             std::thread::sleep(Duration::from_micros(200));
             if let Some(f) = s.next_frame(false).unwrap() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -81,6 +81,32 @@ fn events_of(stored: &[Stored], node: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The node's RST events in the stream (in order, none twice: as
+/// [`events_of`] checks), as many of each class as the daemon counted.
+#[track_caller]
+fn events_as_counted<'a>(
+    stored: &'a [Stored],
+    node: &str,
+    stats: &rstwall_api::Stats,
+) -> Vec<&'a Stored> {
+    events_of(stored, node);
+    let subject = format!("rstwall.{node}.events");
+    let events: Vec<&Stored> = stored.iter().filter(|m| m.subject == subject).collect();
+    let c = &stats.totals.counters;
+    for class in RstClass::ALL {
+        let streamed = events
+            .iter()
+            .filter(|m| m.json["class"] == class.as_str())
+            .count() as u64;
+        assert_eq!(
+            streamed,
+            c.rst_total(class),
+            "{class:?}: the stream against the daemon"
+        );
+    }
+    events
+}
+
 #[test]
 fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails() {
     const TOTAL: u32 = 9000;
@@ -427,23 +453,8 @@ fn fleet_run_streams_every_rst_it_counts_to_a_cluster() {
     let stored = in_ns(&lab.appliance, || {
         read_stream(&urls, "LAB_lab", Duration::from_secs(30))
     });
-    events_of(&stored, "lab");
-    let events: Vec<&Stored> = stored
-        .iter()
-        .filter(|m| m.subject == "rstwall.lab.events")
-        .collect();
+    let events = events_as_counted(&stored, "lab", &stats);
     let c = &stats.totals.counters;
-    for class in RstClass::ALL {
-        let streamed = events
-            .iter()
-            .filter(|m| m.json["class"] == class.as_str())
-            .count() as u64;
-        assert_eq!(
-            streamed,
-            c.rst_total(class),
-            "{class:?}: the stream against the daemon"
-        );
-    }
     assert_eq!(c.rst_total(RstClass::Refused), 250, "{c:#?}");
     assert_eq!(c.rst_total(RstClass::NoFlow), 300, "{c:#?}");
     let first = events[0].json.clone();
@@ -560,23 +571,7 @@ fn fleet_run_host_streams_every_rst_with_its_host_fields() {
         );
         thread::sleep(Duration::from_millis(200));
     };
-    events_of(&stored, "host-1");
-    let events: Vec<&Stored> = stored
-        .iter()
-        .filter(|m| m.subject == "rstwall.host-1.events")
-        .collect();
-    let c = &stats.totals.counters;
-    for class in RstClass::ALL {
-        let streamed = events
-            .iter()
-            .filter(|m| m.json["class"] == class.as_str())
-            .count() as u64;
-        assert_eq!(
-            streamed,
-            c.rst_total(class),
-            "{class:?}: the stream against the daemon"
-        );
-    }
+    let events = events_as_counted(&stored, "host-1", &stats);
     let host = stats.host.as_ref().expect("host mode's counters");
     assert_eq!(host.events_dropped, 0, "{host:#?}");
     let refused: Vec<&serde_json::Value> = events
