@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rstwall_api::fleet::ExportStatus;
 use rstwall_engine::class::RstClass;
 use rstwall_export::{Credentials, Exporter, Inputs, NatsConfig, Tls};
-use rstwall_source::{rst_channel, RstRecord};
+use rstwall_source::{rst_channel, RstRecord, RstSink};
 use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, spawn_in_ns, Lab};
 use rstwall_tests::nats::{read_stream, read_stream_as, Cluster, Pki, Stored};
 
@@ -81,6 +81,21 @@ fn events_of(stored: &[Stored], node: &str) -> Vec<u32> {
         .collect()
 }
 
+/// An exporter started with `cfg`, fed through a hand-off of `capacity`
+/// records as a daemon in `mode` feeds it, and that hand-off's sink.
+fn exporter_for(cfg: &NatsConfig, capacity: usize, mode: &str) -> (Exporter, RstSink) {
+    let (sink, rx) = rst_channel(capacity);
+    let exporter = Exporter::start(
+        cfg.clone(),
+        Inputs {
+            rsts: Some((sink.clone(), rx)),
+            mode: mode.into(),
+        },
+    )
+    .expect("exporter");
+    (exporter, sink)
+}
+
 /// The node's RST events in the stream (in order, none twice: as
 /// [`events_of`] checks), as many of each class as the daemon counted.
 #[track_caller]
@@ -119,15 +134,7 @@ fn fleet_exporter_loses_duplicates_and_reorders_nothing_when_the_cluster_fails()
     cfg.create_stream = Some(3);
     // Small, so that an outage fills memory and goes on to the spool.
     cfg.queue = 500;
-    let (sink, rx) = rst_channel(1 << 16);
-    let exporter = Exporter::start(
-        cfg.clone(),
-        Inputs {
-            rsts: Some((sink.clone(), rx)),
-            mode: "inline".into(),
-        },
-    )
-    .expect("exporter");
+    let (exporter, sink) = exporter_for(&cfg, 1 << 16, "inline");
 
     // 3000 events a second, in three parts: the cluster up, all three
     // servers killed then restarted, one server of three down.
@@ -202,15 +209,7 @@ fn fleet_exporter_replays_its_spool_at_the_next_start() {
     cfg.create_stream = Some(1);
     cfg.queue = 100;
     let run = |cfg: &NatsConfig, from: u32, to: u32| {
-        let (sink, rx) = rst_channel(1 << 12);
-        let exporter = Exporter::start(
-            cfg.clone(),
-            Inputs {
-                rsts: Some((sink.clone(), rx)),
-                mode: "tap".into(),
-            },
-        )
-        .expect("exporter");
+        let (exporter, sink) = exporter_for(cfg, 1 << 12, "tap");
         for i in from..to {
             sink.offer(RstRecord::example(i));
         }
@@ -290,15 +289,7 @@ fn fleet_exporter_speaks_tls_with_a_client_certificate_and_a_password() {
         client: Some((pki.client_cert.clone(), pki.client_key.clone())),
     };
     let run = |cfg: &NatsConfig| {
-        let (sink, rx) = rst_channel(1 << 12);
-        let exporter = Exporter::start(
-            cfg.clone(),
-            Inputs {
-                rsts: Some((sink.clone(), rx)),
-                mode: "inline".into(),
-            },
-        )
-        .expect("exporter");
+        let (exporter, sink) = exporter_for(cfg, 1 << 12, "inline");
         for i in 0..EVENTS {
             sink.offer(RstRecord::example(i));
         }
