@@ -423,6 +423,12 @@ mod tests {
                 "3",
             ),
             (r#"rstwall_xsk_zerocopy{port="pa",queue="0"}"#, "0"),
+            (
+                r#"rstwall_xsk_poll_mode{port="pa",queue="0",mode="wakeup"}"#,
+                "1",
+            ),
+            (r#"rstwall_xsk_poll_fallback{port="pa",queue="0"}"#, "0"),
+            (r#"rstwall_xsk_busy_polls_total{port="pa",queue="0"}"#, "0"),
             (r#"rstwall_guard_flows{queue="1"}"#, "3"),
             (
                 r#"rstwall_guard_entries_total{queue="1",op="inserted"}"#,

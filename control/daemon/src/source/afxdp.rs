@@ -538,7 +538,7 @@ impl SourceView for XskStats {
 }
 
 /// The AF_XDP socket families, per port and queue.
-struct XskFamilies([MetricFamily; 10]);
+struct XskFamilies([MetricFamily; 13]);
 
 impl XskFamilies {
     fn new() -> XskFamilies {
@@ -586,13 +586,29 @@ impl XskFamilies {
                 "xsk_zerocopy",
                 "1 when the socket is bound in zero-copy mode, 0 in copy mode.",
             ),
+            MetricFamily::new(
+                G,
+                "xsk_poll_mode",
+                "1 for the poll mode in effect on the socket (wakeup, spin, busy).",
+            ),
+            MetricFamily::new(
+                G,
+                "xsk_poll_fallback",
+                "1 when the socket does not run the configured poll mode (busy polling \
+                 refused by the kernel, or no NAPI behind it): the status says why.",
+            ),
+            MetricFamily::new(
+                C,
+                "xsk_busy_polls",
+                "recvfrom() calls that ran the driver's NAPI (poll mode busy).",
+            ),
         ])
     }
 
     fn add(&mut self, sock: &SocketStats) {
         let l = || l2("port", &sock.port, "queue", sock.queue);
         let r = &sock.ring;
-        let [rx, tx, wake, rx_drop, rx_inv, tx_inv, rx_full, fill_empty, tx_empty, zc] =
+        let [rx, tx, wake, rx_drop, rx_inv, tx_inv, rx_full, fill_empty, tx_empty, zc, poll, fallback, busy] =
             &mut self.0;
         rx.add(l(), sock.rx_frames);
         tx.add(l(), sock.tx_frames);
@@ -609,6 +625,11 @@ impl XskFamilies {
         fill_empty.add(l(), r.rx_fill_ring_empty_descs);
         tx_empty.add(l(), r.tx_ring_empty_descs);
         zc.add(l(), u64::from(sock.mode == XskMode::ZeroCopy));
+        let mut m = l();
+        m.push(("mode", sock.poll.as_str().into()));
+        poll.add(m, 1);
+        fallback.add(l(), u64::from(sock.poll_fallback.is_some()));
+        busy.add(l(), sock.busy_polls);
     }
 
     fn into_families(self) -> impl Iterator<Item = MetricFamily> {
