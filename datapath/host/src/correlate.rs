@@ -124,6 +124,11 @@ struct Close {
 }
 
 pub(crate) struct Correlator {
+    /// The kernel's TCP counters when the source started, read before
+    /// `HostSource::start` returns (the correlator's thread may start
+    /// later on a busy machine, and the first second's delta would miss
+    /// what happened meanwhile).
+    pub mib_at_start: Option<TcpMib>,
     pub window_ns: u64,
     pub rsts: Receiver<SeenRst>,
     pub out: Sender<RstEvent>,
@@ -284,7 +289,7 @@ impl Correlator {
             wall_minus_mono: i128::from(wall_now()) - i128::from(mono_now()),
         };
         let this = self;
-        let mut mib = TcpMib::read().ok();
+        let mut mib = this.mib_at_start;
         if let Ok(mut s) = this.shared.lock() {
             s.mib = mib;
         }

@@ -255,6 +255,7 @@ impl HostSource {
                     .map_err(io_err("mapping the kernel events ring"))?;
                 let (rst_reasons, drop_reasons) = t.reason_names();
                 let c = correlate::Correlator {
+                    mib_at_start: TcpMib::read().ok(),
                     window_ns: cfg.correlation_window.as_nanos() as u64,
                     rsts: rst_rx,
                     out: event_tx,
