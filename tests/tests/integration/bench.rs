@@ -396,6 +396,16 @@ fn the_export_contender_needs_nats_server_and_reports_the_exporter() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
+/// The report's first line that starts with `prefix`.
+#[track_caller]
+fn line_starting(report: &str, prefix: &str) -> String {
+    report
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{report}"))
+        .to_string()
+}
+
 /// The poll-mode contenders in the latency phase, beside the kernel's
 /// redirect: each is measured, the report has the p99 ÷ kernel's row, and
 /// each round's worker line says the poll mode in effect — busy polling
@@ -436,13 +446,7 @@ fn the_latency_phase_runs_the_poll_mode_contenders_beside_the_kernel() {
     ] {
         assert!(report.contains(needle), "{needle:?} missing:\n{report}");
     }
-    let line = |name: &str| {
-        report
-            .lines()
-            .find(|l| l.starts_with(&format!("- {name}: ")))
-            .unwrap_or_else(|| panic!("no round line for {name}:\n{report}"))
-            .to_string()
-    };
+    let line = |name: &str| line_starting(&report, &format!("- {name}: "));
     let spin = line("rstwall monitor + spin");
     assert!(
         spin.contains("sleeps 0,") && spin.contains("poll spin"),
@@ -525,13 +529,7 @@ fn the_soak_keeps_its_invariants_and_writes_report_and_chart() {
     );
     let read = |name: &str| read_out(&out_dir, name, &stderr);
     let report = read("report.md");
-    let row = |name: &str| {
-        report
-            .lines()
-            .find(|l| l.starts_with(&format!("| {name}")))
-            .unwrap_or_else(|| panic!("no row {name}:\n{report}"))
-            .to_string()
-    };
+    let row = |name: &str| line_starting(&report, &format!("| {name}"));
     let frames = row("UMEM frames conserved");
     assert!(
         frames.contains("| ok (") && frames.contains(" frames, 0 leaked, 0 ledger errors"),
