@@ -344,11 +344,6 @@ impl Xsk {
         self.busy = false;
     }
 
-    /// Whether busy polling is on ([`Xsk::set_busy_poll`]).
-    pub fn busy_poll(&self) -> bool {
-        self.busy
-    }
-
     /// The NAPI instance the kernel marked the socket with when frames
     /// arrived (SO_INCOMING_NAPI_ID); 0: none (nothing received yet, or
     /// a receive path without NAPI, where busy polling has nothing to run).

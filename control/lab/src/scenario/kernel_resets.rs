@@ -283,54 +283,65 @@ pub(super) fn reset_by_server(
     })
 }
 
+/// The part a [`reset_by_server`] run makes: a RST of `class` caused for
+/// each segment sent, a handshake per attempt, the check (`reset_says`)
+/// that every attempt was reset, and the RSTs the server sent on the wire.
+fn reset_part(
+    class: RstClass,
+    did: String,
+    reset_says: &str,
+    (attempts, sent, reset, errors): (u64, u64, u64, Errors),
+    rsts: ServerRsts,
+) -> Part {
+    let mut p = Part::default();
+    p.did(class.as_str(), did, attempts);
+    p.rst[class.index()] = sent;
+    p.syns = attempts;
+    p.synacks = sent;
+    p.check(
+        attempts > 0 && reset == attempts,
+        format!("{reset_says}: {reset} of {attempts}{}", errors.detail()),
+    );
+    sent_on_the_wire(&mut p, rsts, reset);
+    p
+}
+
 /// The server closes at once; the client, having seen the FIN, sends data
 /// anyway; the server's kernel answers with a RST.
 pub(super) fn teardown(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
     let addr = SocketAddrV4::new(SERVER, TEARDOWN_PORT);
     let rsts = ServerRsts::start(ctx, TEARDOWN_PORT, RstClass::Teardown)?;
-    let (attempts, sent, reset, errors) =
-        reset_by_server(ctx, "teardown", addr, per_sec, drop, |c, errors| {
-            match c.read(&mut [0u8; 64]) {
-                Ok(0) => {}
-                Ok(_) => {
-                    errors.add("data instead of the server's FIN");
-                    return Tried::Failed;
-                }
-                Err(e) => {
-                    errors.add(format!("waiting for the server's FIN: {e}"));
-                    return Tried::Failed;
-                }
-            }
-            if let Err(e) = c.write_all(b"data after the server closed\n") {
-                errors.add(format!("write: {e}"));
+    let outcome = reset_by_server(ctx, "teardown", addr, per_sec, drop, |c, errors| {
+        match c.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Ok(_) => {
+                errors.add("data instead of the server's FIN");
                 return Tried::Failed;
             }
-            match wait_reset(c, Duration::from_secs(3)) {
-                Ok(()) => Tried::Reset,
-                Err(e) => {
-                    errors.add(e);
-                    Tried::Sent
-                }
+            Err(e) => {
+                errors.add(format!("waiting for the server's FIN: {e}"));
+                return Tried::Failed;
             }
-        })?;
-    let mut p = Part::default();
-    p.did(
-        "teardown",
+        }
+        if let Err(e) = c.write_all(b"data after the server closed\n") {
+            errors.add(format!("write: {e}"));
+            return Tried::Failed;
+        }
+        match wait_reset(c, Duration::from_secs(3)) {
+            Ok(()) => Tried::Reset,
+            Err(e) => {
+                errors.add(e);
+                Tried::Sent
+            }
+        }
+    })?;
+    Ok(reset_part(
+        RstClass::Teardown,
         format!("connections sent data after the FIN, port {TEARDOWN_PORT}"),
-        attempts,
-    );
-    p.rst[RstClass::Teardown.index()] = sent;
-    p.syns = attempts;
-    p.synacks = sent;
-    p.check(
-        attempts > 0 && reset == attempts,
-        format!(
-            "connections reset by the server's kernel after its FIN: {reset} of {attempts}{}",
-            errors.detail()
-        ),
-    );
-    sent_on_the_wire(&mut p, rsts, reset);
-    Ok(p)
+        "connections reset by the server's kernel after its FIN",
+        outcome,
+        rsts,
+    ))
 }
 
 const ABORT_UNREAD: usize = 100;
@@ -350,38 +361,26 @@ pub(super) fn abort(ctx: &Ctx, per_sec: f64) -> anyhow::Result<Part> {
         }
     };
     let mut payload = rng::seeded(ctx.seed | 1);
-    let (attempts, sent, reset, errors) =
-        reset_by_server(ctx, "abort", addr, per_sec, serve, |c, errors| {
-            let mut req = [0u8; ABORT_UNREAD];
-            payload.fill(&mut req);
-            if let Err(e) = c.write_all(&req) {
-                errors.add(format!("write: {e}"));
-                return Tried::Failed;
-            }
-            match c.read(&mut [0u8; 64]) {
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Tried::Reset,
-                Err(e) => errors.add(format!("read: {e}, not ECONNRESET")),
-                Ok(0) => errors.add("a FIN, not a RST"),
-                Ok(_) => errors.add("data, not a RST"),
-            }
-            Tried::Sent
-        })?;
-    let mut p = Part::default();
-    p.did(
-        "abort",
+    let outcome = reset_by_server(ctx, "abort", addr, per_sec, serve, |c, errors| {
+        let mut req = [0u8; ABORT_UNREAD];
+        payload.fill(&mut req);
+        if let Err(e) = c.write_all(&req) {
+            errors.add(format!("write: {e}"));
+            return Tried::Failed;
+        }
+        match c.read(&mut [0u8; 64]) {
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Tried::Reset,
+            Err(e) => errors.add(format!("read: {e}, not ECONNRESET")),
+            Ok(0) => errors.add("a FIN, not a RST"),
+            Ok(_) => errors.add("data, not a RST"),
+        }
+        Tried::Sent
+    })?;
+    Ok(reset_part(
+        RstClass::Abort,
         format!("requests the server closed unread, port {ABORT_PORT}"),
-        attempts,
-    );
-    p.rst[RstClass::Abort.index()] = sent;
-    p.syns = attempts;
-    p.synacks = sent;
-    p.check(
-        attempts > 0 && reset == attempts,
-        format!(
-            "connections reset by the server's close with unread data (ECONNRESET): {reset} of {attempts}{}",
-            errors.detail()
-        ),
-    );
-    sent_on_the_wire(&mut p, rsts, reset);
-    Ok(p)
+        "connections reset by the server's close with unread data (ECONNRESET)",
+        outcome,
+        rsts,
+    ))
 }
