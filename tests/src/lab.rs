@@ -32,7 +32,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,6 +57,41 @@ pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 #[track_caller]
 pub fn require_root() {
     rstwall_netlab::require_root("the datapath tests");
+}
+
+/// A `rstwall lab` driven through the binary as an operator runs it: its
+/// name and directory, unique to this test process and `tag`.
+pub struct CliLab {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl CliLab {
+    /// Needs root; `dir_prefix` names the directory under the temporary one.
+    pub fn new(tag: &str, dir_prefix: &str) -> CliLab {
+        require_root();
+        let pid = std::process::id();
+        CliLab {
+            name: format!("t{pid}-{tag}"),
+            dir: std::env::temp_dir().join(format!("{dir_prefix}-{tag}-{pid}")),
+        }
+    }
+
+    /// `rstwall ARGS --name NAME --dir DIR`, its output.
+    pub fn rstwall(&self, args: &[&str]) -> Output {
+        Command::new(rstwall_bin())
+            .args(args)
+            .args(["--name", &self.name, "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rstwall")
+    }
+
+    /// The lab's namespace of `role` (`appliance`, `server`, ...).
+    pub fn namespace(&self, role: &str) -> String {
+        format!("rwlab-{}-{role}", self.name)
+    }
 }
 
 /// Run `f` with this thread in network namespace `ns` (by name), then

@@ -12,10 +12,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rstwall_tests::lab::{connect, require_root, send_no_flow_rsts, Lab};
+use rstwall_tests::lab::{connect, send_no_flow_rsts, CliLab, Lab};
 use rstwall_tests::nats::Cluster;
 use rstwall_tests::prom::{free_port, query, start_in_ns, which, Service, Webhook};
 use rstwall_tests::{repo_root, rstwall_bin};
@@ -52,19 +52,18 @@ fn promtool_checks_and_tests_the_alert_rules() {
 }
 
 /// A `rstwall lab` of this test, taken down when dropped.
-struct LabUp {
-    name: String,
-    dir: PathBuf,
+struct LabUp(CliLab);
+
+impl std::ops::Deref for LabUp {
+    type Target = CliLab;
+    fn deref(&self) -> &CliLab {
+        &self.0
+    }
 }
 
 impl LabUp {
     fn up(tag: &str) -> LabUp {
-        require_root();
-        let pid = std::process::id();
-        let lab = LabUp {
-            name: format!("t{pid}-{tag}"),
-            dir: std::env::temp_dir().join(format!("rstwall-alerting-{tag}-{pid}")),
-        };
+        let lab = LabUp(CliLab::new(tag, "rstwall-alerting"));
         let out = lab.rstwall(&["lab", "up"]);
         assert!(
             out.status.success(),
@@ -74,18 +73,8 @@ impl LabUp {
         lab
     }
 
-    fn rstwall(&self, args: &[&str]) -> Output {
-        Command::new(rstwall_bin())
-            .args(args)
-            .args(["--name", &self.name, "--dir"])
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run rstwall")
-    }
-
     fn appliance(&self) -> String {
-        format!("rwlab-{}-appliance", self.name)
+        self.namespace("appliance")
     }
 }
 

@@ -8,40 +8,32 @@
 //! The scenarios run for a few seconds each: what they check is exact
 //! (every RST by class), so a short run proves as much as a long one.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use rstwall_tests::lab::require_root;
+use rstwall_tests::lab::CliLab;
 use rstwall_tests::rstwall_bin;
 use serde_json::Value;
 
 /// A lab name and directory of this test process, removed when dropped.
 struct TestLab {
-    name: String,
-    dir: PathBuf,
+    lab: CliLab,
     /// Not alongside the benchmark harness (see `cpu_share`).
     _cpu: std::sync::RwLockReadGuard<'static, ()>,
 }
 
+impl std::ops::Deref for TestLab {
+    type Target = CliLab;
+    fn deref(&self) -> &CliLab {
+        &self.lab
+    }
+}
+
 impl TestLab {
     fn new(tag: &str) -> TestLab {
-        require_root();
-        let pid = std::process::id();
         TestLab {
-            name: format!("t{pid}-{tag}"),
-            dir: std::env::temp_dir().join(format!("rstwall-labtest-{tag}-{pid}")),
+            lab: CliLab::new(tag, "rstwall-labtest"),
             _cpu: rstwall_tests::cpu_share(),
         }
-    }
-
-    fn rstwall(&self, args: &[&str]) -> Output {
-        Command::new(rstwall_bin())
-            .args(args)
-            .args(["--name", &self.name, "--dir"])
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run rstwall")
     }
 
     /// This lab's namespaces that exist.
@@ -197,19 +189,22 @@ fn lab_syn_flood_lets_legitimate_connections_through() {
     assert_eq!(r["counted"]["rst_segments"], 0, "{r:#}");
 }
 
+/// The classes the mixed scenario causes.
+const MIXED_CLASSES: [&str; 6] = [
+    "refused",
+    "abort",
+    "teardown",
+    "in_window",
+    "out_of_window",
+    "no_flow",
+];
+
 #[test]
 fn lab_mixed_counts_every_class_at_once_over_legitimate_traffic() {
     let lab = TestLab::new("mixed");
     let r = lab.scenario("mixed", 6, &[]);
     assert_eq!(r["mode"], "enforce");
-    for class in [
-        "refused",
-        "abort",
-        "teardown",
-        "in_window",
-        "out_of_window",
-        "no_flow",
-    ] {
+    for class in MIXED_CLASSES {
         counted(&r, class);
     }
     let dropped = rst(&r, "in_window", "dropped") + rst(&r, "out_of_window", "dropped");
@@ -230,14 +225,7 @@ fn lab_host_mode_on_the_server_agrees_for_every_class() {
     let lab = TestLab::new("host");
     let r = lab.scenario("mixed", 6, &["--host"]);
     assert_eq!(r["mode"], "monitor");
-    for class in [
-        "refused",
-        "abort",
-        "teardown",
-        "in_window",
-        "out_of_window",
-        "no_flow",
-    ] {
+    for class in MIXED_CLASSES {
         counted(&r, class);
     }
     let checks: Vec<String> = r["checks"]
