@@ -411,6 +411,29 @@ pub fn set_comm(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The classic case of host mode: the calling thread, named `comm`,
+/// connects to `to` (where nothing listens) `n` times, `every` apart, and
+/// each connect must be refused (ECONNREFUSED); anything else is an error.
+pub fn refused_connects(comm: &str, to: SocketAddr, n: usize, every: Duration) -> io::Result<()> {
+    set_comm(comm)?;
+    for i in 0..n {
+        if i > 0 {
+            std::thread::sleep(every);
+        }
+        match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "connect {} to {to}: accepted, not refused",
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

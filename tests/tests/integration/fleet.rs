@@ -524,13 +524,9 @@ fn fleet_run_host_streams_every_rst_with_its_host_fields() {
 
     // Refused connects on lo, from a thread named like a service.
     spawn_in_ns(&lab.appliance, || {
-        rstwall_netlab::sock::set_comm("collector").expect("PR_SET_NAME");
-        let to: std::net::SocketAddr = "127.0.0.1:7211".parse().unwrap();
-        for _ in 0..CONNECTS {
-            let e = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1))
-                .expect_err("nothing listens on 7211");
-            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-        }
+        let to = "127.0.0.1:7211".parse().unwrap();
+        rstwall_netlab::sock::refused_connects("collector", to, CONNECTS as usize, Duration::ZERO)
+            .expect("refused connects to 7211");
     })
     .join()
     .unwrap();

@@ -49,13 +49,10 @@ fn the_classic_case_through_the_binary() {
 
     let collector = ns
         .spawn(|| {
-            rstwall_netlab::sock::set_comm("collector").expect("PR_SET_NAME");
-            let to: SocketAddr = "127.0.0.1:7211".parse().unwrap();
-            for _ in 0..CONNECTS {
-                let e = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap_err();
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-                std::thread::sleep(Duration::from_millis(500));
-            }
+            let to = "127.0.0.1:7211".parse().unwrap();
+            let every = Duration::from_millis(500);
+            rstwall_netlab::sock::refused_connects("collector", to, CONNECTS as usize, every)
+                .expect("refused connects to 7211");
         })
         .unwrap();
     collector.join().unwrap();

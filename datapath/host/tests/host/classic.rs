@@ -4,13 +4,12 @@
 //! reset the connecting sockets in SYN-SENT), and netstat's "failed
 //! connection attempts" grew by exactly as many, all by `collector`.
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use rstwall_engine::class::RstClass;
 use rstwall_host::{Agreement, CloseCause, CloseCounter, Direction, OwnerSource, Received, TcpMib};
 
-use crate::support::{set_comm, HostRun};
+use crate::support::HostRun;
 
 const CONNECTS: usize = 6;
 
@@ -21,13 +20,10 @@ fn refused_connects_are_named_and_reconciled() {
     let collector = run
         .ns
         .spawn(|| {
-            set_comm("collector");
-            let to: SocketAddr = "127.0.0.1:7211".parse().unwrap();
-            for _ in 0..CONNECTS {
-                let e = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap_err();
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-                std::thread::sleep(Duration::from_millis(500));
-            }
+            let to = "127.0.0.1:7211".parse().unwrap();
+            let every = Duration::from_millis(500);
+            rstwall_netlab::sock::refused_connects("collector", to, CONNECTS, every)
+                .expect("refused connects to 7211");
         })
         .unwrap();
     collector.join().unwrap();
