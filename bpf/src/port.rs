@@ -21,11 +21,11 @@ rstwall_engine::closed_enum! {
     pub enum XdpMode: "XDP mode" else UnknownXdpMode {
         /// Native (driver) mode, falling back to generic if the driver refuses.
         #[default]
-        Auto = "auto",
+        Auto,
         /// Driver mode only: fails on drivers without XDP support.
-        Native = "native",
+        Native,
         /// Generic (skb) mode: works everywhere, slower, copies frames for AF_XDP.
-        Generic = "generic",
+        Generic,
     }
 }
 
@@ -54,8 +54,8 @@ rstwall_engine::closed_enum! {
     /// The mode a program ended up attached in.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum AttachedMode: "attached XDP mode" {
-        Native = "native",
-        Generic = "generic",
+        Native,
+        Generic,
     }
 }
 

@@ -59,21 +59,21 @@ rstwall_engine::closed_enum! {
         Rst = FlagClass::Rst.as_str(),
         RstAck = FlagClass::RstAck.as_str(),
         Other = FlagClass::Other.as_str(),
-        NonTcp = "non_tcp",
-        Malformed = "malformed",
-        ToXsk = "to_xsk",
-        Forwarded = "forwarded",
-        TapDropped = "tap_dropped",
-        Bypassed = "bypassed",
-        DenyDropped = "deny_dropped",
-        BlockDropped = "block_dropped",
-        MalformedDropped = "malformed_dropped",
-        PeerMissing = "peer_missing",
-        GuardDropped = "guard_dropped",
-        GuardInWindow = "guard_in_window",
-        GuardOutOfWindow = "guard_out_of_window",
-        GuardSynSentBadAck = "guard_syn_sent_bad_ack",
-        GuardStale = "guard_stale",
+        NonTcp,
+        Malformed,
+        ToXsk,
+        Forwarded,
+        TapDropped,
+        Bypassed,
+        DenyDropped,
+        BlockDropped,
+        MalformedDropped,
+        PeerMissing,
+        GuardDropped,
+        GuardInWindow,
+        GuardOutOfWindow,
+        GuardSynSentBadAck,
+        GuardStale,
     }
 }
 
@@ -248,10 +248,10 @@ pub mod host {
             Rst = FlagClass::Rst.as_str(),
             RstAck = FlagClass::RstAck.as_str(),
             Other = FlagClass::Other.as_str(),
-            NonTcp = "non_tcp",
-            Malformed = "malformed",
-            Records = "records",
-            RecordsLost = "records_lost",
+            NonTcp,
+            Malformed,
+            Records,
+            RecordsLost,
         }
     }
 
@@ -261,10 +261,10 @@ pub mod host {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u32)]
         pub enum TraceCounter: "host trace counter" {
-            Events = "events",
-            EventsLost = "events_lost",
-            Owners = "owners",
-            ReadFailed = "read_failed",
+            Events,
+            EventsLost,
+            Owners,
+            ReadFailed,
         }
     }
 

@@ -32,8 +32,8 @@ rstwall_engine::closed_enum! {
     /// Which way a packet crosses an interface.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum TcDirection: "tc direction" {
-        Ingress = "ingress",
-        Egress = "egress",
+        Ingress,
+        Egress,
     }
 }
 
@@ -42,9 +42,9 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum LinkKind: "link kind" {
         /// An Ethernet header (Ethernet devices, veth, bridges, loopback).
-        Ethernet = "ethernet",
+        Ethernet,
         /// Nothing: the packet starts with its IP header (tun, WireGuard).
-        RawIp = "raw_ip",
+        RawIp,
     }
 }
 
@@ -53,9 +53,9 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum TcMode: "tc attach mode" {
         /// A tcx link: gone with the last file descriptor on it.
-        Tcx = "tcx",
+        Tcx,
         /// A clsact filter (kernels before 6.6): removed by rstwall.
-        Clsact = "clsact",
+        Clsact,
     }
 }
 

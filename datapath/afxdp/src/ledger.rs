@@ -32,10 +32,10 @@ rstwall_engine::closed_enum! {
     /// give it.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Place: "frame place" {
-        Free = "free",
-        Receive = "receive",
+        Free,
+        Receive,
         Hand = "in_hand",
-        Transmit = "transmit",
+        Transmit,
     }
 }
 

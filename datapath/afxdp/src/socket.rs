@@ -67,7 +67,7 @@ rstwall_engine::closed_enum! {
     pub enum BindMode: "AF_XDP bind mode" else UnknownBindMode {
         /// Zero-copy, falling back to copy when the driver cannot.
         #[default]
-        Auto = "auto",
+        Auto,
         /// Zero-copy or fail.
         ZeroCopy = XskMode::ZeroCopy.as_str(),
         /// Copy mode only.

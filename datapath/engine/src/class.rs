@@ -16,24 +16,24 @@ crate::closed_enum! {
     #[repr(u8)]
     pub enum RstClass: "RST class" {
         /// Answers a SYN and acknowledges it (ack = ISN+1): the port is closed.
-        Refused = "refused",
+        Refused,
         /// Synchronized flow, seq exactly the receiver's next expected sequence
         /// (RFC 5961 "exact match"): the kernel tears the connection down.
-        Abort = "abort",
+        Abort,
         /// An acceptable RST after a FIN was seen in either direction, including
         /// seq = RCV.NXT-1 in the closing states where Linux accepts it.
-        Teardown = "teardown",
+        Teardown,
         /// Inside the receiver's window but not exact: Linux sends a challenge
         /// ACK and keeps the connection. Blind in-window injection looks like this.
-        InWindow = "in_window",
+        InWindow,
         /// Outside the receiver's window: ignored by the kernel. Spoofed or stale.
-        OutOfWindow = "out_of_window",
+        OutOfWindow,
         /// Answers a SYN without acknowledging it: the kernel ignores it. Spoofed.
-        SynSentBadAck = "syn_sent_bad_ack",
+        SynSentBadAck,
         /// No state for this 5-tuple (backscatter, scans, or older than the tracker).
-        NoFlow = "no_flow",
+        NoFlow,
         /// RST combined with SYN or FIN: no conforming stack sends it.
-        InvalidFlags = "invalid_flags",
+        InvalidFlags,
     }
 }
 
@@ -78,17 +78,17 @@ crate::closed_enum! {
     #[repr(u8)]
     pub enum FlagClass: "TCP flag class" {
         /// SYN without ACK: an active open.
-        Syn = "syn",
+        Syn,
         /// SYN with ACK: a passive open.
         SynAck = "synack",
         /// FIN set (and no SYN or RST).
-        Fin = "fin",
+        Fin,
         /// RST without ACK.
-        Rst = "rst",
+        Rst,
         /// RST with ACK.
         RstAck = "rstack",
         /// Anything else: ACKs and data.
-        Other = "other",
+        Other,
     }
 }
 

@@ -4,8 +4,10 @@
 //! classes, policy modes, actions and reasons, flow states, XDP counters —
 //! in policy files, JSON documents, metrics labels, CLI arguments and the
 //! BPF shared header. Each such enum is declared once with
-//! [`closed_enum!`](crate::closed_enum), which writes the name beside the variant and derives
-//! everything else from that one line: `COUNT`, `ALL`, `NAMES`,
+//! [`closed_enum!`](crate::closed_enum), which takes each name from the
+//! variant's identifier in snake case (`SynSentBadAck` is
+//! `syn_sent_bad_ack`), or from an explicit `= "name"` where it differs, and
+//! derives everything else from that one declaration: `COUNT`, `ALL`, `NAMES`,
 //! `as_str()`, `index()`, [`FromStr`], [`Display`](fmt::Display) and serde's
 //! `Serialize`/`Deserialize` (both through `as_str`, so a document can
 //! never spell a name differently from a label or a policy file).
@@ -94,6 +96,47 @@ pub fn alternatives(names: &[&str]) -> String {
     }
 }
 
+/// The length of [`snake_case`]'s result: one byte more per upper-case
+/// ASCII letter after the first.
+#[doc(hidden)]
+pub const fn snake_case_len(ident: &str) -> usize {
+    let bytes = ident.as_bytes();
+    let mut len = bytes.len();
+    let mut i = 1;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_uppercase() {
+            len += 1;
+        }
+        i += 1;
+    }
+    len
+}
+
+/// A variant's default name, at compile time: `SynSentBadAck` is
+/// `syn_sent_bad_ack`. `N` is [`snake_case_len`]`(ident)`.
+#[doc(hidden)]
+pub const fn snake_case<const N: usize>(ident: &str) -> [u8; N] {
+    let bytes = ident.as_bytes();
+    let mut out = [0u8; N];
+    let (mut i, mut o) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_uppercase() {
+            if i > 0 {
+                out[o] = b'_';
+                o += 1;
+            }
+            out[o] = b.to_ascii_lowercase();
+        } else {
+            out[o] = b;
+        }
+        o += 1;
+        i += 1;
+    }
+    assert!(o == N, "N is snake_case_len(ident)");
+    out
+}
+
 /// Declare a closed enum whose every variant has one name.
 ///
 /// ```
@@ -102,21 +145,29 @@ pub fn alternatives(names: &[&str]) -> String {
 ///     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 ///     pub enum Direction: "direction" {
 ///         /// Towards the server.
-///         Inbound = "inbound",
-///         Outbound = "outbound",
+///         Inbound,
+///         Outbound,
+///         /// Neither way: named explicitly, not `lateral`.
+///         Lateral = "sideways",
+///         NoRoute,
 ///     }
 /// }
 /// assert_eq!(Direction::Outbound.as_str(), "outbound");
+/// assert_eq!(Direction::Lateral.as_str(), "sideways");
+/// assert_eq!(Direction::NoRoute.as_str(), "no_route");
 /// assert_eq!(Direction::Outbound.index(), 1);
 /// assert_eq!("inbound".parse::<Direction>().unwrap(), Direction::Inbound);
 /// assert_eq!(
 ///     "up".parse::<Direction>().unwrap_err().to_string(),
-///     "unknown direction `up` (expected one of: inbound, outbound)"
+///     "unknown direction `up` (expected one of: inbound, outbound, sideways, no_route)"
 /// );
 /// ```
 ///
 /// Variants take their indices (and discriminants) in declaration order.
-/// A name is a string literal, or any constant `&'static str` expression:
+/// A variant's name is its identifier in snake case: each upper-case letter
+/// after the first becomes `_` and its lower-case form (`InWindow` is
+/// `in_window`; `Ipv4` is `ipv4`). Where the name differs, write it after
+/// `=`: a string literal, or any constant `&'static str` expression:
 /// an enum whose values include another's takes those names from it
 /// (`Syn = FlagClass::Syn.as_str()`), so they are still written once.
 /// `FromStr` fails with [`UnknownName`], or with a type of the caller's
@@ -127,7 +178,7 @@ macro_rules! closed_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident : $kind:literal $(else $err:ty)? {
-            $( $(#[$vmeta:meta])* $variant:ident = $text:expr ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident $(= $text:expr)? ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -141,13 +192,14 @@ macro_rules! closed_enum {
             /// Every value, in index order.
             pub const ALL: [$name; $name::COUNT] = [$($name::$variant),+];
             /// Every name, in index order.
-            pub const NAMES: [&'static str; $name::COUNT] = [$($text),+];
+            pub const NAMES: [&'static str; $name::COUNT] =
+                [$($crate::closed_enum!(@name $variant $($text)?)),+];
 
             /// The one name of this value: in files, documents, labels and
             /// messages alike.
             pub const fn as_str(self) -> &'static str {
                 match self {
-                    $( $name::$variant => $text, )+
+                    $( $name::$variant => $crate::closed_enum!(@name $variant $($text)?), )+
                 }
             }
 
@@ -222,6 +274,16 @@ macro_rules! closed_enum {
             }
         }
     };
+    (@name $variant:ident $text:expr) => { $text };
+    (@name $variant:ident) => {{
+        const BYTES: [u8; $crate::names::snake_case_len(stringify!($variant))] =
+            $crate::names::snake_case(stringify!($variant));
+        const NAME: &str = match ::core::str::from_utf8(&BYTES) {
+            Ok(name) => name,
+            Err(_) => panic!("an identifier's snake case is UTF-8"),
+        };
+        NAME
+    }};
     (@err) => { $crate::names::UnknownName };
     (@err $err:ty) => { $err };
 }
@@ -281,9 +343,9 @@ mod tests {
     crate::closed_enum! {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         enum Light: "light" {
-            Red = "red",
-            Amber = "amber",
-            Green = "green",
+            Red,
+            Amber,
+            Green,
         }
     }
 
@@ -295,6 +357,36 @@ mod tests {
         // Usable in constant context.
         const AMBER: (usize, &str) = (Light::Amber.index(), Light::Amber.as_str());
         assert_eq!(AMBER, (1, "amber"));
+    }
+
+    crate::closed_enum! {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Named: "named" {
+            One,
+            TwoWords,
+            ThreeWordsLong,
+            Ipv4,
+            Explicit = "other",
+            FromAnother = Light::Amber.as_str(),
+        }
+    }
+
+    #[test]
+    fn names_are_the_identifiers_in_snake_case_unless_written() {
+        assert_consistent::<Named>();
+        assert_eq!(
+            Named::NAMES,
+            [
+                "one",
+                "two_words",
+                "three_words_long",
+                "ipv4",
+                "other",
+                "amber"
+            ]
+        );
+        assert_eq!((snake_case_len("A"), snake_case_len("SynAckOk")), (1, 10));
+        assert_eq!(&snake_case::<10>("SynAckOk"), b"syn_ack_ok");
     }
 
     #[test]

@@ -18,11 +18,11 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Direction: "direction" {
         /// Received from another host: the receiver is this host.
-        In = "in",
+        In,
         /// Sent to another host: the receiver is the peer.
-        Out = "out",
+        Out,
         /// On loopback: sent and received by this host.
-        Local = "local",
+        Local,
     }
 }
 

@@ -16,16 +16,16 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum OwnerSource: "owner source" {
         /// In connect(): the connecting process.
-        Connect = "connect",
+        Connect,
         /// In listen(): the listening process.
-        Listen = "listen",
+        Listen,
         /// In accept(): the accepting process.
-        Accept = "accept",
+        Accept,
         /// Found holding the socket when rstwall started.
-        Existing = "existing",
+        Existing,
         /// An accepted socket whose accept could not be seen: its
         /// listener's owner.
-        Listener = "listener",
+        Listener,
     }
 }
 

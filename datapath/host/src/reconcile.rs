@@ -16,11 +16,11 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     pub enum CloseCause: "close cause" {
         /// It accepted a RST (tcp_receive_reset).
-        ResetReceived = "reset_received",
+        ResetReceived,
         /// This host reset it (an abort: tcp_send_reset on the socket).
-        ResetSent = "reset_sent",
+        ResetSent,
         /// Anything else: a timeout, an ICMP error, a close.
-        Other = "other",
+        Other,
     }
 }
 
@@ -30,10 +30,10 @@ rstwall_engine::closed_enum! {
     pub enum CloseCounter: "close counter" {
         /// SYN-SENT or SYN-RECV to CLOSE: AttemptFails, "failed
         /// connection attempts".
-        AttemptFails = "attempt_fails",
+        AttemptFails,
         /// ESTABLISHED or CLOSE-WAIT to CLOSE: EstabResets, "connection
         /// resets received".
-        EstabResets = "estab_resets",
+        EstabResets,
     }
 }
 

@@ -115,15 +115,15 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Agreement: "agreement" {
         /// The kernel did what the class says it would.
-        Agrees = "agrees",
+        Agrees,
         /// It did not: the event keeps its packet for the log.
-        Disagrees = "disagrees",
+        Disagrees,
         /// No comparison possible: the receiver is remote, or the class
         /// predicts nothing (`invalid_flags`).
-        Unjudged = "unjudged",
+        Unjudged,
         /// A verdict was expected (this host received the RST) but none
         /// was seen within the correlation window.
-        NoVerdict = "no_verdict",
+        NoVerdict,
     }
 }
 

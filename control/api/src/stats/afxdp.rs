@@ -16,7 +16,7 @@ rstwall_engine::closed_enum! {
         ZeroCopy = "zerocopy",
         /// The kernel copies between its buffers and the UMEM (any driver,
         /// veth, generic XDP).
-        Copy = "copy",
+        Copy,
     }
 }
 
@@ -29,13 +29,13 @@ rstwall_engine::closed_enum! {
         /// Spin a little when idle, then sleep in poll() until frames
         /// arrive (need_wakeup): no CPU when idle, a wake-up's latency.
         #[default]
-        Wakeup = "wakeup",
+        Wakeup,
         /// Never sleep: one CPU per worker at 100%, always.
-        Spin = "spin",
+        Spin,
         /// Spin, and drive the driver's NAPI from the worker
         /// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET; a
         /// recvfrom()/sendto() each iteration).
-        Busy = "busy",
+        Busy,
     }
 }
 

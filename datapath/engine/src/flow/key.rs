@@ -10,8 +10,8 @@ crate::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Side: "side" {
         /// The endpoint that sorts lower (address, then port).
-        Lo = "lo",
-        Hi = "hi",
+        Lo,
+        Hi,
     }
 }
 

@@ -8,24 +8,24 @@ crate::closed_enum! {
     #[repr(u8)]
     pub enum FlowState: "flow state" {
         /// SYN seen, no SYN-ACK yet.
-        SynSent = "syn_sent",
+        SynSent,
         /// SYN-ACK seen, handshake not completed.
-        SynReceived = "syn_received",
+        SynReceived,
         /// Handshake completed.
-        Established = "established",
+        Established,
         /// Data seen but never the handshake.
-        Midstream = "midstream",
+        Midstream,
         /// One side sent FIN, not yet acknowledged.
-        FinWait = "fin_wait",
+        FinWait,
         /// One side's FIN acknowledged; the other may still send.
-        CloseWait = "close_wait",
+        CloseWait,
         /// Both sides sent FIN; the second not yet acknowledged.
-        LastAck = "last_ack",
+        LastAck,
         /// Both FINs acknowledged.
-        TimeWait = "time_wait",
+        TimeWait,
         /// A reset was accepted: its receiver's socket is gone; the other
         /// side may live on (see the module docs of `flow`).
-        Closed = "closed",
+        Closed,
     }
 }
 

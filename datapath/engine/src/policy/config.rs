@@ -64,12 +64,12 @@ crate::closed_enum! {
     /// One of the `[ratelimit]` integers, by its key.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(super) enum RateField: "ratelimit key" {
-        PerSourceRate = "per_source_rate",
-        PerSourceBurst = "per_source_burst",
-        GlobalRate = "global_rate",
-        GlobalBurst = "global_burst",
-        SourceTableSize = "source_table_size",
-        BlockSeconds = "block_seconds",
+        PerSourceRate,
+        PerSourceBurst,
+        GlobalRate,
+        GlobalBurst,
+        SourceTableSize,
+        BlockSeconds,
     }
 }
 

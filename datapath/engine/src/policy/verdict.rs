@@ -10,9 +10,9 @@ crate::closed_enum! {
     pub enum Mode: "mode" {
         /// Every packet passes; decisions say what enforce would have done.
         #[default]
-        Monitor = "monitor",
+        Monitor,
         /// Drop decisions drop.
-        Enforce = "enforce",
+        Enforce,
     }
 }
 
@@ -20,8 +20,8 @@ crate::closed_enum! {
     /// What to do with a RST of a given class.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Action: "action" {
-        Pass = "pass",
-        Drop = "drop",
+        Pass,
+        Drop,
         /// Pass while the source's bucket and the global budget allow.
         RateLimit = "ratelimit",
     }
@@ -42,8 +42,8 @@ crate::closed_enum! {
     /// What happens to the packet.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Verdict: "verdict" {
-        Pass = "pass",
-        Drop = "drop",
+        Pass,
+        Drop,
     }
 }
 
@@ -54,21 +54,21 @@ crate::closed_enum! {
     #[repr(u8)]
     pub enum Reason: "reason" {
         /// Not a RST, and the source is on neither list.
-        NotRst = "not_rst",
+        NotRst,
         /// Source on the allow list.
-        AllowList = "allow_list",
+        AllowList,
         /// Source on the deny list (drops any TCP packet).
-        DenyList = "deny_list",
+        DenyList,
         /// The class action is `pass`.
-        ClassPass = "class_pass",
+        ClassPass,
         /// The class action is `drop`.
-        ClassDrop = "class_drop",
+        ClassDrop,
         /// Class action `ratelimit`, and both buckets had a token.
-        WithinRate = "within_rate",
+        WithinRate,
         /// Class action `ratelimit`, and the source's bucket was empty.
-        SourceRate = "source_rate",
+        SourceRate,
         /// Class action `ratelimit`, and the global budget was empty.
-        GlobalRate = "global_rate",
+        GlobalRate,
     }
 }
 

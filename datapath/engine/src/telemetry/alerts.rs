@@ -19,9 +19,9 @@ crate::closed_enum! {
     /// Alert severity, in rising order.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
     pub enum Level: "alert level" {
-        Ok = "ok",
-        Warning = "warning",
-        Critical = "critical",
+        Ok,
+        Warning,
+        Critical,
     }
 }
 

@@ -12,33 +12,33 @@ crate::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum LinkType: "link type" {
         /// LINKTYPE_ETHERNET (1).
-        Ethernet = "ethernet",
+        Ethernet,
         /// LINKTYPE_NULL (0): 4-byte address family in the writer's byte order.
-        Null = "null",
+        Null,
         /// LINKTYPE_LOOP (108): 4-byte address family in network byte order.
-        Loop = "loop",
+        Loop,
         /// LINKTYPE_RAW (101), and DLT_RAW's platform numbers 12 and 14: bare IP.
-        Raw = "raw",
+        Raw,
         /// LINKTYPE_IPV4 (228).
-        Ipv4 = "ipv4",
+        Ipv4,
         /// LINKTYPE_IPV6 (229).
-        Ipv6 = "ipv6",
+        Ipv6,
         /// LINKTYPE_LINUX_SLL (113): Linux cooked capture v1.
-        LinuxSll = "linux_sll",
+        LinuxSll,
         /// LINKTYPE_LINUX_SLL2 (276): Linux cooked capture v2.
-        LinuxSll2 = "linux_sll2",
+        LinuxSll2,
         /// LINKTYPE_PPP (9): PPP, with or without the 0xff 0x03 HDLC address
         /// and control bytes, with a 1- or 2-byte protocol field.
-        Ppp = "ppp",
+        Ppp,
         /// LINKTYPE_PPP_HDLC (50): PPP in HDLC-like framing, which on serial
         /// lines may also carry Cisco HDLC frames.
-        PppSerial = "ppp_serial",
+        PppSerial,
         /// LINKTYPE_ARCNET_LINUX (129): Linux's ARCnet header, then RFC 1051
         /// or RFC 1201 framing.
-        ArcnetLinux = "arcnet_linux",
+        ArcnetLinux,
         /// LINKTYPE_IPOIB (242): IP over InfiniBand (RFC 4391) behind Linux's
         /// 40-byte pseudo-header of link addresses.
-        Ipoib = "ipoib",
+        Ipoib,
     }
 }
 

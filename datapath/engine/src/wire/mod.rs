@@ -43,19 +43,19 @@ crate::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum ParseError: "parse error" {
         /// The link-layer header was cut short.
-        TruncatedLink = "truncated_link",
+        TruncatedLink,
         /// More VLAN tags than we walk (two: 802.1ad outer, 802.1Q inner).
-        TooManyVlanTags = "too_many_vlan_tags",
+        TooManyVlanTags,
         /// IPv4 header shorter than 20 bytes, bad IHL, or total length below IHL.
-        BadIpv4Header = "bad_ipv4_header",
+        BadIpv4Header,
         /// IPv6 header cut short or an extension header running past the data.
-        BadIpv6Header = "bad_ipv6_header",
+        BadIpv6Header,
         /// More IPv6 extension headers than we walk.
-        TooManyExtHeaders = "too_many_ext_headers",
+        TooManyExtHeaders,
         /// The version nibble does not match the link layer's protocol.
-        IpVersionMismatch = "ip_version_mismatch",
+        IpVersionMismatch,
         /// TCP header too short to hold the flags byte, or data offset < 5.
-        BadTcpHeader = "bad_tcp_header",
+        BadTcpHeader,
     }
 }
 
@@ -64,11 +64,11 @@ crate::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum NotTcp: "non-TCP frame kind" {
         /// Not IPv4 or IPv6 at the network layer (ARP, LLDP, STP, ...).
-        NonIp = "non_ip",
+        NonIp,
         /// IP carrying another transport (UDP, ICMP, GRE, ...).
-        OtherTransport = "other_transport",
+        OtherTransport,
         /// An IP fragment other than the first: the TCP header is elsewhere.
-        LaterFragment = "later_fragment",
+        LaterFragment,
     }
 }
 
