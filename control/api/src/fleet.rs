@@ -22,10 +22,8 @@
 //! ([`FleetEvent::of_record`]); host mode fills the host fields from its
 //! own events.
 
-use std::net::IpAddr;
-
 use rstwall_engine::class::RstClass;
-use rstwall_engine::policy::{Reason, Verdict};
+use rstwall_engine::engine::RstFields;
 use rstwall_engine::telemetry::{AlertEvent, Level};
 use rstwall_source::RstRecord;
 use serde::{Deserialize, Serialize};
@@ -74,18 +72,9 @@ pub struct Stamped<T> {
 pub struct FleetEvent {
     /// RFC 3339, UTC, nanoseconds.
     pub ts: String,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
-    /// As `--events` writes them, in tcpdump's notation (`R.`).
-    pub flags: String,
-    pub class: RstClass,
-    pub with_data: bool,
-    pub verdict: Verdict,
-    pub reason: Reason,
+    /// As `--events` writes them.
+    #[serde(flatten)]
+    pub rst: RstFields,
     /// The port of the service side: the responder's port when the
     /// handshake showed who connected to whom, else the RST's destination
     /// port.
@@ -117,20 +106,9 @@ pub struct FleetEvent {
 impl FleetEvent {
     /// The event of a RST an AF_XDP worker judged.
     pub fn of_record(r: &RstRecord) -> FleetEvent {
-        let p = &r.packet;
         FleetEvent {
             ts: rfc3339_ns(r.ts_ns),
-            src: p.src,
-            dst: p.dst,
-            sport: p.src_port,
-            dport: p.dst_port,
-            seq: p.seq,
-            ack: p.ack,
-            flags: p.flags.to_string(),
-            class: r.rst.class,
-            with_data: r.rst.with_data,
-            verdict: r.decision.verdict,
-            reason: r.decision.reason,
+            rst: RstFields::of(&r.packet, &r.rst, r.decision),
             service_port: r.rst.service_port,
             worker: Some(r.worker),
             iface: None,

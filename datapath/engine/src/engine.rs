@@ -17,8 +17,9 @@
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::class::RstClass;
 use crate::flow::{FlowStats, FlowTable, Packet, RstJudgment, Timeouts};
 use crate::policy::{BlockStats, Decision, Policy, PolicyConfig, Reason, Verdict};
 use crate::telemetry::{AlertRule, HostHashes, Snapshot, Telemetry, TelemetryConfig};
@@ -93,6 +94,49 @@ pub struct PacketInfo {
     pub ack: u32,
     pub flags: TcpFlags,
     pub payload_len: u32,
+}
+
+/// One judged RST as every event stream writes it (`analyze --events`,
+/// host mode's `--events`, the fleet's events): the segment's header
+/// fields, rstwall's class and the policy's verdict. Each stream's record
+/// flattens it (`#[serde(flatten)]`) beside what that stream adds, so
+/// the fields are named and ordered alike in all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RstFields {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// In tcpdump's notation (`R.`).
+    pub flags: TcpFlags,
+    /// rstwall's class: how the receiving kernel would judge it.
+    pub class: RstClass,
+    pub with_data: bool,
+    /// The policy's verdict (a monitoring source: what enforce would do).
+    pub verdict: Verdict,
+    pub reason: Reason,
+}
+
+impl RstFields {
+    /// The fields of a RST the engine judged: its packet, its judgment and
+    /// the policy's decision.
+    pub fn of(packet: &PacketInfo, rst: &RstJudgment, decision: Decision) -> RstFields {
+        RstFields {
+            src: packet.src,
+            dst: packet.dst,
+            sport: packet.src_port,
+            dport: packet.dst_port,
+            seq: packet.seq,
+            ack: packet.ack,
+            flags: packet.flags,
+            class: rst.class,
+            with_data: rst.with_data,
+            verdict: decision.verdict,
+            reason: decision.reason,
+        }
+    }
 }
 
 /// What the engine decided for one frame.

@@ -21,6 +21,7 @@ use crossbeam::channel::{Receiver, Sender};
 use rstwall_bpf::host::{RecordAt, RingReader};
 use rstwall_bpf::shared::{host as shared, Addr};
 use rstwall_engine::class::RstClass;
+use rstwall_engine::engine::RstFields;
 use serde::Serialize;
 
 use crate::event::{hex, RstEvent, SeenRst};
@@ -582,17 +583,7 @@ impl Correlator {
             ts: format_ts(wall),
             iface,
             direction: rst.direction,
-            src: pk.src,
-            dst: pk.dst,
-            sport: pk.src_port,
-            dport: pk.dst_port,
-            seq: pk.seq,
-            ack: pk.ack,
-            flags: pk.flags,
-            class: rst.judgment.class,
-            with_data: rst.judgment.with_data,
-            verdict: rst.decision.verdict,
-            reason: rst.decision.reason,
+            rst: RstFields::of(pk, &rst.judgment, rst.decision),
             service_port: rst.judgment.service_port,
             kernel: p.verdict,
             agreement,
@@ -608,13 +599,13 @@ impl Correlator {
         let dropped = self.out.try_send(event.clone()).is_err();
         if let Ok(mut s) = self.shared.lock() {
             s.stats.rsts += 1;
-            s.stats.by_class.entry(event.class).or_default()[agreement.index()] += 1;
+            s.stats.by_class.entry(event.rst.class).or_default()[agreement.index()] += 1;
             if dropped {
                 s.stats.events_dropped += 1;
             }
             if agreement == Agreement::Disagrees {
                 tracing::warn!(
-                    class = %event.class,
+                    class = %event.rst.class,
                     kernel = ?event.kernel,
                     packet = event.packet.as_deref().unwrap_or(""),
                     "rstwall's class and the kernel's verdict disagree"

@@ -1,13 +1,9 @@
 //! One RST as host mode reports it: the packet, rstwall's class, the
 //! kernel's verdict, their agreement and the process behind it.
 
-use std::net::IpAddr;
-
-use rstwall_engine::class::RstClass;
-use rstwall_engine::engine::PacketInfo;
+use rstwall_engine::engine::{PacketInfo, RstFields};
 use rstwall_engine::flow::RstJudgment;
-use rstwall_engine::policy::{Decision, Reason, Verdict};
-use rstwall_engine::wire::TcpFlags;
+use rstwall_engine::policy::Decision;
 use serde::Serialize;
 
 use crate::process::Process;
@@ -63,19 +59,10 @@ pub struct RstEvent {
     /// The interface it crossed.
     pub iface: String,
     pub direction: Direction,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: TcpFlags,
-    /// rstwall's class: how the receiving kernel would judge it.
-    pub class: RstClass,
-    pub with_data: bool,
-    /// The policy's verdict (host mode monitors: what enforce would do).
-    pub verdict: Verdict,
-    pub reason: Reason,
+    /// The segment, rstwall's class and the policy's verdict (host mode
+    /// monitors: what enforce would do).
+    #[serde(flatten)]
+    pub rst: RstFields,
     /// The port of the service side (rstwall's judgment: the responder's
     /// port when the handshake showed who connected to whom, else the
     /// RST's destination port): 7211 for a refused connect to port 7211.

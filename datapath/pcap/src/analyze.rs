@@ -2,18 +2,15 @@
 //! runs, in file order, with each frame's own timestamp as the clock.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::capture::{CaptureReader, Format, Frame, OpenError};
-use rstwall_engine::class::RstClass;
-use rstwall_engine::engine::{Engine, EngineConfig, Outcome};
-use rstwall_engine::policy::{Mode, Reason, Verdict};
+use rstwall_engine::engine::{Engine, EngineConfig, Outcome, RstFields};
+use rstwall_engine::policy::Mode;
 use rstwall_engine::telemetry::Snapshot;
-use rstwall_engine::wire::TcpFlags;
 
 /// A capture that could not be opened at all.
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +55,8 @@ pub struct RstEvent<'a> {
     pub frame: u64,
     /// RFC 3339, UTC, nanoseconds.
     pub ts: String,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: TcpFlags,
-    pub class: RstClass,
-    pub with_data: bool,
-    pub verdict: Verdict,
-    pub reason: Reason,
+    #[serde(flatten)]
+    pub rst: RstFields,
 }
 
 impl<'a> RstEvent<'a> {
@@ -79,17 +67,7 @@ impl<'a> RstEvent<'a> {
             file,
             frame: frame.number,
             ts: format_ts(frame.timestamp_ns),
-            src: p.src,
-            dst: p.dst,
-            sport: p.src_port,
-            dport: p.dst_port,
-            seq: p.seq,
-            ack: p.ack,
-            flags: p.flags,
-            class: r.class,
-            with_data: r.with_data,
-            verdict: outcome.decision.verdict,
-            reason: outcome.decision.reason,
+            rst: RstFields::of(&p, &r, outcome.decision),
         })
     }
 }

@@ -82,7 +82,7 @@ fn check_dir(dir: &Path) -> usize {
             5,
             |file, frame, outcome| {
                 if let Some(ev) = RstEvent::of(file, frame, outcome) {
-                    got.insert(ev.frame, ev.class);
+                    got.insert(ev.frame, ev.rst.class);
                 }
                 Ok::<(), ()>(())
             },

@@ -36,7 +36,7 @@ pub struct ProcessTally {
 impl Tally {
     pub fn add(&mut self, e: &RstEvent) {
         self.rsts += 1;
-        let d = self.classes.entry(e.class).or_default();
+        let d = self.classes.entry(e.rst.class).or_default();
         match e.direction {
             Direction::In => d.received += 1,
             Direction::Out => d.sent += 1,
@@ -46,7 +46,7 @@ impl Tally {
             .ports
             .entry(e.service_port)
             .or_default()
-            .entry(e.class)
+            .entry(e.rst.class)
             .or_default() += 1;
         match &e.process {
             Some(p) => {
@@ -57,7 +57,7 @@ impl Tally {
                     ports: BTreeMap::new(),
                 });
                 t.rsts += 1;
-                *t.classes.entry(e.class).or_default() += 1;
+                *t.classes.entry(e.rst.class).or_default() += 1;
                 *t.ports.entry(e.service_port).or_default() += 1;
             }
             None => self.unowned += 1,

@@ -113,17 +113,7 @@ pub fn start(
 pub fn fleet_event(e: &RstEvent) -> FleetEvent {
     FleetEvent {
         ts: e.ts.clone(),
-        src: e.src,
-        dst: e.dst,
-        sport: e.sport,
-        dport: e.dport,
-        seq: e.seq,
-        ack: e.ack,
-        flags: e.flags.to_string(),
-        class: e.class,
-        with_data: e.with_data,
-        verdict: e.verdict,
-        reason: e.reason,
+        rst: e.rst,
         service_port: e.service_port,
         worker: None,
         iface: Some(e.iface.clone()),
@@ -168,13 +158,13 @@ impl HostMode {
         tracing::warn!(
             "host mode: class {} disagrees with the kernel's verdict {} on {} {}:{} -> {}:{} \
              (process {}); packet {}",
-            e.class,
+            e.rst.class,
             serde_json::to_string(&e.kernel).unwrap_or_default(),
             e.iface,
-            e.src,
-            e.sport,
-            e.dst,
-            e.dport,
+            e.rst.src,
+            e.rst.sport,
+            e.rst.dst,
+            e.rst.dport,
             e.process
                 .as_ref()
                 .map_or("unknown".to_string(), |p| format!(
@@ -439,6 +429,7 @@ impl SourceView for HostWorkerStats {
 mod tests {
     use super::*;
     use rstwall_engine::class::RstClass;
+    use rstwall_engine::engine::RstFields;
     use rstwall_engine::policy::{Reason, Verdict};
     use rstwall_engine::wire::TcpFlags;
     use rstwall_host::{Direction, KernelVerdict, OwnerSource, Process, Received, Sent};
@@ -455,17 +446,19 @@ mod tests {
             ts: "2026-12-03T15:00:00.000000001Z".into(),
             iface: "lo".into(),
             direction: Direction::Local,
-            src: "127.0.0.1".parse().unwrap(),
-            dst: "127.0.0.1".parse().unwrap(),
-            sport: 7211,
-            dport: 40000,
-            seq: 0,
-            ack: 12345,
-            flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
-            class: RstClass::Refused,
-            with_data: false,
-            verdict: Verdict::Pass,
-            reason: Reason::ClassPass,
+            rst: RstFields {
+                src: "127.0.0.1".parse().unwrap(),
+                dst: "127.0.0.1".parse().unwrap(),
+                sport: 7211,
+                dport: 40000,
+                seq: 0,
+                ack: 12345,
+                flags: TcpFlags(TcpFlags::RST | TcpFlags::ACK),
+                class: RstClass::Refused,
+                with_data: false,
+                verdict: Verdict::Pass,
+                reason: Reason::ClassPass,
+            },
             service_port: 7211,
             kernel,
             agreement: Agreement::Agrees,
@@ -490,8 +483,8 @@ mod tests {
         assert_eq!(f.agreement.as_deref(), Some("agrees"));
         assert_eq!((f.pid, f.comm.as_deref()), (Some(42), Some("collector")));
         assert_eq!(f.worker, None);
-        assert_eq!((f.class, f.service_port), (RstClass::Refused, 7211));
-        assert_eq!(f.flags, "R.");
+        assert_eq!((f.rst.class, f.service_port), (RstClass::Refused, 7211));
+        assert_eq!(f.rst.flags.to_string(), "R.");
         assert_eq!(f.ts, e.ts);
         let kernel: serde_json::Value =
             serde_json::from_str(f.kernel.as_deref().expect("a verdict")).unwrap();

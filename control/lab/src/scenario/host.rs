@@ -134,9 +134,9 @@ fn judge(events: &[RstEvent], expect: &Expect, lost: Lost) -> (Vec<Did>, Vec<Che
         .map(|e| {
             format!(
                 ": first {} {} -> {} with the kernel's {}",
-                e.class,
-                e.src,
-                e.dst,
+                e.rst.class,
+                e.rst.src,
+                e.rst.dst,
                 verdict_text(&e.kernel)
             )
         })
@@ -164,7 +164,7 @@ fn judge(events: &[RstEvent], expect: &Expect, lost: Lost) -> (Vec<Did>, Vec<Che
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     for e in &sent {
         if let Some(r) = e.kernel.sent.as_ref().and_then(|s| s.reason.clone()) {
-            *by_reason.entry(format!("{} {r}", e.class)).or_default() += 1;
+            *by_reason.entry(format!("{} {r}", e.rst.class)).or_default() += 1;
         }
     }
     for (what, n) in by_reason {
@@ -176,7 +176,7 @@ fn judge(events: &[RstEvent], expect: &Expect, lost: Lost) -> (Vec<Did>, Vec<Che
 
     let mut seen = [0u64; RstClass::COUNT];
     for e in events {
-        seen[e.class.index()] += 1;
+        seen[e.rst.class.index()] += 1;
     }
     let differ: Vec<String> = RstClass::ALL
         .iter()
@@ -195,7 +195,10 @@ fn judge(events: &[RstEvent], expect: &Expect, lost: Lost) -> (Vec<Did>, Vec<Che
         ),
     ));
 
-    let socketed: Vec<&RstEvent> = events.iter().filter(|e| meets_a_socket(e.class)).collect();
+    let socketed: Vec<&RstEvent> = events
+        .iter()
+        .filter(|e| meets_a_socket(e.rst.class))
+        .collect();
     let unnamed = socketed.iter().filter(|e| e.process.is_none()).count();
     let mut processes: BTreeMap<String, u64> = BTreeMap::new();
     for p in socketed.iter().filter_map(|e| e.process.as_ref()) {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{be16, be32, checksum, pseudo_header_sum, room, EmitError, ParseError, Segment};
 
@@ -72,21 +72,23 @@ impl fmt::Debug for TcpFlags {
     }
 }
 
+/// The letters of tcpdump's notation, in its order.
+const NOTATION: [(u16, char); 8] = [
+    (TcpFlags::SYN, 'S'),
+    (TcpFlags::FIN, 'F'),
+    (TcpFlags::PSH, 'P'),
+    (TcpFlags::RST, 'R'),
+    (TcpFlags::URG, 'U'),
+    (TcpFlags::ECE, 'E'),
+    (TcpFlags::CWR, 'W'),
+    (TcpFlags::ACK, '.'),
+];
+
 /// tcpdump's notation: `S`, `S.`, `R.`, `FP.`...
 impl fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(u16, char); 8] = [
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::ECE, 'E'),
-            (TcpFlags::CWR, 'W'),
-            (TcpFlags::ACK, '.'),
-        ];
         let mut any = false;
-        for (bit, c) in NAMES {
+        for (bit, c) in NOTATION {
             if self.0 & bit != 0 {
                 write!(f, "{c}")?;
                 any = true;
@@ -99,9 +101,35 @@ impl fmt::Display for TcpFlags {
     }
 }
 
+/// Reads what [`Display`](fmt::Display) writes (the notation has no NS
+/// bit: it reads back without it).
+impl std::str::FromStr for TcpFlags {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TcpFlags, String> {
+        if s == "none" {
+            return Ok(TcpFlags(0));
+        }
+        let mut flags = 0;
+        for c in s.chars() {
+            match NOTATION.iter().find(|&&(_, n)| n == c) {
+                Some(&(bit, _)) => flags |= bit,
+                None => return Err(format!("`{s}` is not TCP flags in tcpdump's notation")),
+            }
+        }
+        Ok(TcpFlags(flags))
+    }
+}
+
 impl Serialize for TcpFlags {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpFlags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TcpFlags, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -575,6 +603,32 @@ pub(crate) fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_read_back_from_tcpdumps_notation() {
+        for bits in [
+            0,
+            TcpFlags::SYN,
+            TcpFlags::SYN | TcpFlags::ACK,
+            TcpFlags::RST | TcpFlags::ACK,
+            TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG | TcpFlags::ECE | TcpFlags::CWR,
+        ] {
+            let flags = TcpFlags(bits);
+            assert_eq!(flags.to_string().parse::<TcpFlags>(), Ok(flags), "{flags}");
+            let json = serde_json::to_string(&flags).unwrap();
+            assert_eq!(
+                serde_json::from_str::<TcpFlags>(&json).unwrap(),
+                flags,
+                "{json}"
+            );
+        }
+        assert_eq!(
+            "R.".parse::<TcpFlags>(),
+            Ok(TcpFlags(TcpFlags::RST | TcpFlags::ACK))
+        );
+        assert!("RX".parse::<TcpFlags>().is_err());
+        assert!(serde_json::from_str::<TcpFlags>("\"syn\"").is_err());
+    }
     use std::net::Ipv4Addr;
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));

@@ -27,7 +27,8 @@ fn event_of(events: &[RstEvent], from: SocketAddr, to: SocketAddr) -> &RstEvent 
     events
         .iter()
         .find(|e| {
-            (e.src, e.sport) == (from.ip(), from.port()) && (e.dst, e.dport) == (to.ip(), to.port())
+            (e.rst.src, e.rst.sport) == (from.ip(), from.port())
+                && (e.rst.dst, e.rst.dport) == (to.ip(), to.port())
         })
         .unwrap_or_else(|| panic!("no event for a RST {from} -> {to} in {events:#?}"))
 }
@@ -116,8 +117,13 @@ fn kernel_verdicts_agree_with_classes() {
     let events = run.events_until(Duration::from_secs(5), |e| {
         scenarios.iter().all(|s| {
             e.iter().any(|ev| {
-                (ev.src, ev.sport, ev.dst, ev.dport, ev.class)
-                    == (s.from.ip(), s.from.port(), s.to.ip(), s.to.port(), s.class)
+                (
+                    ev.rst.src,
+                    ev.rst.sport,
+                    ev.rst.dst,
+                    ev.rst.dport,
+                    ev.rst.class,
+                ) == (s.from.ip(), s.from.port(), s.to.ip(), s.to.port(), s.class)
             })
         })
     });
@@ -125,13 +131,13 @@ fn kernel_verdicts_agree_with_classes() {
         let found: Vec<&RstEvent> = events
             .iter()
             .filter(|e| {
-                (e.src, e.sport, e.dst, e.dport)
+                (e.rst.src, e.rst.sport, e.rst.dst, e.rst.dport)
                     == (s.from.ip(), s.from.port(), s.to.ip(), s.to.port())
             })
             .collect();
         let e = found
             .iter()
-            .find(|e| e.class == s.class)
+            .find(|e| e.rst.class == s.class)
             .copied()
             .unwrap_or_else(|| panic!("{}: no {} event in {found:#?}", s.name, s.class));
         assert_eq!(e.direction, Direction::Local, "{}", s.name);

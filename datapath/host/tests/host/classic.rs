@@ -34,10 +34,10 @@ fn refused_connects_are_named_and_reconciled() {
 
     assert_eq!(events.len(), CONNECTS, "{events:#?}");
     for e in &events {
-        assert_eq!(e.class, RstClass::Refused, "{e:#?}");
+        assert_eq!(e.rst.class, RstClass::Refused, "{e:#?}");
         assert_eq!((e.iface.as_str(), e.direction), ("lo", Direction::Local));
         assert_eq!(e.service_port, 7211);
-        assert_eq!(e.sport, 7211);
+        assert_eq!(e.rst.sport, 7211);
         let sent = e.kernel.sent.as_ref().expect("the kernel sent it");
         assert_eq!(sent.reason.as_deref(), Some("NO_SOCKET"), "{e:#?}");
         assert_eq!(

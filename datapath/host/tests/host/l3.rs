@@ -85,7 +85,7 @@ fn a_refused_connect_through_tun_is_judged() {
     let events = run.events_until(Duration::from_secs(3), |e| !e.is_empty());
     let e = events.first().expect("an event for the refusal");
     assert_eq!((e.iface.as_str(), e.direction), ("rwtun0", Direction::In));
-    assert_eq!(e.class, RstClass::Refused);
+    assert_eq!(e.rst.class, RstClass::Refused);
     assert_eq!(
         e.kernel.received,
         Some(Received::Reset { state: "SYN-SENT" })
