@@ -264,6 +264,21 @@ pub struct SocketInfo {
     pub poll_fallback: Option<String>,
 }
 
+impl SocketInfo {
+    /// Queue 1 of port `pa` (fd 7), zero-copy, polling on wakeup: for
+    /// tests and examples of what shows sockets.
+    pub fn example() -> SocketInfo {
+        SocketInfo {
+            port: "pa".into(),
+            queue: 1,
+            fd: 7,
+            mode: XskMode::ZeroCopy,
+            poll: PollMode::Wakeup,
+            poll_fallback: None,
+        }
+    }
+}
+
 /// "PORT/QUEUE MODE POLL", as the start-up log lists the sockets, with
 /// a fallback's reason.
 impl fmt::Display for SocketInfo {
@@ -460,14 +475,7 @@ mod tests {
         let tap = Topology::Tap { port: "t0".into() };
         assert_eq!(inline.to_string(), "inline pa <-> pb");
         assert_eq!(tap.to_string(), "tap t0");
-        let s = SocketInfo {
-            port: "pa".into(),
-            queue: 1,
-            fd: 7,
-            mode: XskMode::ZeroCopy,
-            poll: PollMode::Wakeup,
-            poll_fallback: None,
-        };
+        let s = SocketInfo::example();
         assert_eq!(s.to_string(), "pa/1 zerocopy poll wakeup");
         let s = SocketInfo {
             poll: PollMode::Spin,

@@ -657,14 +657,7 @@ mod tests {
             r#"{"inline":["pa","pb"]}"#
         );
         assert_eq!(json(&topology_document(&tap)), r#"{"tap":"t0"}"#);
-        let s = SocketInfo {
-            port: "pa".into(),
-            queue: 1,
-            fd: 7,
-            mode: XskMode::ZeroCopy,
-            poll: PollMode::Wakeup,
-            poll_fallback: None,
-        };
+        let s = SocketInfo::example();
         assert_eq!(
             json(&socket_status(&s)),
             r#"{"port":"pa","queue":1,"xsk_mode":"zerocopy","poll":"wakeup"}"#
