@@ -9,34 +9,28 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 
 use rstwall_bpf::host::{LinkKind, TcAttachment, TcDirection, TcMode, TcPrograms};
+use rstwall_source::StopOnDrop;
 use serde::Serialize;
 
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-const RTMGRP_LINK: u32 = 1;
-const IFLA_IFNAME: u16 = 3;
-const NLMSG_HDRLEN: usize = 16;
-const IFINFOMSG_LEN: usize = 16;
+use libc::{
+    ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE, ARPHRD_SIT, ARPHRD_TUNNEL, ARPHRD_TUNNEL6,
+    IFLA_IFNAME, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
+};
 
-// ARPHRD_* (include/uapi/linux/if_arp.h).
-const ARPHRD_ETHER: u16 = 1;
-const ARPHRD_LOOPBACK: u16 = 772;
-const ARPHRD_NONE: u16 = 0xfffe;
+// libc's are `c_int`; the netlink header fields they meet are u16 and u32.
+const NLMSG_ERROR: u16 = libc::NLMSG_ERROR as u16;
+const NLMSG_DONE: u16 = libc::NLMSG_DONE as u16;
+const DUMP_REQUEST: u16 = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+const RTMGRP_LINK: u32 = libc::RTMGRP_LINK as u32;
+const IFF_LOOPBACK: u32 = libc::IFF_LOOPBACK as u32;
+const NLMSG_HDRLEN: usize = std::mem::size_of::<libc::nlmsghdr>();
+const IFINFOMSG_LEN: usize = std::mem::size_of::<libc::ifinfomsg>();
+/// Not in libc (include/uapi/linux/if_arp.h).
 const ARPHRD_RAWIP: u16 = 519;
-const ARPHRD_TUNNEL: u16 = 768;
-const ARPHRD_TUNNEL6: u16 = 769;
-const ARPHRD_SIT: u16 = 776;
-const IFF_LOOPBACK: u32 = 0x8;
 
 /// One interface as host mode sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -159,7 +153,7 @@ fn netlink_socket() -> io::Result<OwnedFd> {
     let req_len = req.len() as u32;
     req[0..4].copy_from_slice(&req_len.to_ne_bytes());
     req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req[6..8].copy_from_slice(&DUMP_REQUEST.to_ne_bytes());
     req[8..12].copy_from_slice(&1u32.to_ne_bytes());
     req[NLMSG_HDRLEN] = libc::AF_UNSPEC as u8;
     // SAFETY: sending a valid buffer.
@@ -177,8 +171,7 @@ pub(crate) type IfaceTable = Arc<RwLock<BTreeMap<u32, Interface>>>;
 /// The thread that keeps the attachments in step with the namespace's
 /// interfaces. Dropping it detaches everything.
 pub(crate) struct IfaceWatcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: StopOnDrop,
     table: IfaceTable,
 }
 
@@ -248,7 +241,6 @@ impl IfaceWatcher {
     pub fn start(progs: Arc<TcPrograms>, which: IfaceSelection) -> io::Result<IfaceWatcher> {
         let sock = netlink_socket()?;
         let table: IfaceTable = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
         let mut attached: BTreeMap<u32, Attached> = BTreeMap::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut links = Vec::new();
@@ -269,38 +261,34 @@ impl IfaceWatcher {
             parse_links(&buf[..n as usize], &mut links, &mut done);
             apply(&progs, &which, &links, &mut attached, &table);
         }
-        let (t, s) = (table.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("rstwall-ifaces".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd {
-                        fd: sock.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
-                        continue;
-                    }
-                    // SAFETY: as above.
-                    let n = unsafe {
-                        libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                    };
-                    if n <= 0 {
-                        continue;
-                    }
-                    links.clear();
-                    let mut done = false;
-                    parse_links(&buf[..n as usize], &mut links, &mut done);
-                    apply(&progs, &which, &links, &mut attached, &t);
+        let t = table.clone();
+        let thread = StopOnDrop::spawn("rstwall-ifaces", move |stop| {
+            while !stop.load(Ordering::Relaxed) {
+                let mut pfd = libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+                    continue;
                 }
-                // Detach before the table says so.
-                attached.clear();
-            })?;
+                // SAFETY: as above.
+                let n =
+                    unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n <= 0 {
+                    continue;
+                }
+                links.clear();
+                let mut done = false;
+                parse_links(&buf[..n as usize], &mut links, &mut done);
+                apply(&progs, &which, &links, &mut attached, &t);
+            }
+            // Detach before the table says so.
+            attached.clear();
+        })?;
         Ok(IfaceWatcher {
-            stop,
-            thread: Some(thread),
+            _thread: thread,
             table,
         })
     }
@@ -347,15 +335,6 @@ fn apply(
                 }
             }
             _ => {}
-        }
-    }
-}
-
-impl Drop for IfaceWatcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
