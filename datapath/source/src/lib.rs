@@ -17,7 +17,9 @@
 //! * [`SourceHandle`] — the clonable handle the control API's threads ask
 //!   the workers through (flows, telemetry, capture);
 //! * [`WorkerStats`] and [`Totals`] — the statistics every source has, with
-//!   the source's own part ([`SourceStats`]) flattened into them.
+//!   the source's own part ([`SourceStats`]) flattened into them;
+//! * [`StopOnDrop`] — a thread beside the workers (an interface watcher, a
+//!   lab's sniffer) that stops and is joined when its owner is dropped.
 //!
 //! A source's worker loop owns only its I/O and calls its core:
 //!
@@ -43,6 +45,7 @@ mod policy_slot;
 mod query;
 mod rst_events;
 mod stats;
+mod stop_on_drop;
 pub mod sys;
 mod worker;
 mod workers;
@@ -57,6 +60,7 @@ pub use policy_slot::PolicySlot;
 pub use query::{FlowFilter, FlowRow, Query, QueryError, SourceHandle};
 pub use rst_events::{rst_channel, RstRecord, RstSink};
 pub use stats::{SourceStats, Totals, WorkerStats};
+pub use stop_on_drop::StopOnDrop;
 pub use worker::WorkerCore;
 pub use workers::{Spawner, WorkerError, Workers, WorkersConfig};
 

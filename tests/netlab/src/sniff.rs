@@ -6,11 +6,11 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use rstwall_engine::wire::{self, LinkType, Parsed, Segment};
+use rstwall_source::StopOnDrop;
 
 use crate::netns::{ifindex, Netns};
 use crate::sock::{setsockopt, socket};
@@ -311,8 +311,7 @@ fn tcp_filter(port: Port, any_flags: u8) -> Vec<libc::sock_filter> {
 /// thread of its own.
 pub struct Recorder {
     frames: Arc<Mutex<Vec<Frame>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    _thread: StopOnDrop<io::Result<()>>,
 }
 
 impl Recorder {
@@ -320,20 +319,18 @@ impl Recorder {
     pub fn start(ns: &Netns) -> io::Result<Recorder> {
         let sniffer = ns.run(|| Sniffer::open(Listen::All))??;
         let frames = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f, st) = (frames.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
+        let f = frames.clone();
+        let thread = StopOnDrop::spawn("netlab-recorder", move |stop| {
+            while !stop.load(Ordering::Relaxed) {
                 if let Some(frame) = sniffer.next_frame(true)? {
                     f.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
                 }
             }
             Ok(())
-        });
+        })?;
         Ok(Recorder {
             frames,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -343,15 +340,6 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
