@@ -191,11 +191,7 @@ enum frame_kind {
 
 static __always_inline void count(__u32 index)
 {
-	__u64 *value = bpf_map_lookup_elem(&RSTWALL_MAP_COUNTERS, &index);
-
-	/* Per-CPU slot: no other CPU writes it, so no atomic is needed. */
-	if (value)
-		*value += 1;
+	count_in(&RSTWALL_MAP_COUNTERS, index);
 }
 
 /* Ethernet and up to RSTWALL_MAX_VLAN_TAGS tags: the innermost ethertype
@@ -313,12 +309,7 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *c, void *end, struct 
 		__u32 hdr_len;
 
 		switch (next) {
-		case NEXTHDR_HOP:
-		case NEXTHDR_ROUTING:
-		case NEXTHDR_DEST:
-		case NEXTHDR_MOBILITY:
-		case NEXTHDR_HIP:
-		case NEXTHDR_SHIM6:
+		CASE_EXT_HDR_LEN_8:
 			if ((void *)(hdr + 2) > end || beyond_limit(limit, off, 2))
 				return -1;
 			hdr_len = ((__u32)hdr[1] + 1) * 8;

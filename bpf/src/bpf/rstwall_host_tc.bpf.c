@@ -101,10 +101,7 @@ struct seg {
 
 static __always_inline void count(__u32 index)
 {
-	__u64 *value = bpf_map_lookup_elem(&RSTWALL_MAP_HOST_COUNTERS, &index);
-
-	if (value)
-		*value += 1;
+	count_in(&RSTWALL_MAP_HOST_COUNTERS, index);
 }
 
 /* Byte `i` of the copy; `i` below `len` is the caller's check, the mask
@@ -196,12 +193,7 @@ static __always_inline enum frame_kind parse(const __u8 *d, __u32 len, __u32 wir
 #pragma unroll
 		for (int i = 0; i <= RSTWALL_MAX_EXT_HEADERS; i++) {
 			switch (next) {
-			case NEXTHDR_HOP:
-			case NEXTHDR_ROUTING:
-			case NEXTHDR_DEST:
-			case NEXTHDR_MOBILITY:
-			case NEXTHDR_HIP:
-			case NEXTHDR_SHIM6:
+			CASE_EXT_HDR_LEN_8:
 				if (off + 2 > len)
 					return FRAME_MALFORMED;
 				hdr_len = (byte_at(d, off + 1) + 1) * 8;
@@ -341,29 +333,18 @@ static __always_inline int observe(struct __sk_buff *skb, int ethernet, __u8 dir
 	return TC_ACT_UNSPEC;
 }
 
-SEC("tc")
-int RSTWALL_HOST_ETH_IN(struct __sk_buff *skb)
-{
-	return observe(skb, 1, RSTWALL_HOST_DIR_IN);
-}
+/* The four programs: observe() with its link kind (1: Ethernet header) and
+ * direction as constants. */
+#define OBSERVER(name, eth, dir)                                               \
+	SEC("tc") int name(struct __sk_buff *skb)                              \
+	{                                                                      \
+		return observe(skb, eth, dir);                                 \
+	}
 
-SEC("tc")
-int RSTWALL_HOST_ETH_OUT(struct __sk_buff *skb)
-{
-	return observe(skb, 1, RSTWALL_HOST_DIR_OUT);
-}
-
-SEC("tc")
-int RSTWALL_HOST_RAW_IN(struct __sk_buff *skb)
-{
-	return observe(skb, 0, RSTWALL_HOST_DIR_IN);
-}
-
-SEC("tc")
-int RSTWALL_HOST_RAW_OUT(struct __sk_buff *skb)
-{
-	return observe(skb, 0, RSTWALL_HOST_DIR_OUT);
-}
+OBSERVER(RSTWALL_HOST_ETH_IN, 1, RSTWALL_HOST_DIR_IN)
+OBSERVER(RSTWALL_HOST_ETH_OUT, 1, RSTWALL_HOST_DIR_OUT)
+OBSERVER(RSTWALL_HOST_RAW_IN, 0, RSTWALL_HOST_DIR_IN)
+OBSERVER(RSTWALL_HOST_RAW_OUT, 0, RSTWALL_HOST_DIR_OUT)
 
 /* Uses no GPL-only helper, so the project's own license applies. */
 char LICENSE[] SEC("license") = "Apache-2.0";

@@ -2,7 +2,8 @@
 /*
  * Kernel-only helpers of the two packet programs, rstwall.bpf.c (XDP) and
  * rstwall_host_tc.bpf.c (host mode's tc programs): the numbers their
- * parsers walk by and the one definition of a segment's flag class.
+ * parsers walk by, the one definition of a segment's flag class and of
+ * counting in a per-CPU counter array. Included after <bpf/bpf_helpers.h>.
  * Userspace never sees these; the contract with it is rstwall_shared.h.
  */
 #ifndef RSTWALL_KERN_H
@@ -28,6 +29,17 @@
 #define NEXTHDR_HIP 139
 #define NEXTHDR_SHIM6 140
 
+/* The case labels of the extension headers whose length is byte 1 in
+ * 8-octet units, the first 8 not counted (AH counts 4-octet units, less 2;
+ * a fragment header is 8 octets). */
+#define CASE_EXT_HDR_LEN_8                                                     \
+	case NEXTHDR_HOP:                                                      \
+	case NEXTHDR_ROUTING:                                                  \
+	case NEXTHDR_DEST:                                                     \
+	case NEXTHDR_MOBILITY:                                                 \
+	case NEXTHDR_HIP:                                                      \
+	case NEXTHDR_SHIM6
+
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -51,6 +63,16 @@ static __always_inline __u32 flag_class(__u8 flags)
 	if (flags & TCP_FIN)
 		return RSTWALL_CNT_FIN;
 	return RSTWALL_CNT_OTHER;
+}
+
+/* One more in slot `index` of `counters`, a PERCPU_ARRAY of __u64: no other
+ * CPU writes the slot, so no atomic is needed. */
+static __always_inline void count_in(void *counters, __u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(counters, &index);
+
+	if (value)
+		*value += 1;
 }
 
 #endif /* RSTWALL_KERN_H */
