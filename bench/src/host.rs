@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use rstwall_bpf::FrameCounts;
 use rstwall_host::{HostConfig, HostSource};
 use rstwall_netlab::packet::Segment;
 use rstwall_netlab::{Namespaces, Netns, RawSender, Veth};

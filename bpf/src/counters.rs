@@ -10,7 +10,7 @@ use crate::shared::Counter;
 /// document's XDP part ([`rstwall_api::stats::XdpCounters`]). Its fields
 /// are named after `enum rstwall_counter`; [`ByCounter`] reads them by
 /// [`Counter`].
-pub use rstwall_api::stats::XdpCounters;
+pub use rstwall_api::stats::{FrameCounts, XdpCounters};
 
 /// Merge the RST guard's drops, by class, of every port's program into a
 /// worker total: one set of per-class counts for what was dropped, in the

@@ -74,7 +74,7 @@ mod skel {
     }
 }
 
-pub use counters::{merge_guard_drops, ByCounter, XdpCounters};
+pub use counters::{merge_guard_drops, ByCounter, FrameCounts, XdpCounters};
 pub use error::{BpfError, Errno};
 pub use guard::GuardMaps;
 pub use port::{detach_stale, AttachedMode, PortProgram, PortRole, UnknownXdpMode, XdpMode};

@@ -195,6 +195,7 @@ pub fn monotonic_now_ns() -> Result<u64, BpfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameCounts;
 
     /// The program passes the verifier in both roles and runs: the smallest
     /// privileged check, kept here so `cargo test -p rstwall-bpf` proves the

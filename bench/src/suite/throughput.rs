@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rstwall_afxdp::socket::ring_stats;
-use rstwall_bpf::XdpCounters;
+use rstwall_bpf::{FrameCounts, XdpCounters};
 use rstwall_netlab::LinkCounters;
 use rstwall_source::Source;
 

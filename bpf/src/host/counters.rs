@@ -1,6 +1,7 @@
 //! Host mode's kernel counters, summed over CPUs.
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use rstwall_api::stats::FrameCounts;
 use rstwall_engine::class::FlagClass;
 use serde::Serialize;
 
@@ -36,7 +37,7 @@ pub(crate) fn per_cpu_totals(
 ///
 /// Every packet is in exactly one of the flag classes, `non_tcp` and
 /// `malformed`; every TCP segment in exactly one of `records` and
-/// `records_lost`. So [`HostCounters::tcp`] equals `records +
+/// `records_lost`. So [`FrameCounts::tcp`] equals `records +
 /// records_lost`, up to packets in flight while the CPUs are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HostCounters {
@@ -66,20 +67,6 @@ impl HostCounters {
         }
     }
 
-    pub fn flag_class(&self, class: FlagClass) -> u64 {
-        self.flag_classes[class.index()]
-    }
-
-    /// TCP segments seen.
-    pub fn tcp(&self) -> u64 {
-        self.flag_classes.iter().sum()
-    }
-
-    /// Packets seen.
-    pub fn packets(&self) -> u64 {
-        self.tcp() + self.non_tcp + self.malformed
-    }
-
     /// What was counted since `earlier` (a counter that went backwards,
     /// after a reload, reads as 0).
     pub fn since(&self, earlier: &HostCounters) -> HostCounters {
@@ -92,6 +79,12 @@ impl HostCounters {
         out.records = self.records.saturating_sub(earlier.records);
         out.records_lost = self.records_lost.saturating_sub(earlier.records_lost);
         out
+    }
+}
+
+impl FrameCounts for HostCounters {
+    fn frame_counts(&self) -> (&[u64; FlagClass::COUNT], u64, u64) {
+        (&self.flag_classes, self.non_tcp, self.malformed)
     }
 }
 

@@ -383,6 +383,7 @@ impl Drop for TcAttachment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameCounts;
 
     /// The smallest privileged check, kept here so `cargo test -p
     /// rstwall-bpf` proves the object loads and its programs pass a frame;

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use etherparse::PacketBuilder;
 use rstwall_bpf::{
-    action, detach_stale, monotonic_now_ns, AttachedMode, BpfError, Errno, PortProgram, PortRole,
-    TestProgram, XdpCounters, XdpMode, MIN_TEST_FRAME,
+    action, detach_stale, monotonic_now_ns, AttachedMode, BpfError, Errno, FrameCounts,
+    PortProgram, PortRole, TestProgram, XdpCounters, XdpMode, MIN_TEST_FRAME,
 };
 use rstwall_engine::wire::{self, LinkType, Parsed};
 use rstwall_engine::FlagClass;

@@ -24,7 +24,7 @@ use rstwall_engine::RstClass;
 use serde::{Deserialize, Serialize};
 
 pub use rstwall_source::LatencySummary;
-pub use xdp::XdpCounters;
+pub use xdp::{FrameCounts, XdpCounters};
 
 use crate::status::Topology;
 use crate::ByName;

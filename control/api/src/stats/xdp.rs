@@ -84,22 +84,40 @@ mod by_flag_class {
     }
 }
 
-impl XdpCounters {
+/// What the packet programs count every frame under exactly once: TCP
+/// segments by flag class, frames without TCP, and frames the parser
+/// rejects. The XDP program's [`XdpCounters`] and host mode's tc programs'
+/// counters (`rstwall_bpf::host::HostCounters`) both start with these;
+/// what they add up to is derived here once.
+pub trait FrameCounts {
+    /// TCP segments by flag class (indexed by [`FlagClass::index`]),
+    /// well-formed frames without TCP, frames the parser rejects.
+    fn frame_counts(&self) -> (&[u64; FlagClass::COUNT], u64, u64);
+
     #[inline]
-    pub fn flag_class(&self, class: FlagClass) -> u64 {
-        self.flag_classes[class.index()]
+    fn flag_class(&self, class: FlagClass) -> u64 {
+        self.frame_counts().0[class.index()]
     }
 
     /// TCP segments seen.
-    pub fn tcp(&self) -> u64 {
-        self.flag_classes.iter().sum()
+    fn tcp(&self) -> u64 {
+        self.frame_counts().0.iter().sum()
     }
 
     /// Frames seen, by the class counters.
-    pub fn packets(&self) -> u64 {
-        self.tcp() + self.non_tcp + self.malformed
+    fn packets(&self) -> u64 {
+        let (_, non_tcp, malformed) = self.frame_counts();
+        self.tcp() + non_tcp + malformed
     }
+}
 
+impl FrameCounts for XdpCounters {
+    fn frame_counts(&self) -> (&[u64; FlagClass::COUNT], u64, u64) {
+        (&self.flag_classes, self.non_tcp, self.malformed)
+    }
+}
+
+impl XdpCounters {
     /// Frames seen, by the verdict counters.
     pub fn verdicts(&self) -> u64 {
         self.to_xsk

@@ -6,7 +6,7 @@ use std::fmt;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
-use rstwall_bpf::XdpCounters;
+use rstwall_bpf::{FrameCounts, XdpCounters};
 use rstwall_engine::policy::Reason;
 use rstwall_engine::{FlagClass, RstClass};
 use rstwall_source::{Totals, WorkerStats};

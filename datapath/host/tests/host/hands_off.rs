@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rstwall_bpf::host::{tcx_programs, TcDirection};
+use rstwall_bpf::FrameCounts;
 use rstwall_host::{HostConfig, HostSource};
 use rstwall_netlab::{rng, Namespaces, Netns, Veth};
 

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rstwall_bpf::host::{LinkKind, RecordAt, TcConfig, TcDirection, TcPrograms};
 use rstwall_bpf::shared::host::{Record, DIR_IN, DIR_OUT, LINK_ETHERNET, RECORD_SIZE};
+use rstwall_bpf::FrameCounts;
 use rstwall_engine::class::FlagClass;
 use rstwall_engine::wire::{
     EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, SackBlocks, TcpFlags, TcpFrameRepr, TcpRepr,
