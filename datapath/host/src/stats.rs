@@ -18,11 +18,6 @@ impl SourceStats for HostWorkerStats {
     type Totals = HostTotals;
 
     fn add_to(&self, t: &mut HostTotals) {
-        let w = &self.0;
-        t.records += w.records;
-        t.record_bytes += w.record_bytes;
-        t.wire_bytes += w.wire_bytes;
-        t.bad_records += w.bad_records;
-        t.rsts_dropped += w.rsts_dropped;
+        t.add(&self.0.counts);
     }
 }

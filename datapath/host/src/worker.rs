@@ -111,11 +111,11 @@ impl Worker {
                 |at, judged| {
                     let bytes = ring.record(at);
                     let (r, frame) = split(bytes);
-                    stats.0.records += 1;
-                    stats.0.record_bytes += bytes.len() as u64;
-                    stats.0.wire_bytes += u64::from(r.wire_len);
+                    stats.0.counts.records += 1;
+                    stats.0.counts.record_bytes += bytes.len() as u64;
+                    stats.0.counts.wire_bytes += u64::from(r.wire_len);
                     if frame.len() < usize::from(r.caplen) {
-                        stats.0.bad_records += 1;
+                        stats.0.counts.bad_records += 1;
                     }
                     let Some(judgment) = judged.rst() else { return };
                     let Some(packet) = judged.outcome().packet else {
@@ -142,7 +142,7 @@ impl Worker {
                         caplen: n as u16,
                     };
                     if self.rsts.try_send(seen).is_err() {
-                        stats.0.rsts_dropped += 1;
+                        stats.0.counts.rsts_dropped += 1;
                     }
                 },
             );

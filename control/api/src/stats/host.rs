@@ -15,7 +15,16 @@ use crate::host::AgreementCounts;
 pub struct HostWorker {
     /// The ring buffer the worker reads.
     pub ring: usize,
-    /// Header records read from it, and their bytes.
+    /// What the worker counted of it.
+    #[serde(flatten)]
+    pub counts: HostCounts,
+}
+
+/// What host-mode workers count of their ring buffers: one worker's in
+/// [`HostWorker`], all of them summed in [`HostTotals`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCounts {
+    /// Header records read, and their bytes.
     pub records: u64,
     pub record_bytes: u64,
     /// The packets' own bytes (a GSO packet counts its whole length).
@@ -26,15 +35,19 @@ pub struct HostWorker {
     pub rsts_dropped: u64,
 }
 
-/// [`HostWorker`] summed over the workers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostTotals {
-    pub records: u64,
-    pub record_bytes: u64,
-    pub wire_bytes: u64,
-    pub bad_records: u64,
-    pub rsts_dropped: u64,
+impl HostCounts {
+    /// Add `other`'s counts to these.
+    pub fn add(&mut self, other: &HostCounts) {
+        self.records += other.records;
+        self.record_bytes += other.record_bytes;
+        self.wire_bytes += other.wire_bytes;
+        self.bad_records += other.bad_records;
+        self.rsts_dropped += other.rsts_dropped;
+    }
 }
+
+/// [`HostWorker`]'s counts summed over the workers.
+pub type HostTotals = HostCounts;
 
 /// What host mode's kernel side and correlator counted since start.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

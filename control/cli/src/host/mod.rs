@@ -135,7 +135,7 @@ pub fn run(args: HostArgs) -> Result<(), Failure> {
     let correlation = source.correlation();
     let tally = reader.finish()?;
     let rsts_dropped = match &final_stats {
-        Ok(workers) => workers.iter().map(|w| w.source.0.rsts_dropped).sum(),
+        Ok(workers) => workers.iter().map(|w| w.source.0.counts.rsts_dropped).sum(),
         Err(e) => {
             eprintln!("rstwall: warning: a worker failed: {e}");
             0

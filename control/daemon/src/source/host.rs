@@ -403,9 +403,9 @@ impl SourceView for HostWorkerStats {
         for w in workers {
             let s = &w.source.0;
             let ring = l1("ring", s.ring);
-            records.add(ring.clone(), s.records);
-            bad.add(ring.clone(), s.bad_records);
-            dropped.add(ring, s.rsts_dropped);
+            records.add(ring.clone(), s.counts.records);
+            bad.add(ring.clone(), s.counts.bad_records);
+            dropped.add(ring, s.counts.rsts_dropped);
         }
         vec![records, bad, dropped]
     }

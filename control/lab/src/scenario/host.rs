@@ -82,7 +82,7 @@ impl HostWatch {
                 records: lost,
                 events: correlation.events_dropped,
                 rsts: stopped
-                    .map(|w| w.iter().map(|w| w.source.0.rsts_dropped).sum())
+                    .map(|w| w.iter().map(|w| w.source.0.counts.rsts_dropped).sum())
                     .unwrap_or(u64::MAX),
             },
         )
