@@ -45,6 +45,42 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_EXT_HEADERS: usize = 8;
 pub const TCP_FLAGS_END: usize = 14;
 
+/// Compile-time checks of a counter enum: each value's discriminant is its
+/// index (its slot in the map); with `flag_classes_first`, the first
+/// [`FlagClass::COUNT`] values are the [`FlagClass`]es, index for index
+/// and name for name.
+macro_rules! assert_counter_slots {
+    ($counter:ident) => {
+        const _: () = {
+            let mut i = 0;
+            while i < $counter::COUNT {
+                assert!($counter::ALL[i] as usize == i);
+                i += 1;
+            }
+        };
+    };
+    ($counter:ident, flag_classes_first) => {
+        assert_counter_slots!($counter);
+        const _: () = {
+            let mut i = 0;
+            while i < FlagClass::COUNT {
+                assert!($counter::ALL[i] as usize == FlagClass::ALL[i].index());
+                let (a, b) = (
+                    $counter::NAMES[i].as_bytes(),
+                    FlagClass::NAMES[i].as_bytes(),
+                );
+                assert!(a.len() == b.len());
+                let mut j = 0;
+                while j < a.len() {
+                    assert!(a[j] == b[j]);
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
+    };
+}
+
 rstwall_engine::closed_enum! {
     /// Indices into the `counters` PERCPU_ARRAY (`enum rstwall_counter`).
     /// The first six are the [`FlagClass`]es, index for index and with
@@ -53,12 +89,8 @@ rstwall_engine::closed_enum! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     #[repr(u32)]
     pub enum Counter: "XDP counter" {
-        Syn = FlagClass::Syn.as_str(),
-        SynAck = FlagClass::SynAck.as_str(),
-        Fin = FlagClass::Fin.as_str(),
-        Rst = FlagClass::Rst.as_str(),
-        RstAck = FlagClass::RstAck.as_str(),
-        Other = FlagClass::Other.as_str(),
+        // The flag classes (checked below).
+        Syn, SynAck = FlagClass::SynAck.as_str(), Fin, Rst, RstAck = FlagClass::RstAck.as_str(), Other,
         NonTcp,
         Malformed,
         ToXsk,
@@ -90,21 +122,8 @@ impl Counter {
     }
 }
 
-// The flag-class counters are FlagClass, index for index (their names are
-// FlagClass's by construction).
-const _: () = {
-    let mut i = 0;
-    while i < FlagClass::COUNT {
-        assert!(Counter::ALL[i] as usize == FlagClass::ALL[i].index());
-        i += 1;
-    }
-    assert!(Counter::NonTcp as usize == FlagClass::COUNT);
-    let mut i = 0;
-    while i < Counter::COUNT {
-        assert!(Counter::ALL[i] as usize == i);
-        i += 1;
-    }
-};
+assert_counter_slots!(Counter, flag_classes_first);
+const _: () = assert!(Counter::NonTcp as usize == FlagClass::COUNT);
 
 /// `struct rstwall_addr`: the key of the `block` hash. An IPv6 address as
 /// is, an IPv4 address as its IPv4-mapped IPv6 form `::ffff:a.b.c.d`, so
@@ -242,12 +261,8 @@ pub mod host {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u32)]
         pub enum HostCounter: "host counter" {
-            Syn = FlagClass::Syn.as_str(),
-            SynAck = FlagClass::SynAck.as_str(),
-            Fin = FlagClass::Fin.as_str(),
-            Rst = FlagClass::Rst.as_str(),
-            RstAck = FlagClass::RstAck.as_str(),
-            Other = FlagClass::Other.as_str(),
+            // The flag classes (checked below).
+            Syn, SynAck = FlagClass::SynAck.as_str(), Fin, Rst, RstAck = FlagClass::RstAck.as_str(), Other,
             NonTcp,
             Malformed,
             Records,
@@ -268,23 +283,8 @@ pub mod host {
         }
     }
 
-    const _: () = {
-        let mut i = 0;
-        while i < FlagClass::COUNT {
-            assert!(HostCounter::ALL[i] as usize == FlagClass::ALL[i].index());
-            i += 1;
-        }
-        let mut i = 0;
-        while i < HostCounter::COUNT {
-            assert!(HostCounter::ALL[i] as usize == i);
-            i += 1;
-        }
-        let mut i = 0;
-        while i < TraceCounter::COUNT {
-            assert!(TraceCounter::ALL[i] as usize == i);
-            i += 1;
-        }
-    };
+    assert_counter_slots!(HostCounter, flag_classes_first);
+    assert_counter_slots!(TraceCounter);
 
     /// `struct rstwall_host_record`: the fixed part of a header record;
     /// `caplen` bytes of the frame follow it.
