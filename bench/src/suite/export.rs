@@ -131,8 +131,9 @@ impl Broker {
 
     /// A new node's exporter, started, and the sink its worker hands RSTs
     /// to: the daemon's defaults (queue, spool size, acknowledgement
-    /// timeout), its stream created with one replica.
-    pub fn exporter(&self) -> Result<(Exporter, RstSink)> {
+    /// timeout), its stream created with one replica. The hand-off holds
+    /// `hand_off` records (`None`: as many as the queue, as the daemon's).
+    pub fn exporter(&self, hand_off: Option<usize>) -> Result<(Exporter, RstSink)> {
         let n = self.nodes.get();
         self.nodes.set(n + 1);
         let mut cfg = NatsConfig::new(
@@ -141,7 +142,7 @@ impl Broker {
             self.dir.join(format!("spool{n}")),
         );
         cfg.create_stream = Some(1);
-        let (sink, rx) = rst_channel(cfg.queue);
+        let (sink, rx) = rst_channel(hand_off.unwrap_or(cfg.queue));
         let exporter = Exporter::start(
             cfg,
             Inputs {

@@ -231,7 +231,7 @@ impl Rig<'_> {
                 // hands it every RST from its first batch.
                 let exporter = if c == Contender::Export {
                     let broker = self.broker.as_ref().context("no broker for export")?;
-                    let (exporter, sink) = broker.exporter()?;
+                    let (exporter, sink) = broker.exporter(None)?;
                     cfg.rsts = Some(sink);
                     Some(exporter)
                 } else {

@@ -1,61 +1,30 @@
 //! How many events a second the exporter delivers to a local JetStream,
 //! and what the workers' hand-off costs a RST.
 //!
-//!     cargo run --release -p rstwall-export --example throughput [EVENTS] [RUNS]
+//!     cargo run --release -p rstwall-bench --example export_throughput [EVENTS] [RUNS]
 //!
-//! Starts its own `nats-server -js` on loopback (a free port, a temporary
-//! store), one file-backed stream with one replica, and for each run:
-//! offers EVENTS records to the hand-off as fast as one thread can
-//! (timing the offers: the packet path's share), then waits until the
+//! Starts the export contender's broker (`nats-server -js` on loopback, a
+//! free port, a temporary store) and for each run a new node's exporter
+//! (one file-backed stream with one replica, a hand-off that holds EVENTS
+//! records): offers EVENTS records to the hand-off as fast as one thread
+//! can (timing the offers: the packet path's share), then waits until the
 //! stream acknowledged them all. Prints each run and the medians.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rstwall_export::{Exporter, Inputs, NatsConfig};
-use rstwall_source::{rst_channel, RstRecord};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use rstwall_bench::stats::median;
+use rstwall_bench::suite::export::Broker;
+use rstwall_source::RstRecord;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let events: u32 = args.next().map_or(Ok(200_000), |a| a.parse())?;
     let runs: usize = args.next().map_or(Ok(5), |a| a.parse())?;
-    let dir = std::env::temp_dir().join(format!("rstwall-export-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut server = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.join("store"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "nats-server does not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    anyhow::ensure!(events > 0 && runs > 0, "EVENTS and RUNS are at least 1");
+    let broker = Broker::start()?;
     let (mut rates, mut offers) = (Vec::new(), Vec::new());
     for run in 0..runs {
-        let mut cfg = NatsConfig::new(
-            vec![format!("nats://127.0.0.1:{port}")],
-            format!("bench{run}"),
-            dir.join(format!("spool{run}")),
-        );
-        cfg.create_stream = Some(1);
-        let (sink, rx) = rst_channel(events as usize);
-        let exporter = Exporter::start(
-            cfg,
-            Inputs {
-                rsts: Some((sink.clone(), rx)),
-                mode: "inline".into(),
-            },
-        )?;
+        let (exporter, sink) = broker.exporter(Some(events as usize))?;
         let warming = Instant::now();
         while exporter.status().acked == 0 {
             anyhow::ensure!(
@@ -99,11 +68,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "median: {:.0} events/s to a local JetStream (1 replica, file store); hand-off {:.1} ns/RST",
-        median(rates),
-        median(offers)
+        median(rates).unwrap_or_default(),
+        median(offers).unwrap_or_default()
     );
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
