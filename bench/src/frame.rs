@@ -13,12 +13,13 @@
 //! flow label, which no checksum covers end to end — carries the latency
 //! stamps ([`set_ip_tag`], [`ip_tag`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use rstwall_engine::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use rstwall_engine::wire::{
-    ipv4, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpFrameRepr, TcpRepr as SegmentRepr,
+    ipv4, EthernetRepr, Ipv4Repr, Ipv6Repr, TcpFrameRepr, TcpRepr as SegmentRepr,
 };
+use rstwall_netlab::packet::Segment;
 
 /// Shortest frame handed to software: 64 bytes on the wire less the 4-byte
 /// FCS the NIC strips. Shorter frames are zero-padded up to it.
@@ -163,22 +164,18 @@ impl TcpRepr {
     /// If the payload is longer than [`MAX_IP_LEN`] or the two addresses
     /// are of different families.
     pub fn to_frame(&self) -> TcpFrameRepr<'static> {
-        let ip = match (self.src.ip(), self.dst.ip()) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => IpRepr::V4(Ipv4Repr {
-                src,
-                dst,
-                ttl: self.ttl,
-                ident: self.ip_id,
-                dont_fragment: true,
-            }),
-            (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(Ipv6Repr {
-                src,
-                dst,
-                hop_limit: self.ttl,
-                flow_label: u32::from(self.ip_id),
-            }),
-            _ => panic!("source and destination of different address families"),
+        let segment = Segment {
+            src: self.src,
+            dst: self.dst,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
         };
+        // The IPv6 flow label carries the identification.
+        let (ip, tcp) = segment
+            .reprs(self.ttl, self.ip_id, u32::from(self.ip_id))
+            .expect("source and destination of different address families");
         TcpFrameRepr {
             ethernet: EthernetRepr {
                 src: self.src_mac,
@@ -186,16 +183,10 @@ impl TcpRepr {
             },
             ip,
             tcp: SegmentRepr {
-                src_port: self.src.port(),
-                dst_port: self.dst.port(),
-                seq: self.seq,
-                ack: self.ack,
-                flags: TcpFlags(self.flags),
-                window: self.window,
                 mss: self.syn_options.then_some(SYN_MSS),
                 window_scale: self.syn_options.then_some(WINDOW_SHIFT),
                 payload: &PAYLOAD_BYTES[..usize::from(self.payload_len)],
-                ..SegmentRepr::default()
+                ..tcp
             },
         }
     }

@@ -27,23 +27,30 @@ impl Segment {
     /// Bytes of an IPv4 packet of it: IP header and TCP header.
     pub const LEN: usize = Ipv4Repr::HEADER_LEN + TcpRepr::MIN_HEADER_LEN;
 
-    /// The IP packet: IPv4 (no options, DF, TTL 64, identification
-    /// `ip_id`) or IPv6 (hop limit 64, flow label 0), both checksums
-    /// filled in. `None` when the addresses are of different families.
-    pub fn to_ip(&self, ip_id: u16) -> Option<Vec<u8>> {
+    /// Its IP and TCP headers as the engine's `Repr`s: IPv4 (no options,
+    /// DF, TTL `ttl`, identification `ip_id`) or IPv6 (hop limit `ttl`,
+    /// flow label `flow_label`); TCP without options. `None` when the
+    /// addresses are of different families. A frame builder adds what it
+    /// needs (options, payload) to the TCP part.
+    pub fn reprs(
+        &self,
+        ttl: u8,
+        ip_id: u16,
+        flow_label: u32,
+    ) -> Option<(IpRepr, TcpRepr<'static>)> {
         let ip = match (self.src.ip(), self.dst.ip()) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => IpRepr::V4(Ipv4Repr {
                 src,
                 dst,
-                ttl: 64,
+                ttl,
                 ident: ip_id,
                 dont_fragment: true,
             }),
             (IpAddr::V6(src), IpAddr::V6(dst)) => IpRepr::V6(Ipv6Repr {
                 src,
                 dst,
-                hop_limit: 64,
-                flow_label: 0,
+                hop_limit: ttl,
+                flow_label,
             }),
             _ => return None,
         };
@@ -56,6 +63,14 @@ impl Segment {
             window: self.window,
             ..TcpRepr::default()
         };
+        Some((ip, tcp))
+    }
+
+    /// The IP packet: IPv4 (no options, DF, TTL 64, identification
+    /// `ip_id`) or IPv6 (hop limit 64, flow label 0), both checksums
+    /// filled in. `None` when the addresses are of different families.
+    pub fn to_ip(&self, ip_id: u16) -> Option<Vec<u8>> {
+        let (ip, tcp) = self.reprs(64, ip_id, 0)?;
         let hlen = ip.header_len();
         let mut p = vec![0u8; hlen + TcpRepr::MIN_HEADER_LEN];
         let (head, seg) = p.split_at_mut(hlen);
