@@ -130,7 +130,7 @@ impl Runner {
     pub(crate) fn start_intake(&mut self) -> std::io::Result<JoinHandle<()>> {
         let intake = self.intake.take().expect("the intake starts once");
         std::thread::Builder::new()
-            .name("rstwall-export-in".into())
+            .name("rstwall-intake".into())
             .spawn(move || intake.run())
     }
 
