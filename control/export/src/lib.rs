@@ -1,8 +1,11 @@
 //! rstwall's fleet exporter: every RST event, alert level change and a
 //! summary a second, to NATS JetStream, at least once.
 //!
-//! The exporter runs on its own thread with its own small (single-thread)
-//! Tokio runtime and the `async-nats` client. It reads:
+//! The exporter runs on two threads: the intake (`intake.rs`) takes in
+//! what is handed over and puts it in memory or in the spool, never
+//! waiting for the servers; the sender, with its own small (single-thread)
+//! Tokio runtime and the `async-nats` client, publishes and waits for the
+//! stream. The intake reads:
 //!
 //! * the workers' [`RstRecord`]s, from the bounded hand-off of
 //!   `rstwall-source` ([`rstwall_source::rst_channel`]: the packet path
@@ -27,6 +30,7 @@
 //! segments, so the next run replays it first.
 
 pub mod config;
+mod intake;
 mod run;
 pub mod spool;
 
@@ -131,7 +135,7 @@ impl Exporter {
             lost: Arc::new(AtomicU64::new(0)),
         };
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let runner = run::Runner::new(
+        let mut runner = run::Runner::new(
             cfg,
             inputs,
             spool,
@@ -142,9 +146,18 @@ impl Exporter {
                 stop: stop.clone(),
             },
         );
-        let thread = std::thread::Builder::new()
+        let intake = runner.start_intake()?;
+        let done = runner.intake_done();
+        let thread = match std::thread::Builder::new()
             .name("rstwall-export".into())
-            .spawn(move || runner.run())?;
+            .spawn(move || runner.run(intake))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                done.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+        };
         Ok(Exporter {
             status,
             outbox,

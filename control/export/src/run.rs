@@ -1,47 +1,34 @@
-//! The exporter's thread: intake, publish with acknowledgements, spool.
+//! The exporter's thread: publish with acknowledgements, refill memory
+//! from the spool; and the intake's thread ([`crate::intake`]), started
+//! and ended here.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use std::future::IntoFuture;
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use bytes::Bytes;
 use crossbeam::channel::Receiver;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use rstwall_api::fleet::{ExportStatus, FleetAlert, FleetEvent, Stamped};
-use rstwall_engine::telemetry::Level;
-use serde::Serialize;
+use rstwall_api::fleet::ExportStatus;
 
 use crate::config::{Credentials, NatsConfig};
+use crate::intake::{lock, Before, Intake, Pending, Store};
 use crate::spool::Spool;
-use crate::{Inputs, Message, Origin, Outgoing, EXPORT_LOSS_RULE, SCHEMA};
+use crate::{Inputs, Message, Origin, Outgoing, SCHEMA};
 
 /// Acknowledgements awaited at once while the stream answers.
 const WINDOW: usize = 256;
-/// How often the loop takes in new messages when nothing else wakes it.
+/// How often the loop looks for new messages when no ack wakes it.
 const TICK: Duration = Duration::from_millis(5);
-/// Records taken from the hand-off per turn.
-const INTAKE: usize = 8192;
 /// First wait after a failed publish; doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// At stop: how long the exporter tries to empty memory before it spools.
 const FLUSH_AT_STOP: Duration = Duration::from_secs(3);
-
-/// A message in memory: when it came, and the spool segment it ends.
-struct Pending {
-    msg: Message,
-    since: Instant,
-    /// The last message of a segment replayed from the spool: its ack
-    /// releases the segment.
-    ends_segment: Option<u64>,
-    /// Read from the spool (it is on disk until its segment is released).
-    from_spool: bool,
-}
 
 /// What the exporter shares with its [`crate::Exporter`] handle.
 pub(crate) struct Shared {
@@ -54,19 +41,18 @@ pub(crate) struct Shared {
 
 pub(crate) struct Runner {
     cfg: NatsConfig,
-    inputs: Inputs,
+    /// Messages waiting in the daemon's outbox (for the status).
     outbox: Receiver<Outgoing>,
-    outbox_lost: Arc<AtomicU64>,
-    spool: Spool,
+    before: Before,
+    store: Arc<Mutex<Store>>,
+    /// The intake, until [`Runner::start_intake`] starts its thread.
+    intake: Option<Intake>,
+    /// Tells the intake to take what is left and end.
+    done: Arc<AtomicBool>,
     status: Arc<Mutex<ExportStatus>>,
     stop: Arc<AtomicBool>,
-    origin: Origin,
-    subjects: [String; 3],
-    memory: VecDeque<Pending>,
-    /// Messages of `memory`'s head published and awaiting their ack.
+    /// Messages of memory's head published and awaiting their ack.
     sent: usize,
-    dropped: u64,
-    loss_alerted: bool,
     acked: u64,
     duplicates: u64,
     /// The id of the last message the stream acknowledged: the next one
@@ -89,11 +75,27 @@ impl Runner {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Runner {
+        let Inputs { rsts, mode } = inputs;
+        let (sink, rsts) = match rsts {
+            Some((sink, rx)) => (Some(sink), Some(rx)),
+            None => (None, None),
+        };
+        let before = Before {
+            sink,
+            outbox: outbox_lost,
+        };
+        let store = Arc::new(Mutex::new(Store::new(spool)));
+        let done = Arc::new(AtomicBool::new(false));
+        let intake = Intake {
+            rsts,
+            outbox: outbox.clone(),
+            before: before.clone(),
+            store: store.clone(),
+            queue: cfg.queue,
             origin: Origin {
                 schema: SCHEMA,
                 node: cfg.node.clone(),
-                mode: inputs.mode.clone(),
+                mode,
                 run,
                 n: 0,
             },
@@ -102,17 +104,19 @@ impl Runner {
                 cfg.subject("alerts"),
                 cfg.subject("summary"),
             ],
+            done: done.clone(),
+            loss_alerted: false,
+        };
+        Runner {
             cfg,
-            inputs,
             outbox,
-            outbox_lost,
-            spool,
+            before,
+            store,
+            intake: Some(intake),
+            done,
             status,
             stop,
-            memory: VecDeque::new(),
             sent: 0,
-            dropped: 0,
-            loss_alerted: false,
             acked: 0,
             duplicates: 0,
             last_acked: None,
@@ -121,19 +125,61 @@ impl Runner {
         }
     }
 
-    pub(crate) fn run(mut self) {
+    /// Start the intake's thread (before the exporter's: from then on,
+    /// the hand-offs are emptied whatever happens to the servers).
+    pub(crate) fn start_intake(&mut self) -> std::io::Result<JoinHandle<()>> {
+        let intake = self.intake.take().expect("the intake starts once");
+        std::thread::Builder::new()
+            .name("rstwall-intake".into())
+            .spawn(move || intake.run())
+    }
+
+    /// Tell the intake to take what is left and end (also when the
+    /// exporter's thread could not start).
+    pub(crate) fn intake_done(&self) -> Arc<AtomicBool> {
+        self.done.clone()
+    }
+
+    pub(crate) fn run(mut self, intake: JoinHandle<()>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
-            Ok(rt) => rt,
+            Ok(rt) => Some(rt),
             Err(e) => {
                 tracing::error!("export: no runtime: {e}");
-                self.set_state("stopped", Some(format!("no runtime: {e}")));
-                return;
+                self.last_error = Some(format!("no runtime: {e}"));
+                None
             }
         };
-        rt.block_on(self.serve());
+        let client = match &rt {
+            Some(rt) => rt.block_on(self.serve()),
+            None => {
+                // Nothing can be sent: the intake spools until stopped.
+                while !self.stop.load(Ordering::Relaxed) {
+                    self.publish_status("stopped");
+                    std::thread::sleep(TICK);
+                }
+                None
+            }
+        };
+        // The intake's last turn; then what memory holds goes to disk.
+        self.done.store(true, Ordering::Release);
+        if intake.join().is_err() {
+            self.last_error = Some("intake: its thread panicked".into());
+        }
+        self.spill();
+        self.publish_status("stopped");
+        if let (Some(rt), Some(client)) = (rt, client) {
+            // Bounded: with the servers gone, a flush waits for them forever.
+            let flush =
+                async { tokio::time::timeout(Duration::from_secs(1), client.flush()).await };
+            match rt.block_on(flush) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!("export: flush at stop: {e}"),
+                Err(_) => tracing::debug!("export: flush at stop: no server"),
+            }
+        }
     }
 
     async fn connect(&self) -> Result<async_nats::Client, String> {
@@ -191,20 +237,20 @@ impl Runner {
             .map_err(|e| format!("connect: {e}"))
     }
 
-    async fn serve(&mut self) {
+    /// Publish until stopped (and memory is empty, or
+    /// [`FLUSH_AT_STOP`] passed); the client, to flush.
+    async fn serve(&mut self) -> Option<async_nats::Client> {
         let client = match self.connect().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("export: {e}");
-                // Nothing can be sent: keep spooling until stopped.
-                self.set_state("stopped", Some(e));
+                // Nothing can be sent: the intake spools until stopped.
+                self.last_error = Some(e);
                 while !self.stop.load(Ordering::Relaxed) {
-                    self.intake();
                     self.publish_status("stopped");
                     tokio::time::sleep(TICK).await;
                 }
-                self.spill();
-                return;
+                return None;
             }
         };
         let js = jetstream::ContextBuilder::new()
@@ -223,11 +269,10 @@ impl Runner {
                 stopping_since = Some(Instant::now());
             }
             if let Some(t) = stopping_since {
-                if self.memory.is_empty() || t.elapsed() >= FLUSH_AT_STOP {
+                if lock(&self.store).memory.is_empty() || t.elapsed() >= FLUSH_AT_STOP {
                     break;
                 }
             }
-            self.intake();
             if let Err(e) = self.refill() {
                 self.last_error = Some(format!("spool: {e}"));
             }
@@ -249,27 +294,26 @@ impl Runner {
                 }
             }
             // Send what the window allows.
-            while stream_ready
-                && connected
-                && Instant::now() >= retry_at
-                && acks.len() < window
-                && self.sent < self.memory.len()
-            {
-                let m = &self.memory[self.sent].msg;
-                let mut publish = PublishMessage::build()
-                    .payload(m.payload.clone())
-                    .message_id(&m.id);
+            while stream_ready && connected && Instant::now() >= retry_at && acks.len() < window {
                 // Chained: the stream stores a message only right after its
                 // predecessor, so a message the client still delivers after
                 // a failure (a gap before it) is refused, not reordered.
-                let previous = match self.sent {
-                    0 => self.last_acked.as_deref(),
-                    k => Some(self.memory[k - 1].msg.id.as_str()),
+                let (m, previous) = {
+                    let store = lock(&self.store);
+                    let Some(p) = store.memory.get(self.sent) else {
+                        break;
+                    };
+                    let previous = match self.sent {
+                        0 => self.last_acked.clone(),
+                        k => Some(store.memory[k - 1].msg.id.clone()),
+                    };
+                    (p.msg.clone(), previous)
                 };
+                let mut publish = PublishMessage::build().payload(m.payload).message_id(&m.id);
                 if let Some(previous) = previous {
                     publish = publish.expected_last_message_id(previous);
                 }
-                let sending = js.send_publish(m.subject.clone(), publish);
+                let sending = js.send_publish(m.subject, publish);
                 match tokio::time::timeout(Duration::from_millis(50), sending).await {
                     Ok(Ok(ack)) => {
                         acks.push_back(ack.into_future());
@@ -286,9 +330,10 @@ impl Runner {
             // Connected: the stream acknowledges (a full window), or it is
             // ready and nothing waits to be sent (an idle node is not
             // "connecting" until its first event).
+            let idle = lock(&self.store).memory.is_empty();
             let state = if !connected {
                 "unreachable"
-            } else if stream_ready && (window == WINDOW || self.memory.is_empty()) {
+            } else if stream_ready && (window == WINDOW || idle) {
                 "connected"
             } else {
                 "connecting"
@@ -298,7 +343,7 @@ impl Runner {
                 tokio::time::sleep(TICK).await;
                 continue;
             }
-            // The oldest ack, or a tick to take in more.
+            // The oldest ack, or a tick to look for more.
             tokio::select! {
                 ack = acks.next() => match ack {
                     Some(Ok(ack)) => {
@@ -306,10 +351,11 @@ impl Runner {
                         self.acked += 1;
                         self.duplicates += u64::from(ack.duplicate);
                         self.sent -= 1;
-                        let done = self.memory.pop_front().expect("an ack is for the head");
-                        self.last_acked = Some(done.msg.id.clone());
+                        let mut store = lock(&self.store);
+                        let done = store.memory.pop_front().expect("an ack is for the head");
+                        self.last_acked = Some(done.msg.id);
                         if let Some(seg) = done.ends_segment {
-                            if let Err(e) = self.spool.release(seg) {
+                            if let Err(e) = store.spool.release(seg) {
                                 self.last_error = Some(format!("spool: {e}"));
                             }
                         }
@@ -332,15 +378,7 @@ impl Runner {
                 _ = tokio::time::sleep(TICK) => {}
             }
         }
-        self.intake();
-        self.spill();
-        self.publish_status("stopped");
-        // Bounded: with the servers gone, a flush waits for them forever.
-        match tokio::time::timeout(Duration::from_secs(1), client.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!("export: flush at stop: {e}"),
-            Err(_) => tracing::debug!("export: flush at stop: no server"),
-        }
+        Some(client)
     }
 
     /// Create the stream when asked to and it does not exist.
@@ -356,8 +394,9 @@ impl Runner {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         });
-        // Bounded like every wait of this loop: a stalled connection must
-        // not stop the intake (the workers' hand-off would fill).
+        // Bounded like every wait of this loop, so that the status stays
+        // current and a stop is not held up (the intake, on its own
+        // thread, goes on meanwhile).
         match tokio::time::timeout(self.cfg.ack_timeout, create).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("stream {}: {e}", self.cfg.stream_name())),
@@ -365,138 +404,26 @@ impl Runner {
         }
     }
 
-    /// Take in what the workers and the daemon handed over.
-    fn intake(&mut self) {
-        let mut took = 0;
-        if let Some((_, rx)) = &self.inputs.rsts {
-            let records: Vec<_> = rx.try_iter().take(INTAKE).collect();
-            took += records.len();
-            for r in records {
-                self.enqueue(0, &FleetEvent::of_record(&r), true);
-            }
-        }
-        let outgoing: Vec<_> = self.outbox.try_iter().take(INTAKE).collect();
-        took += outgoing.len();
-        for o in outgoing {
-            match o {
-                Outgoing::Event(e) => self.enqueue(0, &*e, true),
-                Outgoing::Alert(a) => self.enqueue(1, &a, false),
-                Outgoing::Summary(s) => self.enqueue(2, &s, false),
-            }
-        }
-        let lost = self.lost();
-        if lost > 0 && !self.loss_alerted {
-            // Once per run: the exporter's queue and spool are full, or
-            // the hand-off before it was.
-            self.loss_alerted = true;
-            let alert = FleetAlert {
-                ts: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-                rule: EXPORT_LOSS_RULE.into(),
-                metric: "export_events_dropped".into(),
-                level: Level::Critical,
-                value: lost as f64,
-                threshold: 0.0,
-            };
-            // Past the spool's capacity: an alert is small, and it is
-            // the one message that says what was lost.
-            self.enqueue_unbounded(1, &alert);
-        }
-        if took > 0 {
-            if let Err(e) = self.spool.flush() {
-                self.last_error = Some(format!("spool: {e}"));
-            }
-        }
-    }
-
-    /// Events lost before or in the exporter.
-    fn lost(&self) -> u64 {
-        self.dropped
-            + self.outbox_lost.load(Ordering::Relaxed)
-            + self.inputs.rsts.as_ref().map_or(0, |(s, _)| s.dropped())
-    }
-
-    fn stamp<T: Serialize>(&mut self, kind: usize, body: &T) -> Option<Message> {
-        self.origin.n += 1;
-        let stamped = Stamped {
-            origin: self.origin.clone(),
-            body,
-        };
-        match serde_json::to_vec(&stamped) {
-            Ok(json) => Some(Message {
-                subject: self.subjects[kind].clone(),
-                id: self.origin.message_id(),
-                payload: Bytes::from(json),
-            }),
-            Err(e) => {
-                self.last_error = Some(format!("encoding: {e}"));
-                None
-            }
-        }
-    }
-
-    /// Memory while nothing is on disk and memory has room; else the
-    /// spool; else lost (only events count: alerts and summaries are
-    /// the node's own and cheap to lose under a flood of events).
-    fn enqueue<T: Serialize>(&mut self, kind: usize, body: &T, is_event: bool) {
-        let Some(msg) = self.stamp(kind, body) else {
-            return;
-        };
-        if self.spool.is_empty() && self.memory.len() < self.cfg.queue {
-            self.memory.push_back(Pending {
-                msg,
-                since: Instant::now(),
-                ends_segment: None,
-                from_spool: false,
-            });
-            return;
-        }
-        match self.spool.append(&msg) {
-            Ok(Ok(())) => {}
-            Ok(Err(_full)) => {
-                if is_event {
-                    self.dropped += 1;
-                }
-            }
-            Err(e) => {
-                self.last_error = Some(format!("spool: {e}"));
-                if is_event {
-                    self.dropped += 1;
-                }
-            }
-        }
-    }
-
-    fn enqueue_unbounded<T: Serialize>(&mut self, kind: usize, body: &T) {
-        let Some(msg) = self.stamp(kind, body) else {
-            return;
-        };
-        let spooled = !self.spool.is_empty() && matches!(self.spool.append(&msg), Ok(Ok(())));
-        if !spooled {
-            // Out of order only when the spool refused it: rather late
-            // than lost.
-            self.memory.push_back(Pending {
-                msg,
-                since: Instant::now(),
-                ends_segment: None,
-                from_spool: false,
-            });
-        }
-    }
-
-    /// Move the oldest spool segment into memory while memory has room.
+    /// Move the oldest spool segment into memory while memory has room;
+    /// take the intake's last error.
     fn refill(&mut self) -> std::io::Result<()> {
-        while self.memory.len() < self.cfg.queue {
-            let Some((seg, msgs)) = self.spool.load()? else {
+        let mut guard = lock(&self.store);
+        let store = &mut *guard;
+        if let Some(e) = store.error.take() {
+            self.last_error = Some(e);
+        }
+        while store.memory.len() < self.cfg.queue {
+            let Some((seg, msgs)) = store.spool.load()? else {
                 return Ok(());
             };
             let now = Instant::now();
             let last = msgs.len().saturating_sub(1);
             if msgs.is_empty() {
-                self.spool.release(seg)?;
+                store.spool.release(seg)?;
                 continue;
             }
             for (i, msg) in msgs.into_iter().enumerate() {
-                self.memory.push_back(Pending {
+                store.memory.push_back(Pending {
                     msg,
                     since: now,
                     ends_segment: (i == last).then_some(seg),
@@ -507,51 +434,48 @@ impl Runner {
         Ok(())
     }
 
-    /// At stop: memory's messages that are not on disk yet go before the
-    /// spool's segments.
+    /// At stop, the intake ended: memory's messages that are not on disk
+    /// yet go before the spool's segments.
     fn spill(&mut self) {
-        let keep: Vec<Message> = self
+        let mut store = lock(&self.store);
+        let keep: Vec<Message> = store
             .memory
             .drain(..)
             .filter(|p| !p.from_spool)
             .map(|p| p.msg)
             .collect();
-        if let Err(e) = self.spool.prepend(&keep) {
+        if let Err(e) = store.spool.prepend(&keep) {
             tracing::error!("export: {} messages not spooled at stop: {e}", keep.len());
-            self.dropped += keep.len() as u64;
+            store.dropped += keep.len() as u64;
         }
         self.sent = 0;
     }
 
-    fn set_state(&self, state: &str, error: Option<String>) {
-        if let Ok(mut s) = self.status.lock() {
-            s.state = state.into();
-            if error.is_some() {
-                s.last_error = error;
-            }
-        }
-    }
-
     fn publish_status(&self, state: &str) {
-        let lag_ms = self
-            .memory
-            .front()
-            .map_or(0, |p| p.since.elapsed().as_millis() as u64);
-        let queued = self.memory.len() as u64
-            + self
-                .inputs
-                .rsts
-                .as_ref()
-                .map_or(0, |(s, _)| s.queued() as u64)
+        let (memory, lag_ms, spool_messages, spool_bytes, dropped) = {
+            let store = lock(&self.store);
+            (
+                store.memory.len() as u64,
+                store
+                    .memory
+                    .front()
+                    .map_or(0, |p| p.since.elapsed().as_millis() as u64),
+                store.spool.messages(),
+                store.spool.bytes(),
+                store.dropped,
+            )
+        };
+        let queued = memory
+            + self.before.sink.as_ref().map_or(0, |s| s.queued() as u64)
             + self.outbox.len() as u64;
         if let Ok(mut s) = self.status.lock() {
             s.state = state.into();
             s.acked = self.acked;
             s.duplicates = self.duplicates;
             s.queued = queued;
-            s.spool_messages = self.spool.messages();
-            s.spool_bytes = self.spool.bytes();
-            s.dropped = self.lost();
+            s.spool_messages = spool_messages;
+            s.spool_bytes = spool_bytes;
+            s.dropped = dropped + self.before.lost();
             s.lag_ms = lag_ms;
             s.last_error.clone_from(&self.last_error);
         }

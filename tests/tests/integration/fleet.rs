@@ -658,3 +658,55 @@ fn the_readme_shows_the_checked_clickhouse_queries() {
         );
     }
 }
+
+/// The exporter takes in what the workers hand it while the servers do
+/// not answer: with two servers of three down, the cluster has no leader
+/// and the stream cannot be created, so each attempt waits for its
+/// timeout. A steady feed through a hand-off as small as the daemon's
+/// (`queue`) is taken in all the same — into memory, then the spool — and
+/// nothing is dropped while the spool has room; once the servers are
+/// back, the stream is created and receives every event, in order, once.
+#[test]
+fn fleet_exporter_takes_in_every_event_while_the_stream_cannot_be_created() {
+    const TOTAL: u32 = 4000;
+    let dir = temp_dir("noleader");
+    let mut cluster = Cluster::start(&dir.join("nats"), 3, None);
+    cluster.kill_one(1);
+    cluster.kill_one(2);
+    let node = format!("q{}", std::process::id());
+    let mut cfg = NatsConfig::new(cluster.urls(), node.clone(), dir.join("spool"));
+    cfg.stream = format!("NOLEADER{}", std::process::id());
+    cfg.subject_prefix = format!("rstwall-q{}", std::process::id());
+    cfg.create_stream = Some(3);
+    cfg.queue = 256;
+    // The daemon's hand-off holds `queue` records.
+    let (exporter, sink) = exporter_for(&cfg, cfg.queue, "inline");
+    // 2000 events a second: a hand-off of 256 fills in an eighth of a
+    // second unless it is emptied.
+    for i in 0..TOTAL {
+        sink.offer(RstRecord::example(i));
+        if i % 20 == 19 {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let held = wait_for(&exporter, &cluster, "every event taken in", 30, |s| {
+        s.queued + s.spool_messages >= u64::from(TOTAL) || s.dropped > 0
+    });
+    assert_eq!(held.dropped, 0, "{held:#?}");
+    assert_eq!(sink.dropped(), 0, "{held:#?}");
+    assert_eq!(held.acked, 0, "no stream without a leader: {held:#?}");
+    assert!(held.spool_messages > 0, "{held:#?}");
+    assert_ne!(held.state, "connected", "{held:#?}");
+
+    cluster.start_one(1);
+    cluster.start_one(2);
+    let end = wait_for(&exporter, &cluster, "everything acknowledged", 90, |s| {
+        s.queued == 0 && s.spool_messages == 0 && s.acked >= u64::from(TOTAL)
+    });
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    let stored = read_stream(&cluster.urls(), &cfg.stream_name(), Duration::from_secs(30));
+    assert_eq!(events_of(&stored, &node), (0..TOTAL).collect::<Vec<_>>());
+    exporter.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
