@@ -303,7 +303,7 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A, C: Default> BoundedTable<K, V, L
             let e = e as usize;
             return Insert::Found((&mut self.entries[e].value, &mut self.cold[e]));
         }
-        let (e, evicted) = self.insert_new(h, key, now, list, make);
+        let (e, evicted) = self.insert_new(h, key, now, list, make());
         let e = e as usize;
         Insert::Inserted {
             value: (&mut self.entries[e].value, &mut self.cold[e]),
@@ -311,15 +311,8 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A, C: Default> BoundedTable<K, V, L
         }
     }
 
-    /// Insert a key known to be absent.
-    fn insert_new(
-        &mut self,
-        h: u64,
-        key: K,
-        now: u32,
-        list: usize,
-        make: impl FnOnce() -> (V, C),
-    ) -> (u32, bool) {
+    /// Insert a key known to be absent, with its value and cold part.
+    fn insert_new(&mut self, h: u64, key: K, now: u32, list: usize, made: (V, C)) -> (u32, bool) {
         let evicted = if self.len == self.capacity {
             let victim = self.oldest().expect("full table has entries");
             self.remove_entry(victim);
@@ -333,7 +326,7 @@ impl<K: Hash + Eq + Copy, V, const L: usize, A, C: Default> BoundedTable<K, V, L
             last_seen: now,
             list: list as u8,
         };
-        let (value, cold) = make();
+        let (value, cold) = made;
         let entry = Entry {
             _align: [],
             key,
