@@ -193,8 +193,17 @@ pub struct ExportStatus {
     pub spool_messages: u64,
     pub spool_bytes: u64,
     pub spool_capacity_bytes: u64,
-    /// Events lost: both the queue and the spool were full.
+    /// Events lost, all of them: the workers' hand-off or the daemon's
+    /// outbox was full (see `dropped_before_intake`), or the queue and the
+    /// spool both were.
     pub dropped: u64,
+    /// Of `dropped`, those lost before the exporter took them in: the
+    /// workers' hand-off or the daemon's outbox was full, so the intake
+    /// thread did not keep up (raise `queue`, or give the exporter CPU).
+    /// The rest found the queue and the spool full (the servers were
+    /// unreachable for longer than the spool holds).
+    #[serde(default)]
+    pub dropped_before_intake: u64,
     /// Age of the oldest message not yet acknowledged, ms (0: none).
     pub lag_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

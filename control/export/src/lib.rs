@@ -126,6 +126,7 @@ impl Exporter {
             spool_bytes: spool.bytes(),
             spool_capacity_bytes: spool.capacity(),
             dropped: 0,
+            dropped_before_intake: 0,
             lag_ms: 0,
             last_error: None,
         }));
@@ -235,6 +236,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         };
         assert_eq!(status.acked, 0, "{status:#?}");
+        assert_eq!(status.dropped_before_intake, 3, "{status:#?}");
         exporter.stop();
         let _ = std::fs::remove_dir_all(&dir);
     }

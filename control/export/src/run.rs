@@ -475,7 +475,9 @@ impl Runner {
             s.queued = queued;
             s.spool_messages = spool_messages;
             s.spool_bytes = spool_bytes;
-            s.dropped = dropped + self.before.lost();
+            let before = self.before.lost();
+            s.dropped = dropped + before;
+            s.dropped_before_intake = before;
             s.lag_ms = lag_ms;
             s.last_error.clone_from(&self.last_error);
         }

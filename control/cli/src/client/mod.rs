@@ -159,7 +159,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
         None => text,
         Some(e) => format!(
             "{text}export:   {} to {} (stream {}, node {}): {} acked, {} queued, \
-             {} spooled ({} bytes), lag {} ms, {} dropped{}\n",
+             {} spooled ({} bytes), lag {} ms, {} dropped ({} before the intake){}\n",
             e.state,
             e.servers.join(", "),
             e.stream,
@@ -170,6 +170,7 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             e.spool_bytes,
             e.lag_ms,
             e.dropped,
+            e.dropped_before_intake,
             e.last_error
                 .as_deref()
                 .map_or(String::new(), |err| format!("; last error: {err}")),

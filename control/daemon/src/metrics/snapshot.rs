@@ -364,6 +364,12 @@ fn export_families(e: &rstwall_api::fleet::ExportStatus) -> Vec<MetricFamily> {
             "Events the exporter lost: its queue and its spool were full (or the workers' hand-off).",
         )
         .with(vec![], e.dropped),
+        MetricFamily::new(
+            C,
+            "export_events_dropped_before_intake",
+            "Of the events dropped, those the workers' hand-off or the daemon's outbox had no room for: the exporter's intake did not keep up.",
+        )
+        .with(vec![], e.dropped_before_intake),
         MetricFamily::new(G, "export_queued_messages", "Messages waiting in memory.")
             .with(vec![], e.queued),
         MetricFamily::new(G, "export_spool_messages", "Messages waiting in the on-disk spool.")
