@@ -236,6 +236,7 @@ fn rig_options(o: &Options, traffic: TrafficConfig) -> suite::Options {
         goodput: Duration::from_secs(1),
         flood_pps: o.flood_pps,
         flood_high_pps: o.flood_pps,
+        flood_void: false,
         rst_limit: RstLimit { rate: 1, burst: 1 },
         handshake_pps: 1,
         gen_cpu: o.gen_cpu,

@@ -30,6 +30,8 @@ pub struct Goodput {
     pub flood: Window,
     /// Under the heavier flood (--flood-high-pps), after `flood`.
     pub flood_high: Option<Window>,
+    /// Under the first flood made malformed (--flood-void), last.
+    pub flood_void: Option<Window>,
     /// The client's error if the connection broke.
     pub reset: Option<String>,
     pub other: f64,
@@ -59,11 +61,17 @@ impl Goodput {
             .map(|w| w.mbps() / self.calm.mbps().max(1e-9))
     }
 
+    /// Goodput under the flood dropped at parse ÷ alone.
+    pub fn void_ratio(&self) -> Option<f64> {
+        self.flood_void
+            .map(|w| w.mbps() / self.calm.mbps().max(1e-9))
+    }
+
     pub fn line(&self) -> String {
         format!(
             "round {} {:<23} goodput {:.0} Mbit/s alone, {:.0} Mbit/s under a {:.0} kpps \
              blind-reset flood ({:.2}×); flood RSTs at the server {}/{}, its challenge ACKs \
-             {}{}{}{}, other processes {:.0}%",
+             {}{}{}{}{}, other processes {:.0}%",
             self.round + 1,
             self.contender.name(),
             self.calm.mbps(),
@@ -86,6 +94,14 @@ impl Goodput {
                 ),
                 None => String::new(),
             },
+            match self.flood_void {
+                Some(w) => format!(
+                    "; {:.0} Mbit/s under the flood dropped at parse ({:.2}×)",
+                    w.mbps(),
+                    self.void_ratio().unwrap_or(0.0),
+                ),
+                None => String::new(),
+            },
             self.dropped_by(),
             match &self.reset {
                 Some(e) => format!(", CONNECTION BROKE: {e}"),
@@ -102,7 +118,7 @@ impl Rig<'_> {
     /// blind-reset flood at its 4-tuple (random sequence numbers, from the
     /// generator at --flood-pps).
     pub fn goodput(&self, c: Contender, round: usize) -> Result<Goodput> {
-        let ((calm, flood, flood_high, reset, other), stop) = self.with(c, |_| {
+        let ((calm, flood, flood_high, flood_void, reset, other), stop) = self.with(c, |_| {
             let transfer = Transfer::start(self.lab)?;
             let k = self.kthreads();
             let load = cpu::OtherLoad::start(&k);
@@ -117,16 +133,27 @@ impl Rig<'_> {
             let flood_high = match self.o.flood_high_pps {
                 0 => None,
                 pps => {
-                    let gen = self.start_generator(None, frames, Rate::Paced(pps), None)?;
+                    let gen = self.start_generator(None, frames.clone(), Rate::Paced(pps), None)?;
                     thread::sleep(Duration::from_millis(500));
                     let w = transfer.window(self.o.goodput, self, Some(&gen.shared))?;
                     gen.finish()?;
                     Some(w)
                 }
             };
+            let flood_void = if self.o.flood_void {
+                let void = Arc::new(void_frames(&frames));
+                let rate = Rate::Paced(self.o.flood_pps);
+                let gen = self.start_generator(None, void, rate, None)?;
+                thread::sleep(Duration::from_millis(500));
+                let w = transfer.window(self.o.goodput, self, Some(&gen.shared))?;
+                gen.finish()?;
+                Some(w)
+            } else {
+                None
+            };
             let other = load.pct(&k);
             let reset = transfer.finish();
-            Ok((calm, flood, flood_high, reset, other))
+            Ok((calm, flood, flood_high, flood_void, reset, other))
         })?;
         Ok(Goodput {
             contender: c,
@@ -134,6 +161,7 @@ impl Rig<'_> {
             calm,
             flood,
             flood_high,
+            flood_void,
             reset,
             other,
             stop,
@@ -167,6 +195,25 @@ pub fn flood_frames(client: SocketAddrV4, seed: u64) -> Frames {
         dst_mac: lab::SERVER_MAC,
     };
     spec.build(65_536, seed)
+}
+
+/// The flood `flood` made malformed: each RST's TCP data offset set to 4
+/// words (below the minimum of 5), so that rstwall's XDP program, which
+/// every contender but nftables runs on its ports, drops it at parse
+/// (behind nftables the bridge's stack drops it). Same frames, same rate,
+/// same path into the appliance: a window under it measures what the
+/// flood costs the transfer on this machine before any contender judges
+/// it.
+pub fn void_frames(flood: &Frames) -> Frames {
+    let mut void = flood.clone();
+    void.for_each_mut(|f| {
+        // Ethernet (14) + IPv4 without options (20): TCP's data-offset
+        // byte is the 13th of its header.
+        if let Some(b) = f.get_mut(14 + 20 + 12) {
+            *b = (4 << 4) | (*b & 0x0f);
+        }
+    });
+    void
 }
 
 /// The server's port.

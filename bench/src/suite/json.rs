@@ -130,6 +130,10 @@ impl Report<'_> {
                         "flood_sent": w.flood_sent, "flood_at_server": w.flood_arrived,
                         "challenge_acks": w.challenge_acks,
                     })),
+                    "flood_void": g.flood_void.map(|w| json!({
+                        "mbps": w.mbps(), "ratio": g.void_ratio(),
+                        "flood_sent": w.flood_sent, "flood_at_server": w.flood_arrived,
+                    })),
                     "connection_broke": g.reset,
                     "other_processes_pct": g.other,
                 })
@@ -153,6 +157,7 @@ impl Report<'_> {
                 "latency_pps": s.latency_pps, "latency_secs": s.latency.as_secs_f64(),
                 "accuracy_pps": s.accuracy_pps, "goodput_secs": s.goodput.as_secs_f64(),
                 "flood_pps": s.flood_pps, "flood_high_pps": s.flood_high_pps,
+                "flood_void": s.flood_void,
                 "nft_rst_rate": s.rst_limit.rate, "nft_rst_burst": s.rst_limit.burst,
                 "gen_cpu": s.gen_cpu, "sink_cpu": s.sink_cpu, "fwd_cpu": s.fwd_cpu, "max_other_pct": s.max_other,
                 "xdp_mode": self.xdp_mode,

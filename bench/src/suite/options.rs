@@ -142,6 +142,9 @@ pub struct Options {
     /// Goodput: the rate of a second, heavier flood window after the
     /// first (0: none).
     pub flood_high_pps: u64,
+    /// Goodput: a last window under the first flood made malformed, which
+    /// the XDP programs drop at parse (the machine's own cost of a flood).
+    pub flood_void: bool,
     /// The nftables contender's RST limit.
     pub rst_limit: RstLimit,
     /// Rate of the handshakes before the traffic.

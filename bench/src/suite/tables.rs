@@ -9,7 +9,7 @@ use super::options::Contender;
 use super::options::Phase;
 use super::report::{opt, Ratio, Report, Summary};
 use super::throughput::Tput;
-use crate::stats::pct;
+use crate::stats::{median, pct};
 use crate::traffic::Label;
 
 /// `**median** (lo–hi)`, or a dash.
@@ -305,7 +305,7 @@ impl Report<'_> {
                 .iter()
                 .map(|g| {
                     format!(
-                        "{:.0} → {:.0} ({}/{} RSTs, {} challenge ACKs{}{}){}",
+                        "{:.0} → {:.0} ({}/{} RSTs, {} challenge ACKs{}{}){}{}",
                         g.calm.mbps(),
                         g.flood.mbps(),
                         g.flood.flood_arrived,
@@ -322,12 +322,47 @@ impl Report<'_> {
                             w.flood_sent,
                             w.challenge_acks
                         )),
+                        g.flood_void.map_or(String::new(), |w| format!(
+                            "; dropped at parse → {:.0} ({:.2}×)",
+                            w.mbps(),
+                            g.void_ratio().unwrap_or(0.0),
+                        )),
                     )
                 })
                 .collect();
             if !rounds.is_empty() {
                 let _ = writeln!(o, "- {}: {}", c.name(), rounds.join("; "));
             }
+        }
+        let void: Vec<String> = self
+            .o
+            .contenders_in(Phase::Goodput)
+            .into_iter()
+            .filter_map(|c| {
+                let good = self.good_of(c);
+                let ratios = good.iter().filter_map(|g| g.void_ratio()).collect();
+                let beside = good
+                    .iter()
+                    .filter_map(|g| g.flood_void.map(|w| g.flood.mbps() / w.mbps().max(1e-9)))
+                    .collect();
+                Some(format!(
+                    "{} {} and {}",
+                    c.name(),
+                    opt(median(ratios), 2),
+                    opt(median(beside), 2),
+                ))
+                .filter(|_| good.iter().any(|g| g.flood_void.is_some()))
+            })
+            .collect();
+        if !void.is_empty() {
+            let _ = writeln!(
+                o,
+                "\nUnder the same flood made malformed, which rstwall's XDP program drops at \
+                 parse on every contender but nftables (`--flood-void`: what the flood costs \
+                 the transfer on this machine before any contender judges it), medians over \
+                 rounds of goodput ÷ alone, and of the real flood's goodput ÷ this one's: {}.",
+                void.join(", ")
+            );
         }
         let _ = writeln!(o);
     }

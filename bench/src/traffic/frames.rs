@@ -16,6 +16,7 @@ struct FrameRef {
 }
 
 /// Pre-built frames in one contiguous buffer, in ring order.
+#[derive(Clone)]
 pub struct Frames {
     buf: Vec<u8>,
     /// Offset of the first 64-byte-aligned byte of `buf`.
@@ -118,6 +119,14 @@ impl Frames {
     #[inline]
     pub fn range(&self, range: Range<usize>) -> impl Iterator<Item = &[u8]> + '_ {
         self.refs[range].iter().map(|&r| self.frame(r))
+    }
+
+    /// Change every frame in place (its length stays).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut [u8])) {
+        for r in &self.refs {
+            let at = self.base + r.offset as usize;
+            f(&mut self.buf[at..at + r.len as usize]);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {

@@ -242,6 +242,7 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
             "0.5",
             "--goodput-secs",
             "1",
+            "--flood-void",
             "--flows",
             "1000",
             "--max-other",
@@ -296,6 +297,19 @@ fn the_harness_runs_every_contender_and_writes_report_json_and_chart() {
         let k = &acc["by_kind"][kind];
         assert!(k["sent"].as_u64().unwrap() > 0, "{acc:#}");
         assert_eq!(k["arrived"], 0, "{kind}: {acc:#}");
+    }
+    // The flood made malformed (--flood-void) was sent, and rstwall's XDP
+    // program, on every port but the bridge's, let none of it through.
+    assert!(
+        report.contains("Under the same flood made malformed"),
+        "{report}"
+    );
+    for g in json["goodput"].as_array().expect("goodput") {
+        let void = &g["flood_void"];
+        assert!(void["flood_sent"].as_u64().unwrap() > 0, "{g:#}");
+        if g["contender"] != "nftables" {
+            assert_eq!(void["flood_at_server"], 0, "{g:#}");
+        }
     }
     assert!(json["settings"].is_object());
     assert!(Path::new(&out_dir).join("results.json").exists());

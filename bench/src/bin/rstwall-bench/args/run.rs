@@ -92,6 +92,13 @@ pub struct RunArgs {
     /// (0: none).
     #[arg(long, default_value_t = 1_000_000)]
     flood_high_pps: u64,
+    /// Goodput: a last window under the --flood-pps flood made malformed
+    /// (a TCP data offset of 4 words), which rstwall's XDP program drops at
+    /// parse on every contender but nftables: what sending and taking in
+    /// the flood costs the transfer on this machine, whatever a contender
+    /// does with it.
+    #[arg(long)]
+    flood_void: bool,
     /// nftables: RSTs per second over which the RST limit drops
     /// [default: rstwall's ratelimit.global_rate].
     #[arg(long)]
@@ -216,6 +223,7 @@ impl RunArgs {
             goodput: secs("goodput-secs", self.goodput_secs)?,
             flood_pps: self.flood_pps,
             flood_high_pps: self.flood_high_pps,
+            flood_void: self.flood_void,
             rst_limit,
             handshake_pps: self.handshake_pps,
             gen_cpu: self.gen_cpu,
