@@ -269,6 +269,55 @@ pub fn read_stream_as(
     })
 }
 
+/// One JetStream operation against the servers at `urls` (from this
+/// thread's namespace), on a runtime of its own.
+fn with_jetstream<T>(
+    urls: &[String],
+    op: impl AsyncFnOnce(&async_nats::jetstream::Context) -> T,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .connect(urls.to_vec())
+            .await
+            .expect("connect to the cluster");
+        let js = async_nats::jetstream::new(client.clone());
+        let out = op(&js).await;
+        client.flush().await.expect("flush");
+        out
+    })
+}
+
+/// Create `stream` (empty, one replica, file storage) taking `subjects`,
+/// as an operator would with `nats stream add`.
+pub fn create_stream(urls: &[String], stream: &str, subjects: &str) {
+    with_jetstream(urls, async |js| {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream.to_string(),
+            subjects: vec![subjects.to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create stream {stream}: {e}"));
+    })
+}
+
+/// Delete `stream` and everything it holds, as `nats stream rm` does.
+pub fn delete_stream(urls: &[String], stream: &str) {
+    with_jetstream(urls, async |js| {
+        let deleted = js
+            .delete_stream(stream)
+            .await
+            .unwrap_or_else(|e| panic!("delete stream {stream}: {e}"));
+        assert!(deleted.success, "stream {stream} not deleted");
+    })
+}
+
 /// A test PKI made with `openssl` (scripts/setup installs it): a CA, a
 /// server certificate for 127.0.0.1 and a client certificate, all signed
 /// by the CA, valid for a day, PEM files in one directory.

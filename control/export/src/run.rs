@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use std::future::IntoFuture;
 
 use async_nats::connection::State;
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use crossbeam::channel::Receiver;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -56,7 +58,9 @@ pub(crate) struct Runner {
     acked: u64,
     duplicates: u64,
     /// The id of the last message the stream acknowledged: the next one
-    /// expects it. `None` at start (whatever the stream holds comes first).
+    /// expects it. `None` at start and once the chain restarts on what the
+    /// stream holds ([`Runner::resync`]): the next one is stored whatever
+    /// the stream's last message is.
     last_acked: Option<String>,
     last_error: Option<String>,
     /// What the client last said of its connection (a refused password, a
@@ -258,6 +262,9 @@ impl Runner {
             .max_ack_inflight(WINDOW * 2)
             .build(client.clone());
         let mut stream_ready = self.cfg.create_stream.is_none();
+        // The stream refused the chain or went missing: what it holds is
+        // to be read before anything is sent again.
+        let mut resync = false;
         let mut acks = FuturesOrdered::new();
         let mut retry_at = Instant::now();
         let mut backoff = RETRY_MIN;
@@ -293,8 +300,27 @@ impl Runner {
                     }
                 }
             }
+            if stream_ready && resync && connected && Instant::now() >= retry_at {
+                match self.resync(&js).await {
+                    Ok(()) => resync = false,
+                    Err((missing, e)) => {
+                        self.last_error = Some(e);
+                        // Created again when it is ours to create.
+                        if missing && self.cfg.create_stream.is_some() {
+                            stream_ready = false;
+                        }
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(RETRY_MAX);
+                    }
+                }
+            }
             // Send what the window allows.
-            while stream_ready && connected && Instant::now() >= retry_at && acks.len() < window {
+            while stream_ready
+                && !resync
+                && connected
+                && Instant::now() >= retry_at
+                && acks.len() < window
+            {
                 // Chained: the stream stores a message only right after its
                 // predecessor, so a message the client still delivers after
                 // a failure (a gap before it) is refused, not reordered.
@@ -348,17 +374,10 @@ impl Runner {
                 ack = acks.next() => match ack {
                     Some(Ok(ack)) => {
                         let ack: jetstream::publish::PublishAck = ack;
-                        self.acked += 1;
                         self.duplicates += u64::from(ack.duplicate);
                         self.sent -= 1;
-                        let mut store = lock(&self.store);
-                        let done = store.memory.pop_front().expect("an ack is for the head");
-                        self.last_acked = Some(done.msg.id);
-                        if let Some(seg) = done.ends_segment {
-                            if let Err(e) = store.spool.release(seg) {
-                                self.last_error = Some(format!("spool: {e}"));
-                            }
-                        }
+                        let id = self.stored(1);
+                        self.last_acked = id;
                         backoff = RETRY_MIN;
                         window = WINDOW;
                     }
@@ -366,7 +385,26 @@ impl Runner {
                         // Everything after it is sent again, in order:
                         // what the stream already has is a duplicate.
                         tracing::debug!("export: publish failed: {e}");
-                        self.last_error = Some(format!("publish: {e}"));
+                        let stream = self.cfg.stream_name();
+                        match e.kind() {
+                            // Deleted, or a cluster back without its data.
+                            PublishErrorKind::StreamNotFound => {
+                                tracing::warn!("export: stream {stream} missing: {e}");
+                                self.last_error =
+                                    Some(format!("stream {stream} missing: publish: {e}"));
+                                stream_ready = self.cfg.create_stream.is_none();
+                                resync = true;
+                            }
+                            // The stream does not end with our last
+                            // message: another stream, or one that lost
+                            // messages.
+                            PublishErrorKind::WrongLastMessageId => {
+                                tracing::warn!("export: stream {stream}: {e}");
+                                self.last_error = Some(format!("stream {stream}: publish: {e}"));
+                                resync = true;
+                            }
+                            _ => self.last_error = Some(format!("publish: {e}")),
+                        }
                         acks = FuturesOrdered::new();
                         self.sent = 0;
                         window = 1;
@@ -402,6 +440,78 @@ impl Runner {
             Ok(Err(e)) => Err(format!("stream {}: {e}", self.cfg.stream_name())),
             Err(_) => Err(format!("stream {}: no answer", self.cfg.stream_name())),
         }
+    }
+
+    /// Forget memory's first `n` messages, which the stream holds (their
+    /// spool segments are released); the id of the last one.
+    fn stored(&mut self, n: usize) -> Option<String> {
+        let mut store = lock(&self.store);
+        let mut last = None;
+        for _ in 0..n {
+            let done = store.memory.pop_front().expect("stored from the head");
+            self.acked += 1;
+            last = Some(done.msg.id);
+            if let Some(seg) = done.ends_segment {
+                if let Err(e) = store.spool.release(seg) {
+                    self.last_error = Some(format!("spool: {e}"));
+                }
+            }
+        }
+        last
+    }
+
+    /// Restart the chain on what the stream holds (after it went missing
+    /// or refused the expected last message id): the messages of memory up
+    /// to the stream's last one are stored already and forgotten; the next
+    /// one is sent with no expected id, as at start. Else `(missing, why)`.
+    async fn resync(&mut self, js: &jetstream::Context) -> Result<(), (bool, String)> {
+        let name = self.cfg.stream_name();
+        let subject = lock(&self.store)
+            .memory
+            .front()
+            .map_or_else(|| self.cfg.subject("events"), |p| p.msg.subject.clone());
+        let read = async {
+            let found = match js.stream_by_subject(subject.as_str()).await {
+                Ok(found) => found,
+                Err(e) if e.kind() == GetStreamByNameErrorKind::NotFound => {
+                    return Err((true, format!("stream {name} missing: none takes {subject}")));
+                }
+                Err(e) => return Err((false, format!("stream {name}: {e}"))),
+            };
+            let stream = js
+                .get_stream(&found)
+                .await
+                .map_err(|e| (false, format!("stream {found}: {e}")))?;
+            let state = &stream.cached_info().state;
+            if state.messages == 0 {
+                return Ok(None);
+            }
+            let last = match stream.get_raw_message(state.last_sequence).await {
+                Ok(last) => last,
+                // Deleted since: not one of ours to look for.
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e) => return Err((false, format!("stream {found}: its last message: {e}"))),
+            };
+            Ok(last
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|id| id.as_str().to_string()))
+        };
+        let last = match tokio::time::timeout(self.cfg.ack_timeout, read).await {
+            Ok(r) => r?,
+            Err(_) => return Err((false, format!("stream {name}: no answer"))),
+        };
+        let held = last.and_then(|id| {
+            let store = lock(&self.store);
+            store.memory.iter().position(|p| p.msg.id == id)
+        });
+        if let Some(k) = held {
+            tracing::info!("export: stream {name} holds {} more of ours", k + 1);
+            self.stored(k + 1);
+        }
+        tracing::info!("export: stream {name}: the chain restarts");
+        self.last_acked = None;
+        Ok(())
     }
 
     /// Move the oldest spool segment into memory while memory has room;

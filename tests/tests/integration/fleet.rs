@@ -13,7 +13,9 @@ use rstwall_engine::class::RstClass;
 use rstwall_export::{Credentials, Exporter, Inputs, NatsConfig, Tls};
 use rstwall_source::{rst_channel, RstRecord, RstSink};
 use rstwall_tests::lab::{connect, in_ns, send_no_flow_rsts, spawn_in_ns, Lab};
-use rstwall_tests::nats::{read_stream, read_stream_as, Cluster, Pki, Stored};
+use rstwall_tests::nats::{
+    create_stream, delete_stream, read_stream, read_stream_as, Cluster, Pki, Stored,
+};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rstwall-fleet-{tag}-{}", std::process::id()));
@@ -29,7 +31,7 @@ fn wait_for(
     cluster: &Cluster,
     what: &str,
     secs: u64,
-    done: impl Fn(&ExportStatus) -> bool,
+    mut done: impl FnMut(&ExportStatus) -> bool,
 ) -> ExportStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -706,6 +708,142 @@ fn fleet_exporter_takes_in_every_event_while_the_stream_cannot_be_created() {
     assert_eq!(end.dropped, 0, "{end:#?}");
     let stored = read_stream(&cluster.urls(), &cfg.stream_name(), Duration::from_secs(30));
     assert_eq!(events_of(&stored, &node), (0..TOTAL).collect::<Vec<_>>());
+    exporter.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Feed `sink` events `from..to`, about 3000 a second.
+fn feed(sink: &RstSink, from: u32, to: u32) {
+    for i in from..to {
+        sink.offer(RstRecord::example(i));
+        if i % 30 == 0 {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// What a stream deleted under a running exporter left: the node's events
+/// in the new stream are one run of `first..total` (in order, none twice,
+/// as [`events_of`] checks), `first` being what the old stream had
+/// acknowledged — not fewer than `acked_before` (acknowledged before the
+/// deletion: not sent again), and none of the events fed after the
+/// deletion (`fed_before..total`) missing. The exporter acknowledged
+/// every event once: `total`, with nothing dropped.
+#[track_caller]
+fn only_the_unacknowledged_in_the_new_stream(
+    cluster: &Cluster,
+    cfg: &NatsConfig,
+    end: &ExportStatus,
+    acked_before: u64,
+    fed_before: u32,
+    total: u32,
+) {
+    assert_eq!(end.dropped, 0, "{end:#?}");
+    assert_eq!(end.acked, u64::from(total), "{end:#?}");
+    let stored = read_stream(&cluster.urls(), &cfg.stream_name(), Duration::from_secs(30));
+    let events = events_of(&stored, &cfg.node);
+    let first = total - events.len() as u32;
+    assert_eq!(events, (first..total).collect::<Vec<_>>(), "{end:#?}");
+    assert!(
+        u64::from(first) >= acked_before && first <= fed_before,
+        "the new stream starts at event {first}: {acked_before} were acknowledged \
+         before the deletion, {fed_before} fed before it"
+    );
+}
+
+/// The node's stream deleted while the exporter runs (`nats stream rm`,
+/// or a cluster back without its data), with `create_stream` set: the
+/// exporter creates it again and goes on, the chain of expected message
+/// ids restarting on the new, empty stream. Every event not acknowledged
+/// before the deletion arrives, once, in order, nothing dropped; the
+/// status names the missing stream.
+#[test]
+fn fleet_exporter_creates_its_stream_again_when_it_is_deleted() {
+    const TOTAL: u32 = 3000;
+    let dir = temp_dir("deleted");
+    let cluster = Cluster::start(&dir.join("nats"), 1, None);
+    let node = format!("d{}", std::process::id());
+    let mut cfg = NatsConfig::new(cluster.urls(), node, dir.join("spool"));
+    cfg.stream = format!("DELETED{}", std::process::id());
+    cfg.subject_prefix = format!("rstwall-d{}", std::process::id());
+    cfg.create_stream = Some(1);
+    cfg.queue = 256;
+    let (exporter, sink) = exporter_for(&cfg, 1 << 16, "inline");
+
+    feed(&sink, 0, TOTAL / 3);
+    let before = wait_for(&exporter, &cluster, "first acks", 30, |s| s.acked > 0);
+    delete_stream(&cluster.urls(), &cfg.stream_name());
+    feed(&sink, TOTAL / 3, TOTAL);
+
+    // Every event acknowledged again; meanwhile, the status said which
+    // stream was missing.
+    let stream = cfg.stream_name();
+    let named = |s: &ExportStatus| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&stream) && e.contains("missing"))
+    };
+    let mut said = None;
+    let end = wait_for(&exporter, &cluster, "everything acknowledged", 60, |s| {
+        if said.is_none() && named(s) {
+            said = s.last_error.clone();
+        }
+        s.queued == 0 && s.spool_messages == 0 && s.acked >= u64::from(TOTAL)
+    });
+    assert!(said.is_some() || named(&end), "{end:#?}");
+    assert_eq!(end.state, "connected", "{end:#?}");
+    assert_eq!(sink.dropped(), 0);
+    only_the_unacknowledged_in_the_new_stream(&cluster, &cfg, &end, before.acked, TOTAL / 3, TOTAL);
+    exporter.stop();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The node's stream, managed by an operator (`create_stream` unset),
+/// deleted while the exporter runs: the events wait, nothing is dropped,
+/// and the status names the missing stream; the operator creates it again,
+/// empty: the exporter restarts its chain on it (instead of being refused
+/// for a last message id the new stream never had) and every event not
+/// acknowledged before the deletion arrives, once, in order.
+#[test]
+fn fleet_exporter_goes_on_when_its_stream_is_created_again_empty() {
+    const TOTAL: u32 = 3000;
+    let dir = temp_dir("recreated");
+    let cluster = Cluster::start(&dir.join("nats"), 1, None);
+    let node = format!("e{}", std::process::id());
+    let mut cfg = NatsConfig::new(cluster.urls(), node, dir.join("spool"));
+    cfg.stream = format!("RECREATED{}", std::process::id());
+    cfg.subject_prefix = format!("rstwall-e{}", std::process::id());
+    cfg.queue = 256;
+    let (stream, subjects) = (cfg.stream_name(), cfg.subject(">"));
+    create_stream(&cluster.urls(), &stream, &subjects);
+    let (exporter, sink) = exporter_for(&cfg, 1 << 16, "inline");
+
+    feed(&sink, 0, TOTAL / 3);
+    let before = wait_for(&exporter, &cluster, "first acks", 30, |s| s.acked > 0);
+    delete_stream(&cluster.urls(), &stream);
+    feed(&sink, TOTAL / 3, 2 * TOTAL / 3);
+    let missing = wait_for(&exporter, &cluster, "the missing stream seen", 30, |s| {
+        s.last_error.is_some()
+    });
+    assert_eq!(missing.dropped, 0, "{missing:#?}");
+    assert_ne!(missing.state, "connected", "{missing:#?}");
+    assert!(missing.queued + missing.spool_messages > 0, "{missing:#?}");
+
+    create_stream(&cluster.urls(), &stream, &subjects);
+    feed(&sink, 2 * TOTAL / 3, TOTAL);
+    let end = wait_for(&exporter, &cluster, "everything acknowledged", 60, |s| {
+        s.queued == 0 && s.spool_messages == 0 && s.acked >= u64::from(TOTAL)
+    });
+    assert_eq!(end.state, "connected", "{end:#?}");
+    assert_eq!(sink.dropped(), 0);
+    only_the_unacknowledged_in_the_new_stream(&cluster, &cfg, &end, before.acked, TOTAL / 3, TOTAL);
+    let error = missing.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&stream) && error.contains("missing"),
+        "the status names the missing stream: {missing:#?}"
+    );
     exporter.stop();
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
