@@ -67,6 +67,14 @@ impl Goodput {
             .map(|w| w.mbps() / self.calm.mbps().max(1e-9))
     }
 
+    /// Goodput under the real flood ÷ under the same flood dropped at
+    /// parse: what the contender's handling of the flood costs beyond
+    /// what receiving it costs the machine.
+    pub fn flood_vs_void(&self) -> Option<f64> {
+        self.flood_void
+            .map(|w| self.flood.mbps() / w.mbps().max(1e-9))
+    }
+
     pub fn line(&self) -> String {
         format!(
             "round {} {:<23} goodput {:.0} Mbit/s alone, {:.0} Mbit/s under a {:.0} kpps \

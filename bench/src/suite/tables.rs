@@ -340,18 +340,9 @@ impl Report<'_> {
             .into_iter()
             .filter_map(|c| {
                 let good = self.good_of(c);
-                let ratios = good.iter().filter_map(|g| g.void_ratio()).collect();
-                let beside = good
-                    .iter()
-                    .filter_map(|g| g.flood_void.map(|w| g.flood.mbps() / w.mbps().max(1e-9)))
-                    .collect();
-                Some(format!(
-                    "{} {} and {}",
-                    c.name(),
-                    opt(median(ratios), 2),
-                    opt(median(beside), 2),
-                ))
-                .filter(|_| good.iter().any(|g| g.flood_void.is_some()))
+                let alone = median(good.iter().filter_map(|g| g.void_ratio()).collect())?;
+                let real = median(good.iter().filter_map(|g| g.flood_vs_void()).collect())?;
+                Some(format!("{} {alone:.2} and {real:.2}", c.name()))
             })
             .collect();
         if !void.is_empty() {

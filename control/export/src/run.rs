@@ -29,6 +29,39 @@ const TICK: Duration = Duration::from_millis(5);
 /// First wait after a failed publish; doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// When the next try may be, after failures: [`RETRY_MIN`] after the
+/// first, doubling up to [`RETRY_MAX`], back to the first once a
+/// message is acknowledged.
+struct Backoff {
+    at: Instant,
+    step: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            at: Instant::now(),
+            step: RETRY_MIN,
+        }
+    }
+
+    /// Whether the wait after the last failure is over.
+    fn ready(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// A failure: wait, longer each time.
+    fn failed(&mut self) {
+        self.at = Instant::now() + self.step;
+        self.step = (self.step * 2).min(RETRY_MAX);
+    }
+
+    /// A success: the next failure waits the least again.
+    fn succeeded(&mut self) {
+        self.step = RETRY_MIN;
+    }
+}
 /// At stop: how long the exporter tries to empty memory before it spools.
 const FLUSH_AT_STOP: Duration = Duration::from_secs(3);
 
@@ -266,8 +299,7 @@ impl Runner {
         // to be read before anything is sent again.
         let mut resync = false;
         let mut acks = FuturesOrdered::new();
-        let mut retry_at = Instant::now();
-        let mut backoff = RETRY_MIN;
+        let mut retry = Backoff::new();
         // After a failure, one message at a time until one is acknowledged.
         let mut window = 1usize;
         let mut stopping_since: Option<Instant> = None;
@@ -290,17 +322,16 @@ impl Runner {
                     self.last_error = Some(format!("connection: {e}"));
                 }
             }
-            if !stream_ready && connected && Instant::now() >= retry_at {
+            if !stream_ready && connected && retry.ready() {
                 match self.ensure_stream(&js).await {
                     Ok(()) => stream_ready = true,
                     Err(e) => {
                         self.last_error = Some(e);
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        retry.failed();
                     }
                 }
             }
-            if stream_ready && resync && connected && Instant::now() >= retry_at {
+            if stream_ready && resync && connected && retry.ready() {
                 match self.resync(&js).await {
                     Ok(()) => resync = false,
                     Err((missing, e)) => {
@@ -309,18 +340,12 @@ impl Runner {
                         if missing && self.cfg.create_stream.is_some() {
                             stream_ready = false;
                         }
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        retry.failed();
                     }
                 }
             }
             // Send what the window allows.
-            while stream_ready
-                && !resync
-                && connected
-                && Instant::now() >= retry_at
-                && acks.len() < window
-            {
+            while stream_ready && !resync && connected && retry.ready() && acks.len() < window {
                 // Chained: the stream stores a message only right after its
                 // predecessor, so a message the client still delivers after
                 // a failure (a gap before it) is refused, not reordered.
@@ -378,7 +403,7 @@ impl Runner {
                         self.sent -= 1;
                         let id = self.stored(1);
                         self.last_acked = id;
-                        backoff = RETRY_MIN;
+                        retry.succeeded();
                         window = WINDOW;
                     }
                     Some(Err(e)) => {
@@ -408,8 +433,7 @@ impl Runner {
                         acks = FuturesOrdered::new();
                         self.sent = 0;
                         window = 1;
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        retry.failed();
                     }
                     None => {}
                 },
